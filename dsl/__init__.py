@@ -1,0 +1,1 @@
+"""Ringfence policy language: grammar, checker, compiler. Pure: no I/O, no asyncio."""

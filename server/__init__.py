@@ -1,0 +1,1 @@
+"""Ringfence server: everything with I/O (gRPC, tenants, state, phone facts, telemetry)."""
