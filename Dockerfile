@@ -1,0 +1,80 @@
+# syntax=docker/dockerfile:1
+#
+# Ringfence container image.
+#
+#   docker build -t ringfence:dev .
+#   docker run --rm -p 50051:50051 -v "$PWD/rules:/etc/ringfence/rules:ro" ringfence:dev
+#
+# BASE_IMAGE must provide python3 (3.11+) with the venv module. The default is the official
+# slim image; pin it by digest in CI (--build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...).
+# Builds without a registry pass a locally bootstrapped Debian base instead (docs/operations.md).
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# Build tooling lives in its own venv so nothing of it reaches the runtime venv.
+RUN python3 -m venv /opt/build \
+ && /opt/build/bin/pip install "build==1.2.2.post1"
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY dsl/ dsl/
+COPY server/ server/
+RUN /opt/build/bin/python -m build --wheel --outdir /dist .
+
+# The runtime venv is created at its final path (venvs are not relocatable) with bytecode
+# compiled now, since the running container cannot write it; pip itself is not shipped.
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install /dist/*.whl \
+ && /opt/venv/bin/pip uninstall -y pip \
+ && /opt/venv/bin/ringfence --help > /dev/null
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS runtime
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="ringfence" \
+      org.opencontainers.image.description="Phone-number risk decision service (gRPC)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://example.invalid/ringfence" \
+      org.opencontainers.image.documentation="docs/operations.md"
+
+# A fixed numeric UID/GID so Kubernetes runAsNonRoot can verify it and fsGroup can match.
+RUN groupadd --system --gid 10001 ringfence \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin ringfence
+
+COPY --from=build /opt/venv /opt/venv
+# Example policy so the image starts on its own; deployments mount their rules over it.
+COPY --chown=10001:10001 rules/ /etc/ringfence/rules/
+
+# Every setting has a RINGFENCE_* variable; defaults live here (not as flags in CMD) so that
+# `docker run -e` and a Kubernetes env entry can override each of them.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    RINGFENCE_RULES=/etc/ringfence/rules \
+    RINGFENCE_LISTEN=0.0.0.0:50051 \
+    RINGFENCE_METRICS_LISTEN=0.0.0.0:9090
+
+# The root filesystem can be read-only: the only writable paths are these volumes.
+VOLUME ["/etc/ringfence/rules", "/tmp"]
+
+USER 10001:10001
+EXPOSE 50051 9090
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["/opt/venv/bin/ringfence", "health", "127.0.0.1:50051", "--service", "ringfence.v1.DecisionService"]
+
+ENTRYPOINT ["/opt/venv/bin/ringfence"]
+CMD ["serve"]

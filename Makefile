@@ -1,0 +1,61 @@
+# Two commands matter: `make run` and `make test`. Both create or refresh .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TOOLS  := .tools
+BUF    := $(TOOLS)/node_modules/.bin/buf
+LISTEN ?= 127.0.0.1:50051
+
+.PHONY: run test lint typecheck protos protos-check buf-lint pytest bench tools redis-server clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# helm-sdkpy declares Python >= 3.12 but works on 3.11; it is only for the chart tests.
+	$(BIN)/python -m pip install -q --ignore-requires-python 'helm-sdkpy==0.1.32'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ringfence serve --rules rules --listen $(LISTEN) --state memory://
+
+test: $(STAMP) tools lint typecheck buf-lint pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) redis-server
+	$(BIN)/pytest -q
+
+# Generated code is committed; tests/server/test_api_generated.py fails when it is stale.
+protos: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m server.api.generate
+
+tools: $(BUF) redis-server
+
+$(BUF):
+	@command -v npm >/dev/null || { echo "npm is needed for buf (npm package @bufbuild/buf)"; exit 1; }
+	mkdir -p $(TOOLS)
+	cd $(TOOLS) && npm install --silent --no-fund --no-audit --no-save @bufbuild/buf@1.75.0
+	@touch $(BUF)
+
+buf-lint: $(BUF)
+	cd protos && ../$(BUF) lint
+
+# The Redis tests start their own redis-server on a free loopback port; install it if missing.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server is missing: install it (e.g. sudo apt-get install redis-server)"; exit 1; fi; }
+
+bench: $(STAMP) redis-server
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

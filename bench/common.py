@@ -1,0 +1,163 @@
+"""Shared pieces of the benchmarks: a load client, servers in child processes, a report.
+
+Every benchmark prints ratios against a baseline measured in the same run, because the
+machines are shared and absolute numbers drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import select
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    calls: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+
+async def load(
+    address: str,
+    method: str,
+    requests: Sequence[bytes],
+    *,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float = 0.5,
+) -> LoadResult:
+    """Unary calls of pre-serialised requests from ``concurrency`` workers on one channel.
+
+    Requests are pre-serialised and responses left as bytes so the client costs the same
+    whichever server answers.
+    """
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(
+            method, request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        await channel.channel_ready()
+        latencies: list[float] = []
+        errors = 0
+        stop_at = 0.0
+        recording = False
+
+        async def worker(offset: int) -> None:
+            nonlocal errors
+            i = offset
+            n = len(requests)
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop_at:
+                    return
+                try:
+                    await call(requests[i % n], timeout=5)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                if recording:
+                    latencies.append(time.perf_counter() - t0)
+                i += concurrency
+
+        stop_at = time.perf_counter() + warmup_s
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        recording = True
+        start = time.perf_counter()
+        stop_at = start + duration_s
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return LoadResult(len(latencies), elapsed, q[49] * 1000, q[98] * 1000, errors)
+
+
+@contextlib.contextmanager
+def child(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Iterator[int]:
+    """Run a server that logs a JSON line {"msg": "listening", "port": N}; yield the port."""
+    proc = subprocess.Popen(
+        list(argv),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stderr is not None
+    try:
+        deadline = time.monotonic() + 60
+        port = 0
+        while not port:
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} did not start")
+            if ready:
+                line = proc.stderr.readline()
+                with contextlib.suppress(ValueError):
+                    msg = json.loads(line)
+                    if msg.get("msg") == "listening":
+                        port = int(msg["port"])
+        # Drain stderr in the background so a chatty server never blocks on a full pipe.
+        drain = subprocess.Popen(["cat"], stdin=proc.stderr, stdout=subprocess.DEVNULL)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        with contextlib.suppress(NameError):
+            drain.wait(5)
+
+
+def ringfence_server(rules: Path, *args: str) -> contextlib.AbstractContextManager[int]:
+    return child(
+        [
+            str(BIN / "ringfence"),
+            "serve",
+            "--rules",
+            str(rules),
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        env={"RINGFENCE_LOG_LEVEL": "warning"},
+    )
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def interleave(rounds: int, *runs: Callable[[], LoadResult]) -> list[list[LoadResult]]:
+    """Run each measurement ``rounds`` times, alternating, so drift hits all alike."""
+    out: list[list[LoadResult]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, run in enumerate(runs):
+            out[i].append(run())
+    return out
+
+
+def best(results: list[LoadResult]) -> LoadResult:
+    """The median-throughput round: robust to one noisy round either way."""
+    return sorted(results, key=lambda r: r.rps)[len(results) // 2]

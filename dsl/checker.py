@@ -1,0 +1,952 @@
+"""Name resolution and type checking: AST modules -> :class:`dsl.ir.CheckedPolicy`.
+
+The checker keeps going after an error so one run reports every problem it can find;
+an expression that failed becomes ``ir.Error``, which type-checks against anything, so
+one mistake does not cascade into a page of follow-on errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dsl import ast, ir, schema
+from dsl.aggregates import AggKind, AggregateSpec, KeyKind, Window
+from dsl.diagnostics import Diagnostic, Severity
+from dsl.durations import DurationError, format_duration, parse_duration
+from dsl.folding import fold_and, fold_arith, fold_cmp, fold_not, fold_or
+from dsl.ir import Type
+from dsl.options import CompileOptions
+
+DAY_S = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One parsed file and whether it came from the shared library."""
+
+    module: ast.Module
+    library: bool
+
+
+@dataclass(slots=True)
+class _Symbol:
+    kind: str  # "const" | "list" | "aggregate"
+    decl: ast.Const | ast.ListDecl | ast.Aggregate
+    library: bool
+    used: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    """Where an expression sits, which decides what it may read."""
+
+    what: str  # "condition", "where filter", "constant", "reason", "risk", "setting"
+    aggregates: bool = True
+    reason: bool = False
+
+
+def _span_diag(span: ast.Span, severity: Severity, message: str) -> Diagnostic:
+    return Diagnostic(
+        span.path, span.line, span.column, severity, message, span.end_line, span.end_column
+    )
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _a(t: Type) -> str:
+    """``Type`` with its article: "an int", "a string"."""
+    word = t.value
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def _where(span: ast.Span) -> str:
+    return f"{span.path}:{span.line}"
+
+
+class Checker:
+    def __init__(self, units: Sequence[Unit], tenant: str, options: CompileOptions) -> None:
+        self.units = units
+        self.tenant = tenant
+        self.options = options
+        self.diags: list[Diagnostic] = []
+        self.symbols: dict[str, _Symbol] = {}
+        self.const_values: dict[str, ir.Node] = {}
+        self.resolving: list[str] = []
+        self.timezone = "UTC"
+        self.uses_local_time = False
+        # aggregate name -> (spec, where) once checked; offset variants by (name, offset)
+        self.aggs: dict[str, ir.CheckedAggregate] = {}
+        self.offsets: dict[tuple[str, int], ir.CheckedAggregate] = {}
+        self.rule_reads: list[str] = []
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def error(self, span: ast.Span, message: str) -> ir.Error:
+        self.diags.append(_span_diag(span, Severity.ERROR, message))
+        return ir.Error()
+
+    def warn(self, span: ast.Span, message: str) -> None:
+        self.diags.append(_span_diag(span, Severity.WARNING, message))
+
+    # -- the whole policy -------------------------------------------------------------------
+
+    def check(self) -> ir.CheckedPolicy:
+        self.declare()
+        self.check_settings()
+        for name, sym in self.symbols.items():
+            if sym.kind == "const":
+                self.const(name)
+        for sym in self.symbols.values():
+            if sym.kind == "aggregate":
+                assert isinstance(sym.decl, ast.Aggregate)
+                self.aggregate(sym.decl)
+        rules = self.rules()
+        self.report_unused()
+        return ir.CheckedPolicy(
+            tenant=self.tenant,
+            timezone=self.timezone,
+            aggregates=self.aggregate_order(),
+            lists=tuple(
+                (n, s.decl.path, s.decl.span.path, s.decl.span.line, s.decl.span.column)
+                for n, s in self.symbols.items()
+                if s.kind == "list" and isinstance(s.decl, ast.ListDecl)
+            ),
+            rules=rules,
+            uses_local_time=self.uses_local_time,
+        )
+
+    def declare(self) -> None:
+        for unit in self.units:
+            for item in unit.module.items:
+                if isinstance(item, ast.Const | ast.ListDecl | ast.Aggregate):
+                    kind = {ast.Const: "const", ast.ListDecl: "list", ast.Aggregate: "aggregate"}[
+                        type(item)
+                    ]
+                    if item.name in schema.RESERVED:
+                        self.error(item.span, f"'{item.name}' is a reserved name")
+                        continue
+                    prev = self.symbols.get(item.name)
+                    if prev is not None:
+                        self.error(
+                            item.span,
+                            f"duplicate name '{item.name}': already declared as a {prev.kind}"
+                            f" at {_where(prev.decl.span)}",
+                        )
+                        continue
+                    self.symbols[item.name] = _Symbol(kind, item, unit.library)
+                elif unit.library and isinstance(item, ast.Rule | ast.Settings):
+                    what = "rules" if isinstance(item, ast.Rule) else "settings"
+                    self.error(
+                        item.span,
+                        f"library files may declare only const, list and aggregate; {what}"
+                        " belong in tenant files",
+                    )
+
+    def check_settings(self) -> None:
+        seen: dict[str, ast.Span] = {}
+        for unit in self.units:
+            for item in unit.module.items:
+                if not isinstance(item, ast.Settings):
+                    continue
+                for entry in item.entries:
+                    if entry.name not in schema.SETTINGS:
+                        self.error(
+                            entry.span,
+                            f"unknown setting '{entry.name}' (known: "
+                            + ", ".join(schema.SETTINGS)
+                            + ")",
+                        )
+                        continue
+                    if entry.name in seen:
+                        self.error(
+                            entry.span,
+                            f"setting '{entry.name}' is already set at {_where(seen[entry.name])}",
+                        )
+                        continue
+                    seen[entry.name] = entry.span
+                    value = self.constant(entry.value, _Ctx("setting", aggregates=False))
+                    if not isinstance(value, ir.Lit) or value.type is not Type.STR:
+                        if not isinstance(value, ir.Error):
+                            self.error(entry.value.span, "timezone must be a string constant")
+                        continue
+                    assert isinstance(value.value, str)
+                    try:
+                        ZoneInfo(value.value)
+                    except (ZoneInfoNotFoundError, ValueError):
+                        self.error(
+                            entry.value.span,
+                            f"unknown time zone '{value.value}' (use an IANA name such as"
+                            " 'Asia/Shanghai')",
+                        )
+                        continue
+                    self.timezone = value.value
+
+    def report_unused(self) -> None:
+        for name, sym in self.symbols.items():
+            if not sym.used and not sym.library:
+                self.warn(sym.decl.span, f"{sym.kind} '{name}' is never used")
+
+    # -- constants --------------------------------------------------------------------------
+
+    def const(self, name: str) -> ir.Node:
+        if name in self.const_values:
+            return self.const_values[name]
+        sym = self.symbols[name]
+        assert isinstance(sym.decl, ast.Const)
+        if name in self.resolving:
+            cycle = " -> ".join([*self.resolving[self.resolving.index(name) :], name])
+            self.const_values[name] = self.error(
+                sym.decl.span, f"constant '{name}' is defined in terms of itself ({cycle})"
+            )
+            return self.const_values[name]
+        self.resolving.append(name)
+        value = self.constant(sym.decl.value, _Ctx("constant", aggregates=False))
+        self.resolving.pop()
+        self.const_values[name] = value
+        return value
+
+    def constant(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
+        node = self.expr(e, ctx)
+        if isinstance(node, ir.Lit | ir.Error):
+            return node
+        return self.error(e.span, f"a {ctx.what} must be a constant (literals and consts only)")
+
+    # -- aggregates -------------------------------------------------------------------------
+
+    def aggregate(self, d: ast.Aggregate) -> None:
+        kind = schema.AGG_KINDS.get(d.kind)
+        ok = True
+        if kind is None:
+            self.error(
+                d.kind_span,
+                f"unknown aggregate kind '{d.kind}' (use count, distinct or run)"
+                + _suggest(d.kind, schema.AGG_KINDS),
+            )
+            ok = False
+        field = ""
+        if kind is AggKind.DISTINCT:
+            if len(d.args) != 1:
+                self.error(d.kind_span, "distinct() needs exactly one field, e.g. event.app_id")
+                ok = False
+            else:
+                field = self.distinct_field(d.args[0])
+                ok = ok and bool(field)
+        elif kind is not None and d.args:
+            self.error(d.args[0].span, f"{d.kind}() takes no field, only 'per' and 'over'")
+            ok = False
+        key, key_arg = self.per(d, kind)
+        window = self.over(d)
+        ok = ok and key is not None and window is not None
+        where = None
+        if d.where is not None:
+            where = self.expr(d.where, _Ctx("where filter", aggregates=False))
+            self.expect(where, Type.BOOL, d.where.span, "a where filter")
+            if isinstance(where, ir.Lit) and where.value is False:
+                self.error(
+                    d.where.span,
+                    f"aggregate '{d.name}' can never be fed: its filter is always false",
+                )
+        if ok and kind is not None and key is not None and window is not None:
+            spec = AggregateSpec(d.name, kind, key, window, key_arg, field)
+            self.aggs[d.name] = ir.CheckedAggregate(spec, where, d.name)
+
+    def distinct_field(self, e: ast.Expr) -> str:
+        text = _dotted(e)
+        if text in schema.DISTINCT_FIELDS:
+            return schema.DISTINCT_FIELDS[text]
+        if (
+            isinstance(e, ast.Index)
+            and _dotted(e.obj) == "event.attributes"
+            and isinstance(e.key, ast.StrLit)
+            and e.key.is_plain
+        ):
+            return "attr:" + e.key.value
+        self.error(
+            e.span,
+            "distinct() counts one of event.app_id, event.device_id, event.ip, event.scene,"
+            ' phone or event.attributes["key"]',
+        )
+        return ""
+
+    def per(self, d: ast.Aggregate, kind: AggKind | None) -> tuple[KeyKind | None, str]:
+        if len(d.per) != 1:
+            span = d.per[1].span if d.per else d.kind_span
+            self.error(span, f"aggregate '{d.name}' needs exactly one 'per' key")
+            return None, ""
+        p = d.per[0]
+        key = schema.KEY_KINDS.get(p.kind)
+        if key is None:
+            self.error(
+                p.span,
+                f"unknown key '{p.kind}' (use number, list NAME, segment, prefix N, device, ip,"
+                " app or tenant)" + _suggest(p.kind, schema.KEY_KINDS),
+            )
+            return None, ""
+        arg = ""
+        if key is KeyKind.LIST:
+            sym = self.symbols.get(p.arg or "")
+            if p.arg is None:
+                self.error(p.span, "'per list' needs a list name: per list NAME")
+                return None, ""
+            if sym is None or sym.kind != "list":
+                self.error(p.span, f"unknown list '{p.arg}'" + _suggest(p.arg, self.list_names()))
+                return None, ""
+            sym.used = True
+            arg = p.arg
+        elif key is KeyKind.PREFIX:
+            if p.arg is None or not p.arg.isdigit():
+                self.error(p.span, "'per prefix' needs a digit count: per prefix 7")
+                return None, ""
+            n = int(p.arg)
+            if not 1 <= n <= schema.MAX_PREFIX_DIGITS:
+                self.error(p.span, f"prefix length must be 1..{schema.MAX_PREFIX_DIGITS}, got {n}")
+                return None, ""
+            arg = str(n)
+        elif p.arg is not None:
+            self.error(p.span, f"'per {p.kind}' takes no argument")
+            return None, ""
+        if kind is AggKind.RUN and key not in (KeyKind.SEGMENT, KeyKind.PREFIX):
+            self.error(p.span, "run() is counted per segment or per prefix N")
+            return None, ""
+        return key, arg
+
+    def over(self, d: ast.Aggregate) -> Window | None:
+        if len(d.over) != 1:
+            span = d.over[1].span if d.over else d.kind_span
+            self.error(span, f"aggregate '{d.name}' needs exactly one 'over' window")
+            return None
+        o = d.over[0]
+        if not o.is_duration and o.text == "today":
+            return Window(DAY_S, calendar_day=True, timezone=self.timezone)
+        seconds: int | None = None
+        if o.is_duration:
+            seconds = self.duration_text(o.text, o.span)
+        else:
+            sym = self.symbols.get(o.text)
+            if sym is None or sym.kind != "const":
+                self.error(o.span, f"unknown window '{o.text}' (use a duration like 1h, or today)")
+                return None
+            sym.used = True
+            value = self.const(o.text)
+            if isinstance(value, ir.Lit) and value.type is Type.DUR:
+                assert isinstance(value.value, int)
+                seconds = value.value
+            elif not isinstance(value, ir.Error):
+                self.error(o.span, f"window '{o.text}' is {_a(value.type)}, not a duration")
+        if seconds is None:
+            return None
+        if seconds <= 0:
+            self.error(o.span, "a window must be longer than 0s")
+            return None
+        if seconds > self.options.max_window_s:
+            self.error(
+                o.span,
+                f"window {format_duration(seconds)} is longer than the maximum"
+                f" {format_duration(self.options.max_window_s)}",
+            )
+            return None
+        return Window(seconds, timezone=self.timezone)
+
+    def duration_text(self, text: str, span: ast.Span) -> int | None:
+        try:
+            return parse_duration(text)
+        except DurationError as err:
+            self.error(span, str(err))
+            return None
+
+    def offset_variant(self, name: str, offset: int, span: ast.Span) -> ir.Node:
+        base = self.aggs.get(name)
+        if base is None:
+            return ir.Error()
+        if offset == 0:
+            return ir.AggValue(name)
+        reach = base.spec.window.span_s + offset
+        if reach > self.options.max_window_s:
+            return self.error(
+                span,
+                f"'{name}' {format_duration(offset)} ago reaches back {format_duration(reach)},"
+                f" beyond the maximum {format_duration(self.options.max_window_s)}",
+            )
+        key = (name, offset)
+        if key not in self.offsets:
+            agg_id = f"{name}@{format_duration(offset)}"
+            spec = replace(base.spec, id=agg_id, window=replace(base.spec.window, offset_s=offset))
+            self.offsets[key] = ir.CheckedAggregate(spec, base.where, name)
+        return ir.AggValue(self.offsets[key].spec.id)
+
+    def aggregate_order(self) -> tuple[ir.CheckedAggregate, ...]:
+        out: list[ir.CheckedAggregate] = []
+        for name, sym in self.symbols.items():
+            if sym.kind != "aggregate" or name not in self.aggs:
+                continue
+            # A library aggregate no rule reads would only cost writes: leave it out.
+            if sym.library and not sym.used:
+                continue
+            out.append(self.aggs[name])
+            out.extend(v for (n, _), v in sorted(self.offsets.items()) if n == name)
+        return tuple(out)
+
+    def list_names(self) -> list[str]:
+        return [n for n, s in self.symbols.items() if s.kind == "list"]
+
+    # -- rules ------------------------------------------------------------------------------
+
+    def rules(self) -> tuple[ir.CheckedRule, ...]:
+        out: list[ir.CheckedRule] = []
+        seen: dict[str, ast.Span] = {}
+        for unit in self.units:
+            if unit.library:
+                continue
+            for item in unit.module.items:
+                if not isinstance(item, ast.Rule):
+                    continue
+                if item.name in seen:
+                    self.error(
+                        item.name_span,
+                        f"duplicate rule '{item.name}': already defined at"
+                        f" {_where(seen[item.name])}",
+                    )
+                    continue
+                seen[item.name] = item.span
+                checked = self.rule(item)
+                if checked is not None:
+                    out.append(checked)
+        return tuple(out)
+
+    def rule(self, r: ast.Rule) -> ir.CheckedRule | None:
+        by_kind: dict[type, ast.Clause] = {}
+        for c in r.clauses:
+            if type(c) in by_kind:
+                self.error(c.span, f"duplicate '{_clause_word(c)}' clause in rule '{r.name}'")
+                continue
+            by_kind[type(c)] = c
+        when = by_kind.get(ast.When)
+        then = by_kind.get(ast.Then)
+        if when is None:
+            self.error(r.name_span, f"rule '{r.name}' has no 'when' clause")
+        if then is None:
+            self.error(r.name_span, f"rule '{r.name}' has no 'then' clause")
+        self.rule_reads = []
+        cond: ir.Node = ir.Error()
+        if isinstance(when, ast.When):
+            cond = self.expr(when.expr, _Ctx("condition"))
+            self.expect(cond, Type.BOOL, when.expr.span, "a condition")
+            if isinstance(cond, ir.Lit) and cond.value is False:
+                self.error(
+                    when.expr.span,
+                    f"rule '{r.name}' can never fire: its condition is always false",
+                )
+            elif isinstance(cond, ir.Lit) and cond.value is True:
+                self.warn(when.expr.span, f"rule '{r.name}' fires on every request")
+        reads = tuple(dict.fromkeys(self.rule_reads))
+        action, override = "allow", False
+        if isinstance(then, ast.Then):
+            action, override = then.action, then.override
+            if action not in schema.ACTIONS:
+                self.error(
+                    then.span,
+                    f"unknown action '{action}' (use allow, review or block)"
+                    + _suggest(action, schema.ACTIONS),
+                )
+            elif override and action != "allow":
+                self.error(then.span, "only 'allow' can be an override")
+        risk = 0
+        risk_clause = by_kind.get(ast.Risk)
+        if isinstance(risk_clause, ast.Risk):
+            value = self.constant(risk_clause.expr, _Ctx("risk level", aggregates=False))
+            if isinstance(value, ir.Lit):
+                if value.type is not Type.INT:
+                    self.error(
+                        risk_clause.expr.span, f"risk must be an int, got {value.type.value}"
+                    )
+                else:
+                    assert isinstance(value.value, int)
+                    risk = value.value
+                    if not 0 <= risk <= self.options.max_risk:
+                        self.error(
+                            risk_clause.expr.span,
+                            f"risk {risk} is out of range 0..{self.options.max_risk}",
+                        )
+        tags: tuple[str, ...] = ()
+        tags_clause = by_kind.get(ast.Tags)
+        if isinstance(tags_clause, ast.Tags):
+            tags = tuple(self.tag(t) for t in tags_clause.values)
+        reason: tuple[str | ir.Node, ...] = (r.name,)
+        reason_clause = by_kind.get(ast.Reason)
+        if isinstance(reason_clause, ast.Reason):
+            reason = self.reason(reason_clause.text)
+        on_error = "skip"
+        oe = by_kind.get(ast.OnError)
+        if isinstance(oe, ast.OnError):
+            if oe.value not in schema.ON_ERROR:
+                self.error(
+                    oe.span,
+                    f"unknown on_error '{oe.value}' (use skip, fire, allow, review or block)"
+                    + _suggest(oe.value, schema.ON_ERROR),
+                )
+            else:
+                on_error = oe.value
+        if when is None or then is None:
+            return None
+        return ir.CheckedRule(
+            r.name,
+            r.shadow,
+            action,
+            override,
+            risk,
+            tags,
+            reason,
+            on_error,
+            cond,
+            reads,
+            r.span.path,
+            r.span.line,
+        )
+
+    def tag(self, s: ast.StrLit) -> str:
+        if not s.is_plain:
+            self.error(s.span, "interpolation '{...}' is only allowed in reasons")
+        elif not s.value.strip():
+            self.error(s.span, "a tag cannot be empty")
+        return s.value
+
+    def reason(self, s: ast.StrLit) -> tuple[str | ir.Node, ...]:
+        parts: list[str | ir.Node] = []
+        for p in s.parts:
+            if isinstance(p, str):
+                parts.append(p)
+                continue
+            node = self.expr(p, _Ctx("reason", reason=True))
+            if node.type in (Type.SET_INT, Type.SET_STR):
+                self.error(p.span, "a set cannot be interpolated into a reason")
+            parts.append(node)
+        return tuple(parts)
+
+    # -- expressions ------------------------------------------------------------------------
+
+    def expect(self, node: ir.Node, want: Type, span: ast.Span, what: str) -> bool:
+        if node.type is Type.ERROR or node.type is want:
+            return True
+        self.error(span, f"{what} must be {_a(want)}, got {node.type.value}")
+        return False
+
+    def expr(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
+        match e:
+            case ast.IntLit(value=v):
+                return ir.Lit(v, Type.INT)
+            case ast.BoolLit(value=v):
+                return ir.Lit(v, Type.BOOL)
+            case ast.DurationLit(text=t):
+                seconds = self.duration_text(t, e.span)
+                return ir.Error() if seconds is None else ir.Lit(seconds, Type.DUR)
+            case ast.StrLit():
+                if not e.is_plain:
+                    return self.error(e.span, "interpolation '{...}' is only allowed in reasons")
+                return ir.Lit(e.value, Type.STR)
+            case ast.Name():
+                return self.name(e, ctx)
+            case ast.Attr():
+                return self.attr(e, ctx)
+            case ast.Index():
+                return self.index(e, ctx)
+            case ast.Method():
+                return self.method(e, ctx)
+            case ast.Call():
+                return self.call(e, ctx)
+            case ast.SetLit():
+                return self.set_lit(e, ctx)
+            case ast.Not():
+                x = self.expr(e.operand, ctx)
+                self.expect(x, Type.BOOL, e.operand.span, "the operand of 'not'")
+                return x if x.type is Type.ERROR else fold_not(x)
+            case ast.Neg():
+                x = self.expr(e.operand, ctx)
+                if x.type not in (Type.INT, Type.DUR, Type.ERROR):
+                    return self.error(e.span, f"cannot negate {_a(x.type)}")
+                return x if x.type is Type.ERROR else fold_arith("-", ir.Lit(0, x.type), x, x.type)
+            case ast.BoolOp():
+                ops = [self.expr(o, ctx) for o in e.operands]
+                bad = False
+                for o, src in zip(ops, e.operands, strict=True):
+                    bad = not self.expect(o, Type.BOOL, src.span, f"an operand of '{e.op}'") or bad
+                if bad or any(o.type is Type.ERROR for o in ops):
+                    return ir.Error()
+                if e.op == "and":
+                    return fold_and(ops)
+                return fold_or(ops)
+            case ast.Compare():
+                return self.compare(e.op, e.left, e.right, e.span, ctx)
+            case ast.Between():
+                lo = self.compare(">=", e.value, e.low, e.span, ctx)
+                hi = self.compare("<=", e.value, e.high, e.span, ctx)
+                if ir.Error() in (lo, hi):
+                    return ir.Error()
+                return fold_and([lo, hi])
+            case ast.In():
+                node = self.membership(e, ctx)
+                return node if node.type is Type.ERROR or not e.negated else fold_not(node)
+            case ast.BinOp():
+                return self.arith(e, ctx)
+        raise AssertionError(f"unhandled expression {type(e).__name__}")
+
+    def name(self, e: ast.Name, ctx: _Ctx) -> ir.Node:
+        n = e.name
+        if n == "tenant":
+            return ir.Fact("tenant", Type.STR)
+        if n == "phone":
+            return self.error(
+                e.span,
+                "'phone' is the number itself; use a field such as phone.masked or"
+                " phone.segment_kind (or 'phone in LIST')",
+            )
+        if n == "event":
+            return self.error(e.span, "'event' is not a value; use a field such as event.scene")
+        sym = self.symbols.get(n)
+        if sym is None:
+            if n in schema.EVENT_FIELDS or n in schema.PHONE_FIELDS:
+                obj = "event" if n in schema.EVENT_FIELDS else "phone"
+                return self.error(e.span, f"unknown name '{n}'; did you mean '{obj}.{n}'?")
+            known = [*self.symbols, "phone", "event", "tenant"]
+            return self.error(e.span, f"unknown name '{n}'" + _suggest(n, known))
+        sym.used = True
+        if sym.kind == "const":
+            return self.const(n)
+        if sym.kind == "list":
+            return self.error(e.span, f"'{n}' is a list; test membership with 'phone in {n}'")
+        if not ctx.aggregates:
+            return self.error(e.span, f"a {ctx.what} cannot read aggregates ('{n}')")
+        if n not in self.aggs:
+            return ir.Error()  # its declaration already has an error
+        self.rule_reads.append(n)
+        return ir.AggValue(n)
+
+    def attr(self, e: ast.Attr, ctx: _Ctx) -> ir.Node:
+        base = e.obj.name if isinstance(e.obj, ast.Name) else None
+        if base == "phone":
+            t = schema.PHONE_FIELDS.get(e.name)
+            if t is None:
+                return self.error(
+                    e.span,
+                    f"unknown field 'phone.{e.name}'" + _suggest(e.name, schema.PHONE_FIELDS),
+                )
+            if ctx.reason and e.name in schema.PHONE_PII:
+                return self.error(
+                    e.span,
+                    f"reasons are logged: do not put the raw number (phone.{e.name}) in them;"
+                    " use {phone.masked}",
+                )
+            return ir.Fact(f"phone.{e.name}", t)
+        if base == "event":
+            if e.name == "attributes":
+                return self.error(e.span, 'event.attributes is read by key: event.attributes["k"]')
+            t = schema.EVENT_FIELDS.get(e.name)
+            if t is None:
+                return self.error(
+                    e.span,
+                    f"unknown field 'event.{e.name}'" + _suggest(e.name, schema.EVENT_FIELDS),
+                )
+            if e.name in schema.LOCAL_TIME_FIELDS:
+                self.uses_local_time = True
+            return ir.Fact(f"event.{e.name}", t)
+        obj = self.expr(e.obj, ctx)
+        if obj.type is Type.ERROR:
+            return obj
+        return self.error(e.span, f"{_a(obj.type)} has no field '{e.name}'")
+
+    def index(self, e: ast.Index, ctx: _Ctx) -> ir.Node:
+        if _dotted(e.obj) != "event.attributes":
+            obj = self.expr(e.obj, ctx)
+            if obj.type is Type.ERROR:
+                return obj
+            return self.error(e.span, f"{_a(obj.type)} cannot be indexed")
+        key = self.expr(e.key, ctx)
+        if isinstance(key, ir.Lit) and key.type is Type.STR:
+            assert isinstance(key.value, str)
+            return ir.EventAttr(key.value)
+        if key.type is Type.ERROR:
+            return key
+        return self.error(e.key.span, "an attribute key must be a constant string")
+
+    def method(self, e: ast.Method, ctx: _Ctx) -> ir.Node:
+        if isinstance(e.obj, ast.Name):
+            sym = self.symbols.get(e.obj.name)
+            if sym is not None and sym.kind == "aggregate":
+                return self.agg_method(e, e.obj.name, sym, ctx)
+            if sym is not None and sym.kind == "list":
+                sym.used = True
+                if e.name != "label":
+                    return self.error(
+                        e.span, f"a list has one helper, label(\"name\"), not '{e.name}'"
+                    )
+                args = self.args(e, (Type.STR,), ctx)
+                if args is None:
+                    return ir.Error()
+                if not isinstance(args[0], ir.Lit):
+                    return self.error(e.args[0].span, "a label name must be a constant string")
+                assert isinstance(args[0].value, str)
+                return ir.ListLabel(e.obj.name, args[0].value)
+            if e.obj.name == "phone":
+                sig = schema.PHONE_METHODS.get(e.name)
+                if sig is None:
+                    return self.error(
+                        e.span,
+                        f"unknown helper 'phone.{e.name}' (phone has starts_with and prefix)",
+                    )
+                args = self.args(e, sig[0], ctx)
+                if args is None:
+                    return ir.Error()
+                if e.name == "prefix":
+                    if ctx.reason:
+                        return self.error(
+                            e.span, "reasons are logged: use {phone.masked}, not phone.prefix()"
+                        )
+                    return ir.StrCall("phone_prefix", tuple(args), Type.STR, args[0].nullable)
+                return ir.StrCall("phone_starts_with", tuple(args), Type.BOOL, args[0].nullable)
+        obj = self.expr(e.obj, ctx)
+        if obj.type is Type.ERROR:
+            return obj
+        if obj.type is not Type.STR or e.name not in schema.STRING_METHODS:
+            return self.error(e.span, f"{_a(obj.type)} has no helper '{e.name}'")
+        params, result = schema.STRING_METHODS[e.name]
+        args = self.args(e, params, ctx)
+        if args is None:
+            return ir.Error()
+        all_args = (obj, *args)
+        if all(isinstance(a, ir.Lit) for a in all_args):
+            return _fold_string_call(e.name, all_args, result)
+        return ir.StrCall(e.name, all_args, result, any(a.nullable for a in all_args))
+
+    def agg_method(self, e: ast.Method, name: str, sym: _Symbol, ctx: _Ctx) -> ir.Node:
+        sym.used = True
+        if e.name != "ago":
+            return self.error(e.span, f"an aggregate has one helper, ago(duration), not '{e.name}'")
+        if not ctx.aggregates:
+            return self.error(e.span, f"a {ctx.what} cannot read aggregates ('{name}')")
+        args = self.args(e, (Type.DUR,), ctx)
+        if args is None:
+            return ir.Error()
+        if not isinstance(args[0], ir.Lit):
+            return self.error(e.args[0].span, "ago() needs a constant duration")
+        assert isinstance(args[0].value, int)
+        node = self.offset_variant(name, args[0].value, e.span)
+        if isinstance(node, ir.AggValue):
+            self.rule_reads.append(node.agg_id)
+        return node
+
+    def call(self, e: ast.Call, ctx: _Ctx) -> ir.Node:
+        if e.func != "sustained":
+            return self.error(
+                e.span, f"unknown function '{e.func}'" + _suggest(e.func, ["sustained"])
+            )
+        if not ctx.aggregates:
+            return self.error(e.span, f"a {ctx.what} cannot read aggregates (sustained)")
+        if len(e.args) != 2:
+            return self.error(e.span, "sustained(condition, duration) takes 2 arguments")
+        cond = self.expr(e.args[0], ctx)
+        dur = self.expr(e.args[1], ctx)
+        if not self.expect(cond, Type.BOOL, e.args[0].span, "the condition of sustained()"):
+            return ir.Error()
+        if not isinstance(dur, ir.Lit) or dur.type is not Type.DUR:
+            if dur.type is Type.ERROR:
+                return dur
+            return self.error(e.args[1].span, "sustained() needs a constant duration")
+        if cond.type is Type.ERROR:
+            return cond
+        ids = sorted({n.agg_id for n in ir.walk(cond) if isinstance(n, ir.AggValue)})
+        if not ids:
+            return self.error(
+                e.args[0].span, "sustained() needs a condition that reads an aggregate"
+            )
+        if any("@" in i for i in ids):
+            return self.error(e.args[0].span, "sustained() cannot contain ago()")
+        steps = {self.aggs[i].spec.window.size_s for i in ids}
+        if len(steps) != 1:
+            return self.error(
+                e.args[0].span, "sustained() needs aggregates that share one window size"
+            )
+        step = steps.pop()
+        assert isinstance(dur.value, int)
+        if dur.value < step or dur.value % step:
+            return self.error(
+                e.args[1].span,
+                f"sustained() over {format_duration(dur.value)} must be a whole multiple of the"
+                f" {format_duration(step)} window",
+            )
+        terms: list[ir.Node] = [cond]
+        for k in range(1, dur.value // step):
+            mapping: dict[str, ir.Node] = {}
+            for i in ids:
+                variant = self.offset_variant(i, k * step, e.span)
+                if isinstance(variant, ir.Error):
+                    return variant
+                mapping[i] = variant
+                assert isinstance(variant, ir.AggValue)
+                self.rule_reads.append(variant.agg_id)
+            terms.append(_substitute(cond, mapping))
+        return fold_and(terms)
+
+    def args(self, e: ast.Method, params: tuple[Type, ...], ctx: _Ctx) -> list[ir.Node] | None:
+        if len(e.args) != len(params):
+            self.error(e.span, f"{e.name}() takes {len(params)} argument(s), got {len(e.args)}")
+            return None
+        out = []
+        ok = True
+        for a, want in zip(e.args, params, strict=True):
+            node = self.expr(a, ctx)
+            ok = self.expect(node, want, a.span, f"the argument of {e.name}()") and ok
+            out.append(node)
+        if not ok or any(n.type is Type.ERROR for n in out):
+            return None
+        return out
+
+    def set_lit(self, e: ast.SetLit, ctx: _Ctx) -> ir.Node:
+        items = [self.expr(i, ctx) for i in e.items]
+        if any(i.type is Type.ERROR for i in items):
+            return ir.Error()
+        if not items:
+            return self.error(e.span, "an empty set never matches")
+        kinds = {i.type for i in items}
+        if len(kinds) != 1 or not kinds <= {Type.STR, Type.INT}:
+            return self.error(e.span, "a set holds only strings or only ints")
+        for i, src in zip(items, e.items, strict=True):
+            if not isinstance(i, ir.Lit):
+                return self.error(src.span, "set items must be constants")
+        kind = kinds.pop()
+        values = frozenset(i.value for i in items if isinstance(i, ir.Lit))
+        return ir.Lit(values, Type.SET_STR if kind is Type.STR else Type.SET_INT)  # type: ignore[arg-type]
+
+    def membership(self, e: ast.In, ctx: _Ctx) -> ir.Node:
+        if isinstance(e.right, ast.Name):
+            sym = self.symbols.get(e.right.name)
+            if sym is not None and sym.kind == "list":
+                sym.used = True
+                if isinstance(e.left, ast.Name) and e.left.name == "phone":
+                    value: ir.Node = ir.Fact("phone.e164", Type.STR)
+                else:
+                    value = self.expr(e.left, ctx)
+                    if not self.expect(value, Type.STR, e.left.span, "a list lookup"):
+                        return ir.Error()
+                    if value.type is Type.ERROR:
+                        return value
+                return ir.InList(value, e.right.name, nullable=value.nullable)
+        left = self.expr(e.left, ctx)
+        right = self.expr(e.right, ctx)
+        if Type.ERROR in (left.type, right.type):
+            return ir.Error()
+        if right.type not in (Type.SET_STR, Type.SET_INT):
+            return self.error(
+                e.right.span,
+                f"the right side of 'in' must be a list or a set, got {right.type.value}",
+            )
+        elem = Type.STR if right.type is Type.SET_STR else Type.INT
+        if left.type is not elem:
+            return self.error(e.span, f"cannot look for {_a(left.type)} in {_a(right.type)}")
+        assert isinstance(right, ir.Lit)
+        assert isinstance(right.value, frozenset)
+        if isinstance(left, ir.Lit):
+            return ir.Lit(left.value in right.value, Type.BOOL)
+        return ir.InSet(left, right.value, nullable=left.nullable)
+
+    def compare(self, op: str, le: ast.Expr, re: ast.Expr, span: ast.Span, ctx: _Ctx) -> ir.Node:
+        left = self.expr(le, ctx)
+        right = self.expr(re, ctx)
+        if Type.ERROR in (left.type, right.type):
+            return ir.Error()
+        if left.type is not right.type:
+            return self.error(span, f"cannot compare {_a(left.type)} with {_a(right.type)}")
+        if op not in ("==", "!=") and left.type not in (Type.INT, Type.DUR):
+            return self.error(span, f"'{op}' compares ints or durations, not {left.type.value}s")
+        return fold_cmp(op, left, right)
+
+    def arith(self, e: ast.BinOp, ctx: _Ctx) -> ir.Node:
+        left = self.expr(e.left, ctx)
+        right = self.expr(e.right, ctx)
+        if Type.ERROR in (left.type, right.type):
+            return ir.Error()
+        pair = (left.type, right.type)
+        result: Type | None = None
+        if pair == (Type.INT, Type.INT):
+            result = Type.INT
+        elif (
+            (e.op in "+-" and pair == (Type.DUR, Type.DUR))
+            or (e.op == "*" and Type.DUR in pair and Type.INT in pair)
+            or (e.op == "/" and pair == (Type.DUR, Type.INT))
+        ):
+            result = Type.DUR
+        if result is None:
+            return self.error(
+                e.span, f"cannot apply '{e.op}' to {_a(left.type)} and {_a(right.type)}"
+            )
+        if e.op == "/" and isinstance(right, ir.Lit) and right.value == 0:
+            return self.error(e.right.span, "division by zero")
+        return fold_arith(e.op, left, right, result)
+
+
+def _clause_word(c: ast.Clause) -> str:
+    return {
+        ast.When: "when",
+        ast.Then: "then",
+        ast.Risk: "risk",
+        ast.Tags: "tags",
+        ast.Reason: "reason",
+        ast.OnError: "on_error",
+    }[type(c)]
+
+
+def _dotted(e: ast.Expr) -> str:
+    if isinstance(e, ast.Name):
+        return e.name
+    if isinstance(e, ast.Attr):
+        inner = _dotted(e.obj)
+        return f"{inner}.{e.name}" if inner else ""
+    return ""
+
+
+def _fold_string_call(name: str, args: tuple[ir.Node, ...], result: Type) -> ir.Node:
+    vals = [a.value for a in args if isinstance(a, ir.Lit)]
+    s = vals[0]
+    assert isinstance(s, str)
+    match name:
+        case "lower":
+            return ir.Lit(s.lower(), result)
+        case "upper":
+            return ir.Lit(s.upper(), result)
+        case "starts_with":
+            return ir.Lit(s.startswith(str(vals[1])), result)
+        case "ends_with":
+            return ir.Lit(s.endswith(str(vals[1])), result)
+    return ir.Lit(str(vals[1]) in s, result)
+
+
+def _substitute(node: ir.Node, mapping: dict[str, ir.Node]) -> ir.Node:
+    """``node`` with aggregate reads replaced (depth is bounded by the parser's guard)."""
+    match node:
+        case ir.AggValue(agg_id=i):
+            return mapping.get(i, node)
+        case ir.InList():
+            return replace(node, value=_substitute(node.value, mapping))
+        case ir.InSet():
+            return replace(node, value=_substitute(node.value, mapping))
+        case ir.Not():
+            return replace(node, operand=_substitute(node.operand, mapping))
+        case ir.Neg():
+            return replace(node, operand=_substitute(node.operand, mapping))
+        case ir.BoolOp():
+            return replace(node, operands=tuple(_substitute(o, mapping) for o in node.operands))
+        case ir.Cmp():
+            return replace(
+                node, left=_substitute(node.left, mapping), right=_substitute(node.right, mapping)
+            )
+        case ir.Arith():
+            return replace(
+                node, left=_substitute(node.left, mapping), right=_substitute(node.right, mapping)
+            )
+        case ir.StrCall():
+            return replace(node, args=tuple(_substitute(a, mapping) for a in node.args))
+    return node

@@ -1,0 +1,71 @@
+"""Diagnostics: what the checker and parser report, and how they are shown to people."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding at a 1-based ``line``/``column`` of ``path``; the end is exclusive."""
+
+    path: str
+    line: int
+    column: int
+    severity: Severity
+    message: str
+    end_line: int = 0
+    end_column: int = 0
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.path, self.line, self.column, self.message)
+
+    def header(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.severity.value}: {self.message}"
+
+
+class PolicyError(Exception):
+    """Raised when a policy (or a file to format) has errors; carries every diagnostic."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        first = self.diagnostics[0].header() if self.diagnostics else "policy error"
+        more = len(self.diagnostics) - 1
+        super().__init__(first + (f" (and {more} more)" if more > 0 else ""))
+
+
+def render(diag: Diagnostic, source_text: str | None) -> str:
+    """``path:line:col: severity: message``, the source line, and a caret/tilde underline."""
+    head = diag.header()
+    if source_text is None:
+        return head
+    lines = source_text.splitlines()
+    if not 1 <= diag.line <= len(lines):
+        return head
+    text = lines[diag.line - 1].expandtabs(1)
+    start = max(diag.column, 1)
+    if diag.end_line == diag.line and diag.end_column > start:
+        end = diag.end_column
+    else:
+        end = max(start + 1, len(text.rstrip()) + 1) if diag.end_line > diag.line else start + 1
+    width = max(1, min(end, len(text) + 1) - start)
+    underline = " " * (start - 1) + "^" + "~" * (width - 1)
+    return f"{head}\n    {text}\n    {underline}"
+
+
+def render_all(diags: Iterable[Diagnostic], sources: dict[str, str] | None = None) -> str:
+    """Every diagnostic rendered, one block each, in file/position order."""
+    srcs = sources or {}
+    ordered = sorted(diags, key=Diagnostic.sort_key)
+    return "\n".join(render(d, srcs.get(d.path)) for d in ordered)

@@ -1,0 +1,211 @@
+"""The checked, resolved form of a policy that the code generator reads.
+
+Every name is resolved (constants inlined, aggregates turned into value reads, lists into
+membership tests), every node carries its type, and ``nullable`` says whether it can be
+unknown at run time (it reads an aggregate). Nodes hold no spans, so structurally equal
+expressions compare equal — the checker uses that to spot contradictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dsl.aggregates import AggregateSpec
+
+
+class Type(StrEnum):
+    INT = "int"
+    STR = "string"
+    BOOL = "bool"
+    DUR = "duration"
+    SET_STR = "set of strings"
+    SET_INT = "set of ints"
+    ERROR = "<error>"  # an expression that already has a diagnostic; matches anything
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    value: int | str | bool | frozenset[int] | frozenset[str]
+    type: Type
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A field of the request: ``phone.carrier``, ``event.scene``, ``tenant``, ..."""
+
+    path: str
+    type: Type
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventAttr:
+    key: str
+    type: Type = Type.STR
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AggValue:
+    agg_id: str
+    type: Type = Type.INT
+    nullable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class InList:
+    value: Node
+    list_name: str
+    type: Type = Type.BOOL
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListLabel:
+    list_name: str
+    label: str
+    type: Type = Type.STR
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InSet:
+    value: Node
+    items: frozenset[int] | frozenset[str]
+    type: Type = Type.BOOL
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StrCall:
+    """A string helper: lower, starts_with, ends_with, contains, phone_starts_with, prefix."""
+
+    func: str
+    args: tuple[Node, ...]
+    type: Type
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: Node
+    type: Type = Type.BOOL
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BoolOp:
+    op: str  # "and" | "or"
+    operands: tuple[Node, ...]
+    type: Type = Type.BOOL
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cmp:
+    op: str
+    left: Node
+    right: Node
+    type: Type = Type.BOOL
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Arith:
+    op: str  # + - * / (integer division; x / 0 is unknown)
+    left: Node
+    right: Node
+    type: Type
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Neg:
+    operand: Node
+    type: Type
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Stands in for an expression that already has a diagnostic."""
+
+    type: Type = Type.ERROR
+    nullable: bool = False
+
+
+Node = (
+    Lit
+    | Fact
+    | EventAttr
+    | AggValue
+    | InList
+    | ListLabel
+    | InSet
+    | StrCall
+    | Not
+    | BoolOp
+    | Cmp
+    | Arith
+    | Neg
+    | Error
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedAggregate:
+    spec: AggregateSpec
+    where: Node | None  # a non-nullable bool over facts; None = every event feeds it
+    base_id: str  # the declared aggregate an offset variant belongs to (itself otherwise)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedRule:
+    name: str
+    shadow: bool
+    action: str  # allow | review | block
+    override: bool
+    risk: int
+    tags: tuple[str, ...]
+    reason: tuple[str | Node, ...]
+    on_error: str  # skip | fire | allow | review | block
+    condition: Node
+    reads: tuple[str, ...]  # aggregate ids the condition reads, for explanations
+    path: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedPolicy:
+    tenant: str
+    timezone: str
+    aggregates: tuple[CheckedAggregate, ...]
+    lists: tuple[tuple[str, str, str, int, int], ...]  # name, path, file, line, column
+    rules: tuple[CheckedRule, ...]
+    uses_local_time: bool
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    match node:
+        case InList(value=v) | InSet(value=v) | Not(operand=v) | Neg(operand=v):
+            return (v,)
+        case BoolOp(operands=ops):
+            return ops
+        case Cmp(left=a, right=b) | Arith(left=a, right=b):
+            return (a, b)
+        case StrCall(args=args):
+            return args
+    return ()
+
+
+def walk(node: Node) -> list[Node]:
+    """Every node under ``node`` (inclusive), without recursion."""
+    out: list[Node] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        stack.extend(children(n))
+    return out

@@ -1,0 +1,71 @@
+"""The compiled policy: an immutable value the server shares between tasks and threads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from dsl.aggregates import AggregateRef, AggregateSpec
+from dsl.ast import Span
+from dsl.decision import Action, Decision
+from dsl.facts import Facts
+from dsl.lists import ListView
+
+PlanFn = Callable[[Facts, Mapping[str, ListView]], tuple[AggregateRef, ...]]
+EvalFn = Callable[[Facts, Mapping[str, int | None], Mapping[str, ListView]], Decision]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    name: str
+    action: Action
+    shadow: bool
+    span: Span
+    override: bool = False
+    risk_level: int = 0
+    tags: tuple[str, ...] = ()
+    on_error: str = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class ListDecl:
+    """A list the policy reads; ``path`` is as written, relative to the declaring file's
+    tenant folder (or the library root for library files, see ``span.path``)."""
+
+    name: str
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    tenant: str
+    rules: tuple[RuleInfo, ...]
+    aggregates: tuple[AggregateSpec, ...]
+    lists: tuple[ListDecl, ...]
+    timezone: str
+    python_source: str
+    _plan: PlanFn = field(repr=False, compare=False)
+    _evaluate: EvalFn = field(repr=False, compare=False)
+    _explain: EvalFn = field(repr=False, compare=False)
+
+    def plan(self, facts: Facts, lists: Mapping[str, ListView]) -> tuple[AggregateRef, ...]:
+        """One ref per aggregate, bound to these facts: what to fetch and what to record."""
+        return self._plan(facts, lists)
+
+    def evaluate(
+        self,
+        facts: Facts,
+        values: Mapping[str, int | None],
+        lists: Mapping[str, ListView],
+        *,
+        explain: bool = False,
+    ) -> Decision:
+        """Decide. ``values`` maps aggregate id -> value; None or missing is unknown."""
+        if explain:
+            return self._explain(facts, values, lists)
+        return self._evaluate(facts, values, lists)
+
+    @property
+    def aggregate_ids(self) -> tuple[str, ...]:
+        return tuple(a.id for a in self.aggregates)

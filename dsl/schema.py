@@ -1,0 +1,62 @@
+"""What policies can read: fact fields, helpers, key kinds, actions. The checker's tables."""
+
+from __future__ import annotations
+
+from dsl.aggregates import AggKind, KeyKind
+from dsl.ir import Type
+
+PHONE_FIELDS: dict[str, Type] = {
+    "e164": Type.STR,
+    "valid": Type.BOOL,
+    "region": Type.STR,
+    "number_type": Type.STR,
+    "carrier": Type.STR,
+    "segment_kind": Type.STR,
+    "segment_prefix": Type.STR,
+    "country_code": Type.INT,
+    "national_number": Type.STR,
+    "masked": Type.STR,  # "+86170****0001": safe to put in reasons
+}
+# Fields that ARE the number: reasons are logged, so they may not be interpolated there.
+PHONE_PII = frozenset({"e164", "national_number"})
+
+EVENT_FIELDS: dict[str, Type] = {
+    "scene": Type.STR,
+    "app_id": Type.STR,
+    "ip": Type.STR,
+    "device_id": Type.STR,
+    "occurred_at": Type.INT,  # seconds since the epoch
+    "local_hour": Type.INT,  # 0..23 in the policy time zone
+    "local_weekday": Type.INT,  # 1 (Monday) .. 7 (Sunday) in the policy time zone
+}
+LOCAL_TIME_FIELDS = frozenset({"local_hour", "local_weekday"})
+
+# String helpers: name -> (argument types, result type).
+STRING_METHODS: dict[str, tuple[tuple[Type, ...], Type]] = {
+    "lower": ((), Type.STR),
+    "upper": ((), Type.STR),
+    "starts_with": ((Type.STR,), Type.BOOL),
+    "ends_with": ((Type.STR,), Type.BOOL),
+    "contains": ((Type.STR,), Type.BOOL),
+}
+PHONE_METHODS: dict[str, tuple[tuple[Type, ...], Type]] = {
+    "starts_with": ((Type.STR,), Type.BOOL),
+    "prefix": ((Type.INT,), Type.STR),
+}
+
+AGG_KINDS = {k.value: k for k in AggKind}
+KEY_KINDS = {k.value: k for k in KeyKind}
+# Fields a distinct() aggregate may count, by how they are written.
+DISTINCT_FIELDS = {
+    "event.app_id": "app_id",
+    "event.device_id": "device_id",
+    "event.ip": "ip",
+    "event.scene": "scene",
+    "phone": "phone",
+    "phone.e164": "phone",
+}
+ACTIONS = ("allow", "review", "block")
+ON_ERROR = ("skip", "fire", *ACTIONS)
+SETTINGS: dict[str, Type] = {"timezone": Type.STR}
+RESERVED = frozenset({"phone", "event", "tenant", "true", "false", "today"})
+MAX_PREFIX_DIGITS = 15

@@ -1,0 +1,269 @@
+"""Assembling and running the gRPC server: services, health, reflection, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace import TracerProvider
+
+from server.api import decision_pb2, decision_pb2_grpc, policy_pb2, policy_pb2_grpc
+from server.config import ServeConfig
+from server.decide import Decider
+from server.decision_log import DecisionLog
+from server.decision_service import DecisionService
+from server.phone import PhoneParser, SegmentTable
+from server.policy_service import PolicyService
+from server.privacy import NumberHasher
+from server.reload import Reloader
+from server.state import StateBackend, open_backend
+from server.telemetry import Telemetry, tracing_from_env
+from server.tenants import TenantRegistry
+
+log = logging.getLogger("ringfence.server")
+
+DECISION_SERVICE = decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name
+POLICY_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+HEALTH_NAMES = ("", DECISION_SERVICE, POLICY_SERVICE)
+MAX_MESSAGE = 4 * 1024 * 1024
+
+
+def _tls_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    key = config.tls_key.read_bytes()
+    cert = config.tls_cert.read_bytes()
+    if config.tls_client_ca is not None:
+        return grpc.ssl_server_credentials(
+            [(key, cert)],
+            root_certificates=config.tls_client_ca.read_bytes(),
+            require_client_auth=True,
+        )
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+def _reflection_v1_handler(servicer: Any) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
+    # grpcurl and newer clients ask grpc.reflection.v1 first; its messages are the v1alpha
+    # ones under another package name, byte for byte, so the v1alpha servicer answers both.
+    return grpc.method_handlers_generic_handler(
+        "grpc.reflection.v1.ServerReflection",
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+
+
+@dataclass
+class RingfenceServer:
+    """One server process. ``start`` binds and loads tenants; ``stop`` drains and closes."""
+
+    config: ServeConfig
+    tracer_provider: TracerProvider | None = None
+    metric_readers: list[MetricReader] = field(default_factory=list)
+    clock: Callable[[], float] = time.time
+    backend: StateBackend | None = None
+
+    port: int = 0
+    hasher: NumberHasher = field(init=False)
+    registry: TenantRegistry = field(init=False)
+    reloader: Reloader | None = field(init=False, default=None)
+    health: HealthServicer = field(init=False)
+    telemetry: Telemetry = field(init=False)
+    decision_log: DecisionLog | None = field(init=False, default=None)
+    _server: grpc.aio.Server | None = field(init=False, default=None)
+    _metrics_http: Any = field(init=False, default=None)
+    _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+
+    async def start(self) -> int:
+        cfg = self.config
+        self.hasher = NumberHasher(cfg.hash_key or None)
+        parser = PhoneParser(SegmentTable.load(cfg.segments))
+        self.registry = TenantRegistry(cfg.rules, parser)
+        readers = list(self.metric_readers)
+        if cfg.metrics_listen:
+            readers.append(self._start_metrics_endpoint(cfg.metrics_listen))
+        if cfg.decision_log:
+            self.decision_log = DecisionLog(cfg.decision_log)
+            self.decision_log.start()
+        self.telemetry = Telemetry(
+            self.hasher,
+            tracer_provider=self.tracer_provider or tracing_from_env(),
+            metric_readers=readers,
+            decision_log=self.decision_log,
+        )
+        self.registry.listeners.append(self.telemetry.reloaded)
+        if self.backend is None:
+            self.backend = open_backend(
+                cfg.state, hash_key=self.hasher.key, timeout_s=cfg.state_timeout_ms / 1000
+            )
+        self._register_gauges(parser)
+        decider = Decider(self.registry, parser, self.backend, self.telemetry, clock=self.clock)
+
+        interceptors: list[Any] = []
+        if self.telemetry.tracer_provider is not None:
+            from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+            interceptors.append(
+                aio_server_interceptor(  # type: ignore[no-untyped-call]
+                    tracer_provider=self.telemetry.tracer_provider
+                )
+            )
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionService(decider), server)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(
+            PolicyService(self.registry, cfg.admin_token_hashes), server
+        )
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        for name in HEALTH_NAMES:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        names = (
+            *HEALTH_NAMES[1:],
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection_servicer = reflection.aio.ReflectionServicer(names)  # type: ignore[attr-defined]
+        from grpc_reflection.v1alpha import reflection_pb2_grpc
+
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection_servicer, server)
+        server.add_generic_rpc_handlers((_reflection_v1_handler(reflection_servicer),))
+
+        creds = _tls_credentials(cfg)
+        if creds is None:
+            self.port = server.add_insecure_port(cfg.listen)
+        else:
+            self.port = server.add_secure_port(cfg.listen, creds)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {cfg.listen}")
+        self._server = server
+        await server.start()
+        log.info(
+            "listening", extra={"address": cfg.listen, "port": self.port, "tls": creds is not None}
+        )
+
+        self.reloader = Reloader(self.registry, debounce_ms=cfg.reload_debounce_ms)
+        await self.reloader.reload_now()
+        for slot in self.registry.slots.values():
+            if slot.bundle is not None and slot.bundle.config.open_access:
+                log.warning(
+                    "tenant has no tokens: anyone who can reach the port may use it",
+                    extra={"tenant": slot.name},
+                )
+        if cfg.watch:
+            self.reloader.start()
+        await self._update_health()
+        self.registry.listeners.append(self._schedule_health_update)
+        return self.port
+
+    def _schedule_health_update(self, _outcome: object) -> None:
+        task = asyncio.ensure_future(self._update_health())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _update_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.registry.ready()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in HEALTH_NAMES:
+            await self.health.set(name, status)
+
+    def _start_metrics_endpoint(self, address: str) -> MetricReader:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        # A registry of our own, so several servers in one process (tests) don't collide.
+        registry = CollectorRegistry(auto_describe=True)
+        reader = PrometheusMetricReader(registry=registry)
+        host, _, port = address.rpartition(":")
+        self._metrics_http = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+        return reader
+
+    @property
+    def metrics_port(self) -> int:
+        if self._metrics_http is None:
+            return 0
+        return int(self._metrics_http[0].server_address[1])
+
+    def _register_gauges(self, parser: PhoneParser) -> None:
+        tel = self.telemetry
+        tel.add_gauge("ringfence_phone_cache_hits", lambda: parser.cache_info.hits)
+        tel.add_gauge("ringfence_phone_cache_misses", lambda: parser.cache_info.misses)
+        backend = self.backend
+        assert backend is not None
+        stats = backend.stats
+        tel.add_gauge("ringfence_state_calls", lambda: stats.calls)
+        tel.add_gauge("ringfence_state_errors", lambda: stats.errors)
+        tel.add_gauge("ringfence_state_timeouts", lambda: stats.timeouts)
+        tel.add_gauge("ringfence_state_evictions", lambda: stats.evictions)
+        tel.add_gauge("ringfence_state_keys", lambda: stats.keys)
+        tel.add_gauge("ringfence_state_round_trips", lambda: stats.round_trips)
+        if self.decision_log is not None:
+            dl = self.decision_log
+            tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())
+
+    async def reload(self) -> None:
+        if self.reloader is not None:
+            await self.reloader.reload_now()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight calls finish within the grace period, close."""
+        grace = self.config.grace_s if grace is None else grace
+        with contextlib.suppress(Exception):
+            await self.health.enter_graceful_shutdown()
+        if self.reloader is not None:
+            await self.reloader.stop()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self.backend is not None:
+            with contextlib.suppress(Exception):
+                await self.backend.close()
+        if self.decision_log is not None:
+            await self.decision_log.close()
+        if self._metrics_http is not None:
+            self._metrics_http[0].shutdown()
+            self._metrics_http[0].server_close()
+        self.telemetry.shutdown()
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+
+async def serve(config: ServeConfig) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP forces a reload. Returns the exit code."""
+    server = RingfenceServer(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
+    await stopping.wait()
+    log.info("shutting down", extra={"grace_s": config.grace_s})
+    await server.stop()
+    log.info("stopped")
+    return 0

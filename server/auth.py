@@ -1,0 +1,66 @@
+"""Bearer-token checks: per-tenant tokens for DecisionService, an admin token for PolicyService.
+
+Tokens are stored as SHA-256 digests and compared with ``hmac.compare_digest`` so neither the
+config nor the timing of a comparison reveals a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+
+from server.errors import RequestError
+from server.tenant_config import TenantConfig
+
+_PREFIX = "bearer "
+
+
+def bearer_token(metadata: Any) -> str | None:
+    """The token of an ``authorization: Bearer ...`` entry in gRPC invocation metadata."""
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            if text[: len(_PREFIX)].lower() == _PREFIX:
+                return text[len(_PREFIX) :].strip() or None
+            return None
+    return None
+
+
+def _matches(digest: str, hashes: Iterable[str]) -> bool:
+    # Compare against every stored hash (no early exit) so timing does not tell which.
+    found = False
+    for h in hashes:
+        found |= hmac.compare_digest(digest, h)
+    return found
+
+
+def authorize_tenant(
+    config: TenantConfig, token: str | None, others: Iterable[TenantConfig]
+) -> None:
+    """Raise UNAUTHENTICATED / PERMISSION_DENIED unless ``token`` opens this tenant."""
+    if config.open_access:
+        return
+    if token is None:
+        raise RequestError(
+            grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (authorization metadata)"
+        )
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    if _matches(digest, config.token_hashes):
+        return
+    if any(_matches(digest, o.token_hashes) for o in others if o is not config):
+        raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "token is not valid for this tenant")
+    raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+
+
+def authorize_admin(admin_hashes: frozenset[str], token: str | None) -> None:
+    if not admin_hashes:
+        return
+    if token is None:
+        raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "missing admin bearer token")
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    if not _matches(digest, admin_hashes):
+        raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "not an admin token")

@@ -1,0 +1,201 @@
+"""The request path: request -> facts -> aggregates -> evaluation -> decision.
+
+Shared by Evaluate, EvaluateBatch and EvaluateStream so the three can never disagree.
+Everything here runs on the event loop and must stay cheap: phone facts come from a cache,
+the policy is compiled, and the state backend is one round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import grpc
+
+from dsl.decision import Decision
+from dsl.facts import EventFacts, Facts, PhoneFacts
+from server.api import decision_pb2 as pb
+from server.auth import authorize_tenant
+from server.bundle import TenantBundle
+from server.errors import RequestError, invalid
+from server.phone import PhoneParseError, PhoneParser
+from server.state import StateBackend, StateError
+from server.telemetry import Telemetry
+from server.tenants import TenantRegistry
+from server.validation import validate_request
+
+log = logging.getLogger("ringfence.decide")
+
+# Events stamped further ahead than this are treated as "now": a caller's clock must not
+# be able to write into future buckets.
+MAX_FUTURE_SKEW_S = 60.0
+_EMPTY_ATTRS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one decision produced, for the response, the decision log and telemetry."""
+
+    bundle: TenantBundle
+    facts: Facts
+    decision: Decision
+    values: Mapping[str, int | None]
+    degraded: bool
+    request_id: str
+    dry_run: bool
+    started: float
+
+
+class Decider:
+    def __init__(
+        self,
+        registry: TenantRegistry,
+        parser: PhoneParser,
+        backend: StateBackend,
+        telemetry: Telemetry,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.parser = parser
+        self.backend = backend
+        self.telemetry = telemetry
+        self.clock = clock
+
+    async def evaluate(
+        self, req: pb.EvaluateRequest, token: str | None, *, field_prefix: str = ""
+    ) -> pb.EvaluateResponse:
+        started = time.perf_counter()
+        try:
+            outcome = await self._decide(req, token, field_prefix, started)
+        except RequestError as exc:
+            self.telemetry.request_failed(req.tenant, exc.code)
+            raise
+        self.telemetry.decided(outcome)
+        return to_response(outcome, req.explain)
+
+    async def _decide(
+        self, req: pb.EvaluateRequest, token: str | None, prefix: str, started: float
+    ) -> Outcome:
+        validate_request(req, prefix)
+        bundle = self.registry.get(req.tenant)
+        if bundle is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"unknown tenant {req.tenant!r}")
+        authorize_tenant(bundle.config, token, self._other_configs())
+        tel = self.telemetry
+        with tel.stage("facts"):
+            try:
+                phone = self.parser.parse(
+                    req.phone_number, req.default_region.upper() or bundle.config.default_region
+                )
+            except PhoneParseError as exc:
+                bad = "default_region" if "default_region" in exc.reason else "phone_number"
+                raise invalid(f"{prefix}{bad}", exc.reason) from None
+            facts, now = self._facts(req, bundle.name, phone)
+        policy = bundle.policy
+        refs = policy.plan(facts, bundle.lists)
+        values: Mapping[str, int | None] = {}
+        degraded = False
+        if refs:
+            with tel.stage("aggregates"):
+                try:
+                    values = await self.backend.apply(
+                        bundle.name, refs, now, record=not req.dry_run
+                    )
+                except StateError as exc:
+                    tel.backend_failed(bundle.name, exc)
+                    if bundle.config.fail_mode == "closed":
+                        raise RequestError(
+                            grpc.StatusCode.UNAVAILABLE,
+                            "state backend unavailable and the tenant fails closed",
+                        ) from None
+                    degraded = True
+        with tel.stage("evaluate"):
+            decision = policy.evaluate(facts, values, bundle.lists, explain=req.explain)
+        return Outcome(
+            bundle=bundle,
+            facts=facts,
+            decision=decision,
+            values=values,
+            degraded=degraded,
+            request_id=req.request_id or uuid.uuid4().hex,
+            dry_run=req.dry_run,
+            started=started,
+        )
+
+    def _facts(
+        self, req: pb.EvaluateRequest, tenant: str, phone: PhoneFacts
+    ) -> tuple[Facts, float]:
+        now = self.clock()
+        if req.HasField("event"):
+            ev = req.event
+            at = now
+            if ev.HasField("occurred_at"):
+                stamped = ev.occurred_at.seconds + ev.occurred_at.nanos / 1e9
+                at = stamped if stamped <= now + MAX_FUTURE_SKEW_S else now
+            event = EventFacts(
+                scene=ev.scene,
+                app_id=ev.app_id,
+                ip=ev.ip,
+                device_id=ev.device_id,
+                occurred_at=at,
+                attributes=MappingProxyType(dict(ev.attributes)) if ev.attributes else _EMPTY_ATTRS,
+            )
+        else:
+            at = now
+            event = EventFacts(occurred_at=now)
+        return Facts(tenant=tenant, phone=phone, event=event), at
+
+    def _other_configs(self) -> list:  # type: ignore[type-arg]
+        return [s.bundle.config for s in self.registry.slots.values() if s.bundle is not None]
+
+
+_PHONE_FIELDS = ("e164", "valid", "region", "number_type", "carrier", "segment_kind")
+
+
+def to_response(outcome: Outcome, explain: bool = False) -> pb.EvaluateResponse:
+    d = outcome.decision
+    p = outcome.facts.phone
+    resp = pb.EvaluateResponse(
+        action=int(d.action),  # type: ignore[arg-type]
+        risk_level=d.risk_level,
+        tags=d.tags,
+        policy_version=outcome.bundle.version,
+        phone=pb.PhoneInfo(
+            e164=p.e164,
+            valid=p.valid,
+            region=p.region,
+            number_type=p.number_type,
+            carrier=p.carrier,
+            segment_kind=p.segment_kind,
+        ),
+        degraded=outcome.degraded,
+        request_id=outcome.request_id,
+    )
+    if d.matches:
+        resp.matches.extend(
+            pb.RuleMatch(
+                rule=m.rule,
+                action=int(m.action),  # type: ignore[arg-type]
+                reason=m.reason,
+                shadow=m.shadow,
+                risk_level=m.risk_level,
+                tags=m.tags,
+            )
+            for m in d.matches
+        )
+    if explain and d.trace:
+        resp.explanation.extend(
+            pb.RuleExplanation(
+                rule=t.rule,
+                value="unknown" if t.value is None else ("true" if t.value else "false"),
+                matched=t.matched,
+                detail=t.detail,
+            )
+            for t in d.trace
+        )
+    return resp

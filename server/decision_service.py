@@ -1,0 +1,71 @@
+"""``ringfence.v1.DecisionService``: unary, batch and streaming entry points."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from server.api import decision_pb2 as pb
+from server.api import decision_pb2_grpc as pb_grpc
+from server.auth import bearer_token
+from server.decide import Decider
+from server.errors import RequestError, internal_status
+from server.validation import validate_batch_size
+
+log = logging.getLogger("ringfence.decision")
+
+
+class DecisionService(pb_grpc.DecisionServiceServicer):
+    def __init__(self, decider: Decider) -> None:
+        self.decider = decider
+
+    async def Evaluate(
+        self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EvaluateResponse:
+        token = bearer_token(context.invocation_metadata())
+        try:
+            return await self.decider.evaluate(request, token)
+        except RequestError as exc:
+            await context.abort(exc.code, exc.message, exc.trailing_metadata())
+            raise  # unreachable: abort raises
+
+    async def EvaluateBatch(
+        self, request: pb.EvaluateBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EvaluateBatchResponse:
+        try:
+            validate_batch_size(len(request.requests))
+        except RequestError as exc:
+            await context.abort(exc.code, exc.message, exc.trailing_metadata())
+        token = bearer_token(context.invocation_metadata())
+        out = pb.EvaluateBatchResponse()
+        results = out.results
+        for i, item in enumerate(request.requests):
+            result = results.add()
+            try:
+                result.response.CopyFrom(
+                    await self.decider.evaluate(item, token, field_prefix=f"requests[{i}].")
+                )
+            except RequestError as exc:
+                result.error.CopyFrom(exc.to_status())
+            except Exception:  # one broken item never fails the batch
+                log.exception("batch item %d failed", i)
+                result.error.CopyFrom(internal_status())
+        return out
+
+    async def EvaluateStream(
+        self,
+        request_iterator: AsyncIterator[pb.EvaluateRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.EvaluateResponse]:
+        token = bearer_token(context.invocation_metadata())
+        async for item in request_iterator:
+            try:
+                yield await self.decider.evaluate(item, token)
+            except RequestError as exc:
+                yield pb.EvaluateResponse(request_id=item.request_id, error=exc.to_status())
+            except Exception:
+                log.exception("stream item failed")
+                yield pb.EvaluateResponse(request_id=item.request_id, error=internal_status())

@@ -1,0 +1,148 @@
+"""A loaded intelligence list: exact numbers, prefixes and ranges, each with labels.
+
+Built for a million entries per list: exact numbers are a dict of int -> index into a
+small table of distinct label mappings (many entries share one label tuple), prefixes
+are one dict per prefix length, and overlapping ranges are flattened at build time into
+sorted boundaries, each segment holding its narrowest covering range, so a lookup is
+one bisect.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+NO_LABEL = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ListStats:
+    entries: int
+    prefixes: int
+    ranges: int
+    skipped_expired: int
+    duplicates: int = 0  # lines that repeated an earlier entry (the later line won)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSpec:
+    """A range as loaded; ``order`` (its line) breaks ties between equally narrow ranges."""
+
+    low: int
+    high: int
+    label: int
+    order: int
+
+
+class ListIndex:
+    """Implements dsl.lists.ListView. Immutable once built; safe to share across tasks."""
+
+    __slots__ = (
+        "_exact",
+        "_labels",
+        "_prefixes",
+        "_range_labels",
+        "_range_starts",
+        "label_columns",
+        "name",
+        "path",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: str,
+        label_columns: tuple[str, ...],
+        labels: Sequence[Mapping[str, str]],
+        exact: dict[int, int],
+        prefixes: Mapping[str, int],
+        ranges: Sequence[RangeSpec],
+        skipped_expired: int = 0,
+        duplicates: int = 0,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.label_columns = label_columns
+        self._labels = tuple(labels)
+        self._exact = exact
+        by_length: dict[int, dict[str, int]] = {}
+        for digits, label in prefixes.items():
+            by_length.setdefault(len(digits), {})[digits] = label
+        # Longest first: the first prefix that matches is the most specific.
+        self._prefixes = tuple(sorted(by_length.items(), reverse=True))
+        self._range_starts, self._range_labels = _flatten(ranges)
+        self.stats = ListStats(len(exact), len(prefixes), len(ranges), skipped_expired, duplicates)
+
+    def labels(self, e164: str) -> Mapping[str, str] | None:
+        """Labels of the most specific match: exact, then longest prefix, then narrowest range."""
+        if type(e164) is not str or e164[:1] != "+":
+            return None
+        digits = e164[1:]
+        if not (digits.isascii() and digits.isdigit()) or digits[0] == "0":
+            return None
+        number = int(digits)
+        label = self._exact.get(number)
+        if label is not None:
+            return self._labels[label]
+        size = len(digits)
+        for length, table in self._prefixes:
+            if length <= size:
+                label = table.get(digits[:length])
+                if label is not None:
+                    return self._labels[label]
+        starts = self._range_starts
+        if starts:
+            i = bisect_right(starts, number) - 1
+            if i >= 0:
+                label = self._range_labels[i]
+                if label != NO_LABEL:
+                    return self._labels[label]
+        return None
+
+    def __contains__(self, e164: object) -> bool:
+        return isinstance(e164, str) and self.labels(e164) is not None
+
+    def __len__(self) -> int:
+        return self.stats.entries + self.stats.prefixes + self.stats.ranges
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (
+            f"ListIndex(name={self.name!r}, entries={s.entries}, prefixes={s.prefixes}, "
+            f"ranges={s.ranges}, skipped_expired={s.skipped_expired}, "
+            f"duplicates={s.duplicates})"
+        )
+
+
+def _flatten(ranges: Sequence[RangeSpec]) -> tuple[array[int], array[int]]:
+    """Sorted segment starts and, per segment, the label of its narrowest covering range.
+
+    A sweep over the boundaries with a heap of the ranges open at each point, keyed by
+    (width, order): O((R + S) log R) for R ranges and S segments.
+    """
+    starts: array[int] = array("Q")
+    labels: array[int] = array("q")
+    if not ranges:
+        return starts, labels
+    boundaries = sorted({r.low for r in ranges} | {r.high + 1 for r in ranges})
+    by_low = sorted(ranges, key=lambda r: r.low)
+    heap: list[tuple[int, int, int, int]] = []
+    nxt = 0
+    for point in boundaries:
+        while nxt < len(by_low) and by_low[nxt].low <= point:
+            r = by_low[nxt]
+            heapq.heappush(heap, (r.high - r.low, r.order, r.high, r.label))
+            nxt += 1
+        while heap and heap[0][2] < point:
+            heapq.heappop(heap)
+        label = heap[0][3] if heap else NO_LABEL
+        if labels and labels[-1] == label:
+            continue  # same answer as the segment before: merge
+        starts.append(point)
+        labels.append(label)
+    return starts, labels

@@ -1,0 +1,112 @@
+"""``ringfence.v1.PolicyService``: what each tenant runs, a checker, a forced reload."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from dsl import check_policy
+from dsl.diagnostics import Severity, render
+from server.api import policy_pb2 as pb
+from server.api import policy_pb2_grpc as pb_grpc
+from server.auth import authorize_admin, bearer_token
+from server.bundle import read_library
+from server.errors import RequestError, invalid
+from server.tenants import TenantRegistry, TenantSlot
+from server.validation import TENANT_NAME
+
+MAX_SOURCE = 1 << 20
+
+
+def _ts(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def slot_status(slot: TenantSlot) -> pb.TenantPolicyStatus:
+    status = pb.TenantPolicyStatus(tenant=slot.name, last_error=slot.last_error)
+    if slot.bundle is not None:
+        status.version = slot.bundle.version
+        status.loaded_at.CopyFrom(_ts(slot.bundle.loaded_at))
+        status.rule_count = slot.bundle.rule_count
+        status.list_count = len(slot.bundle.lists)
+    if slot.last_error:
+        status.last_error_at.CopyFrom(_ts(slot.last_error_at))
+    return status
+
+
+class PolicyService(pb_grpc.PolicyServiceServicer):
+    def __init__(self, registry: TenantRegistry, admin_hashes: frozenset[str]) -> None:
+        self.registry = registry
+        self.admin_hashes = admin_hashes
+
+    async def _admin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        try:
+            authorize_admin(self.admin_hashes, bearer_token(context.invocation_metadata()))
+        except RequestError as exc:
+            await context.abort(exc.code, exc.message, exc.trailing_metadata())
+
+    async def GetPolicyStatus(
+        self, request: pb.GetPolicyStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetPolicyStatusResponse:
+        await self._admin(context)
+        if request.tenant:
+            slot = self.registry.slots.get(request.tenant)
+            if slot is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown tenant {request.tenant!r}")
+            assert slot is not None
+            return pb.GetPolicyStatusResponse(tenants=[slot_status(slot)])
+        return pb.GetPolicyStatusResponse(
+            tenants=[slot_status(self.registry.slots[n]) for n in self.registry.names()]
+        )
+
+    async def ValidatePolicy(
+        self, request: pb.ValidatePolicyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ValidatePolicyResponse:
+        await self._admin(context)
+        error: RequestError | None = None
+        if len(request.source) > MAX_SOURCE:
+            error = invalid("source", f"larger than {MAX_SOURCE} bytes")
+        elif request.tenant and not TENANT_NAME.match(request.tenant):
+            error = invalid("tenant", "must match [a-z0-9][a-z0-9_-]*")
+        if error is not None:
+            await context.abort(error.code, error.message, error.trailing_metadata())
+        path = request.path or f"{request.tenant or 'policy'}/policy.rf"
+        root = self.registry.root
+        # Checking is CPU work proportional to the source: keep it off the event loop.
+        library = await asyncio.to_thread(read_library, root) if root.is_dir() else {}
+        diags = await asyncio.to_thread(
+            check_policy, {path: request.source}, library=library, tenant=request.tenant
+        )
+        sources = {**library, path: request.source}
+        return pb.ValidatePolicyResponse(
+            ok=not any(d.severity == Severity.ERROR for d in diags),
+            diagnostics=[
+                pb.Diagnostic(
+                    path=d.path,
+                    line=d.line,
+                    column=d.column,
+                    end_line=d.end_line,
+                    end_column=d.end_column,
+                    severity=pb.SEVERITY_ERROR
+                    if d.severity == Severity.ERROR
+                    else pb.SEVERITY_WARNING,
+                    message=d.message,
+                    rendered=render(d, sources.get(d.path, "")),
+                )
+                for d in diags
+            ],
+        )
+
+    async def ReloadPolicy(
+        self, request: pb.ReloadPolicyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReloadPolicyResponse:
+        await self._admin(context)
+        await self.registry.reload()
+        return pb.ReloadPolicyResponse(
+            tenants=[slot_status(self.registry.slots[n]) for n in self.registry.names()]
+        )

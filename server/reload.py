@@ -1,0 +1,88 @@
+"""Hot reload: watch the rules directory and rebuild the tenants that changed.
+
+Handles in-place edits, new and removed files, new and removed tenant folders, and the way
+Kubernetes updates a mounted ConfigMap (a new timestamped folder, then the ``..data``
+symlink swapped atomically). Bursts of events are debounced; a build runs off the event
+loop (:meth:`TenantRegistry.reload`), and if files changed while it ran, it runs again so a
+file caught half-written is never what stays live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from watchfiles import awatch
+
+from server.tenants import TenantRegistry
+
+log = logging.getLogger("ringfence.reload")
+
+
+def fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime_ns) of every file under ``root``, following the ConfigMap symlinks."""
+    out: list[tuple[str, int, int]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("..") and d != ".git")
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            out.append((path, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+class Reloader:
+    def __init__(self, registry: TenantRegistry, *, debounce_ms: int = 200) -> None:
+        self.registry = registry
+        self.debounce_ms = debounce_ms
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.generation = 0  # completed reloads
+
+    async def reload_now(self) -> None:
+        """Rebuild until the files stop changing under the build (bounded)."""
+        root = self.registry.root
+        for _ in range(5):
+            before = await asyncio.to_thread(fingerprint, root)
+            await self.registry.reload()
+            after = await asyncio.to_thread(fingerprint, root)
+            if before == after:
+                break
+        self.generation += 1
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="rules-watcher")
+
+    async def _run(self) -> None:
+        root = self.registry.root
+        while not self._stop.is_set():
+            try:
+                async for _changes in awatch(
+                    root,
+                    debounce=self.debounce_ms,
+                    step=50,
+                    stop_event=self._stop,
+                    recursive=True,
+                    force_polling=False,
+                ):
+                    log.info("rules directory changed; reloading")
+                    await self.reload_now()
+            except FileNotFoundError:
+                # The rules dir itself is being replaced; look again shortly.
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("rules watcher failed; restarting it")
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task

@@ -1,0 +1,23 @@
+"""Velocity state: windowed counts, distinct counts and runs of numbers per tenant.
+
+``open_backend(url, hash_key=...)`` returns a :class:`StateBackend` whose ``apply`` fetches
+every aggregate a request needs and records the event, in one round trip.
+"""
+
+from __future__ import annotations
+
+from .backend import StateBackend, StateStats
+from .errors import StateError, StateTimeout
+from .factory import open_backend
+from .memory import MemoryBackend
+from .redis_backend import RedisBackend
+
+__all__ = [
+    "MemoryBackend",
+    "RedisBackend",
+    "StateBackend",
+    "StateError",
+    "StateStats",
+    "StateTimeout",
+    "open_backend",
+]

@@ -1,0 +1,97 @@
+"""Storage keys and members: what reaches storage, with every number hashed.
+
+A storage key is the tenant, the aggregate's *identity* and the concrete key. The identity
+is kind, key kind, key_arg, field and the window's bucketing (size or calendar day + zone),
+never the offset or the spec id: ``count over 1h`` and the same count 1h ago read the same
+buckets. The tenant sits in a Redis Cluster hash tag so one tenant's keys share a slot and
+one script can touch them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import quote
+
+from dsl.aggregates import AggregateSpec, KeyKind
+
+KEY_PREFIX = "rf"
+
+# Key kinds whose concrete value is never personal and helps an operator reading Redis.
+# Everything else (numbers, lists of numbers, prefixes that may be long, devices, IPs) is
+# hashed: a PREFIX with key_arg 11 would otherwise be a whole number.
+_READABLE_KEYS = frozenset({KeyKind.SEGMENT, KeyKind.TENANT, KeyKind.APP})
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """Everything of a storage key except the concrete key: what shares buckets."""
+
+    tenant: str
+    prefix: str  # "rf:{tenant}:count:number::..." without the concrete key
+
+
+def _q(text: str) -> str:
+    # Quote ':' and '{}' so no tenant, list or field name can forge another key.
+    return quote(text, safe="")
+
+
+@lru_cache(maxsize=4096)
+def family_of(tenant: str, spec_identity: tuple[object, ...]) -> Family:
+    kind, key, key_arg, field, size_s, calendar_day, tz = spec_identity
+    window = f"d{_q(str(tz))}" if calendar_day else f"s{size_s}"
+    prefix = (
+        f"{KEY_PREFIX}:{{{_q(tenant)}}}:{kind}:{key}:{_q(str(key_arg))}:{_q(str(field))}:{window}"
+    )
+    return Family(tenant=tenant, prefix=prefix)
+
+
+def spec_identity(spec: AggregateSpec) -> tuple[object, ...]:
+    w = spec.window
+    # Calendar windows bucket by local day whatever size_s says, so size is not identity.
+    size = 0 if w.calendar_day else w.size_s
+    tz = w.timezone if w.calendar_day else ""
+    return (spec.kind.value, spec.key.value, spec.key_arg, spec.field, size, w.calendar_day, tz)
+
+
+class KeyHasher:
+    """Keyed BLAKE2b for keys and members: stable across replicas sharing ``hash_key``,
+    useless to anyone reading Redis without it."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, hash_key: bytes) -> None:
+        if not isinstance(hash_key, bytes | bytearray) or not hash_key:
+            raise ValueError("hash_key must be non-empty bytes")
+        # BLAKE2b takes at most 64 key bytes; longer secrets are condensed, not truncated.
+        self._key = bytes(hash_key) if len(hash_key) <= 64 else hashlib.blake2b(hash_key).digest()
+
+    def key(self, kind: KeyKind, value: str) -> str:
+        if kind in _READABLE_KEYS:
+            return _q(value)
+        digest = hashlib.blake2b(
+            value.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16, person=b"rf-key"
+        )
+        return "h" + digest.hexdigest()
+
+    def member(self, value: str) -> bytes:
+        """8 bytes: collisions are negligible (~1e-13) at the exact-set cap of 1,000."""
+        return hashlib.blake2b(
+            value.encode("utf-8", "surrogatepass"), key=self._key, digest_size=8, person=b"rf-mem"
+        ).digest()
+
+
+def run_suffix(key: str, member: str) -> str:
+    """The digits of ``member`` after the run key's prefix.
+
+    SEGMENT keys are prefixes of the national number (``"170"`` for ``17012345678``);
+    PREFIX keys are prefixes of the E.164 digits (``"86170"``). The longest tail of the key
+    that starts the member is stripped, so both yield ``"12345678"``. Adjacency only needs
+    the numeric value, and storing the suffix rather than the whole number keeps full
+    numbers out of every key (the key is the prefix, hashed for PREFIX).
+    """
+    for i in range(len(key)):
+        if member.startswith(key[i:]):
+            return member[len(key) - i :]
+    return member

@@ -1,0 +1,141 @@
+"""The one Lua script the Redis backend runs: every read, then every write, in one call.
+
+ARGV: exact cap, run walk cap, run member cap, #reads, #writes, then six fields per read
+(kind, key index, lo, hi, member, include) and six per write (kind, key index, pos,
+member, ttl, cutoff); kinds are ``c`` count, ``d`` distinct, ``r`` run (see plan.py).
+Returns one integer per read, in order.
+
+Data model (docs/state.md): a count is a HASH bucket -> n; a distinct is a ZSET member ->
+last bucket seen while it holds at most the exact cap, after which a sentinel member
+marks it and per-bucket HyperLogLogs ``<key>:h:<bucket>`` take over; a run is a ZSET
+suffix digits -> last time seen (ms), walked with ZMSCORE in batches of 64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+LUA = r"""
+local cap = tonumber(ARGV[1])
+local walk_cap = tonumber(ARGV[2])
+local run_max = tonumber(ARGV[3])
+local nr = tonumber(ARGV[4])
+local nw = tonumber(ARGV[5])
+local OVER = '\0over'
+
+local function fmt(n) return string.format('%d', n) end
+
+local function extend(key, ttl)
+  if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl) end
+end
+
+local function walk(key, x, width, dir, lo, hi)
+  local n = 0
+  while n < walk_cap do
+    local batch = {}
+    local k = math.min(64, walk_cap - n)
+    for j = 1, k do
+      local y = x + dir * (n + j)
+      if y < 0 then break end
+      batch[#batch + 1] = string.format('%0' .. width .. 'd', y)
+    end
+    if #batch == 0 then return n end
+    local scores = redis.call('ZMSCORE', key, unpack(batch))
+    for j = 1, #batch do
+      local t = scores[j]
+      if not t then return n end
+      t = tonumber(t)
+      if t <= lo or t > hi then return n end
+      n = n + 1
+    end
+    if #batch < k then return n end
+  end
+  return n
+end
+
+local out = {}
+local i = 6
+for _ = 1, nr do
+  local kind, key, slo, shi = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  local lo, hi, m, inc = tonumber(slo), tonumber(shi), ARGV[i + 4], tonumber(ARGV[i + 5])
+  i = i + 6
+  local v = inc
+  if kind == 'c' then
+    local fields = {}
+    for b = lo, hi do fields[#fields + 1] = fmt(b) end
+    for _, n in ipairs(redis.call('HMGET', key, unpack(fields))) do
+      if n then v = v + tonumber(n) end
+    end
+  elseif kind == 'd' then
+    if redis.call('ZSCORE', key, OVER) then
+      local hk = {}
+      for b = lo, hi do hk[#hk + 1] = key .. ':h:' .. fmt(b) end
+      v = redis.call('PFCOUNT', unpack(hk)) + inc
+    else
+      v = redis.call('ZCOUNT', key, slo, shi)
+      if inc == 1 then
+        local s = redis.call('ZSCORE', key, m)
+        s = s and tonumber(s)
+        if not s or s < lo or s > hi then v = v + 1 end
+      end
+    end
+  else
+    local t = redis.call('ZSCORE', key, m)
+    t = t and tonumber(t)
+    if inc == 1 or (t and t > lo and t <= hi) then
+      local x, width = tonumber(m), string.len(m)
+      v = 1 + walk(key, x, width, 1, lo, hi) + walk(key, x, width, -1, lo, hi)
+    else
+      v = 0
+    end
+  end
+  out[#out + 1] = v
+end
+
+for _ = 1, nw do
+  local kind, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  local pos, m, ttl, cutoff = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]), ARGV[i + 5]
+  i = i + 6
+  if kind == 'c' then
+    redis.call('HINCRBY', key, pos, 1)
+    local c = tonumber(cutoff)
+    if redis.call('HLEN', key) > tonumber(pos) - c + 2 then
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        if tonumber(f) < c then redis.call('HDEL', key, f) end
+      end
+    end
+  elseif kind == 'd' then
+    local over = redis.call('ZSCORE', key, OVER)
+    if not over then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff)
+      if redis.call('ZSCORE', key, m) or redis.call('ZCARD', key) < cap then
+        redis.call('ZADD', key, 'GT', pos, m)
+      else
+        local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+        for j = 1, #all, 2 do
+          local hk = key .. ':h:' .. fmt(tonumber(all[j + 1]))
+          redis.call('PFADD', hk, all[j])
+          extend(hk, ttl)
+        end
+        redis.call('DEL', key)
+        redis.call('ZADD', key, '+inf', OVER)
+        over = true
+      end
+    end
+    if over then
+      local hk = key .. ':h:' .. pos
+      redis.call('PFADD', hk, m)
+      extend(hk, ttl)
+    end
+  else
+    redis.call('ZADD', key, 'GT', pos, m)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+    local n = redis.call('ZCARD', key)
+    if n > run_max then redis.call('ZREMRANGEBYRANK', key, 0, n - run_max - 1) end
+  end
+  extend(key, ttl)
+end
+return out
+"""
+
+SHA1 = hashlib.sha1(LUA.encode("utf-8"), usedforsecurity=False).hexdigest()

@@ -1,0 +1,207 @@
+"""Traces, metrics and the decision log, behind one object the request path calls.
+
+Tracing is off unless configured (standard ``OTEL_*`` variables, or a provider passed in by
+tests); when off, :meth:`Telemetry.stage` is a shared no-op context manager so the request
+path pays nothing. Attributes carry the tenant, action, policy version and rule names, and
+the number only as a keyed hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from server.decision_log import DecisionLog
+from server.privacy import NumberHasher
+
+if TYPE_CHECKING:
+    from server.decide import Outcome
+    from server.tenants import ReloadOutcome
+
+log = logging.getLogger("ringfence.telemetry")
+_NOOP = contextlib.nullcontext()
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+
+
+def tracing_from_env() -> TracerProvider | None:
+    """A provider exporting over OTLP when the standard variables ask for it, else None."""
+    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    if exporter_name in ("", "none") and not endpoint:
+        return None
+    if exporter_name in ("none",):
+        return None
+    exporter: SpanExporter
+    if exporter_name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        exporter = ConsoleSpanExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "ringfence"}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+class Telemetry:
+    def __init__(
+        self,
+        hasher: NumberHasher,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        metric_readers: list[MetricReader] | None = None,
+        decision_log: DecisionLog | None = None,
+        gauges: dict[str, Callable[[], float]] | None = None,
+    ) -> None:
+        self.hasher = hasher
+        self.tracer_provider = tracer_provider
+        self.tracer = tracer_provider.get_tracer("ringfence") if tracer_provider else None
+        self.decision_log = decision_log
+        self.meter_provider = MeterProvider(
+            metric_readers=metric_readers or [],
+            resource=Resource.create({"service.name": "ringfence"}),
+        )
+        m = self.meter_provider.get_meter("ringfence")
+        self._decisions = m.create_counter(
+            "ringfence_decisions", description="Decisions by tenant and action"
+        )
+        self._rule_hits = m.create_counter(
+            "ringfence_rule_hits", description="Rules that matched, by tenant, rule and shadow"
+        )
+        self._latency = m.create_histogram(
+            "ringfence_decision_duration",
+            unit="s",
+            description="Time from request received to decision made",
+            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+        )
+        self._errors = m.create_counter(
+            "ringfence_request_errors", description="Requests answered with an error, by code"
+        )
+        self._degraded = m.create_counter(
+            "ringfence_degraded_decisions",
+            description="Decisions made without the state backend (fail open)",
+        )
+        self._backend_errors = m.create_counter(
+            "ringfence_backend_errors", description="State backend failures by kind"
+        )
+        self._reloads = m.create_counter(
+            "ringfence_policy_reloads", description="Policy reloads by tenant and result"
+        )
+        self._log_drops = m.create_counter(
+            "ringfence_decision_log_dropped",
+            description="Decision-log lines dropped because the queue was full",
+        )
+        for name, fn in (gauges or {}).items():
+            self.add_gauge(name, fn)
+
+    def add_gauge(self, name: str, fn: Callable[[], float], description: str = "") -> None:
+        def callback(_options: Any) -> list[metrics.Observation]:
+            try:
+                return [metrics.Observation(fn())]
+            except Exception:  # a gauge must never break a scrape
+                return []
+
+        self.meter_provider.get_meter("ringfence").create_observable_gauge(
+            name, callbacks=[callback], description=description
+        )
+
+    # --- request path -------------------------------------------------------------
+
+    def stage(self, name: str) -> contextlib.AbstractContextManager[Any]:
+        if self.tracer is None:
+            return _NOOP
+        return self.tracer.start_as_current_span(name)
+
+    def decided(self, outcome: Outcome) -> None:
+        d = outcome.decision
+        tenant = outcome.bundle.name
+        action = d.action.name.lower()
+        elapsed = time.perf_counter() - outcome.started
+        self._decisions.add(1, {"tenant": tenant, "action": action})
+        self._latency.record(elapsed, {"tenant": tenant})
+        for match in d.matches:
+            self._rule_hits.add(
+                1, {"tenant": tenant, "rule": match.rule, "shadow": str(match.shadow).lower()}
+            )
+        if outcome.degraded:
+            self._degraded.add(1, {"tenant": tenant})
+        if self.tracer is not None:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "ringfence.tenant": tenant,
+                        "ringfence.action": action,
+                        "ringfence.policy_version": outcome.bundle.version,
+                        "ringfence.rules": [m.rule for m in d.matches],
+                        "ringfence.phone_hash": self.hasher(outcome.facts.phone.e164),
+                        "ringfence.degraded": outcome.degraded,
+                    }
+                )
+        if self.decision_log is not None and not self.decision_log.offer(outcome, self.hasher):
+            self._log_drops.add(1)
+
+    def request_failed(self, tenant: str, code: grpc.StatusCode) -> None:
+        self._errors.add(1, {"tenant": tenant[:64], "code": code.name})
+
+    def backend_failed(self, tenant: str, exc: Exception) -> None:
+        self._backend_errors.add(1, {"tenant": tenant, "kind": type(exc).__name__})
+        log.warning("state backend failed", extra={"tenant": tenant, "error": str(exc)})
+
+    def reloaded(self, outcome: ReloadOutcome) -> None:
+        result = "removed" if outcome.removed else ("ok" if outcome.ok else "error")
+        self._reloads.add(1, {"tenant": outcome.tenant, "result": result})
+        if outcome.ok:
+            log.info(
+                "policy loaded" if not outcome.removed else "tenant removed",
+                extra={"tenant": outcome.tenant, "version": outcome.version},
+            )
+        else:
+            log.error(
+                "policy reload failed; keeping the last good policy",
+                extra={"tenant": outcome.tenant, "diagnostics": outcome.error},
+            )
+
+    @contextlib.contextmanager
+    def span(self, name: str, **attributes: str) -> Iterator[None]:
+        if self.tracer is None:
+            yield
+            return
+        with self.tracer.start_as_current_span(name, attributes=attributes):
+            yield
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self.meter_provider.shutdown()
+        if self.tracer_provider is not None:
+            with contextlib.suppress(Exception):
+                self.tracer_provider.shutdown()

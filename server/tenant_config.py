@@ -1,0 +1,111 @@
+"""Per-tenant operational settings: ``rules/<tenant>/tenant.toml``.
+
+Policy *logic* lives in the ``.rf`` files; this file holds what SRE and the tenant's owners
+set: how to fail when the state backend is down, the region assumed for national-format
+numbers, the time zone for calendar-day windows, and the hashed bearer tokens.
+
+    fail_mode = "open"            # "open": decide without aggregates (degraded)
+                                  # "closed": answer UNAVAILABLE
+    default_region = "CN"         # for numbers without a country code, when the request gives none
+    timezone = "Asia/Shanghai"    # calendar days ("today"); the policy's settings may not disagree
+    [auth]
+    tokens_sha256 = ["<hex sha256 of a token>", ...]   # empty or absent: the tenant is open
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+FILE_NAME = "tenant.toml"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_KEYS = {"fail_mode", "default_region", "timezone", "auth", "description"}
+_AUTH_KEYS = {"tokens_sha256"}
+
+
+class TenantConfigError(ValueError):
+    """A bad tenant.toml; the message starts with ``path:line:col:`` or ``path:``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    fail_mode: Literal["open", "closed"] = "open"
+    default_region: str = ""
+    timezone: str = ""
+    token_hashes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def open_access(self) -> bool:
+        return not self.token_hashes
+
+
+def hash_token(token: str) -> str:
+    """What tenant.toml stores for a token: its SHA-256 in hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_tenant_config(text: str, path: str) -> TenantConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib puts "(at line L, column C)" in the message; lift it to our prefix form.
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{m.group(1)}:{m.group(2)}" if m else path
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise TenantConfigError(f"{where}: error: {msg}") from None
+
+    def fail(msg: str) -> TenantConfigError:
+        return TenantConfigError(f"{path}: error: {msg}")
+
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise fail(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    fail_mode = data.get("fail_mode", "open")
+    if fail_mode not in ("open", "closed"):
+        raise fail(f'fail_mode must be "open" or "closed", not {fail_mode!r}')
+    region = data.get("default_region", "")
+    if not isinstance(region, str) or (region and not re.fullmatch(r"[A-Z]{2}", region)):
+        raise fail(f"default_region must be an upper-case ISO 3166-1 alpha-2 code, not {region!r}")
+    tz = data.get("timezone", "")
+    if not isinstance(tz, str):
+        raise fail('timezone must be a string such as "Asia/Shanghai"')
+    if tz:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise fail(f"unknown timezone {tz!r}") from None
+    auth = data.get("auth", {})
+    if not isinstance(auth, dict):
+        raise fail("[auth] must be a table")
+    unknown = set(auth) - _AUTH_KEYS
+    if unknown:
+        raise fail(f"unknown [auth] setting(s): {', '.join(sorted(unknown))}")
+    tokens = auth.get("tokens_sha256", [])
+    if not isinstance(tokens, list) or not all(
+        isinstance(t, str) and _HEX64.match(t) for t in tokens
+    ):
+        raise fail("[auth] tokens_sha256 must be a list of lower-case hex SHA-256 digests")
+    return TenantConfig(
+        fail_mode=fail_mode,
+        default_region=region,
+        timezone=tz,
+        token_hashes=frozenset(tokens),
+    )
+
+
+def load_tenant_config(folder: Path) -> tuple[TenantConfig, bytes]:
+    """The config and the raw bytes (they go into the policy version hash)."""
+    path = folder / FILE_NAME
+    if not path.exists():
+        return TenantConfig(), b""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TenantConfigError(f"{path}: error: not UTF-8 ({exc.reason})") from None
+    return parse_tenant_config(text, str(path)), raw

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from conftest_redis import RedisServer, RedisUnavailable
+from support import Running, copy_rules, running_server
+
+
+@pytest.fixture
+def rules_copy(tmp_path: Path) -> Path:
+    """A private copy of the shipped rules/ folder, safe to edit."""
+    return copy_rules(tmp_path)
+
+
+@pytest.fixture
+async def demo(rules_copy: Path) -> AsyncIterator[Running]:
+    """A server with the shipped rules and memory state, fresh for each test."""
+    async with running_server(rules_copy) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free 127.0.0.1 port, shared by one test module."""
+    try:
+        server = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    except RedisUnavailable as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for one test alone: fault tests pause, kill and restart it."""
+    try:
+        server = RedisServer.start(tmp_path / "redis")
+    except RedisUnavailable as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()

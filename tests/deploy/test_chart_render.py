@@ -1,0 +1,314 @@
+"""The chart rendered by Helm's engine: valid Kubernetes objects, locked down, probed, and
+wired to the server's real flags."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+from deploy.deploy_support import (
+    DOCKERFILE,
+    KUBE_VERSIONS,
+    by_kind,
+    manifests,
+    one,
+    production_values,
+    render,
+    walk,
+)
+
+from server.cli import build_parser
+from server.config import OPTIONS
+
+DECISION_SERVICE = "ringfence.v1.DecisionService"
+REDIS = {"backend": "redis", "redis": {"url": "redis://:pw@redis:6379/0"}}
+RULES = {
+    "_shared": {"common.rf": "# shared\n"},
+    "demo": {
+        "tenant.toml": 'fail_mode = "open"\n',
+        "policy.rf": "# demo\n",
+        "lists/privacy.csv": "number\n",
+    },
+}
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "production": production_values(),
+    "autoscaling": {"state": REDIS, "autoscaling": {"enabled": True}},
+    "rules from values": {"rules": RULES},
+    "rules from a ConfigMap": {
+        "rulesFrom": {
+            "existingConfigMap": "risk-rules",
+            "items": [{"key": "demo.policy.rf", "path": "demo/policy.rf"}],
+        }
+    },
+    "rules from a volume": {
+        "rulesFrom": {"volume": {"persistentVolumeClaim": {"claimName": "rules"}}}
+    },
+    "tls without client auth": {"tls": {"enabled": True, "secretName": "tls"}},
+    "no metrics, no admin token": {
+        "server": {"metrics": False},
+        "auth": {"adminTokenEnabled": False},
+    },
+}
+
+
+def docs_for(name: str) -> list[dict[str, Any]]:
+    return manifests(render(VARIANTS[name]))
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]  # type: ignore[no-any-return]
+
+
+def env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(docs)["env"]}
+
+
+@pytest.mark.parametrize("kube", KUBE_VERSIONS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_manifests_are_valid_kubernetes(variant: str, kube: str) -> None:
+    docs = docs_for(variant)
+    assert docs
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # a CRD: no schema in kubernetes-validate; checked below
+        kubernetes_validate.validate(doc, kube, strict=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pods_are_locked_down(variant: str) -> None:
+    docs = docs_for(variant)
+    pods = [one(docs, "Deployment")["spec"]["template"]["spec"]]
+    pods += [p["spec"] for p in by_kind(docs, "Pod")]  # the helm test pod
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert "memory" in c["resources"]["limits"]
+            assert "cpu" in c["resources"]["requests"]
+
+
+def test_plain_grpc_gets_native_grpc_probes() -> None:
+    c = container(docs_for("defaults"))
+    assert c["startupProbe"]["grpc"] == {"port": 50051, "service": DECISION_SERVICE}
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": DECISION_SERVICE}
+    assert c["livenessProbe"]["grpc"] == {"port": 50051, "service": ""}
+
+
+@pytest.mark.parametrize("variant", ["production", "tls without client auth"])
+def test_tls_probes_run_the_health_command(variant: str) -> None:
+    docs = docs_for(variant)
+    c = container(docs)
+    for probe in ("startupProbe", "readinessProbe"):
+        command = c[probe]["exec"]["command"]
+        assert command[0] == json.loads(_instruction(DOCKERFILE.read_text(), "ENTRYPOINT"))[0]
+        ns = build_parser().parse_args(command[1:])  # the CLI really takes these flags
+        assert (ns.command, ns.address, ns.service) == (
+            "health",
+            "localhost:50051",
+            DECISION_SERVICE,
+        )
+        assert ns.tls_ca == "/etc/ringfence/tls/ca.crt"
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["tls"] == "/etc/ringfence/tls"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shutdown_outlasts_the_drain(variant: str) -> None:
+    docs = docs_for(variant)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    grace = float(env(docs)["RINGFENCE_GRACE"])
+    sleep = int(container(docs)["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pod["terminationGracePeriodSeconds"] > grace + sleep
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_env_names_are_server_settings(variant: str) -> None:
+    known = {env_name for _flag, env_name, _default, _help in OPTIONS}
+    ours = {k for k in env(docs_for(variant)) if k.startswith("RINGFENCE_")}
+    assert ours <= known, ours - known
+    assert {"RINGFENCE_RULES", "RINGFENCE_LISTEN", "RINGFENCE_STATE"} <= ours
+
+
+def test_serve_args_parse() -> None:
+    c = container(docs_for("defaults"))
+    ns = build_parser().parse_args(c["args"])
+    assert ns.command == "serve"
+
+
+RULES_VARIANTS = [k for k, v in VARIANTS.items() if "rules" in v or "rulesFrom" in v]
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in RULES_VARIANTS])
+def test_without_rules_the_image_rules_serve(variant: str) -> None:
+    docs = docs_for(variant)
+    assert "rules" not in {m["name"] for m in container(docs)["volumeMounts"]}
+    assert by_kind(docs, "ConfigMap") == []
+    image_rules = [r for w, r in _instructions() if w == "ENV" and "RINGFENCE_RULES=" in r]
+    assert f"RINGFENCE_RULES={env(docs)['RINGFENCE_RULES']}" in image_rules[0]
+
+
+@pytest.mark.parametrize("variant", RULES_VARIANTS)
+def test_rules_are_a_directory_mount(variant: str) -> None:
+    docs = docs_for(variant)
+    c = container(docs)
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "rules")
+    # subPath mounts never see ConfigMap updates, which would defeat hot reload.
+    assert "subPath" not in mount
+    assert "subPathExpr" not in mount
+    assert mount["mountPath"] == env(docs)["RINGFENCE_RULES"] == "/etc/ringfence/rules"
+    assert mount["readOnly"] is True
+    assert not any(k == "subPath" for k, _ in walk(docs))
+    pod = one(docs, "Deployment")["spec"]["template"]["metadata"]
+    assert not any("rules" in key for key in pod.get("annotations", {}))  # no restart on edit
+
+
+def test_rules_from_values_land_at_their_paths() -> None:
+    docs = docs_for("rules from values")
+    data = one(docs, "ConfigMap")["data"]
+    volume = next(
+        v
+        for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "rules"
+    )
+    files = {item["path"]: data[item["key"]] for item in volume["configMap"]["items"]}
+    expected = {
+        f"{tenant}/{path}": text for tenant, tree in RULES.items() for path, text in tree.items()
+    }
+    assert files == expected
+    assert set(data) == {item["key"] for item in volume["configMap"]["items"]}
+
+
+@pytest.mark.parametrize(
+    ("variant", "source"),
+    [
+        (
+            "rules from a ConfigMap",
+            {
+                "configMap": {
+                    "name": "risk-rules",
+                    "items": [{"key": "demo.policy.rf", "path": "demo/policy.rf"}],
+                }
+            },
+        ),
+        ("rules from a volume", {"persistentVolumeClaim": {"claimName": "rules"}}),
+    ],
+)
+def test_external_rules_sources(variant: str, source: dict[str, Any]) -> None:
+    docs = docs_for(variant)
+    volume = next(
+        v
+        for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "rules"
+    )
+    assert {k: v for k, v in volume.items() if k != "name"} == source
+    assert by_kind(docs, "ConfigMap") == []
+
+
+def test_production_shape() -> None:
+    docs = docs_for("production")
+    deploy = one(docs, "Deployment")
+    assert deploy["spec"]["replicas"] == 3
+    e = env(docs)
+    assert e["RINGFENCE_STATE"] == {"secretKeyRef": {"name": "ringfence-redis", "key": "url"}}
+    assert e["RINGFENCE_TLS_CLIENT_CA"] == "/etc/ringfence/tls/ca.crt"
+    assert e["OTEL_TRACES_EXPORTER"] == "otlp"
+    assert e["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4317"
+    assert by_kind(docs, "Secret") == []  # auth.existingSecret is used instead
+    assert by_kind(docs, "HorizontalPodAutoscaler") == []
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(docs, "Service")}
+    assert services["rf-ringfence-headless"]["clusterIP"] == "None"
+    for spec in services.values():
+        grpc_port = next(p for p in spec["ports"] if p["name"] == "grpc")
+        assert grpc_port["appProtocol"] == "grpc"
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert "metrics" in {p["name"] for p in services["rf-ringfence"]["ports"]}
+    policy = one(docs, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == {"grpc", "metrics"}
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    image = container(docs)["image"]
+    assert image.endswith("@" + production_values()["image"]["digest"])
+
+
+def test_autoscaling_replaces_replicas() -> None:
+    docs = docs_for("autoscaling")
+    assert "replicas" not in one(docs, "Deployment")["spec"]
+    hpa = one(docs, "HorizontalPodAutoscaler")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 10)
+    assert hpa["scaleTargetRef"]["name"] == one(docs, "Deployment")["metadata"]["name"]
+
+
+def test_generated_secret_and_given_secret() -> None:
+    generated = one(docs_for("defaults"), "Secret")["data"]
+    assert set(generated) == {"hash-key", "admin-token"}
+    given = one(
+        manifests(render({"auth": {"hashKey": "k" * 32, "adminToken": "t" * 20}, "state": REDIS})),
+        "Secret",
+    )["data"]
+    assert base64.b64decode(given["hash-key"]) == b"k" * 32
+    assert set(given) == {"hash-key", "admin-token", "redis-url"}
+
+
+def test_secret_change_rolls_pods_but_rules_change_does_not() -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        pod = one(manifests(render(values)), "Deployment")["spec"]["template"]
+        return pod["metadata"]["annotations"]["checksum/secret"]  # type: ignore[no-any-return]
+
+    base = checksum({"rules": RULES})
+    assert checksum({"rules": {"demo": {"policy.rf": "# changed\n"}}}) == base
+    assert checksum({"rules": RULES, "auth": {"adminToken": "x" * 20}}) != base
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_helm_test_pod_runs_the_health_command(variant: str) -> None:
+    docs = docs_for(variant)
+    pod = one(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    c = pod["spec"]["containers"][0]
+    assert c["image"] == container(docs)["image"]
+    ns = build_parser().parse_args(c["args"])
+    assert ns.command == "health"
+    assert ns.address == "rf-ringfence.risk.svc:50051"
+    assert ns.service == DECISION_SERVICE
+    assert c["command"] == json.loads(_instruction(DOCKERFILE.read_text(), "ENTRYPOINT"))
+
+
+def test_notes_show_grpcurl_with_reflection() -> None:
+    notes = render({})["ringfence/templates/NOTES.txt"]
+    assert "grpcurl -plaintext localhost:50051 list" in notes
+    assert "ringfence.v1.DecisionService/Evaluate" in notes
+    tls_notes = render(production_values())["ringfence/templates/NOTES.txt"]
+    assert "-plaintext" not in tls_notes
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        out.append((word.upper(), " ".join(rest.split())))
+    return out
+
+
+def _instruction(dockerfile: str, name: str) -> str:
+    text = dockerfile.replace("\\\n", " ")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().upper().startswith(name + " ")]
+    assert lines, f"no {name} in the Dockerfile"
+    return lines[-1][len(name) + 1 :].strip()

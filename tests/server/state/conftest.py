@@ -1,0 +1,37 @@
+"""Fixtures for the state backends: a real redis-server and both backends, fresh per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest_redis import RedisServer
+from redis.asyncio import Redis
+
+from server.state import MemoryBackend, RedisBackend, open_backend
+
+HASH_KEY = b"test-hash-key-0123456789abcdef"
+
+
+async def _flush(url: str) -> None:
+    client = Redis.from_url(url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[MemoryBackend | RedisBackend]:
+    """Each backend in turn, empty. The Redis timeout is generous: these tests are about
+    semantics, and CI machines stall."""
+    if request.param == "memory":
+        b = open_backend("memory://", hash_key=HASH_KEY)
+    else:
+        await _flush(redis_server.url)
+        b = open_backend(redis_server.url, hash_key=HASH_KEY, timeout_s=2.0)
+    assert isinstance(b, MemoryBackend | RedisBackend)
+    yield b
+    await b.close()

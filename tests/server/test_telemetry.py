@@ -1,0 +1,90 @@
+"""Traces, metrics and the decision log, checked on a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.request
+from pathlib import Path
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support import request, running_server
+
+from server.api import decision_pb2 as pb
+
+NUMBER = "+8613800138000"
+RAW_FORMS = ("8613800138000", "13800138000", "138 0013 8000")
+
+
+def _no_raw_number(value: object) -> bool:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return not any(raw in text for raw in RAW_FORMS)
+
+
+async def test_span_tree_and_no_raw_number(rules_copy: Path) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with running_server(rules_copy, tracer_provider=provider) as s:
+        await s.decisions.Evaluate(
+            request("+86 138 0013 8000", event={"scene": "register", "app_id": "shop"}),
+            timeout=5,
+        )
+    spans = exporter.get_finished_spans()
+    by_name = {sp.name: sp for sp in spans}
+    root = by_name["/ringfence.v1.DecisionService/Evaluate"]
+    children = {sp.name for sp in spans if sp.parent and sp.parent.span_id == root.context.span_id}
+    assert {"facts", "evaluate"} <= children
+    assert root.attributes["ringfence.tenant"] == "demo"
+    assert root.attributes["ringfence.action"] in ("allow", "review", "block")
+    assert root.attributes["ringfence.policy_version"]
+    assert str(root.attributes["ringfence.phone_hash"]).startswith("h:")
+    for sp in spans:
+        assert _no_raw_number(dict(sp.attributes or {})), sp.name
+        for ev in sp.events:
+            assert _no_raw_number(dict(ev.attributes or {})), sp.name
+
+
+async def test_metrics_endpoint_is_scrapable(rules_copy: Path) -> None:
+    async with running_server(rules_copy, metrics_listen="127.0.0.1:0") as s:
+        for _ in range(3):
+            await s.decisions.Evaluate(request(NUMBER), timeout=5)
+        with contextlib.suppress(Exception):
+            await s.decisions.Evaluate(request(NUMBER, tenant="nobody"), timeout=5)
+        url = f"http://127.0.0.1:{s.server.metrics_port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    text = body.decode()
+    assert "ringfence_decisions_total{" in text
+    assert 'tenant="demo"' in text
+    assert "ringfence_decision_duration_seconds_bucket" in text
+    assert 'ringfence_request_errors_total{code="NOT_FOUND"' in text
+    assert "ringfence_policy_reloads_total" in text
+    assert "ringfence_phone_cache_hits" in text
+    assert _no_raw_number(text)
+
+
+async def test_decision_log_lines_hash_the_number(rules_copy: Path, tmp_path: Path) -> None:
+    log_path = tmp_path / "decisions.jsonl"
+    async with running_server(rules_copy, decision_log=str(log_path)) as s:
+        resp = await s.decisions.Evaluate(
+            request(
+                "+86 138 0013 8000",
+                request_id="dl-1",
+                event={"scene": "register", "app_id": "shop"},
+            ),
+            timeout=5,
+        )
+        assert resp.action != pb.ACTION_UNSPECIFIED
+    lines = [json.loads(x) for x in log_path.read_text().splitlines()]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["request_id"] == "dl-1"
+    assert line["tenant"] == "demo"
+    assert line["policy_version"] == resp.policy_version
+    assert line["phone"]["hash"].startswith("h:")
+    assert line["event"]["scene"] == "register"
+    assert line["decision"]["action"] == pb.Action.Name(resp.action).removeprefix("ACTION_").lower()
+    assert _no_raw_number(line)

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from server.tenant_config import TenantConfigError, hash_token, parse_tenant_config
+
+GOOD_HASH = hash_token("t")
+
+
+def test_defaults_and_full_config() -> None:
+    assert parse_tenant_config("", "x/tenant.toml").open_access
+    cfg = parse_tenant_config(
+        f'fail_mode = "closed"\ndefault_region = "CN"\ntimezone = "Asia/Shanghai"\n'
+        f'[auth]\ntokens_sha256 = ["{GOOD_HASH}"]\n',
+        "x/tenant.toml",
+    )
+    assert cfg.fail_mode == "closed"
+    assert cfg.default_region == "CN"
+    assert cfg.timezone == "Asia/Shanghai"
+    assert cfg.token_hashes == {GOOD_HASH}
+    assert not cfg.open_access
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('fail_mode = "sideways"', "x/tenant.toml: error: fail_mode must be"),
+        ('default_region = "cn"', "default_region must be an upper-case"),
+        ('timezone = "Mars/Olympus"', "unknown timezone 'Mars/Olympus'"),
+        ("color = 1", "unknown setting(s): color"),
+        ("[auth]\ntokens = []", "unknown [auth] setting(s): tokens"),
+        ('[auth]\ntokens_sha256 = ["plain-token"]', "lower-case hex SHA-256"),
+        ('fail_mode = "open"\nfail_mode = "closed"', "x/tenant.toml:2:"),
+        ("fail_mode = ", "x/tenant.toml:1:"),
+    ],
+)
+def test_bad_config_names_file_and_problem(text: str, message: str) -> None:
+    with pytest.raises(TenantConfigError) as info:
+        parse_tenant_config(text, "x/tenant.toml")
+    assert message in str(info.value)
