@@ -444,7 +444,6 @@ class Checker:
                 )
             elif isinstance(cond, ir.Lit) and cond.value is True:
                 self.warn(when.expr.span, f"rule '{r.name}' fires on every request")
-        reads = tuple(dict.fromkeys(self.rule_reads))
         action, override = "allow", False
         if isinstance(then, ast.Then):
             action, override = then.action, then.override
@@ -481,6 +480,7 @@ class Checker:
         reason_clause = by_kind.get(ast.Reason)
         if isinstance(reason_clause, ast.Reason):
             reason = self.reason(reason_clause.text)
+        reads = tuple(dict.fromkeys(self.rule_reads))  # the condition's and the reason's
         on_error = "skip"
         oe = by_kind.get(ast.OnError)
         if isinstance(oe, ast.OnError):

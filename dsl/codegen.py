@@ -229,9 +229,14 @@ def _gen_plan(
     w("def plan(facts, lists):")
     w("phone = facts.phone", 1)
     w("event = facts.event", 1)
-    if policy.uses_local_time:
+    local = {"event.local_hour", "event.local_weekday"}
+    if any(
+        isinstance(n, ir.Fact) and n.path in local
+        for a in policy.aggregates
+        if a.where is not None
+        for n in ir.walk(a.where)
+    ):
         w("local_hour, local_weekday = local_time(event.occurred_at, TIMEZONE)", 1)
-    keyed_lists = sorted({a.spec.key_arg for a in policy.aggregates if a.spec.key is KeyKind.LIST})
     for n in list_names:
         w(f"l_{n} = lists.get({n!r}, EMPTY_LIST)", 1)
     if not policy.aggregates:
@@ -251,7 +256,6 @@ def _gen_plan(
             feeds = "False"  # a window that ended in the past never takes this event
         w(f"AggregateRef({spec_names[spec.id]}, {key}, {member}, {feeds}),", 2)
     w(")", 1)
-    del keyed_lists
 
 
 def _plan_key(spec: AggregateSpec) -> tuple[str, str]:

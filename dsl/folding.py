@@ -14,6 +14,7 @@ from dsl.ir import Type
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _NUMERIC = (Type.INT, Type.DUR)
+_NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
 def fold_not(x: ir.Node) -> ir.Node:
@@ -21,6 +22,9 @@ def fold_not(x: ir.Node) -> ir.Node:
         return ir.Lit(not x.value, Type.BOOL)
     if isinstance(x, ir.Not):
         return x.operand
+    if isinstance(x, ir.Cmp):
+        # not (a >= b) is a < b, in three-valued logic too: unknown stays unknown.
+        return ir.Cmp(_NEGATED[x.op], x.left, x.right, nullable=x.nullable)
     return ir.Not(x, nullable=x.nullable)
 
 

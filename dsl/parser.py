@@ -55,8 +55,6 @@ _TERMINAL_WORDS = {
     "DURATION": "a duration",
     "COMPOP": "a comparison",
     "LIST": "'list'",
-    "ADDOP": "'+' or '-'",
-    "MULOP": "'*' or '/'",
     "$END": "end of file",
 }
 _LITERALS: dict[str, str] = {
@@ -271,7 +269,7 @@ class _Builder:
             case "const":
                 return ast.Const(str(kids[0]), self.expr(kids[1]), sp)
             case "list_decl":
-                return ast.ListDecl(str(kids[0]), self.plain_string(_tok(kids[1])), sp)
+                return ast.ListDecl(str(kids[1]), self.plain_string(_tok(kids[2])), sp)
             case "aggregate":
                 return self.aggregate(t, sp)
             case "rule":
@@ -426,7 +424,7 @@ class _Builder:
             case "not_":
                 return ast.Not(self.expr(k[1]), sp)
             case "neg":
-                return ast.Neg(self.expr(k[0]), sp)
+                return ast.Neg(self.expr(k[1]), sp)
             case "compare":
                 return ast.Compare(str(k[1]), self.expr(k[0]), self.expr(k[2]), sp)
             case "in_":

@@ -75,7 +75,7 @@ class CaseResult:
     def report(self) -> str:
         """One line when it passed; the expected-vs-got diff when it did not."""
         status = "ok  " if self.passed else "FAIL"
-        head = f"{status} {self.case.where}: {self.case.name}"
+        head = f"{status} {self.case.where}"
         return "\n".join([head, *(f"    {f}" for f in self.failures)])
 
 

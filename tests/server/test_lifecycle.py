@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -32,6 +33,11 @@ def test_sigterm_lets_in_flight_calls_finish_and_exits_0(rules_copy: Path) -> No
                 for i in range(50):
                     yield request(f"+86138001{i:05d}", request_id=f"after{i}", dry_run=True)
 
+            # Watch health from before the signal: the open stream sees it turn.
+            watch = health_pb2_grpc.HealthStub(ch).Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=20
+            )
+            assert next(watch).status == SERVING
             responses = stub.EvaluateStream(requests(), timeout=30)
             got = []
             for resp in responses:
@@ -39,13 +45,18 @@ def test_sigterm_lets_in_flight_calls_finish_and_exits_0(rules_copy: Path) -> No
                 if resp.request_id == "before":
                     first_answered.set()
                     srv.proc.send_signal(signal.SIGTERM)
-                    # Health turns NOT_SERVING at once, before in-flight calls are done.
-                    health = health_pb2_grpc.HealthStub(ch)
-                    watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
-                    for status in watch:
-                        if status.status == NOT_SERVING:
-                            watch.cancel()
-                            break
+                    # Health turns NOT_SERVING at once, while the stream is still open...
+                    assert next(watch).status == NOT_SERVING
+                    # ...and new calls are refused once the listener closes (health turns
+                    # first, so a call or two may still slip in).
+                    refused = None
+                    deadline = time.monotonic() + 10
+                    while refused is None and time.monotonic() < deadline:
+                        try:
+                            stub.Evaluate(request("+8613800138000", dry_run=True), timeout=5)
+                        except grpc.RpcError as exc:
+                            refused = exc.code()
+                    assert refused in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
                     release.set()
             assert first_answered.is_set()
             assert got == ["before"] + [f"after{i}" for i in range(50)]

@@ -30,8 +30,9 @@ def test_defaults_and_full_config() -> None:
         ("color = 1", "unknown setting(s): color"),
         ("[auth]\ntokens = []", "unknown [auth] setting(s): tokens"),
         ('[auth]\ntokens_sha256 = ["plain-token"]', "lower-case hex SHA-256"),
-        ('fail_mode = "open"\nfail_mode = "closed"', "x/tenant.toml:2:"),
-        ("fail_mode = ", "x/tenant.toml:1:"),
+        ('fail_mode = "open"\nfail_mode = "closed"', "Cannot overwrite a value"),
+        ("fail_mode = \n", "x/tenant.toml:1:"),
+        ("[auth\nx = 1", "x/tenant.toml:1:"),
     ],
 )
 def test_bad_config_names_file_and_problem(text: str, message: str) -> None:
