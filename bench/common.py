@@ -136,11 +136,8 @@ def ringfence_server(rules: Path, *args: str) -> contextlib.AbstractContextManag
             str(rules),
             "--listen",
             "127.0.0.1:0",
-            "--log-level",
-            "warning",
             *args,
         ],
-        env={"RINGFENCE_LOG_LEVEL": "warning"},
     )
 
 

@@ -16,7 +16,7 @@ from dsl import ast, ir, schema
 from dsl.aggregates import AggKind, AggregateSpec, KeyKind, Window
 from dsl.diagnostics import Diagnostic, Severity
 from dsl.durations import DurationError, format_duration, parse_duration
-from dsl.folding import fold_and, fold_arith, fold_cmp, fold_not, fold_or
+from dsl.folding import fold_and, fold_arith, fold_cmp, fold_not, fold_or, never_true
 from dsl.ir import Type
 from dsl.options import CompileOptions
 
@@ -437,10 +437,10 @@ class Checker:
         if isinstance(when, ast.When):
             cond = self.expr(when.expr, _Ctx("condition"))
             self.expect(cond, Type.BOOL, when.expr.span, "a condition")
-            if isinstance(cond, ir.Lit) and cond.value is False:
+            if never_true(cond):
                 self.error(
                     when.expr.span,
-                    f"rule '{r.name}' can never fire: its condition is always false",
+                    f"rule '{r.name}' can never fire: its condition is never true",
                 )
             elif isinstance(cond, ir.Lit) and cond.value is True:
                 self.warn(when.expr.span, f"rule '{r.name}' fires on every request")

@@ -45,7 +45,7 @@ def fold_and(ops: Sequence[ir.Node]) -> ir.Node:
     kept = [o for o in flat if not (isinstance(o, ir.Lit) and o.value is True)]
     if not kept:
         return ir.Lit(True, Type.BOOL)
-    if _contradicts(kept):
+    if _contradicts(kept, nullable_too=False):
         return ir.Lit(False, Type.BOOL)
     if len(kept) == 1:
         return kept[0]
@@ -106,12 +106,35 @@ def fold_arith(op: str, left: ir.Node, right: ir.Node, result: Type) -> ir.Node:
     return ir.Arith(op, left, right, result, nullable)
 
 
-def _contradicts(ops: Sequence[ir.Node]) -> bool:
-    """True when integer bounds on one expression leave no value: ``x > 5 and x < 3``."""
+def never_true(node: ir.Node) -> bool:
+    """True when ``node`` can be false or unknown but never true.
+
+    Unlike folding, this looks through unknowns: ``hits > 5 and hits < 3`` is unknown when
+    ``hits`` is, so it cannot fold to false, yet it can never be true.
+    """
+    if isinstance(node, ir.Lit):
+        return node.value is False
+    if isinstance(node, ir.BoolOp) and node.op == "and":
+        return any(never_true(o) for o in node.operands) or _contradicts(
+            node.operands, nullable_too=True
+        )
+    if isinstance(node, ir.BoolOp):
+        return all(never_true(o) for o in node.operands)
+    return False
+
+
+def _contradicts(ops: Sequence[ir.Node], *, nullable_too: bool) -> bool:
+    """True when integer bounds on one expression leave no value: ``x > 5 and x < 3``.
+
+    A subject that can be unknown only counts with ``nullable_too``: unknown and unknown is
+    unknown, so such a conjunction must not fold to false.
+    """
     lo: dict[ir.Node, int] = {}
     hi: dict[ir.Node, int] = {}
     for o in ops:
         if not isinstance(o, ir.Cmp) or o.left.type not in _NUMERIC:
+            continue
+        if o.nullable and not nullable_too:
             continue
         subject: ir.Node
         if isinstance(o.right, ir.Lit) and not isinstance(o.left, ir.Lit):

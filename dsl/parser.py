@@ -8,7 +8,9 @@ formatter can keep them.
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Sequence
 from importlib import resources
 
 from lark import Lark, Token, Tree
@@ -41,7 +43,9 @@ _LARK = Lark(
     # The basic lexer reserves keywords everywhere, so `when x == then` reports the
     # misplaced `then` instead of reading it as a name.
     lexer="basic",
-    propagate_positions=True,
+    # Spans are computed from tokens on demand: Lark's propagate_positions doubles the
+    # parse time of a large policy.
+    propagate_positions=False,
     maybe_placeholders=True,
     start=["start", "expr"],
     lexer_callbacks={"COMMENT": _collect_comment},
@@ -117,9 +121,11 @@ def _expected_words(expected: set[str] | frozenset[str]) -> str:
     )
     if len(words) > 8:
         words = [*words[:8], "..."]
+    if not words:
+        return ""
     if len(words) == 1:
-        return words[0]
-    return ", ".join(words[:-1]) + " or " + words[-1]
+        return "; expected " + words[0]
+    return "; expected " + ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> Diagnostic:
@@ -141,11 +147,9 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> Diagnostic
         if tok.type == "$END":
             lines = text.splitlines() or [""]
             line, col = len(lines), len(lines[-1]) + 1
-            return Diagnostic(
-                path, line, col, Severity.ERROR, f"unexpected end of file; expected {expected}"
-            )
+            return Diagnostic(path, line, col, Severity.ERROR, f"unexpected end of file{expected}")
         end = col + max(1, len(str(tok)))
-        msg = f"unexpected {_describe_token(tok)}; expected {expected}"
+        msg = f"unexpected {_describe_token(tok)}{expected}"
         return Diagnostic(path, line, col, Severity.ERROR, msg, line, end)
     if isinstance(err, UnexpectedEOF):
         lines = text.splitlines() or [""]
@@ -183,9 +187,9 @@ def _too_deep(tree: Tree[Token], path: str, max_depth: int) -> Diagnostic | None
             extra = (len(node.children) // 2) if node.data in ("sum", "product") else 1
             depth += extra
             if depth > max_depth:
-                meta = node.meta
-                line = getattr(meta, "line", 1)
-                col = getattr(meta, "column", 1)
+                tok = _edge(node, first=True)
+                line = (tok.line or 1) if tok is not None else 1
+                col = (tok.column or 1) if tok is not None else 1
                 return Diagnostic(
                     path,
                     line,
@@ -218,25 +222,37 @@ _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "{": "{", "}": "}"}
 
 
 class _Builder:
-    def __init__(self, path: str, text: str, max_depth: int) -> None:
+    def __init__(
+        self, path: str, text: str, max_depth: int, line_shift: int = 0, col_shift: int = 0
+    ) -> None:
+        # Shifts place an interpolation fragment (parsed alone) at its spot in the file.
+        self.line_shift = line_shift
+        self.col_shift = col_shift
         self.path = path
         self.text = text
         self.max_depth = max_depth
         self.errors: list[Diagnostic] = []
 
     def span(self, node: Tree[Token] | Token) -> ast.Span:
+        ls, cs = self.line_shift, self.col_shift
         if isinstance(node, Token):
             return ast.Span(
                 self.path,
-                node.line or 0,
-                node.column or 0,
-                node.end_line or 0,
-                node.end_column or 0,
+                (node.line or 0) + ls,
+                (node.column or 0) + cs,
+                (node.end_line or 0) + ls,
+                (node.end_column or 0) + cs,
             )
-        m = node.meta
-        if getattr(m, "empty", True):
+        first, last = _edge(node, first=True), _edge(node, first=False)
+        if first is None or last is None:
             return ast.Span(self.path, 0, 0, 0, 0)
-        return ast.Span(self.path, m.line, m.column, m.end_line, m.end_column)
+        return ast.Span(
+            self.path,
+            (first.line or 0) + ls,
+            (first.column or 0) + cs,
+            (last.end_line or 0) + ls,
+            (last.end_column or 0) + cs,
+        )
 
     def error(self, span: ast.Span, message: str) -> None:
         self.errors.append(
@@ -255,7 +271,7 @@ class _Builder:
 
     def item(self, t: Tree[Token]) -> ast.Item:
         sp = self.span(t)
-        kids = t.children
+        kids = [c for c in t.children if not (isinstance(c, Token) and c.type in _SPAN_ONLY)]
         match t.data:
             case "settings":
                 entries = tuple(
@@ -269,15 +285,15 @@ class _Builder:
             case "const":
                 return ast.Const(str(kids[0]), self.expr(kids[1]), sp)
             case "list_decl":
-                return ast.ListDecl(str(kids[1]), self.plain_string(_tok(kids[2])), sp)
+                return ast.ListDecl(str(kids[0]), self.plain_string(_tok(kids[1])), sp)
             case "aggregate":
-                return self.aggregate(t, sp)
+                return self.aggregate(kids, sp)
             case "rule":
-                return self.rule(t, sp)
+                return self.rule(kids, sp)
         raise AssertionError(f"unknown item {t.data}")  # grammar and builder disagree
 
-    def aggregate(self, t: Tree[Token], sp: ast.Span) -> ast.Aggregate:
-        name, kind, args_tree, where = t.children
+    def aggregate(self, kids: Sequence[Tree[Token] | Token | None], sp: ast.Span) -> ast.Aggregate:
+        name, kind, args_tree, where = kids
         args: list[ast.Expr] = []
         per: list[ast.Per] = []
         over: list[ast.Over] = []
@@ -305,8 +321,7 @@ class _Builder:
             self.span(_tok(kind)),
         )
 
-    def rule(self, t: Tree[Token], sp: ast.Span) -> ast.Rule:
-        kids = t.children
+    def rule(self, kids: Sequence[Tree[Token] | Token | None], sp: ast.Span) -> ast.Rule:
         shadow = kids[0] is not None
         name_tok = _tok(kids[1])
         clauses: list[ast.Clause] = []
@@ -382,75 +397,104 @@ class _Builder:
                 "empty interpolation '{}' (write \\{ for a literal brace)",
             )
             return placeholder
-        # Pad so Lark reports positions in the file, not in the fragment.
-        padded = "\n" * (line - 1) + " " * (column - 1) + inner
-        try:
-            tree, _ = _lark_parse(padded, self.path, "expr")
-        except PolicyError as err:
-            self.errors.extend(
-                Diagnostic(
-                    d.path,
-                    d.line,
-                    d.column,
-                    d.severity,
-                    d.message.replace("end of file", "end of the interpolation"),
-                    d.end_line,
-                    d.end_column,
-                )
-                for d in err.diagnostics
+        # Strings are one line, so a fragment's positions shift by the column it starts at.
+        shift = column - 1
+        simple = _DOTTED.fullmatch(inner)
+        if simple is not None and _KEYWORD_WORDS.isdisjoint(simple.group(1).split(".")):
+            return self.dotted(simple, line, shift)
+
+        def moved(d: Diagnostic) -> Diagnostic:
+            message = d.message.replace("end of file", "end of the interpolation")
+            return Diagnostic(
+                d.path,
+                line,
+                d.column + shift,
+                d.severity,
+                message,
+                line,
+                (d.end_column + shift) if d.end_column else 0,
             )
+
+        try:
+            tree, _ = _lark_parse(inner, self.path, "expr")
+        except PolicyError as err:
+            self.errors.extend(moved(d) for d in err.diagnostics)
             return placeholder
         deep = _too_deep(tree, self.path, self.max_depth) if isinstance(tree, Tree) else None
         if deep is not None:
-            self.errors.append(deep)
+            self.errors.append(moved(deep))
             return placeholder
-        return self.expr(tree)
+        fragment = _Builder(self.path, inner, self.max_depth, line - 1, shift)
+        node = fragment.expr(tree)
+        self.errors.extend(fragment.errors)
+        return node
+
+    def dotted(self, m: re.Match[str], line: int, shift: int) -> ast.Expr:
+        """``{name}`` or ``{a.b}``: by far the most common interpolations, built directly."""
+        col = shift + m.start(1) + 1
+        parts = m.group(1).split(".")
+        node: ast.Expr = ast.Name(
+            parts[0], ast.Span(self.path, line, col, line, col + len(parts[0]))
+        )
+        end = col + len(parts[0])
+        for part in parts[1:]:
+            end += 1 + len(part)
+            node = ast.Attr(node, part, ast.Span(self.path, line, col, line, end))
+        return node
 
     # expressions
 
     def expr(self, t: Tree[Token] | Token | None) -> ast.Expr:
+        """Build an expression; spans are joined from the children's (cheaper than walking
+        the tree for every node)."""
         if t is None:  # pragma: no cover - the grammar never yields an empty expression
             raise AssertionError("empty expression")
         if isinstance(t, Token):
             return self.token_expr(t)
-        sp = self.span(t)
         k = t.children
         match t.data:
             case "int_" | "duration" | "string" | "true" | "false" | "name":
                 return self.token_expr(_tok(k[0]), t.data)
             case "or_expr" | "and_expr":
                 op = "or" if t.data == "or_expr" else "and"
-                return ast.BoolOp(op, tuple(self.expr(c) for c in k), sp)
-            case "not_":
-                return ast.Not(self.expr(k[1]), sp)
-            case "neg":
-                return ast.Neg(self.expr(k[1]), sp)
+                ops = tuple(self.expr(c) for c in k)
+                return ast.BoolOp(op, ops, _join(ops[0].span, ops[-1].span))
+            case "not_" | "neg":
+                operand = self.expr(k[1])
+                sp = _join(self.span(_tok(k[0])), operand.span)
+                return ast.Not(operand, sp) if t.data == "not_" else ast.Neg(operand, sp)
             case "compare":
-                return ast.Compare(str(k[1]), self.expr(k[0]), self.expr(k[2]), sp)
-            case "in_":
-                return ast.In(self.expr(k[0]), self.expr(k[1]), False, sp)
-            case "not_in":
-                return ast.In(self.expr(k[0]), self.expr(k[2]), True, sp)
+                left, right = self.expr(k[0]), self.expr(k[2])
+                return ast.Compare(str(k[1]), left, right, _join(left.span, right.span))
+            case "in_" | "not_in":
+                left, right = self.expr(k[0]), self.expr(k[-1])
+                return ast.In(left, right, t.data == "not_in", _join(left.span, right.span))
             case "between":
-                return ast.Between(self.expr(k[0]), self.expr(k[1]), self.expr(k[2]), sp)
+                v, lo, hi = self.expr(k[0]), self.expr(k[1]), self.expr(k[2])
+                return ast.Between(v, lo, hi, _join(v.span, hi.span))
             case "sum" | "product":
                 left = self.expr(k[0])
                 for i in range(1, len(k), 2):
                     right = self.expr(k[i + 1])
-                    rs = self.span(_tree_or_tok(k[i + 1]))
-                    bsp = ast.Span(self.path, sp.line, sp.column, rs.end_line, rs.end_column)
-                    left = ast.BinOp(str(k[i]), left, right, bsp)
+                    left = ast.BinOp(str(k[i]), left, right, _join(left.span, right.span))
                 return left
             case "attr":
-                return ast.Attr(self.expr(k[0]), str(k[1]), sp)
+                obj = self.expr(k[0])
+                return ast.Attr(obj, str(k[1]), _join(obj.span, self.span(_tok(k[1]))))
             case "method":
-                return ast.Method(self.expr(k[0]), str(k[1]), self.args(k[2]), sp)
+                obj, args = self.expr(k[0]), self.args(k[2])
+                end = args[-1].span if args else self.span(_tok(k[1]))
+                return ast.Method(obj, str(k[1]), args, _join(obj.span, end, 1))
             case "call":
-                return ast.Call(str(k[0]), self.args(k[1]), sp)
+                args = self.args(k[1])
+                name = self.span(_tok(k[0]))
+                return ast.Call(str(k[0]), args, _join(name, args[-1].span if args else name, 1))
             case "index":
-                return ast.Index(self.expr(k[0]), self.expr(k[1]), sp)
+                obj, key = self.expr(k[0]), self.expr(k[1])
+                return ast.Index(obj, key, _join(obj.span, key.span, 1))
             case "set_":
                 items = self.args(k[0]) if k else ()
+                sp = _join(items[0].span, items[-1].span, 1, 1) if items else self.span(t)
                 return ast.SetLit(items, sp)
         raise AssertionError(f"unknown expression {t.data}")
 
@@ -475,13 +519,45 @@ class _Builder:
         return ast.Name(str(tok), sp)
 
 
+_DOTTED = re.compile(r"\s*([A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)*)\s*")
+_KEYWORD_WORDS = frozenset(_LITERALS.values())
+_SPAN_ONLY = frozenset(
+    {"SETTINGS", "IMPORT", "CONST", "AGGREGATE", "RULE", "RBRACE", "RPAR", "LIST"}
+)
+
+
+def _edge(node: Tree[Token], *, first: bool) -> Token | None:
+    """The first (or last) token under ``node``, found without recursion."""
+    n: Tree[Token] | Token | None = node
+    # Fast path: follow the first (last) present child down to a token.
+    while isinstance(n, Tree):
+        kids = n.children if first else n.children[::-1]
+        n = next((k for k in kids if k is not None), None)
+    if isinstance(n, Token):
+        return n
+    stack: list[Tree[Token] | Token | None] = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Token):
+            return n
+        if isinstance(n, Tree):
+            stack.extend(reversed(n.children) if first else n.children)
+    return None
+
+
+def _join(first: ast.Span, last: ast.Span, close: int = 0, open_: int = 0) -> ast.Span:
+    """From the start of ``first`` to the end of ``last``, widened by brackets around."""
+    return ast.Span(
+        first.path,
+        first.line,
+        first.column - open_,
+        last.end_line,
+        last.end_column + close,
+    )
+
+
 def _tok(x: object) -> Token:
     assert isinstance(x, Token)
-    return x
-
-
-def _tree_or_tok(x: object) -> Tree[Token] | Token:
-    assert isinstance(x, Tree | Token)
     return x
 
 

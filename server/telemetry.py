@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -91,11 +92,25 @@ class Telemetry:
             resource=Resource.create({"service.name": "ringfence"}),
         )
         m = self.meter_provider.get_meter("ringfence")
-        self._decisions = m.create_counter(
-            "ringfence_decisions", description="Decisions by tenant and action"
+        # The per-decision counters are plain dict increments read at collection time:
+        # an SDK counter ``add`` with attributes costs microseconds on every request.
+        self._decision_counts: Counter[tuple[str, str]] = Counter()
+        self._rule_counts: Counter[tuple[str, str, bool]] = Counter()
+        self._degraded_counts: Counter[str] = Counter()
+        m.create_observable_counter(
+            "ringfence_decisions",
+            callbacks=[self._observe(self._decision_counts, ("tenant", "action"))],
+            description="Decisions by tenant and action",
         )
-        self._rule_hits = m.create_counter(
-            "ringfence_rule_hits", description="Rules that matched, by tenant, rule and shadow"
+        m.create_observable_counter(
+            "ringfence_rule_hits",
+            callbacks=[self._observe(self._rule_counts, ("tenant", "rule", "shadow"))],
+            description="Rules that matched, by tenant, rule and shadow",
+        )
+        m.create_observable_counter(
+            "ringfence_degraded_decisions",
+            callbacks=[self._observe(self._degraded_counts, ("tenant",))],
+            description="Decisions made without the state backend (fail open)",
         )
         self._latency = m.create_histogram(
             "ringfence_decision_duration",
@@ -105,10 +120,6 @@ class Telemetry:
         )
         self._errors = m.create_counter(
             "ringfence_request_errors", description="Requests answered with an error, by code"
-        )
-        self._degraded = m.create_counter(
-            "ringfence_degraded_decisions",
-            description="Decisions made without the state backend (fail open)",
         )
         self._backend_errors = m.create_counter(
             "ringfence_backend_errors", description="State backend failures by kind"
@@ -122,6 +133,23 @@ class Telemetry:
         )
         for name, fn in (gauges or {}).items():
             self.add_gauge(name, fn)
+
+    @staticmethod
+    def _observe(
+        counts: Counter[Any], names: tuple[str, ...]
+    ) -> Callable[[Any], list[metrics.Observation]]:
+        def callback(_options: Any) -> list[metrics.Observation]:
+            out = []
+            for key, value in list(counts.items()):
+                values = key if isinstance(key, tuple) else (key,)
+                attrs = {
+                    n: (str(v).lower() if isinstance(v, bool) else v)
+                    for n, v in zip(names, values, strict=True)
+                }
+                out.append(metrics.Observation(value, attrs))
+            return out
+
+        return callback
 
     def add_gauge(self, name: str, fn: Callable[[], float], description: str = "") -> None:
         def callback(_options: Any) -> list[metrics.Observation]:
@@ -146,14 +174,12 @@ class Telemetry:
         tenant = outcome.bundle.name
         action = d.action.name.lower()
         elapsed = time.perf_counter() - outcome.started
-        self._decisions.add(1, {"tenant": tenant, "action": action})
+        self._decision_counts[(tenant, action)] += 1
         self._latency.record(elapsed, {"tenant": tenant})
         for match in d.matches:
-            self._rule_hits.add(
-                1, {"tenant": tenant, "rule": match.rule, "shadow": str(match.shadow).lower()}
-            )
+            self._rule_counts[(tenant, match.rule, match.shadow)] += 1
         if outcome.degraded:
-            self._degraded.add(1, {"tenant": tenant})
+            self._degraded_counts[tenant] += 1
         if self.tracer is not None:
             span = trace.get_current_span()
             if span.is_recording():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 from server.api import decision_pb2
 from server.errors import FieldViolation, RequestError, invalid_many
@@ -29,6 +30,15 @@ MAX_BATCH = 1000
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _REGION = re.compile(r"^[A-Za-z]{2}$")
 _ID_CHARS = re.compile(r"^[\x21-\x7e]*$")
+
+
+@lru_cache(maxsize=65536)
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _length(out: list[FieldViolation], name: str, value: str, limit: int) -> bool:
@@ -68,9 +78,7 @@ def _validate_event(out: list[FieldViolation], ev: decision_pb2.Event, p: str) -
     _length(out, f"{p}app_id", ev.app_id, MAX_APP_ID)
     _length(out, f"{p}device_id", ev.device_id, MAX_DEVICE_ID)
     if ev.ip and _length(out, f"{p}ip", ev.ip, MAX_IP):
-        try:
-            ipaddress.ip_address(ev.ip)
-        except ValueError:
+        if not _is_ip(ev.ip):
             out.append(FieldViolation(f"{p}ip", "not an IPv4 or IPv6 address"))
     if ev.HasField("occurred_at"):
         ts = ev.occurred_at

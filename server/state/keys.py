@@ -37,6 +37,12 @@ def _q(text: str) -> str:
     return quote(text, safe="")
 
 
+@lru_cache(maxsize=16384)
+def _readable(value: str) -> str:
+    # Segment prefixes, list names and the like repeat on every request: quote them once.
+    return _q(value)
+
+
 @lru_cache(maxsize=4096)
 def family_of(tenant: str, spec_identity: tuple[object, ...]) -> Family:
     kind, key, key_arg, field, size_s, calendar_day, tz = spec_identity
@@ -69,7 +75,7 @@ class KeyHasher:
 
     def key(self, kind: KeyKind, value: str) -> str:
         if kind in _READABLE_KEYS:
-            return _q(value)
+            return _readable(value)
         digest = hashlib.blake2b(
             value.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16, person=b"rf-key"
         )

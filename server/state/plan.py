@@ -67,14 +67,24 @@ class Planner:
     and trimming keep what every window over the same buckets needs, even when one request
     plans only some of them."""
 
-    __slots__ = ("_hasher", "_max_offset")
+    __slots__ = ("_families", "_hasher", "_max_offset")
 
     def __init__(self, hasher: KeyHasher) -> None:
         self._hasher = hasher
         self._max_offset: dict[str, int] = {}
+        # Specs are frozen and few per policy; their family is worked out once, not per event.
+        # Keyed by identity (hashing a nested frozen dataclass costs more than the lookup
+        # saves); the spec is kept in the entry so a recycled id can never match.
+        self._families: dict[tuple[str, int], tuple[AggregateSpec, Family]] = {}
 
     def _family(self, tenant: str, spec: AggregateSpec) -> Family:
-        return family_of(tenant, spec_identity(spec))
+        found = self._families.get((tenant, id(spec)))
+        if found is None or found[0] is not spec:
+            if len(self._families) >= _MAX_FAMILIES:
+                self._families.clear()
+            found = (spec, family_of(tenant, spec_identity(spec)))
+            self._families[(tenant, id(spec))] = found
+        return found[1]
 
     def _offset(self, family: Family, offset_s: int) -> int:
         known = self._max_offset.get(family.prefix)

@@ -26,9 +26,9 @@ shadow rule   r{risk 2 then review
 """
 
 EXPECTED = """# leading comment
-settings {
+settings {  # tz
     timezone = "Asia/Shanghai"
-}  # tz
+}
 
 const A = 1 + 2 * 3
 const B = (1 + 2) * 3
@@ -42,8 +42,8 @@ shadow rule r {
         and hits.ago(1h) > 0
     then review
     risk 2
-    tags "a", "b"
     # before reason
+    tags "a", "b"
     reason "n={hits}"
     # dangling
 }
@@ -84,7 +84,7 @@ def test_every_comment_survives() -> None:
         "not (x or y)",
         "(x or y) and z",
         "x or (y or z)",
-        "a.lower().starts_with(\"q\")",
+        'a.lower().starts_with("q")',
         "(a + b) between 1 and 2 * 3",
         "a not in {1, 2}",
     ],

@@ -11,7 +11,9 @@ from dsl.parser import parse_module
 
 
 def test_positions_are_one_based_and_cover_the_node() -> None:
-    m = parse_module("const A = 1\n\nrule r {\n  when A + 2 > 3 and true\n  then allow\n}\n", "p.rf")
+    m = parse_module(
+        "const A = 1\n\nrule r {\n  when A + 2 > 3 and true\n  then allow\n}\n", "p.rf"
+    )
     const, rule = m.items
     assert isinstance(const, Const)
     assert (const.span.line, const.span.column) == (1, 1)
@@ -61,9 +63,8 @@ def test_deepest_accepted_expression_compiles() -> None:
     # 31 arithmetic levels under a comparison: right at the limit, and Python's own parser
     # must accept the generated source.
     expr = "a" + " + a" * 30
-    policy = compile_policy(
-        {"p.rf": f"aggregate a = count(per number, over 1h)\nrule r {{ when {expr} > 1 then block }}"}
-    )
+    text = f"aggregate a = count(per number, over 1h)\nrule r {{ when {expr} > 1 then block }}"
+    policy = compile_policy({"p.rf": text})
     assert policy.rules[0].name == "r"
 
 
@@ -81,7 +82,8 @@ def test_parse_error_raises_policy_error_with_position() -> None:
     (diag,) = err.value.diagnostics
     assert (diag.path, diag.line, diag.column) == ("bad.rf", 3, 1)
     assert "expected an expression" in diag.message
-    assert "Token" not in diag.message and "__ANON" not in diag.message
+    assert "Token" not in diag.message
+    assert "__ANON" not in diag.message
 
 
 @pytest.mark.parametrize(

@@ -76,8 +76,8 @@ def test_not_keeps_unknown(a: int | None, expected: bool | None) -> None:
         ("a between 2 and 4", {"a": None}, None),
         ("a in {1, 2, 3}", {"a": 2}, True),
         ("a not in {1, 2, 3}", {"a": None}, None),
-        ("a > 0 and event.scene == \"x\"", {"a": None}, False),  # false decides
-        ("a > 0 or event.scene == \"\"", {"a": None}, True),  # true decides
+        ('a > 0 and event.scene == "x"', {"a": None}, False),  # false decides
+        ('a > 0 or event.scene == ""', {"a": None}, True),  # true decides
     ],
 )
 def test_expressions(cond: str, values: dict[str, int | None], expected: bool | None) -> None:
@@ -129,7 +129,7 @@ def test_decision_ordering_override_and_shadow(
     event: dict[str, str], action: Action, risk: int, tags: tuple[str, ...], live: tuple[str, ...]
 ) -> None:
     policy = compile_one(ORDERING)
-    d = policy.evaluate(facts(**event), {}, {})
+    d = policy.evaluate(facts(**event), {}, {})  # type: ignore[arg-type]
     assert d.action is action
     assert d.risk_level == risk
     assert d.tags == tags
@@ -178,7 +178,7 @@ def test_on_error_never_grants_an_override() -> None:
     policy = compile_one(
         AGGS
         + "rule ok { when a < 5 then allow override on_error fire }\n"
-        + "rule bad { when event.scene == \"s\" then block }\n"
+        + 'rule bad { when event.scene == "s" then block }\n'
     )
     d = policy.evaluate(facts(scene="s"), {"a": None}, {})
     assert d.action is Action.BLOCK
@@ -197,8 +197,7 @@ def test_interpolation() -> None:
     lists = {"vip": DictList({"+8613800000001": {"tier": "gold"}})}
     d = policy.evaluate(facts(scene="LOGIN"), {"a": 4, "b": None}, lists)
     assert d.matches[0].reason == (
-        "a=4 b=unknown valid=true w=1h30m tier=gold who=+86138****0001 scene=login"
-        " {literal} 5"
+        "a=4 b=unknown valid=true w=1h30m tier=gold who=+86138****0001 scene=login {literal} 5"
     )
 
 
@@ -212,9 +211,9 @@ def test_lists_missing_from_the_mapping_are_empty() -> None:
 def test_helpers_and_facts() -> None:
     policy = compile_one(
         'settings { timezone = "Asia/Shanghai" }\n'
-        "rule r {\n when phone.starts_with(\"86138\") and phone.prefix(4) == \"8613\"\n"
+        'rule r {\n when phone.starts_with("86138") and phone.prefix(4) == "8613"\n'
         '  and event.attributes["channel"].starts_with("web")\n'
-        "  and event.local_hour == 8 and event.local_weekday == 4 and tenant == \"acme\"\n"
+        '  and event.local_hour == 8 and event.local_weekday == 4 and tenant == "acme"\n'
         '  and phone.country_code == 86 and event.ip.contains(".")\n'
         " then review\n}\n",
         tenant="acme",
@@ -244,8 +243,9 @@ rule r { when n + l + s + p + d + i + a + t > 0 and sustained(n > 1, 2h) then re
 def test_plan_keys_members_and_feeds() -> None:
     policy = compile_one(PLAN)
     phone = make_phone("+8617000000001")
-    ev = EventFacts(scene="register", app_id="app1", device_id="dev1", ip="1.2.3.4",
-                    attributes={"ua": "curl"})
+    ev = EventFacts(
+        scene="register", app_id="app1", device_id="dev1", ip="1.2.3.4", attributes={"ua": "curl"}
+    )
     lists = {"vip": DictList({"+8617000000001": {}})}
     refs = {r.id: r for r in policy.plan(Facts("t", phone, ev), lists)}
     assert list(refs) == ["n", "n@1h", "l", "s", "p", "d", "i", "a", "t"]
@@ -262,7 +262,8 @@ def test_plan_keys_members_and_feeds() -> None:
         "t": (KeyKind.TENANT, "", "", True),
     }
     assert refs["n@1h"].spec.window.offset_s == 3600
-    assert refs["d"].spec.kind is AggKind.DISTINCT and refs["d"].spec.field == "app_id"
+    assert refs["d"].spec.kind is AggKind.DISTINCT
+    assert refs["d"].spec.field == "app_id"
     assert refs["i"].spec.field == "attr:ua"
 
 
@@ -308,8 +309,10 @@ def test_library_import() -> None:
         )
     }
     policy = compile_policy(
-        {"t/policy.rf": 'import "_shared/segments.rf"\n'
-         "rule r { when phone.segment_kind in BLACK_CARD and seg_run > 3 then review }"},
+        {
+            "t/policy.rf": 'import "_shared/segments.rf"\n'
+            "rule r { when phone.segment_kind in BLACK_CARD and seg_run > 3 then review }"
+        },
         library=library,
         tenant="t",
     )
