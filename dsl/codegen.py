@@ -10,7 +10,7 @@ through ``repr()``; objects (aggregate specs) are passed in the namespace, not s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dsl import ir
 from dsl.aggregates import AggKind, AggregateSpec, KeyKind
@@ -131,9 +131,9 @@ class _Expr:
             var = self.simple_unknown(o)
             if var is not None:
                 # `hits > 5` where only `hits` can be unknown: test it in place, no temporary.
-                test = self.gen(replace(o, nullable=False))
-                if node.op == "and":
-                    test = f"not {test}"
+                assert isinstance(o, ir.Cmp)
+                test = f"{self.gen(o.left)} {o.op} {self.gen(o.right)}"
+                test = f"not ({test})" if node.op == "and" else f"({test})"
                 branches.append(f"{decisive} if {var} is not None and {test} else")
                 unknowns.append(f"{var} is None")
             elif o.nullable:

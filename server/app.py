@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from server.api import decision_pb2, decision_pb2_grpc, policy_pb2, policy_pb2_grpc
+from server.backends import BackendPool
 from server.config import ServeConfig
 from server.decide import Decider
 from server.decision_log import DecisionLog
@@ -86,6 +87,7 @@ class RingfenceServer:
     telemetry: Telemetry = field(init=False)
     decision_log: DecisionLog | None = field(init=False, default=None)
     _server: grpc.aio.Server | None = field(init=False, default=None)
+    backends: BackendPool | None = field(init=False, default=None)
     _metrics_http: Any = field(init=False, default=None)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
@@ -107,12 +109,17 @@ class RingfenceServer:
             decision_log=self.decision_log,
         )
         self.registry.listeners.append(self.telemetry.reloaded)
-        if self.backend is None:
-            self.backend = open_backend(
-                cfg.state, hash_key=self.hasher.key, timeout_s=cfg.state_timeout_ms / 1000
+
+        def factory(url: str) -> StateBackend:
+            return open_backend(
+                url, hash_key=self.hasher.key, timeout_s=cfg.state_timeout_ms / 1000
             )
+
+        if self.backend is None:
+            self.backend = factory(cfg.state)
+        self.backends = BackendPool(self.backend, factory)
         self._register_gauges(parser)
-        decider = Decider(self.registry, parser, self.backend, self.telemetry, clock=self.clock)
+        decider = Decider(self.registry, parser, self.backends, self.telemetry, clock=self.clock)
 
         interceptors: list[Any] = []
         if self.telemetry.tracer_provider is not None:
@@ -238,9 +245,8 @@ class RingfenceServer:
             await self.reloader.stop()
         if self._server is not None:
             await self._server.stop(grace)
-        if self.backend is not None:
-            with contextlib.suppress(Exception):
-                await self.backend.close()
+        if self.backends is not None:
+            await self.backends.close()
         if self.decision_log is not None:
             await self.decision_log.close()
         if self._metrics_http is not None:

@@ -20,10 +20,11 @@ from dsl.decision import Decision
 from dsl.facts import EventFacts, Facts, PhoneFacts
 from server.api import decision_pb2 as pb
 from server.auth import authorize_tenant
+from server.backends import BackendPool
 from server.bundle import TenantBundle
 from server.errors import RequestError, invalid
 from server.phone import PhoneParseError, PhoneParser
-from server.state import StateBackend, StateError
+from server.state import StateError
 from server.telemetry import Telemetry
 from server.tenants import TenantRegistry
 from server.validation import validate_request
@@ -55,14 +56,14 @@ class Decider:
         self,
         registry: TenantRegistry,
         parser: PhoneParser,
-        backend: StateBackend,
+        backends: BackendPool,
         telemetry: Telemetry,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
         self.parser = parser
-        self.backend = backend
+        self.backends = backends
         self.telemetry = telemetry
         self.clock = clock
 
@@ -84,6 +85,12 @@ class Decider:
         validate_request(req, prefix)
         bundle = self.registry.get(req.tenant)
         if bundle is None:
+            if req.tenant in self.registry.slots:
+                # The folder exists but no version of its policy ever compiled.
+                raise RequestError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"tenant {req.tenant!r} has no good policy loaded (see GetPolicyStatus)",
+                )
             raise RequestError(grpc.StatusCode.NOT_FOUND, f"unknown tenant {req.tenant!r}")
         authorize_tenant(bundle.config, token, self._other_configs())
         tel = self.telemetry
@@ -103,7 +110,7 @@ class Decider:
         if refs:
             with tel.stage("aggregates"):
                 try:
-                    values = await self.backend.apply(
+                    values = await self.backends.for_tenant(bundle.config).apply(
                         bundle.name, refs, now, record=not req.dry_run
                     )
                 except StateError as exc:

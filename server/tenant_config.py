@@ -7,7 +7,8 @@ numbers, the time zone for calendar-day windows, and the hashed bearer tokens.
     fail_mode = "open"            # "open": decide without aggregates (degraded)
                                   # "closed": answer UNAVAILABLE
     default_region = "CN"         # for numbers without a country code, when the request gives none
-    timezone = "Asia/Shanghai"    # calendar days ("today"); the policy's settings may not disagree
+    timezone = "Asia/Shanghai"    # calendar days ("today") when the policy's settings name none
+    state = "redis://host:6379/1" # this tenant's own state backend (default: the server's)
     [auth]
     tokens_sha256 = ["<hex sha256 of a token>", ...]   # empty or absent: the tenant is open
 """
@@ -24,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 FILE_NAME = "tenant.toml"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_KEYS = {"fail_mode", "default_region", "timezone", "auth", "description"}
+_KEYS = {"fail_mode", "default_region", "timezone", "state", "auth", "description"}
+_STATE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
 _AUTH_KEYS = {"tokens_sha256"}
 
 
@@ -37,6 +39,7 @@ class TenantConfig:
     fail_mode: Literal["open", "closed"] = "open"
     default_region: str = ""
     timezone: str = ""
+    state: str = ""  # empty: the server's --state
     token_hashes: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -79,6 +82,9 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise fail(f"unknown timezone {tz!r}") from None
+    state = data.get("state", "")
+    if not isinstance(state, str) or (state and not state.startswith(_STATE_SCHEMES)):
+        raise fail(f"state must be memory:// or redis://HOST:PORT/DB, not {state!r}")
     auth = data.get("auth", {})
     if not isinstance(auth, dict):
         raise fail("[auth] must be a table")
@@ -94,6 +100,7 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
         fail_mode=fail_mode,
         default_region=region,
         timezone=tz,
+        state=state,
         token_hashes=frozenset(tokens),
     )
 

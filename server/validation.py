@@ -77,9 +77,8 @@ def _validate_event(out: list[FieldViolation], ev: decision_pb2.Event, p: str) -
     _length(out, f"{p}scene", ev.scene, MAX_SCENE)
     _length(out, f"{p}app_id", ev.app_id, MAX_APP_ID)
     _length(out, f"{p}device_id", ev.device_id, MAX_DEVICE_ID)
-    if ev.ip and _length(out, f"{p}ip", ev.ip, MAX_IP):
-        if not _is_ip(ev.ip):
-            out.append(FieldViolation(f"{p}ip", "not an IPv4 or IPv6 address"))
+    if ev.ip and _length(out, f"{p}ip", ev.ip, MAX_IP) and not _is_ip(ev.ip):
+        out.append(FieldViolation(f"{p}ip", "not an IPv4 or IPv6 address"))
     if ev.HasField("occurred_at"):
         ts = ev.occurred_at
         if not (0 <= ts.seconds <= 253402300799 and 0 <= ts.nanos < 1_000_000_000):
