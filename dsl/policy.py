@@ -29,8 +29,8 @@ class RuleInfo:
 
 @dataclass(frozen=True, slots=True)
 class ListDecl:
-    """A list the policy reads; ``path`` is as written, relative to the declaring file's
-    tenant folder (or the library root for library files, see ``span.path``)."""
+    """A list the policy reads; ``path`` is as written: relative to the tenant folder, or
+    to the rules root when it starts with ``_shared/``. ``span.path`` is the declaring file."""
 
     name: str
     path: str

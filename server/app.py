@@ -31,6 +31,7 @@ from server.reload import Reloader
 from server.state import StateBackend, open_backend
 from server.telemetry import Telemetry, tracing_from_env
 from server.tenants import TenantRegistry
+from server.tracing import TracingInterceptor
 
 log = logging.getLogger("ringfence.server")
 
@@ -122,14 +123,8 @@ class RingfenceServer:
         decider = Decider(self.registry, parser, self.backends, self.telemetry, clock=self.clock)
 
         interceptors: list[Any] = []
-        if self.telemetry.tracer_provider is not None:
-            from opentelemetry.instrumentation.grpc import aio_server_interceptor
-
-            interceptors.append(
-                aio_server_interceptor(  # type: ignore[no-untyped-call]
-                    tracer_provider=self.telemetry.tracer_provider
-                )
-            )
+        if self.telemetry.tracer is not None:
+            interceptors.append(TracingInterceptor(self.telemetry.tracer))
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[

@@ -165,7 +165,8 @@ class Telemetry:
     # --- request path -------------------------------------------------------------
 
     def stage(self, name: str) -> contextlib.AbstractContextManager[Any]:
-        if self.tracer is None:
+        # A request whose server span was not sampled gets no child spans either.
+        if self.tracer is None or not trace.get_current_span().is_recording():
             return _NOOP
         return self.tracer.start_as_current_span(name)
 

@@ -88,3 +88,27 @@ async def test_decision_log_lines_hash_the_number(rules_copy: Path, tmp_path: Pa
     assert line["event"]["scene"] == "register"
     assert line["decision"]["action"] == pb.Action.Name(resp.action).removeprefix("ACTION_").lower()
     assert _no_raw_number(line)
+
+
+async def test_incoming_trace_context_is_continued(rules_copy: Path) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = "00f067aa0ba902b7"
+    async with running_server(rules_copy, tracer_provider=provider) as s:
+        await s.decisions.Evaluate(
+            request(NUMBER), metadata=(("traceparent", f"00-{trace_id}-{parent}-01"),),
+            timeout=5,
+        )
+        # Health checks are not traced: they would drown the traces that matter.
+        from grpc_health.v1 import health_pb2
+
+        await s.health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    spans = exporter.get_finished_spans()
+    root = next(sp for sp in spans if sp.name == "/ringfence.v1.DecisionService/Evaluate")
+    assert format(root.context.trace_id, "032x") == trace_id
+    assert root.parent is not None
+    assert format(root.parent.span_id, "016x") == parent
+    assert root.attributes["rpc.grpc.status_code"] == 0
+    assert not any("Health" in sp.name for sp in spans)
