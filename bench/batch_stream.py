@@ -14,22 +14,27 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, load, machine, ringfence_server  # noqa: E402
-from bench.echo_ratio import METHOD, requests  # noqa: E402
-from server.api import decision_pb2 as pb  # noqa: E402
+from bench.common import REPO, load, machine, ringfence_server
+from bench.echo_ratio import METHOD, requests
+from server.api import decision_pb2 as pb
 
 
-async def batch_rate(address: str, batch: bytes, size: int, concurrency: int,
-                     seconds: float) -> float:
+async def batch_rate(
+    address: str, batch: bytes, size: int, concurrency: int, seconds: float
+) -> float:
     async with grpc.aio.insecure_channel(address) as ch:
-        call = ch.unary_unary("/ringfence.v1.DecisionService/EvaluateBatch",
-                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        call = ch.unary_unary(
+            "/ringfence.v1.DecisionService/EvaluateBatch",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
         await ch.channel_ready()
         done = 0
         stop = time.perf_counter() + seconds
@@ -54,7 +59,7 @@ async def stream_rate(address: str, reqs: list[pb.EvaluateRequest], seconds: flo
         stop = time.perf_counter() + seconds
         done = 0
 
-        async def gen():  # type: ignore[no-untyped-def]
+        async def gen() -> AsyncIterator[pb.EvaluateRequest]:
             i = 0
             while time.perf_counter() < stop:
                 yield reqs[i % len(reqs)]
@@ -82,16 +87,21 @@ def main() -> int:
         shutil.copytree(REPO / "rules", rules)
         with ringfence_server(rules) as port:
             address = f"127.0.0.1:{port}"
-            unary = asyncio.run(load(address, METHOD, raw, concurrency=16,
-                                     duration_s=ns.seconds)).rps
+            unary = asyncio.run(
+                load(address, METHOD, raw, concurrency=16, duration_s=ns.seconds)
+            ).rps
             print(f"unary, 16 concurrent     : {unary:9,.0f} decisions/s (baseline)")
             for size in (100, 1000):
                 batch = pb.EvaluateBatchRequest(requests=reqs[:size]).SerializeToString()
                 rate = asyncio.run(batch_rate(address, batch, size, 2, ns.seconds))
-                print(f"batch of {size:<4}, 2 concurrent: {rate:9,.0f} decisions/s = "
-                      f"{rate / unary:.1f}x unary (target >= 25,000/s)")
+                print(
+                    f"batch of {size:<4}, 2 concurrent: {rate:9,.0f} decisions/s = "
+                    f"{rate / unary:.1f}x unary (target >= 25,000/s)"
+                )
             rate = asyncio.run(stream_rate(address, reqs, ns.seconds))
-            print(f"one stream               : {rate:9,.0f} decisions/s = {rate / unary:.1f}x unary")
+            print(
+                f"one stream               : {rate:9,.0f} decisions/s = {rate / unary:.1f}x unary"
+            )
     return 0
 
 

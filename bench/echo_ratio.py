@@ -17,10 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BIN, REPO, best, child, interleave, load, machine, ringfence_server
-
+from bench.common import BIN, REPO, best, child, interleave, load, machine, ringfence_server
 from server.api import decision_pb2 as pb
 
 METHOD = "/ringfence.v1.DecisionService/Evaluate"

@@ -24,7 +24,7 @@ class Sink(trace_service_pb2_grpc.TraceServiceServicer):
 
 async def main() -> None:
     server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(json.dumps({"msg": "listening", "port": port}), file=sys.stderr, flush=True)

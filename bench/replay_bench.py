@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, machine  # noqa: E402
-from bench.traffic import generate  # noqa: E402
-from server.phone import PhoneParser  # noqa: E402
-from server.replay import Replayer, read_events  # noqa: E402
-from server.tenants import TenantRegistry  # noqa: E402
+from bench.common import REPO, machine
+from bench.traffic import generate
+from server.phone import PhoneParser
+from server.replay import Replayer, read_events
+from server.tenants import TenantRegistry
 
 
 def main() -> int:
@@ -64,8 +64,10 @@ def main() -> int:
     print(f"json.loads only : {n / baseline:10,.0f} events/s (baseline)")
     print(f"read + parse    : {n / t_read:10,.0f} events/s")
     print(f"decide          : {n / t_decide:10,.0f} events/s")
-    print(f"replay end to end: {n / total:10,.0f} events/s = {baseline / total:.2f}x the baseline"
-          f" (target >= 50,000/s)")
+    print(
+        f"replay end to end: {n / total:10,.0f} events/s = {baseline / total:.2f}x the baseline"
+        f" (target >= 50,000/s)"
+    )
     return 0
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import BIN, REPO, best, child, interleave, load, machine  # noqa: E402
-from bench.echo_ratio import METHOD, requests  # noqa: E402
+from bench.common import BIN, REPO, best, child, interleave, load, machine
+from bench.echo_ratio import METHOD, requests
 
 
 def main() -> int:
@@ -41,22 +41,29 @@ def main() -> int:
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
         }
         on = stack.enter_context(child(serve, env=otlp))
-        sampled = stack.enter_context(child(serve, env={
-            **otlp,
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0.1",
-        }))
+        sampled = stack.enter_context(
+            child(
+                serve,
+                env={
+                    **otlp,
+                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "OTEL_TRACES_SAMPLER_ARG": "0.1",
+                },
+            )
+        )
 
         def run(port: int):  # type: ignore[no-untyped-def]
-            return lambda: asyncio.run(load(f"127.0.0.1:{port}", METHOD, reqs, concurrency=16,
-                                            duration_s=ns.seconds))
+            return lambda: asyncio.run(
+                load(f"127.0.0.1:{port}", METHOD, reqs, concurrency=16, duration_s=ns.seconds)
+            )
 
         runs = interleave(ns.rounds, run(off), run(on), run(sampled))
         a, b, c = (best(r) for r in runs)
-        for label, r in (("tracing off", a), ("every request traced", b),
-                         ("10 % sampled", c)):
-            print(f"{label:<22}: {r.rps:8,.0f} rps p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms"
-                  f"  cost {100 * (1 - r.rps / a.rps):5.1f} %")
+        for label, r in (("tracing off", a), ("every request traced", b), ("10 % sampled", c)):
+            print(
+                f"{label:<22}: {r.rps:8,.0f} rps p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms"
+                f"  cost {100 * (1 - r.rps / a.rps):5.1f} %"
+            )
         print("target: tracing costs <= 15 %")
     return 0
 

@@ -36,8 +36,9 @@ ORDINARY = ("134", "135", "136", "137", "138", "139", "150", "151", "186", "189"
 APPS = ("shop", "ride", "pay", "video", "food")
 
 
-def _event(label: str, phone: str, scene: str, at: datetime, app: str,
-           rnd: random.Random) -> dict[str, Any]:
+def _event(
+    label: str, phone: str, scene: str, at: datetime, app: str, rnd: random.Random
+) -> dict[str, Any]:
     return {
         "label": label,
         "tenant": "demo",
@@ -60,8 +61,7 @@ def normal(day: datetime, rnd: random.Random, users: int) -> Iterator[dict[str, 
         app = rnd.choice(APPS)
         yield _event("normal", phone, "register", at, app, rnd)
         for k in range(rnd.randint(1, 2)):
-            yield _event("normal", phone, "sms_code", at + timedelta(seconds=30 + 60 * k), app,
-                         rnd)
+            yield _event("normal", phone, "sms_code", at + timedelta(seconds=30 + 60 * k), app, rnd)
         if rnd.random() < 0.3:
             yield _event("normal", phone, "login", at + timedelta(seconds=400), app, rnd)
 
@@ -71,10 +71,19 @@ def privacy_platform(day: datetime, rnd: random.Random) -> Iterator[dict[str, An
     for hour in range(1, 4):
         for k in range(150):
             at = day + timedelta(hours=hour, seconds=k * 20 + rnd.randrange(20))
-            phone = (f"+86170000001{rnd.randrange(100):02d}" if k % 2
-                     else f"+861651234{rnd.randrange(100):04d}")
-            yield _event("privacy_platform", phone, rnd.choice(["sms_code", "register"]), at,
-                         rnd.choice(APPS), rnd)
+            phone = (
+                f"+86170000001{rnd.randrange(100):02d}"
+                if k % 2
+                else f"+861651234{rnd.randrange(100):04d}"
+            )
+            yield _event(
+                "privacy_platform",
+                phone,
+                rnd.choice(["sms_code", "register"]),
+                at,
+                rnd.choice(APPS),
+                rnd,
+            )
 
 
 def consecutive_batch(day: datetime, rnd: random.Random) -> Iterator[dict[str, Any]]:
@@ -90,19 +99,31 @@ def trickle(day: datetime, rnd: random.Random) -> Iterator[dict[str, Any]]:
     listed = [f"+861700000000{d}" for d in "12345"] + [f"+861700000001{d}" for d in "01234"]
     for hour in range(8, 24):
         at = day + timedelta(hours=hour, seconds=rnd.randrange(3000))
-        yield _event("trickle", rnd.choice(listed), rnd.choice(["login", "sms_code"]), at,
-                     rnd.choice(APPS), rnd)
+        yield _event(
+            "trickle",
+            rnd.choice(listed),
+            rnd.choice(["login", "sms_code"]),
+            at,
+            rnd.choice(APPS),
+            rnd,
+        )
 
 
-def generate(day: datetime | None = None, *, seed: int = 1, users: int = 2000
-             ) -> list[dict[str, Any]]:
+def generate(
+    day: datetime | None = None, *, seed: int = 1, users: int = 2000
+) -> list[dict[str, Any]]:
     """One simulated day (local midnight to midnight in Asia/Shanghai), in event order."""
     if day is None:
         day = datetime.now(TZ).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-            days=1)
+            days=1
+        )
     rnd = random.Random(seed)
-    events = [*normal(day, rnd, users), *privacy_platform(day, rnd),
-              *consecutive_batch(day, rnd), *trickle(day, rnd)]
+    events = [
+        *normal(day, rnd, users),
+        *privacy_platform(day, rnd),
+        *consecutive_batch(day, rnd),
+        *trickle(day, rnd),
+    ]
     events.sort(key=lambda e: e["event"]["occurred_at"])
     return events
 
@@ -130,7 +151,7 @@ async def send(address: str, events: list[dict[str, Any]], concurrency: int) -> 
 
         # Order matters for windows, so the day is sent in slices of `concurrency`.
         for i in range(0, len(events), concurrency):
-            await asyncio.gather(*(one(e) for e in events[i:i + concurrency]))
+            await asyncio.gather(*(one(e) for e in events[i : i + concurrency]))
     return counts
 
 

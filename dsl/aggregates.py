@@ -14,16 +14,16 @@ whether or not the request is a ``dry_run``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class AggKind(str, Enum):
+class AggKind(StrEnum):
     COUNT = "count"  # events in the window
     DISTINCT = "distinct"  # distinct values of a field in the window
     RUN = "run"  # length of the run of consecutive numbers around this one, in the window
 
 
-class KeyKind(str, Enum):
+class KeyKind(StrEnum):
     """What an aggregate is counted per."""
 
     NUMBER = "number"  # the phone number (hashed by the backend)

@@ -78,7 +78,7 @@ class Checker:
         self.symbols: dict[str, _Symbol] = {}
         self.const_values: dict[str, ir.Node] = {}
         self.resolving: list[str] = []
-        self.timezone = "UTC"
+        self.timezone = options.default_timezone
         self.uses_local_time = False
         # aggregate name -> (spec, where) once checked; offset variants by (name, offset)
         self.aggs: dict[str, ir.CheckedAggregate] = {}

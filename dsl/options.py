@@ -15,3 +15,6 @@ class CompileOptions:
     # parser, which refuses ~200 nested parentheses in the generated source).
     max_depth: int = DEFAULT_MAX_DEPTH
     max_risk: int = 4
+    # Calendar days ("today") when the policy's settings name no time zone: the tenant's
+    # config (tenant.toml) supplies it, so ops can set it without touching the rules.
+    default_timezone: str = "UTC"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from dsl import CompiledPolicy, PolicyError, compile_policy
+from dsl import CompiledPolicy, CompileOptions, PolicyError, compile_policy
 from dsl.diagnostics import render
 from dsl.lists import ListView
 from server.lists import ListLoadError, load_list
@@ -107,7 +107,8 @@ def load_bundle(root: Path, tenant: str, parser: PhoneParser) -> TenantBundle:
     for name, text in (*sorted(sources.items()), *sorted(library.items())):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     try:
-        policy = compile_policy(sources, library=library, tenant=tenant)
+        options = CompileOptions(default_timezone=config.timezone or "UTC")
+        policy = compile_policy(sources, library=library, tenant=tenant, options=options)
     except PolicyError as exc:
         all_sources = {**library, **sources}
         raise BundleError(

@@ -37,14 +37,13 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
     def _finish(self, span: trace.Span, context: Any, exc: BaseException | None) -> None:
-        code = context.code() if hasattr(context, "code") else None
-        if isinstance(code, grpc.StatusCode):
-            span.set_attribute("rpc.grpc.status_code", code.value[0])
-            if code is not grpc.StatusCode.OK:
-                span.set_status(Status(StatusCode.ERROR, code.name))
-                return
-        if exc is not None:
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        # An aborted call has its code on the context; a call that returned is OK.
+        code = context.code()
+        if not isinstance(code, grpc.StatusCode):
+            code = grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code is not grpc.StatusCode.OK:
+            span.set_status(Status(StatusCode.ERROR, code.name))
 
     async def intercept_service(
         self,

@@ -10,12 +10,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import RINGFENCE, RULES
 
 from bench.traffic import generate
 from server.phone import PhoneParser
 from server.replay import Replayer, parse_line
 from server.tenants import TenantRegistry
-from support import RINGFENCE, RULES
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,10 @@ def test_replay_cli_reads_the_generated_file(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(e) + "\n" for e in generate(seed=5, users=100)))
     out = subprocess.run(
         [str(RINGFENCE), "replay", str(path), "--rules", str(RULES), "--json"],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     report = json.loads(out.stdout)
     assert report["tenant"] == "demo"
@@ -99,9 +102,20 @@ def test_replay_against_reports_the_difference(tmp_path: Path) -> None:
     policy = stricter / "demo" / "policy.rf"
     policy.write_text(policy.read_text().replace("const RUN_BLOCK = 20", "const RUN_BLOCK = 10"))
     out = subprocess.run(
-        [str(RINGFENCE), "replay", str(path), "--rules", str(RULES), "--against", str(stricter),
-         "--json"],
-        capture_output=True, text=True, check=True, timeout=120,
+        [
+            str(RINGFENCE),
+            "replay",
+            str(path),
+            "--rules",
+            str(RULES),
+            "--against",
+            str(stricter),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     diff = json.loads(out.stdout)["diff"]
     # The batch's 10th to 19th numbers turn from review to block; nothing gets milder.

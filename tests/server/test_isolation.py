@@ -10,10 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from support import request, running_server
 
 from server.api import decision_pb2 as pb
 from server.api import policy_pb2 as ppb
-from support import request, running_server
 
 
 def reg(phone: str, tenant: str, when: float) -> pb.EvaluateRequest:
@@ -34,8 +34,9 @@ async def test_isolation(rules_copy: Path) -> None:
     now = time.time() - 60
     async with running_server(rules_copy) as s:
         # The broken tenant is reported, and answered UNAVAILABLE rather than served.
-        st = await s.policies.GetPolicyStatus(ppb.GetPolicyStatusRequest(tenant="broken"),
-                                              timeout=5)
+        st = await s.policies.GetPolicyStatus(
+            ppb.GetPolicyStatusRequest(tenant="broken"), timeout=5
+        )
         assert "broken/policy.rf:1:" in st.tenants[0].last_error
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await s.decisions.Evaluate(reg("+8613800138000", "broken", now), timeout=5)

@@ -98,7 +98,8 @@ async def test_incoming_trace_context_is_continued(rules_copy: Path) -> None:
     parent = "00f067aa0ba902b7"
     async with running_server(rules_copy, tracer_provider=provider) as s:
         await s.decisions.Evaluate(
-            request(NUMBER), metadata=(("traceparent", f"00-{trace_id}-{parent}-01"),),
+            request(NUMBER),
+            metadata=(("traceparent", f"00-{trace_id}-{parent}-01"),),
             timeout=5,
         )
         # Health checks are not traced: they would drown the traces that matter.

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest_redis import RedisServer
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio import Redis
-
-from conftest_redis import RedisServer
-from server.api import decision_pb2 as pb
-from server.api import decision_pb2_grpc as pb_grpc
 from support import Running, running_server, server_process, wait_serving
 from support import request as rq
+
+from server.api import decision_pb2 as pb
+from server.api import decision_pb2_grpc as pb_grpc
 
 HASH_KEY = "velocity-test-key"
 LIMIT = 100  # PRIVACY_HOURLY_LIMIT in rules/demo/policy.rf
@@ -49,8 +49,9 @@ async def server(
     client = Redis.from_url(redis_server.url)
     await client.flushall()
     await client.aclose()
-    async with running_server(rules_copy, state=redis_server.url, hash_key=HASH_KEY.encode(),
-                              state_timeout_ms=2000) as s:
+    async with running_server(
+        rules_copy, state=redis_server.url, hash_key=HASH_KEY.encode(), state_timeout_ms=2000
+    ) as s:
         yield s
 
 
@@ -59,9 +60,7 @@ async def test_privacy_numbers_turn_from_tag_to_block(server: Running) -> None:
     stub = server.decisions
 
     async def hit(i: int, when: float) -> pb.EvaluateResponse:
-        return await stub.Evaluate(
-            rq(privacy_number(i), event=event("sms_code", when)), timeout=5
-        )
+        return await stub.Evaluate(rq(privacy_number(i), event=event("sms_code", when)), timeout=5)
 
     # Low volume: tagged and allowed.
     first = await hit(0, now - 175 * 60)
@@ -130,15 +129,22 @@ async def test_dry_run_records_nothing(server: Running) -> None:
     assert r.action == pb.ACTION_ALLOW
 
 
-def test_two_processes_share_one_redis(rules_copy: Path, redis_server: RedisServer,
-                                       tmp_path: Path) -> None:
+def test_two_processes_share_one_redis(
+    rules_copy: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
     import redis as redis_sync
 
     redis_sync.Redis.from_url(redis_server.url).flushall()
     key_file = tmp_path / "hash.key"
     key_file.write_text(HASH_KEY)
-    args = ("--state", redis_server.url, "--hash-key-file", str(key_file),
-            "--state-timeout-ms", "2000")
+    args = (
+        "--state",
+        redis_server.url,
+        "--hash-key-file",
+        str(key_file),
+        "--state-timeout-ms",
+        "2000",
+    )
     with server_process(rules_copy, *args) as a, server_process(rules_copy, *args) as b:
         wait_serving(a.address)
         wait_serving(b.address)
@@ -146,9 +152,9 @@ def test_two_processes_share_one_redis(rules_copy: Path, redis_server: RedisServ
         with grpc.insecure_channel(a.address) as ca, grpc.insecure_channel(b.address) as cb:
             stubs = [pb_grpc.DecisionServiceStub(ca), pb_grpc.DecisionServiceStub(cb)]
             actions = [
-                stubs[i % 2].Evaluate(
-                    rq(run_number(500 + i), event=event("register", now)), timeout=5
-                ).action
+                stubs[i % 2]
+                .Evaluate(rq(run_number(500 + i), event=event("register", now)), timeout=5)
+                .action
                 for i in range(21)
             ]
         # Neither process saw more than 11 numbers, yet the run is counted across both.
