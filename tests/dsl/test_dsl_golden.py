@@ -35,15 +35,24 @@ def test_generated_source(case: Path) -> None:
     check_golden(case.with_suffix(".py.txt"), policy.python_source)
 
 
+def _demo() -> tuple[dict[str, str], dict[str, str]]:
+    sources = {"demo/policy.rf": (ROOT / "rules/demo/policy.rf").read_text(encoding="utf-8")}
+    library = {
+        f"_shared/{p.name}": p.read_text(encoding="utf-8")
+        for p in sorted((ROOT / "rules/_shared").glob("*.rf"))
+    }
+    return sources, library
+
+
 def test_demo_generated_source() -> None:
-    text = (ROOT / "rules/demo/policy.rf").read_text(encoding="utf-8")
-    policy = compile_policy({"demo/policy.rf": text}, tenant="demo")
+    sources, library = _demo()
+    policy = compile_policy(sources, library=library, tenant="demo")
     check_golden(GOLDEN / "codegen" / "demo_policy.py.txt", policy.python_source)
 
 
 def test_generation_is_deterministic() -> None:
-    text = (ROOT / "rules/demo/policy.rf").read_text(encoding="utf-8")
-    sources = [
-        compile_policy({"demo/policy.rf": text}, tenant="demo").python_source for _ in range(3)
+    sources, library = _demo()
+    generated = [
+        compile_policy(sources, library=library, tenant="demo").python_source for _ in range(3)
     ]
-    assert sources[0] == sources[1] == sources[2]
+    assert generated[0] == generated[1] == generated[2]
