@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -39,8 +39,9 @@ def _matches(digest: str, hashes: Iterable[str]) -> bool:
 
 
 def authorize_tenant(
-    config: TenantConfig, token: str | None, others: Iterable[TenantConfig]
+    config: TenantConfig, token: str | None, others: Callable[[], Iterable[TenantConfig]]
 ) -> None:
+    """``others`` lists every tenant's config; it is only called when the token fails."""
     """Raise UNAUTHENTICATED / PERMISSION_DENIED unless ``token`` opens this tenant."""
     if config.open_access:
         return
@@ -51,7 +52,7 @@ def authorize_tenant(
     digest = hashlib.sha256(token.encode()).hexdigest()
     if _matches(digest, config.token_hashes):
         return
-    if any(_matches(digest, o.token_hashes) for o in others if o is not config):
+    if any(_matches(digest, o.token_hashes) for o in others() if o is not config):
         raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "token is not valid for this tenant")
     raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
 

@@ -23,9 +23,11 @@ from server.auth import authorize_tenant
 from server.backends import BackendPool
 from server.bundle import TenantBundle
 from server.errors import RequestError, invalid
+from server.limits import Limiter
 from server.phone import PhoneParseError, PhoneParser
 from server.state import StateError
 from server.telemetry import Telemetry
+from server.tenant_config import TenantConfig
 from server.tenants import TenantRegistry
 from server.validation import validate_request
 
@@ -66,6 +68,7 @@ class Decider:
         self.backends = backends
         self.telemetry = telemetry
         self.clock = clock
+        self.limiter = Limiter()
 
     async def evaluate(
         self, req: pb.EvaluateRequest, token: str | None, *, field_prefix: str = ""
@@ -92,7 +95,12 @@ class Decider:
                     f"tenant {req.tenant!r} has no good policy loaded (see GetPolicyStatus)",
                 )
             raise RequestError(grpc.StatusCode.NOT_FOUND, f"unknown tenant {req.tenant!r}")
-        authorize_tenant(bundle.config, token, self._other_configs())
+        authorize_tenant(bundle.config, token, self._all_configs)
+        if not self.limiter.allow(bundle.name, bundle.config.max_rps):
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"tenant {bundle.name!r} is over its limit of {bundle.config.max_rps} requests/s",
+            )
         tel = self.telemetry
         with tel.stage("facts"):
             try:
@@ -157,7 +165,7 @@ class Decider:
             event = EventFacts(occurred_at=now)
         return Facts(tenant=tenant, phone=phone, event=event), at
 
-    def _other_configs(self) -> list:  # type: ignore[type-arg]
+    def _all_configs(self) -> list[TenantConfig]:
         return [s.bundle.config for s in self.registry.slots.values() if s.bundle is not None]
 
 

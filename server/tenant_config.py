@@ -9,6 +9,8 @@ numbers, the time zone for calendar-day windows, and the hashed bearer tokens.
     default_region = "CN"         # for numbers without a country code, when the request gives none
     timezone = "Asia/Shanghai"    # calendar days ("today") when the policy's settings name none
     state = "redis://host:6379/1" # this tenant's own state backend (default: the server's)
+    [limits]
+    max_rps = 500                 # per server process; beyond it: RESOURCE_EXHAUSTED
     [auth]
     tokens_sha256 = ["<hex sha256 of a token>", ...]   # empty or absent: the tenant is open
 """
@@ -25,7 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 FILE_NAME = "tenant.toml"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_KEYS = {"fail_mode", "default_region", "timezone", "state", "auth", "description"}
+_KEYS = {"fail_mode", "default_region", "timezone", "state", "auth", "limits", "description"}
+_LIMIT_KEYS = {"max_rps"}
 _STATE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
 _AUTH_KEYS = {"tokens_sha256"}
 
@@ -40,6 +43,7 @@ class TenantConfig:
     default_region: str = ""
     timezone: str = ""
     state: str = ""  # empty: the server's --state
+    max_rps: int = 0  # 0: unlimited
     token_hashes: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -85,6 +89,15 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
     state = data.get("state", "")
     if not isinstance(state, str) or (state and not state.startswith(_STATE_SCHEMES)):
         raise fail(f"state must be memory:// or redis://HOST:PORT/DB, not {state!r}")
+    limits = data.get("limits", {})
+    if not isinstance(limits, dict):
+        raise fail("[limits] must be a table")
+    unknown = set(limits) - _LIMIT_KEYS
+    if unknown:
+        raise fail(f"unknown [limits] setting(s): {', '.join(sorted(unknown))}")
+    max_rps = limits.get("max_rps", 0)
+    if not isinstance(max_rps, int) or isinstance(max_rps, bool) or max_rps < 0:
+        raise fail("[limits] max_rps must be a whole number >= 0 (0: unlimited)")
     auth = data.get("auth", {})
     if not isinstance(auth, dict):
         raise fail("[auth] must be a table")
@@ -101,6 +114,7 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
         default_region=region,
         timezone=tz,
         state=state,
+        max_rps=max_rps,
         token_hashes=frozenset(tokens),
     )
 

@@ -7,12 +7,12 @@ import tomllib
 from functools import cache
 
 import pytest
+from support import RULES
 
 from dsl.testing import RuleCase, parse_cases, run_case
 from server.bundle import TenantBundle, load_bundle
 from server.phone import PhoneParser
 from server.tenants import TenantRegistry
-from support import RULES
 
 PARSER = PhoneParser()
 CASE_FILES = sorted((RULES / "demo" / "tests").glob("*.toml"))

@@ -56,3 +56,23 @@ async def test_isolation(rules_copy: Path) -> None:
             assert r.action == pb.ACTION_ALLOW
             assert not r.degraded
         assert r.matches[0].rule == "consecutive_numbers_strict"  # its own run of 3
+
+
+async def test_a_tenant_over_its_limit_is_refused_and_others_are_not(rules_copy: Path) -> None:
+    shutil.copytree(rules_copy / "demo", rules_copy / "noisy")
+    (rules_copy / "noisy" / "tenant.toml").write_text("[limits]\nmax_rps = 5\n")
+    now = time.time() - 60
+    async with running_server(rules_copy) as s:
+        codes = []
+        for i in range(20):
+            try:
+                await s.decisions.Evaluate(reg(f"+86139002{i:05d}", "noisy", now), timeout=5)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.aio.AioRpcError as exc:
+                codes.append(exc.code())
+        # A burst of one second's worth passes, then the bucket is empty.
+        assert codes[:5] == [grpc.StatusCode.OK] * 5
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes[5:]
+        for i in range(20):
+            r = await s.decisions.Evaluate(reg(f"+86139003{i:05d}", "demo", now), timeout=5)
+            assert r.action != pb.ACTION_UNSPECIFIED

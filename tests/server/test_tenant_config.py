@@ -39,3 +39,14 @@ def test_bad_config_names_file_and_problem(text: str, message: str) -> None:
     with pytest.raises(TenantConfigError) as info:
         parse_tenant_config(text, "x/tenant.toml")
     assert message in str(info.value)
+
+
+def test_limits_and_state() -> None:
+    cfg = parse_tenant_config(
+        'state = "redis://127.0.0.1:6379/2"\n[limits]\nmax_rps = 250\n', "x/tenant.toml"
+    )
+    assert cfg.state == "redis://127.0.0.1:6379/2"
+    assert cfg.max_rps == 250
+    for bad in ('state = "mysql://x"', "[limits]\nmax_rps = -1", "[limits]\nburst = 3"):
+        with pytest.raises(TenantConfigError):
+            parse_tenant_config(bad, "x/tenant.toml")
