@@ -32,57 +32,68 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, machine  # noqa: E402
-from dsl.aggregates import AggregateRef  # noqa: E402
-from dsl.facts import EventFacts, Facts  # noqa: E402
-from server.phone import PhoneParser  # noqa: E402
-from server.state import MemoryBackend  # noqa: E402
-from server.tenants import TenantRegistry  # noqa: E402
+from bench.common import REPO, machine
+from bench.traffic import generate
+from dsl.aggregates import AggregateRef
+from dsl.facts import EventFacts, Facts
+from server.bundle import TenantBundle
+from server.phone import PhoneParser
+from server.state import MemoryBackend
+from server.tenants import TenantRegistry
 
 DAY = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
-ORDINARY = ("134", "135", "136", "137", "138", "139", "150", "151", "186", "189")
-APPS = ("shop", "ride", "pay", "video", "food")
-SCENES = ("register", "sms_code", "sms_code", "login")
 
 Work = list[tuple[Sequence[AggregateRef], float]]
 
 
-def phones(n: int, rnd: random.Random) -> list[str]:
-    out = []
-    batch = 17112340000 + rnd.randrange(1000) * 100
-    for i in range(n):
-        kind = rnd.random()
-        if kind < 0.1:  # privacy-list numbers (the list holds +86170000000xx)
-            out.append(f"+86170000000{rnd.randrange(20):02d}")
-        elif kind < 0.15:  # a batch of consecutive numbers from an MVNO segment
-            out.append(f"+86{batch + i % 30}")
-        else:
-            out.append(f"+86{rnd.choice(ORDINARY)}{rnd.randrange(10**8):08d}")
-    return out
-
-
-def workload(n: int, seed: int = 7) -> Work:
-    rnd = random.Random(seed)
-    parser = PhoneParser()
-    registry = TenantRegistry(REPO / "rules", parser)
+def _bundle() -> TenantBundle:
+    registry = TenantRegistry(REPO / "rules", PhoneParser())
     outcome = registry.load_sync(["demo"])[0]
     if not outcome.ok:
         raise SystemExit(f"demo policy did not load: {outcome.error}")
     bundle = registry.get("demo")
     assert bundle is not None
+    return bundle
+
+
+def replay_mix(n: int, seed: int = 11) -> list[tuple[str, EventFacts]]:
+    """The replay benchmark's day (bench/traffic.py): users register, then ask for codes."""
+    out = []
+    for e in generate(seed=seed, users=max(1, n // 3))[:n]:
+        ev = e["event"]
+        at = datetime.fromisoformat(ev["occurred_at"]).timestamp()
+        facts = EventFacts(ev["scene"], ev["app_id"], ev["ip"], ev["device_id"], at)
+        out.append((e["phone_number"], facts))
+    return out
+
+
+def echo_mix(n: int, seed: int = 7) -> list[tuple[str, EventFacts]]:
+    """bench/echo_ratio.py's requests: a fresh number almost every call, spread over a day."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        kind = rnd.random()
+        if kind < 0.1:
+            phone = f"+86170000000{rnd.randrange(20):02d}"  # on the privacy list
+        elif kind < 0.2:
+            phone = f"+8616512340{i % 100:03d}"  # consecutive
+        else:
+            phone = f"+861{rnd.choice('3589')}{rnd.randrange(10**9):09d}"
+        at = DAY + i * 86_400 / n
+        scene = rnd.choice(["register", "login", "sms_code"])
+        out.append((phone, EventFacts(scene, rnd.choice(["shop", "ride", "pay"]), "203.0.113.7",
+                                      "", at)))  # fmt: skip
+    return out
+
+
+def workload(mix: list[tuple[str, EventFacts]]) -> Work:
+    """Refs exactly as the server plans them, with the event times to apply them at."""
+    bundle = _bundle()
+    parser = PhoneParser()
     work: Work = []
-    step = 86_400 / n  # one day's traffic, in event-time order
-    for i, raw in enumerate(phones(n, rnd)):
-        at = DAY + i * step + rnd.random()
-        event = EventFacts(
-            scene=rnd.choice(SCENES),
-            app_id=rnd.choice(APPS),
-            ip=f"198.51.100.{rnd.randrange(1, 255)}",
-            device_id=f"dev-{rnd.randrange(10**9):09d}",
-            occurred_at=at,
-        )
-        facts = Facts(tenant="demo", phone=parser.parse(raw, "CN"), event=event)
-        work.append((bundle.policy.plan(facts, bundle.lists), at))
+    for phone, event in mix:
+        facts = Facts(tenant="demo", phone=parser.parse(phone, "CN"), event=event)
+        work.append((bundle.policy.plan(facts, bundle.lists), event.occurred_at))
     return work
 
 
@@ -119,36 +130,40 @@ def best(rounds: int, run: Callable[[], float]) -> float:
     return min(run() for _ in range(rounds))
 
 
+def report(mix: str, work: Work, rounds: int) -> None:
+    n = len(work)
+    rows = [
+        ("dict get+set per ref (baseline)", best(rounds, lambda: time_dict(work))),
+        ("blake2b per ref", best(rounds, lambda: time_blake2b(work))),
+        ("memory apply record", best(rounds, lambda: asyncio.run(time_apply(work, True)))),
+        ("memory apply dry_run", best(rounds, lambda: asyncio.run(time_apply(work, False)))),
+    ]
+    base = rows[0][1]
+    per_apply = sum(len(refs) for refs, _ in work) / n
+    for name, seconds in rows:
+        print(f"{mix:7} {name:34} {seconds / n * 1e6:9.2f} {seconds / base:7.1f}")
+    print(f"{mix:7} ({n} applies, {per_apply:.1f} refs each; target: record <= 10 µs)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=30_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="cProfile one record round")
     ns = ap.parse_args()
-    work = workload(ns.events)
-    n = len(work)
-    per_apply = sum(len(refs) for refs, _ in work) / n
+    mixes = {"replay": replay_mix, "echo": echo_mix}
     if ns.profile:
         prof = cProfile.Profile()
         prof.enable()
-        asyncio.run(time_apply(work, True))
+        asyncio.run(time_apply(workload(replay_mix(ns.events)), True))
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return 0
 
-    rows = [
-        ("dict get+set per ref (baseline)", best(ns.rounds, lambda: time_dict(work))),
-        ("blake2b per ref (baseline)", best(ns.rounds, lambda: time_blake2b(work))),
-        ("memory apply record", best(ns.rounds, lambda: asyncio.run(time_apply(work, True)))),
-        ("memory apply dry_run", best(ns.rounds, lambda: asyncio.run(time_apply(work, False)))),
-    ]
-    base = rows[0][1]
-    print(f"# MemoryBackend.apply, demo policy ({machine()})")
-    print(f"{n} applies, {per_apply:.1f} refs per apply, best of {ns.rounds} rounds")
-    print(f"{'what':34} {'µs/apply':>9} {'x dict':>7}")
-    for name, seconds in rows:
-        print(f"{name:34} {seconds / n * 1e6:9.2f} {seconds / base:7.1f}")
-    print(f"target: memory apply record <= 10 µs ({rows[2][1] / n * 1e6:.2f} µs)")
+    print(f"# MemoryBackend.apply, demo policy ({machine()}), best of {ns.rounds} rounds")
+    print(f"{'mix':7} {'what':34} {'µs/apply':>9} {'x dict':>7}")
+    for mix, make in mixes.items():
+        report(mix, workload(make(ns.events)), ns.rounds)
     return 0
 
 

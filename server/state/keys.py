@@ -61,31 +61,66 @@ def spec_identity(spec: AggregateSpec) -> tuple[object, ...]:
     return (spec.kind.value, spec.key.value, spec.key_arg, spec.field, size, w.calendar_day, tz)
 
 
+# Recent hashes are remembered: a list name or a segment is hashed on every request and a
+# number several times per request (one ref per aggregate over it). Bounded by clearing.
+_HASH_CACHE_MAX = 4096
+
+
 class KeyHasher:
     """Keyed BLAKE2b for keys and members: stable across replicas sharing ``hash_key``,
     useless to anyone reading Redis without it."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_keys", "_members")
 
     def __init__(self, hash_key: bytes) -> None:
         if not isinstance(hash_key, bytes | bytearray) or not hash_key:
             raise ValueError("hash_key must be non-empty bytes")
         # BLAKE2b takes at most 64 key bytes; longer secrets are condensed, not truncated.
         self._key = bytes(hash_key) if len(hash_key) <= 64 else hashlib.blake2b(hash_key).digest()
+        self._keys: dict[str, str] = {}
+        self._members: dict[str, bytes] = {}
 
     def key(self, kind: KeyKind, value: str) -> str:
         if kind in _READABLE_KEYS:
             return _readable(value)
-        digest = hashlib.blake2b(
-            value.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16, person=b"rf-key"
-        )
-        return "h" + digest.hexdigest()
+        return self.hashed_key(value)
+
+    def hashed_key(self, value: str) -> str:
+        found = self._keys.get(value)
+        if found is None:
+            digest = hashlib.blake2b(
+                value.encode("utf-8", "surrogatepass"),
+                key=self._key,
+                digest_size=16,
+                person=b"rf-key",
+            )
+            if len(self._keys) >= _HASH_CACHE_MAX:
+                self._keys.clear()
+            found = self._keys[value] = "h" + digest.hexdigest()
+        return found
 
     def member(self, value: str) -> bytes:
         """8 bytes: collisions are negligible (~1e-13) at the exact-set cap of 1,000."""
-        return hashlib.blake2b(
-            value.encode("utf-8", "surrogatepass"), key=self._key, digest_size=8, person=b"rf-mem"
-        ).digest()
+        found = self._members.get(value)
+        if found is None:
+            if len(self._members) >= _HASH_CACHE_MAX:
+                self._members.clear()
+            found = self._members[value] = hashlib.blake2b(
+                value.encode("utf-8", "surrogatepass"),
+                key=self._key,
+                digest_size=8,
+                person=b"rf-mem",
+            ).digest()
+        return found
+
+
+def is_readable(kind: KeyKind) -> bool:
+    """Whether keys of this kind are stored as they are (quoted) rather than hashed."""
+    return kind in _READABLE_KEYS
+
+
+def readable_key(value: str) -> str:
+    return _readable(value)
 
 
 def run_suffix(key: str, member: str) -> str:

@@ -9,6 +9,7 @@ replica: replicas each counting their own traffic would undercount.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,13 +21,52 @@ from . import hll
 from .backend import StateStats
 from .keys import KeyHasher
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
-from .plan import Plan, Planner, ReadOp, WriteOp
+from .plan import Planner, ReadOp, WriteOp
+
+_COUNT = AggKind.COUNT
+_DISTINCT = AggKind.DISTINCT
 
 
 @dataclass(slots=True)
 class _Count:
+    """Buckets in ascending order with running totals, so a window's count is two
+    bisections and a subtraction however many buckets the key holds: a tenant-wide key
+    (a list, a segment) holds hundreds and is read by every request, often by several
+    offset windows at once."""
+
     expires_at: float
-    buckets: dict[int, int] = field(default_factory=dict)
+    buckets: list[int] = field(default_factory=list)
+    totals: list[int] = field(default_factory=list)  # events in buckets[0..i], plus `floor`
+    floor: int = 0  # the running total just before buckets[0] (what trimming removed)
+
+    def between(self, lo: int, hi: int) -> int:
+        buckets = self.buckets
+        i = bisect_left(buckets, lo)
+        j = bisect_right(buckets, hi)
+        if j <= i:
+            return 0
+        return self.totals[j - 1] - (self.totals[i - 1] if i else self.floor)
+
+    def add(self, pos: int, cutoff: int) -> None:
+        buckets, totals = self.buckets, self.totals
+        if not buckets or pos > buckets[-1]:  # time moves forwards: the usual case
+            buckets.append(pos)
+            totals.append((totals[-1] if totals else self.floor) + 1)
+        elif pos == buckets[-1]:
+            totals[-1] += 1
+        else:  # a late event: an older bucket, so every later running total moves too
+            i = bisect_left(buckets, pos)
+            if buckets[i] != pos:
+                buckets.insert(i, pos)
+                totals.insert(i, totals[i - 1] if i else self.floor)
+            for k in range(i, len(totals)):
+                totals[k] += 1
+        # Amortised, as before: trim only once the key holds more buckets than the
+        # windows over it can read.
+        if len(buckets) > pos - cutoff + 2 and buckets[0] < cutoff:
+            i = bisect_left(buckets, cutoff)
+            self.floor = totals[i - 1]
+            del buckets[:i], totals[:i]
 
 
 @dataclass(slots=True)
@@ -61,8 +101,30 @@ class MemoryBackend:
     ) -> dict[str, int]:
         self.stats.calls += 1
         try:
-            plan = self._planner.plan(tenant, refs, now, record=record)
-            return self._execute(plan, now)
+            reads, writes, fixed = self._planner.plan(tenant, refs, now, record=record)
+            values = dict(fixed) if fixed else {}
+            # Every read before any write, as the Redis script does. The lookup (expiry,
+            # LRU touch) and the count read are inlined: this loop runs for every ref of
+            # every request, and counts are most of them.
+            store = self._store
+            for op in reads:
+                key = op[2]
+                entry = store.get(key)
+                if entry is not None:
+                    if entry.expires_at < now:
+                        del store[key]
+                        entry = None
+                    else:
+                        store.move_to_end(key)
+                if op[1] is _COUNT:
+                    n = entry.between(op[3], op[4]) if isinstance(entry, _Count) else 0
+                    values[op[0]] = n + 1 if op[6] else n
+                else:
+                    values[op[0]] = self._read(entry, op)
+            for w in writes:
+                self._write(w, now)
+            self.stats.keys = len(self._store)
+            return values
         except Exception:
             self.stats.errors += 1
             raise
@@ -79,15 +141,6 @@ class MemoryBackend:
 
     # -- execution -------------------------------------------------------------------
 
-    def _execute(self, plan: Plan, now: float) -> dict[str, int]:
-        values = dict(plan.fixed)
-        for op in plan.reads:  # every read before any write, as the Redis script does
-            values[op.ref_id] = self._read(op, now)
-        for w in plan.writes:
-            self._write(w, now)
-        self.stats.keys = len(self._store)
-        return values
-
     def _get(self, key: str, now: float) -> _Entry | None:
         entry = self._store.get(key)
         if entry is None:
@@ -98,81 +151,80 @@ class MemoryBackend:
         self._store.move_to_end(key)
         return entry
 
-    def _read(self, op: ReadOp, now: float) -> int:
-        entry = self._get(op.key, now)
-        inc = 1 if op.include else 0
-        if op.kind is AggKind.COUNT:
+    def _read(self, entry: _Entry | None, op: ReadOp) -> int:
+        _, kind, _, lo, hi, member, include = op
+        inc = 1 if include else 0
+        if kind is _COUNT:
             if not isinstance(entry, _Count):
                 return inc
-            lo, hi = op.lo, op.hi
-            return sum(n for b, n in entry.buckets.items() if lo <= b <= hi) + inc
-        if op.kind is AggKind.DISTINCT:
+            return entry.between(lo, hi) + inc
+        if kind is _DISTINCT:
             if not isinstance(entry, _Distinct):
                 return inc
             if entry.sketches is not None:
-                regs = [s for b, s in entry.sketches.items() if op.lo <= b <= op.hi]
+                regs = [s for b, s in entry.sketches.items() if lo <= b <= hi]
                 return hll.estimate(hll.union(regs)) + inc
-            lo, hi = op.lo, op.hi
             n = sum(1 for b in entry.seen.values() if lo <= b <= hi)
             if inc:
-                last = entry.seen.get(op.member)
+                last = entry.seen.get(member)
                 if last is None or not lo <= last <= hi:
                     n += 1
             return n
         return self._run(entry if isinstance(entry, _Run) else None, op)
 
-    def _run(self, entry: _Run | None, op: ReadOp) -> int:
-        seen = entry.seen if entry is not None else {}
-        lo, hi = op.lo, op.hi
-
-        def present(member: bytes) -> bool:
-            t = seen.get(member)
-            return t is not None and lo < t <= hi
-
-        if not (op.include or present(op.member)):
+    @staticmethod
+    def _run(entry: _Run | None, op: ReadOp) -> int:
+        _, _, _, lo, hi, member, include = op
+        if entry is None:
+            # Nothing seen in this segment: the current number alone, if it feeds.
+            return 1 if include else 0
+        get = entry.seen.get
+        t = get(member)
+        if not (include or (t is not None and lo < t <= hi)):
             return 0
-        width = len(op.member)
-        x = int(op.member)
+        width = len(member)
+        x = int(member)
         run = 1
         for step in (1, -1):
             for i in range(1, RUN_WALK_CAP + 1):
                 y = x + step * i
-                if y < 0 or not present(f"{y:0{width}d}".encode("ascii")):
+                if y < 0:
+                    break
+                t = get(f"{y:0{width}d}".encode("ascii"))
+                if t is None or not lo < t <= hi:
                     break
                 run += 1
         return run
 
     def _write(self, w: WriteOp, now: float) -> None:
-        entry = self._get(w.key, now)
-        expires_at = now + w.ttl_s
-        if w.kind is AggKind.COUNT:
+        kind, key, pos, member, ttl_s, cutoff = w
+        entry = self._get(key, now)
+        expires_at = now + ttl_s
+        if kind is _COUNT:
             if not isinstance(entry, _Count):
-                entry = self._insert(w.key, _Count(expires_at))
-            buckets = entry.buckets
-            buckets[w.pos] = buckets.get(w.pos, 0) + 1
-            if len(buckets) > w.pos - w.cutoff + 2:
-                for b in [b for b in buckets if b < w.cutoff]:
-                    del buckets[b]
-        elif w.kind is AggKind.DISTINCT:
+                entry = self._insert(key, _Count(expires_at))
+            entry.add(pos, cutoff)
+        elif kind is _DISTINCT:
             if not isinstance(entry, _Distinct):
-                entry = self._insert(w.key, _Distinct(expires_at))
-            self._write_distinct(entry, w)
+                entry = self._insert(key, _Distinct(expires_at))
+            self._write_distinct(entry, pos, member, cutoff)
         else:
             if not isinstance(entry, _Run):
-                entry = self._insert(w.key, _Run(expires_at))
-            self._write_run(entry, w)
-        entry.expires_at = max(entry.expires_at, expires_at)
+                entry = self._insert(key, _Run(expires_at))
+            self._write_run(entry, pos, member, cutoff)
+        if expires_at > entry.expires_at:
+            entry.expires_at = expires_at
 
     @staticmethod
-    def _write_distinct(entry: _Distinct, w: WriteOp) -> None:
+    def _write_distinct(entry: _Distinct, pos: int, member: bytes, cutoff: int) -> None:
         if entry.sketches is None:
             seen = entry.seen
-            if w.member not in seen and len(seen) >= DISTINCT_EXACT_CAP:
-                for m in [m for m, b in seen.items() if b < w.cutoff]:
+            if member not in seen and len(seen) >= DISTINCT_EXACT_CAP:
+                for m in [m for m, b in seen.items() if b < cutoff]:
                     del seen[m]
-            if w.member in seen or len(seen) < DISTINCT_EXACT_CAP:
-                if seen.get(w.member, w.pos) <= w.pos:
-                    seen[w.member] = w.pos
+            if member in seen or len(seen) < DISTINCT_EXACT_CAP:
+                if seen.get(member, pos) <= pos:
+                    seen[member] = pos
                 return
             # Beyond the exact cap: move what we know into per-bucket sketches, for good.
             entry.sketches = {}
@@ -180,17 +232,17 @@ class MemoryBackend:
                 hll.add(entry.sketches.setdefault(b, hll.new_registers()), _h64(m))
             seen.clear()
         sketches = entry.sketches
-        hll.add(sketches.setdefault(w.pos, hll.new_registers()), _h64(w.member))
-        for b in [b for b in sketches if b < w.cutoff]:
+        hll.add(sketches.setdefault(pos, hll.new_registers()), _h64(member))
+        for b in [b for b in sketches if b < cutoff]:
             del sketches[b]
 
     @staticmethod
-    def _write_run(entry: _Run, w: WriteOp) -> None:
+    def _write_run(entry: _Run, pos: int, member: bytes, cutoff: int) -> None:
         seen = entry.seen
-        if seen.get(w.member, w.pos) <= w.pos:
-            seen[w.member] = w.pos
+        if seen.get(member, pos) <= pos:
+            seen[member] = pos
         if len(seen) >= entry.trim_at:
-            for m in [m for m, t in seen.items() if t <= w.cutoff]:
+            for m in [m for m, t in seen.items() if t <= cutoff]:
                 del seen[m]
             if len(seen) > RUN_MAX_MEMBERS:
                 oldest = sorted(seen.items(), key=lambda kv: kv[1])

@@ -47,12 +47,11 @@ def encode(plan: Plan) -> tuple[list[str], list[Arg]]:
         return str(n)
 
     args: list[Arg] = [*_HEAD, str(len(plan.reads)), str(len(plan.writes))]
-    for r in plan.reads:
-        args += (_KIND_CODE[r.kind], key_index(r.key), str(r.lo), str(r.hi), r.member)
-        args.append("1" if r.include else "0")
-    for w in plan.writes:
-        args += (_KIND_CODE[w.kind], key_index(w.key), str(w.pos), w.member)
-        args += (str(w.ttl_s), str(w.cutoff))
+    for _, kind, key, lo, hi, member, include in plan.reads:
+        args += (_KIND_CODE[kind], key_index(key), str(lo), str(hi), member)
+        args.append("1" if include else "0")
+    for kind, key, pos, member, ttl_s, cutoff in plan.writes:
+        args += (_KIND_CODE[kind], key_index(key), str(pos), member, str(ttl_s), str(cutoff))
     return keys, args
 
 
@@ -106,7 +105,7 @@ class RedisBackend:
             self.stats.errors += 1
             raise StateError("state script returned an unexpected reply")
         for op, value in zip(plan.reads, raw, strict=True):
-            values[op.ref_id] = int(value)
+            values[op[0]] = int(value)
         return values
 
     async def ping(self) -> bool:

@@ -128,6 +128,26 @@ async def test_offset_windows_share_buckets(backend: Backend) -> None:
     assert got == {"h0": 1, "h1": 3, "h2": 1}
 
 
+@pytest.mark.parametrize(
+    ("ages", "expected"),
+    [
+        ([0, 1800, 1800, 3599], 4),  # late events land in older buckets, in any order
+        ([600, 0, 3000, 600, 100], 5),
+        ([0, 3600, 1800], 2),  # a late event already outside the window is not counted
+    ],
+)
+async def test_late_events_count_in_their_own_buckets(
+    backend: Backend, ages: list[int], expected: int
+) -> None:
+    s = spec()
+    for age in ages:
+        await record(backend, s, T0 - age)
+    assert await peek(backend, s, T0) == expected
+    # An hour on, the same events are exactly the 1h-ago window's.
+    ago = spec(offset_s=3600, id="ago")
+    assert await peek(backend, ago, T0 + 3600) == expected
+
+
 async def test_old_events_fall_out_and_keys_expire(backend: Backend) -> None:
     s = spec(size_s=60, offset_s=60)
     await record(backend, s, T0)
