@@ -29,11 +29,15 @@ local function extend(key, ttl)
   if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl) end
 end
 
+-- Batches start small and double: most numbers have no neighbour at all, and a run that
+-- does exist is found in a few calls.
 local function walk(key, x, width, dir, lo, hi)
   local n = 0
+  local size = 4
   while n < walk_cap do
     local batch = {}
-    local k = math.min(64, walk_cap - n)
+    local k = math.min(size, walk_cap - n)
+    size = math.min(size * 2, 256)
     for j = 1, k do
       local y = x + dir * (n + j)
       if y < 0 then break end
@@ -53,6 +57,21 @@ local function walk(key, x, width, dir, lo, hi)
   return n
 end
 
+-- Offset windows over one key (the same count now, 1h ago, 2h ago) read the same hash:
+-- fetch it once. Trimming keeps a count hash near one window of buckets, so reading it
+-- whole is no more than the window's fields.
+local hashes = {}
+local function buckets(key)
+  local h = hashes[key]
+  if not h then
+    h = {}
+    local flat = redis.call('HGETALL', key)
+    for j = 1, #flat, 2 do h[#h + 1] = {tonumber(flat[j]), tonumber(flat[j + 1])} end
+    hashes[key] = h
+  end
+  return h
+end
+
 local out = {}
 local i = 6
 for _ = 1, nr do
@@ -61,10 +80,8 @@ for _ = 1, nr do
   i = i + 6
   local v = inc
   if kind == 'c' then
-    local fields = {}
-    for b = lo, hi do fields[#fields + 1] = fmt(b) end
-    for _, n in ipairs(redis.call('HMGET', key, unpack(fields))) do
-      if n then v = v + tonumber(n) end
+    for _, bn in ipairs(buckets(key)) do
+      if bn[1] >= lo and bn[1] <= hi then v = v + bn[2] end
     end
   elseif kind == 'd' then
     if redis.call('ZSCORE', key, OVER) then
