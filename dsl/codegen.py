@@ -53,10 +53,18 @@ class _Module:
 class _Expr:
     """Emits one expression; temporaries are numbered per function so output is stable."""
 
-    def __init__(self, module: _Module, agg_vars: dict[str, str], tmp_prefix: str = "_t") -> None:
+    def __init__(
+        self,
+        module: _Module,
+        agg_vars: dict[str, str],
+        tmp_prefix: str = "_t",
+        member_vars: frozenset[str] = frozenset(),
+    ) -> None:
         self.module = module
         self.agg_vars = agg_vars
         self.prefix = tmp_prefix
+        # Lists whose `phone in LIST` was looked up once at the top of the function.
+        self.member_vars = member_vars
         self.n = 0
 
     def tmp(self) -> str:
@@ -77,6 +85,8 @@ class _Expr:
                 return self.agg_vars[i]
             case ir.ListLabel(list_name=n, label=lab):
                 return f"label(l_{n}, phone.e164, {lab!r})"
+            case ir.InList(value=ir.Fact(path="phone.e164"), list_name=n) if n in self.member_vars:
+                return f"in_{n}"
             case ir.InList(value=v, list_name=n):
                 return self.wrap([v], lambda a: f"{a[0]} in l_{n}")
             case ir.InSet(value=v, items=items):
@@ -338,6 +348,18 @@ def _gen_evaluate(
         w("local_hour, local_weekday = local_time(event.occurred_at, TIMEZONE)", 1)
     for n in list_names:
         w(f"l_{n} = lists.get({n!r}, EMPTY_LIST)", 1)
+    # `phone in LIST` tends to appear in several rules: look each list up once.
+    members = frozenset(
+        node.list_name
+        for rule in policy.rules
+        for part in (rule.condition, *(p for p in rule.reason if not isinstance(p, str)))
+        for node in ir.walk(part)
+        if isinstance(node, ir.InList)
+        and isinstance(node.value, ir.Fact)
+        and node.value.path == "phone.e164"
+    )
+    for n in sorted(members):
+        w(f"in_{n} = phone.e164 in l_{n}", 1)
     if read_ids:
         w("get = values.get", 1)
         for i in read_ids:
@@ -349,14 +371,19 @@ def _gen_evaluate(
     w("override = False", 1)
     w("trace = []" if explain else "trace = None", 1)
     for rule in policy.rules:
-        _gen_rule(w, rule, module, agg_vars, explain)
+        _gen_rule(w, rule, module, agg_vars, explain, members)
     w("return decide(matched, unknown, override, trace)", 1)
 
 
 def _gen_rule(
-    w: _Writer, rule: ir.CheckedRule, module: _Module, agg_vars: dict[str, str], explain: bool
+    w: _Writer,
+    rule: ir.CheckedRule,
+    module: _Module,
+    agg_vars: dict[str, str],
+    explain: bool,
+    members: frozenset[str] = frozenset(),
 ) -> None:
-    gen = _Expr(module, agg_vars)
+    gen = _Expr(module, agg_vars, member_vars=members)
     w()
     kind = "shadow rule" if rule.shadow else "rule"
     w(f"# {kind} {rule.name} ({rule.path}:{rule.line})", 1)

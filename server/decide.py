@@ -7,6 +7,7 @@ the policy is compiled, and the state backend is one round trip.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -69,6 +70,11 @@ class Decider:
         self.telemetry = telemetry
         self.clock = clock
         self.limiter = Limiter()
+        # Generated request ids: a random per-process prefix and a counter, unique without
+        # a uuid4 per request.
+        prefix = uuid.uuid4().hex[:12]
+        counter = itertools.count(1)
+        self._next_id = lambda: f"{prefix}-{next(counter):x}"
 
     async def evaluate(
         self, req: pb.EvaluateRequest, token: str | None, *, field_prefix: str = ""
@@ -137,7 +143,7 @@ class Decider:
             decision=decision,
             values=values,
             degraded=degraded,
-            request_id=req.request_id or uuid.uuid4().hex,
+            request_id=req.request_id or self._next_id(),
             dry_run=req.dry_run,
             started=started,
         )
