@@ -72,9 +72,8 @@ class Decider:
         self.limiter = Limiter()
         # Generated request ids: a random per-process prefix and a counter, unique without
         # a uuid4 per request.
-        prefix = uuid.uuid4().hex[:12]
-        counter = itertools.count(1)
-        self._next_id = lambda: f"{prefix}-{next(counter):x}"
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._ids = itertools.count(1)
 
     async def evaluate(
         self, req: pb.EvaluateRequest, token: str | None, *, field_prefix: str = ""
@@ -143,7 +142,7 @@ class Decider:
             decision=decision,
             values=values,
             degraded=degraded,
-            request_id=req.request_id or self._next_id(),
+            request_id=req.request_id or f"{self._id_prefix}-{next(self._ids):x}",
             dry_run=req.dry_run,
             started=started,
         )
