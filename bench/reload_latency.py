@@ -19,7 +19,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, load, machine, ringfence_server
+from bench.common import REPO, LoadResult, load, machine, ringfence_server
 from bench.echo_ratio import METHOD, requests
 from server.api import decision_pb2 as pb
 from server.api import decision_pb2_grpc as pb_grpc
@@ -69,9 +69,9 @@ def main() -> int:
             address = f"127.0.0.1:{port}"
             steady = asyncio.run(load(address, METHOD, reqs, concurrency=8, duration_s=ns.seconds))
 
-            async def during() -> tuple[object, list[float]]:
+            async def during() -> tuple[list[LoadResult], list[float]]:
                 task = asyncio.create_task(reloads(address, policy, policy.read_text(), ns.reloads))
-                results = []
+                results: list[LoadResult] = []
                 while not task.done():
                     results.append(
                         await load(
@@ -81,10 +81,10 @@ def main() -> int:
                 return results, await task
 
             results, live = asyncio.run(during())
-            calls = sum(r.calls for r in results)  # type: ignore[attr-defined]
-            errors = sum(r.errors for r in results)  # type: ignore[attr-defined]
-            p99 = max(r.p99_ms for r in results)  # type: ignore[attr-defined]
-            p50 = sorted(r.p50_ms for r in results)[len(results) // 2]  # type: ignore[attr-defined]
+            calls = sum(r.calls for r in results)
+            errors = sum(r.errors for r in results)
+            p99 = max(r.p99_ms for r in results)
+            p50 = sorted(r.p50_ms for r in results)[len(results) // 2]
             with grpc.insecure_channel(address) as ch:
                 final = pb_grpc.DecisionServiceStub(ch).Evaluate(
                     pb.EvaluateRequest(tenant="demo", phone_number="+8613800138000")
