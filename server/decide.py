@@ -25,7 +25,7 @@ from server.backends import BackendPool
 from server.bundle import TenantBundle
 from server.errors import RequestError, invalid
 from server.limits import Limiter
-from server.phone import PhoneParseError, PhoneParser
+from server.phone import PhoneParseError, PhoneParser, mask
 from server.state import StateError
 from server.telemetry import Telemetry
 from server.tenant_config import TenantConfig
@@ -85,6 +85,19 @@ class Decider:
             self.telemetry.request_failed(req.tenant, exc.code)
             raise
         self.telemetry.decided(outcome)
+        if log.isEnabledFor(logging.DEBUG):
+            d = outcome.decision
+            log.debug(
+                "decided",
+                extra={
+                    "tenant": outcome.bundle.name,
+                    "request_id": outcome.request_id,
+                    "phone": mask(outcome.facts.phone.e164),
+                    "action": d.action.name.lower(),
+                    "rules": [m.rule for m in d.matches],
+                    "degraded": outcome.degraded,
+                },
+            )
         return to_response(outcome, req.explain)
 
     async def _decide(

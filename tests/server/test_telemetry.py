@@ -113,3 +113,19 @@ async def test_incoming_trace_context_is_continued(rules_copy: Path) -> None:
     assert format(root.parent.span_id, "016x") == parent
     assert root.attributes["rpc.grpc.status_code"] == 0
     assert not any("Health" in sp.name for sp in spans)
+
+
+async def test_debug_logs_mask_the_number(rules_copy: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from server.logs import JsonFormatter
+
+    with caplog.at_level(logging.DEBUG, logger="ringfence.decide"):
+        async with running_server(rules_copy) as s:
+            await s.decisions.Evaluate(request("+86 138 0013 8000", request_id="log-1"), timeout=5)
+    records = [r for r in caplog.records if r.getMessage() == "decided"]
+    assert len(records) == 1
+    line = json.loads(JsonFormatter().format(records[0]))
+    assert line["request_id"] == "log-1"
+    assert line["phone"] == "+86138****8000"
+    assert _no_raw_number(line)

@@ -1,0 +1,93 @@
+"""Redis failing under a running server: paused past the timeout, killed, restarted.
+Fail-open tenants answer with ``degraded``, fail-closed ones UNAVAILABLE, nothing hangs past
+its deadline, and decisions use Redis again by themselves when it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest_redis import RedisServer
+from support import Running, request, running_server
+
+from server.api import decision_pb2 as pb
+
+DEADLINE = 2.0  # the caller's deadline; the backend timeout is far below it
+
+
+async def outcome(s: Running, tenant: str) -> str:
+    try:
+        r = await s.decisions.Evaluate(
+            request("+8613800138000", tenant=tenant, event=pb.Event(scene="sms_code")),
+            timeout=DEADLINE,
+        )
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+    return "degraded" if r.degraded else "ok"
+
+
+async def eventually(s: Running, tenant: str, want: str) -> None:
+    """Redis reconnects in the background: poll the server's answers, bounded at 10 s."""
+    async with asyncio.timeout(10):
+        while await outcome(s, tenant) != want:  # noqa: ASYNC110 - the state is the server's
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def rules(rules_copy: Path) -> Path:
+    shutil.copytree(rules_copy / "demo", rules_copy / "closed")
+    (rules_copy / "closed" / "tenant.toml").write_text('fail_mode = "closed"\n')
+    return rules_copy
+
+
+async def test_paused_killed_restarted(rules: Path, own_redis: RedisServer) -> None:
+    async with running_server(rules, state=own_redis.url, state_timeout_ms=50) as s:
+        assert await outcome(s, "demo") == "ok"
+        assert await outcome(s, "closed") == "ok"
+
+        own_redis.pause()
+        try:
+            t0 = time.monotonic()
+            assert await outcome(s, "demo") == "degraded"
+            assert await outcome(s, "closed") == "UNAVAILABLE"
+            # Each call gave up at the backend timeout, far inside the caller's deadline.
+            assert time.monotonic() - t0 < DEADLINE
+        finally:
+            own_redis.resume()
+        await eventually(s, "demo", "ok")
+        await eventually(s, "closed", "ok")
+
+        own_redis.kill()
+        assert await outcome(s, "demo") == "degraded"
+        assert await outcome(s, "closed") == "UNAVAILABLE"
+
+        own_redis.restart()
+        await eventually(s, "demo", "ok")
+        assert await outcome(s, "closed") == "ok"
+
+
+async def test_traffic_during_a_kill_never_fails_a_fail_open_tenant(
+    rules: Path, own_redis: RedisServer
+) -> None:
+    async with running_server(rules, state=own_redis.url, state_timeout_ms=50) as s:
+        results: list[str] = []
+        warmed = asyncio.Event()
+
+        async def traffic() -> None:
+            for _ in range(200):
+                results.append(await outcome(s, "demo"))
+                if len(results) == 20:
+                    warmed.set()
+
+        task = asyncio.create_task(traffic())
+        await warmed.wait()
+        own_redis.kill()
+        own_redis.restart()
+        await task
+        assert set(results) <= {"ok", "degraded"}
+        assert results[:20] == ["ok"] * 20
+        assert results[-1] == "ok"  # back on Redis without a restart of the server
