@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = (
+BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("echo_ratio.py", []),
     ("batch_stream.py", []),
     ("state_ratio.py", []),
