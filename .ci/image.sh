@@ -172,7 +172,7 @@ import_base() {
 }
 
 build_image() {
-  local version revision created start=$SECONDS
+  local version revision created replaced start=$SECONDS
   local -a args=(--pull=never --format docker --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE")
   version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -n1)
   args+=(--build-arg "VERSION=${version:-0.0.0}")
@@ -186,10 +186,18 @@ build_image() {
   fi
   # Build-time only (RUN steps see it, layers do not keep it): the host's CAs for pip.
   [ -r "$HOST_CA" ] && args+=(-v "$HOST_CA:$HOST_CA:ro")
+  replaced=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   log "building $IMAGE"
   # --format docker keeps the HEALTHCHECK, which the OCI format drops.
   podman build "${args[@]}" .
   log "build took $((SECONDS - start))s"
+  # Drop the image this one replaced (with its own untagged layers), or every source change
+  # leaves ~100 MB behind. Never `podman image prune`: it also deletes the layer cache, and
+  # other projects' images. Still in use by a container: kept.
+  if [ -n "$replaced" ] && [ "$replaced" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]
+  then
+    podman rmi "$replaced" >/dev/null 2>&1 || log "kept the replaced image ${replaced:0:12} (in use)"
+  fi
 }
 
 main() {
