@@ -104,15 +104,22 @@ def child(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Iterator
     try:
         deadline = time.monotonic() + 60
         port = 0
+        fd = proc.stderr.fileno()
+        pending = b""
+        # Raw reads, not readline(): a buffered reader can hold the line we wait for while
+        # select() sees an empty pipe.
         while not port:
-            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            ready, _, _ = select.select([fd], [], [], 1.0)
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"{argv[0]} did not start")
-            if ready:
-                line = proc.stderr.readline()
+            if not ready:
+                continue
+            pending += os.read(fd, 65536)
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
                 with contextlib.suppress(ValueError):
                     msg = json.loads(line)
-                    if msg.get("msg") == "listening":
+                    if isinstance(msg, dict) and msg.get("msg") == "listening":
                         port = int(msg["port"])
         # Drain stderr in the background so a chatty server never blocks on a full pipe.
         drain = subprocess.Popen(["cat"], stdin=proc.stderr, stdout=subprocess.DEVNULL)
