@@ -50,12 +50,14 @@ class SetList:
 
 
 BLACK_CARD = frozenset({"mvno", "data_only", "iot"})
+CN_ONLY_APPS = frozenset({"shop", "ride"})
 
 
 def hand_written(facts: Facts, values: Values, lists: Lists) -> Decision:
     """The demo policy, written by hand the way a careful engineer would."""
     phone, event = facts.phone, facts.event
     privacy = lists["privacy_numbers"]
+    platforms = lists["code_platform_numbers"]
     hits = values.get("privacy_hits_1h")
     hits1 = values.get("privacy_hits_1h@1h")
     hits2 = values.get("privacy_hits_1h@2h")
@@ -138,6 +140,41 @@ def hand_written(facts: Facts, values: Values, lists: Lists) -> Decision:
                 ("black_card_segment",),
             )
         )
+    if register and phone.segment_kind == "iot":
+        matched.append(
+            Match(
+                "iot_number_register",
+                Action.BLOCK,
+                f"registration with an IoT number ({phone.segment_prefix} segment)",
+                False,
+                4,
+                ("iot_number",),
+            )
+        )
+    if register and phone.valid and phone.country_code != 86 and event.app_id in CN_ONLY_APPS:
+        matched.append(
+            Match(
+                "foreign_number_cn_only_app",
+                Action.REVIEW,
+                f"a +{phone.country_code} number registering for {event.app_id},"
+                " a mainland-only app",
+                False,
+                2,
+                ("foreign_number",),
+            )
+        )
+    if phone.e164 in platforms and event.scene in ("register", "sms_code"):
+        labels = platforms.labels(phone.e164) or {}
+        matched.append(
+            Match(
+                "code_platform_number",
+                Action.REVIEW,
+                f"number seen on a code-receiving platform ({labels.get('risk', '')})",
+                False,
+                3,
+                ("code_platform",),
+            )
+        )
     if register and not phone.valid:
         matched.append(
             Match(
@@ -183,6 +220,19 @@ def hand_written(facts: Facts, values: Values, lists: Lists) -> Decision:
                 ("consecutive_numbers",),
             )
         )
+    if on_list:
+        checks = (hits, hits1, hits2)
+        if all(h is not None and h > 50 for h in checks):
+            matched.append(
+                Match(
+                    "privacy_numbers_strict",
+                    Action.BLOCK,
+                    "privacy-list hits above 50/h for 3 hours (strict)",
+                    True,
+                    4,
+                    ("privacy_number", "bulk"),
+                )
+            )
     action, risk = Action.ALLOW, 0
     tags: list[str] = []
     for m in matched:
@@ -199,21 +249,27 @@ def make_inputs(n: int, seed: int = 7) -> list[tuple[Facts, Values]]:
     out: list[tuple[Facts, Values]] = []
     for i in range(n):
         on_list = rnd.random() < 0.3
-        number = f"+86170000{i % 100000:05d}" if on_list else f"+86138{rnd.randrange(10**8):08d}"
+        foreign = rnd.random() < 0.05
+        if foreign:
+            number = f"+1650{rnd.randrange(10**7):07d}"
+        elif on_list:
+            number = f"+86170000{i % 100000:05d}"
+        else:
+            number = f"+861{rnd.choice('36')}8{rnd.randrange(10**8):08d}"
         phone = PhoneFacts(
             number,
             rnd.random() > 0.05,
-            "CN",
+            "US" if foreign else "CN",
             "mobile",
             "",
-            rnd.choice(kinds),
-            number[3:7],
-            86,
-            number[3:],
+            "" if foreign else rnd.choice(kinds),
+            "" if foreign else number[3:7],
+            1 if foreign else 86,
+            number[2:] if foreign else number[3:],
         )
         event = EventFacts(
             scene=rnd.choice(["register", "login", "sms_code"]),
-            app_id=rnd.choice(["a", "b"]),
+            app_id=rnd.choice(["shop", "video"]),
             occurred_at=1.77e9,
         )
 
@@ -268,12 +324,21 @@ def main() -> None:
     args = ap.parse_args()
 
     text = (REPO / "rules/demo/policy.rf").read_text(encoding="utf-8")
-    policy: CompiledPolicy = compile_policy({"demo/policy.rf": text}, tenant="demo")
+    library = {
+        f"_shared/{p.name}": p.read_text(encoding="utf-8")
+        for p in sorted((REPO / "rules/_shared").glob("*.rf"))
+    }
+    policy: CompiledPolicy = compile_policy(
+        {"demo/policy.rf": text}, library=library, tenant="demo"
+    )
     inputs = make_inputs(args.inputs)
     lists: Lists = {
         "privacy_numbers": SetList(
             {f.phone.e164 for f, _ in inputs if f.phone.e164.startswith("+86170")}
-        )
+        ),
+        "code_platform_numbers": SetList(
+            {f.phone.e164 for f, _ in inputs if f.phone.e164.startswith("+86168")}
+        ),
     }
     compiled: EvalFn = policy.evaluate
     for facts, values in inputs:  # same decisions first, or the timing means nothing

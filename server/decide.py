@@ -76,7 +76,12 @@ class Decider:
         self._ids = itertools.count(1)
 
     async def evaluate(
-        self, req: pb.EvaluateRequest, token: str | None, *, field_prefix: str = ""
+        self,
+        req: pb.EvaluateRequest,
+        token: str | None,
+        *,
+        field_prefix: str = "",
+        out: pb.EvaluateResponse | None = None,
     ) -> pb.EvaluateResponse:
         started = time.perf_counter()
         try:
@@ -98,7 +103,7 @@ class Decider:
                     "degraded": outcome.degraded,
                 },
             )
-        return to_response(outcome, req.explain)
+        return to_response(outcome, req.explain, out)
 
     async def _decide(
         self, req: pb.EvaluateRequest, token: str | None, prefix: str, started: float
@@ -190,45 +195,46 @@ class Decider:
 _PHONE_FIELDS = ("e164", "valid", "region", "number_type", "carrier", "segment_kind")
 
 
-def to_response(outcome: Outcome, explain: bool = False) -> pb.EvaluateResponse:
+def to_response(
+    outcome: Outcome, explain: bool = False, out: pb.EvaluateResponse | None = None
+) -> pb.EvaluateResponse:
+    """The wire form of a decision, built into ``out`` when given (a batch result's slot:
+    filling it in place saves a copy per item)."""
     d = outcome.decision
     p = outcome.facts.phone
-    resp = pb.EvaluateResponse(
-        action=int(d.action),  # type: ignore[arg-type]
-        risk_level=d.risk_level,
-        tags=d.tags,
-        policy_version=outcome.bundle.version,
-        phone=pb.PhoneInfo(
-            e164=p.e164,
-            valid=p.valid,
-            region=p.region,
-            number_type=p.number_type,
-            carrier=p.carrier,
-            segment_kind=p.segment_kind,
-        ),
-        degraded=outcome.degraded,
-        request_id=outcome.request_id,
-    )
+    resp = pb.EvaluateResponse() if out is None else out
+    resp.action = int(d.action)  # type: ignore[assignment]
+    resp.risk_level = d.risk_level
+    if d.tags:
+        resp.tags.extend(d.tags)
+    resp.policy_version = outcome.bundle.version
+    phone = resp.phone
+    phone.e164 = p.e164
+    phone.valid = p.valid
+    phone.region = p.region
+    phone.number_type = p.number_type
+    phone.carrier = p.carrier
+    phone.segment_kind = p.segment_kind
+    resp.degraded = outcome.degraded
+    resp.request_id = outcome.request_id
     if d.matches:
-        resp.matches.extend(
-            pb.RuleMatch(
+        add = resp.matches.add
+        for m in d.matches:
+            add(
                 rule=m.rule,
-                action=int(m.action),  # type: ignore[arg-type]
+                action=int(m.action),
                 reason=m.reason,
                 shadow=m.shadow,
                 risk_level=m.risk_level,
                 tags=m.tags,
             )
-            for m in d.matches
-        )
     if explain and d.trace:
-        resp.explanation.extend(
-            pb.RuleExplanation(
-                rule=t.rule,
-                value="unknown" if t.value is None else ("true" if t.value else "false"),
-                matched=t.matched,
-                detail=t.detail,
+        add_line = resp.explanation.add
+        for tr in d.trace:
+            add_line(
+                rule=tr.rule,
+                value="unknown" if tr.value is None else ("true" if tr.value else "false"),
+                matched=tr.matched,
+                detail=tr.detail,
             )
-            for t in d.trace
-        )
     return resp

@@ -45,8 +45,9 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         for i, item in enumerate(request.requests):
             result = results.add()
             try:
-                result.response.CopyFrom(
-                    await self.decider.evaluate(item, token, field_prefix=f"requests[{i}].")
+                # Errors are raised before anything is written into the slot.
+                await self.decider.evaluate(
+                    item, token, field_prefix=f"requests[{i}].", out=result.response
                 )
             except RequestError as exc:
                 result.error.CopyFrom(exc.to_status())
