@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
 import helm_python
 import helm_sdkpy  # type: ignore[import-untyped]
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "ringfence"
@@ -108,3 +112,32 @@ def walk(node: Any) -> Iterator[tuple[str, Any]]:
     elif isinstance(node, list):
         for item in node:
             yield from walk(item)
+
+
+SERVICE = "ringfence.v1.DecisionService"
+START_TIMEOUT_S = 60.0
+
+
+def log_tail(log: Path, lines: int = 60) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_serving(address: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    """Poll the health service of a process we started (``what``: "server", "container")
+    until SERVING, failing with its log when it exits or the deadline passes."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = "no answer"
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"{what} exited with {proc.returncode}:\n{log_tail(log)}")
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+            except grpc.RpcError as exc:
+                last = exc.code().name
+            time.sleep(0.2)
+    pytest.fail(f"{address} not SERVING after {START_TIMEOUT_S}s (last: {last}):\n{log_tail(log)}")

@@ -14,14 +14,12 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
 import pytest
-from deploy.deploy_support import REPO
+from deploy.deploy_support import REPO, wait_serving
 from google.protobuf import json_format
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support import copy_rules, running_server
 
 from server.api import decision_pb2, decision_pb2_grpc
@@ -35,9 +33,7 @@ CONTAINERS_CONF = REPO / ".tools" / "image" / "containers.conf"
 IMAGE = "localhost/ringfence:dev"
 SCRIPT_CANNOT_BUILD = 77
 BUILD_TIMEOUT_S = 900  # cold: apt-get, debootstrap, PyPI downloads; ~100 s measured
-START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30  # above the image's default 10 s grace, so podman never falls to SIGKILL
-SERVICE = "ringfence.v1.DecisionService"
 TENANT = "demo"
 PHONE = "+8613800138000"
 UID = 10001
@@ -110,27 +106,6 @@ async def expected(tmp_path: Path) -> dict[str, object]:
     return comparable(resp)
 
 
-def wait_serving(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = "no answer"
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"container exited with {proc.returncode}:\n{tail(read(log))}")
-            try:
-                resp = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=1)
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
-            except grpc.RpcError as exc:
-                last = exc.code().name
-            time.sleep(0.2)
-    pytest.fail(
-        f"{address} not SERVING after {START_TIMEOUT_S}s (last: {last}):\n{tail(read(log))}"
-    )
-
-
 def read(log: Path) -> str:
     return log.read_text(errors="replace")
 
@@ -193,7 +168,7 @@ def test_image_serves_read_only_as_10001_and_stops_cleanly(
             env=podman_env(),
         )
     try:
-        wait_serving(address, proc, log)
+        wait_serving(address, proc, log, "container")
 
         with grpc.insecure_channel(address) as channel:
             stub = decision_pb2_grpc.DecisionServiceStub(channel)

@@ -13,18 +13,13 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
-import grpc
 import pytest
-from deploy.deploy_support import REPO
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from deploy.deploy_support import REPO, SERVICE, wait_serving
 
 pytestmark = pytest.mark.slow
 
-SERVICE = "ringfence.v1.DecisionService"
-START_TIMEOUT_S = 60.0
 # What the Dockerfile's build stage copies.
 SOURCES = ("pyproject.toml", "README.md", "dsl", "server")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")  # as .dockerignore
@@ -120,25 +115,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv / "bin"
 
 
-def wait_serving(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = "no answer"
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{tail(log)}")
-            try:
-                resp = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=1)
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
-            except grpc.RpcError as exc:
-                last = exc.code().name
-            time.sleep(0.2)
-    pytest.fail(f"{address} not SERVING after {START_TIMEOUT_S}s (last: {last}):\n{tail(log)}")
-
-
 def tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
@@ -166,7 +142,7 @@ def test_installed_wheel_serves_and_stops_cleanly(installed: Path, tmp_path: Pat
         env=clean_env(),
     )
     try:
-        wait_serving(address, proc, log_path)
+        wait_serving(address, proc, log_path, "server")
         health = run(installed / "ringfence", "health", address, "--service", SERVICE, cwd=tmp_path)
         assert "SERVING" in health.stdout
         proc.send_signal(signal.SIGTERM)
