@@ -90,6 +90,7 @@ class RingfenceServer:
     _server: grpc.aio.Server | None = field(init=False, default=None)
     backends: BackendPool | None = field(init=False, default=None)
     _metrics_http: Any = field(init=False, default=None)
+    _metrics_registry: Any = field(init=False, default=None)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     async def start(self) -> int:
@@ -110,6 +111,8 @@ class RingfenceServer:
             decision_log=self.decision_log,
         )
         self.registry.listeners.append(self.telemetry.reloaded)
+        if self._metrics_registry is not None:
+            self._metrics_registry.register(self.telemetry.latency)
 
         def factory(url: str) -> StateBackend:
             return open_backend(
@@ -198,10 +201,12 @@ class RingfenceServer:
         from prometheus_client import CollectorRegistry, start_http_server
 
         # A registry of our own, so several servers in one process (tests) don't collide.
-        registry = CollectorRegistry(auto_describe=True)
-        reader = PrometheusMetricReader(registry=registry)
+        self._metrics_registry = CollectorRegistry(auto_describe=True)
+        reader = PrometheusMetricReader(registry=self._metrics_registry)
         host, _, port = address.rpartition(":")
-        self._metrics_http = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+        self._metrics_http = start_http_server(
+            int(port), addr=host.strip("[]"), registry=self._metrics_registry
+        )
         return reader
 
     @property

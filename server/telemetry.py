@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from server.decision_log import DecisionLog
+from server.latency import LatencyHistogram
 from server.privacy import NumberHasher
 
 if TYPE_CHECKING:
@@ -33,20 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ringfence.telemetry")
 _NOOP = contextlib.nullcontext()
-_LATENCY_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    1.0,
-)
 
 
 def tracing_from_env() -> TracerProvider | None:
@@ -112,12 +99,7 @@ class Telemetry:
             callbacks=[self._observe(self._degraded_counts, ("tenant",))],
             description="Decisions made without the state backend (fail open)",
         )
-        self._latency = m.create_histogram(
-            "ringfence_decision_duration",
-            unit="s",
-            description="Time from request received to decision made",
-            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
-        )
+        self.latency = LatencyHistogram()
         self._errors = m.create_counter(
             "ringfence_request_errors", description="Requests answered with an error, by code"
         )
@@ -176,7 +158,7 @@ class Telemetry:
         action = d.action.name.lower()
         elapsed = time.perf_counter() - outcome.started
         self._decision_counts[(tenant, action)] += 1
-        self._latency.record(elapsed, {"tenant": tenant})
+        self.latency.observe(tenant, elapsed)
         for match in d.matches:
             self._rule_counts[(tenant, match.rule, match.shadow)] += 1
         if outcome.degraded:
