@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -92,6 +92,7 @@ class RingfenceServer:
     _metrics_http: Any = field(init=False, default=None)
     _metrics_registry: Any = field(init=False, default=None)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+    _stopping: bool = field(init=False, default=False)
 
     async def start(self) -> int:
         cfg = self.config
@@ -125,36 +126,9 @@ class RingfenceServer:
         self._register_gauges(parser)
         decider = Decider(self.registry, parser, self.backends, self.telemetry, clock=self.clock)
 
-        interceptors: list[Any] = []
-        if self.telemetry.tracer is not None:
-            interceptors.append(TracingInterceptor(self.telemetry.tracer))
-        server = grpc.aio.server(
-            interceptors=interceptors,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionService(decider), server)
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(
-            PolicyService(self.registry, cfg.admin_token_hashes), server
-        )
-        self.health = HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self._server = server = self._grpc_server(decider)
         for name in HEALTH_NAMES:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        names = (
-            *HEALTH_NAMES[1:],
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        )
-        reflection_servicer = reflection.aio.ReflectionServicer(names)  # type: ignore[attr-defined]
-        from grpc_reflection.v1alpha import reflection_pb2_grpc
-
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection_servicer, server)
-        server.add_generic_rpc_handlers((_reflection_v1_handler(reflection_servicer),))
-
         creds = _tls_credentials(cfg)
         if creds is None:
             self.port = server.add_insecure_port(cfg.listen)
@@ -162,7 +136,6 @@ class RingfenceServer:
             self.port = server.add_secure_port(cfg.listen, creds)
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
-        self._server = server
         await server.start()
         log.info(
             "listening", extra={"address": cfg.listen, "port": self.port, "tls": creds is not None}
@@ -182,12 +155,43 @@ class RingfenceServer:
         self.registry.listeners.append(self._schedule_health_update)
         return self.port
 
+    def _grpc_server(self, decider: Decider) -> grpc.aio.Server:
+        """The services, health (NOT_SERVING until a policy loads) and reflection."""
+        interceptors: list[Any] = []
+        if self.telemetry.tracer is not None:
+            interceptors.append(TracingInterceptor(self.telemetry.tracer))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionService(decider), server)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(
+            PolicyService(self.registry, self.config.admin_token_hashes), server
+        )
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (
+            *HEALTH_NAMES[1:],
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection_servicer = reflection.aio.ReflectionServicer(names)  # type: ignore[attr-defined]
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection_servicer, server)
+        server.add_generic_rpc_handlers((_reflection_v1_handler(reflection_servicer),))
+        return server
+
     def _schedule_health_update(self, _outcome: object) -> None:
         task = asyncio.ensure_future(self._update_health())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _update_health(self) -> None:
+        if self._stopping:
+            return  # a reload finishing during shutdown must not turn health back on
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if self.registry.ready()
@@ -239,6 +243,7 @@ class RingfenceServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight calls finish within the grace period, close."""
         grace = self.config.grace_s if grace is None else grace
+        self._stopping = True
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
         if self.reloader is not None:
