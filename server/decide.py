@@ -192,9 +192,6 @@ class Decider:
         return [s.bundle.config for s in self.registry.slots.values() if s.bundle is not None]
 
 
-_PHONE_FIELDS = ("e164", "valid", "region", "number_type", "carrier", "segment_kind")
-
-
 def to_response(
     outcome: Outcome, explain: bool = False, out: pb.EvaluateResponse | None = None
 ) -> pb.EvaluateResponse:
