@@ -2,22 +2,29 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-dev
+RUN_STAMP := $(VENV)/.installed
 TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 LISTEN ?= 127.0.0.1:50051
 
 .PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server clean
 
-$(STAMP): pyproject.toml
+# Two stamps: `make run` needs only the service; `make test` adds the tools and test
+# dependencies (the Helm libraries alone are a few hundred MB).
+$(RUN_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml $(RUN_STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@# helm-sdkpy declares Python >= 3.12 but works on 3.11; it is only for the chart tests.
 	$(BIN)/python -m pip install -q --ignore-requires-python 'helm-sdkpy==0.1.32'
 	@touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/ringfence serve --rules rules --listen $(LISTEN) --state memory://
 
 test: $(STAMP) tools lint typecheck buf-lint pytest
