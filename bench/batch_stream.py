@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, load, machine, ringfence_server
+from bench.common import load, machine, ringfence_server, rules_copy
 from bench.echo_ratio import METHOD, requests
 from server.api import decision_pb2 as pb
 
@@ -82,26 +80,19 @@ def main() -> int:
         r.dry_run = True
     raw = [r.SerializeToString() for r in reqs]
     print(f"# batch and stream vs unary ({machine()})")
-    with tempfile.TemporaryDirectory() as tmp:
-        rules = Path(tmp) / "rules"
-        shutil.copytree(REPO / "rules", rules)
-        with ringfence_server(rules) as port:
-            address = f"127.0.0.1:{port}"
-            unary = asyncio.run(
-                load(address, METHOD, raw, concurrency=16, duration_s=ns.seconds)
-            ).rps
-            print(f"unary, 16 concurrent     : {unary:9,.0f} decisions/s (baseline)")
-            for size in (100, 1000):
-                batch = pb.EvaluateBatchRequest(requests=reqs[:size]).SerializeToString()
-                rate = asyncio.run(batch_rate(address, batch, size, 2, ns.seconds))
-                print(
-                    f"batch of {size:<4}, 2 concurrent: {rate:9,.0f} decisions/s = "
-                    f"{rate / unary:.1f}x unary (target >= 25,000/s)"
-                )
-            rate = asyncio.run(stream_rate(address, reqs, ns.seconds))
+    with rules_copy() as rules, ringfence_server(rules) as port:
+        address = f"127.0.0.1:{port}"
+        unary = asyncio.run(load(address, METHOD, raw, concurrency=16, duration_s=ns.seconds)).rps
+        print(f"unary, 16 concurrent     : {unary:9,.0f} decisions/s (baseline)")
+        for size in (100, 1000):
+            batch = pb.EvaluateBatchRequest(requests=reqs[:size]).SerializeToString()
+            rate = asyncio.run(batch_rate(address, batch, size, 2, ns.seconds))
             print(
-                f"one stream               : {rate:9,.0f} decisions/s = {rate / unary:.1f}x unary"
+                f"batch of {size:<4}, 2 concurrent: {rate:9,.0f} decisions/s = "
+                f"{rate / unary:.1f}x unary (target >= 25,000/s)"
             )
+        rate = asyncio.run(stream_rate(address, reqs, ns.seconds))
+        print(f"one stream               : {rate:9,.0f} decisions/s = {rate / unary:.1f}x unary")
     return 0
 
 

@@ -134,6 +134,18 @@ def child(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Iterator
             drain.wait(5)
 
 
+@contextlib.contextmanager
+def rules_copy() -> Iterator[Path]:
+    """A private copy of the shipped rules/ (benchmarks edit it or add tenants)."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = Path(tmp) / "rules"
+        shutil.copytree(REPO / "rules", rules)
+        yield rules
+
+
 def ringfence_server(rules: Path, *args: str) -> contextlib.AbstractContextManager[int]:
     return child(
         [

@@ -14,12 +14,21 @@ import argparse
 import asyncio
 import random
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import BIN, REPO, best, child, interleave, load, machine, ringfence_server
+from bench.common import (
+    BIN,
+    REPO,
+    best,
+    child,
+    interleave,
+    load,
+    machine,
+    ringfence_server,
+    rules_copy,
+)
 from server.api import decision_pb2 as pb
 
 METHOD = "/ringfence.v1.DecisionService/Evaluate"
@@ -58,33 +67,27 @@ def main() -> int:
     ns = ap.parse_args()
     reqs = requests()
     print(f"# Evaluate vs bare echo ({machine()})")
-    with tempfile.TemporaryDirectory() as tmp:
-        rules = Path(tmp) / "rules"
-        import shutil
+    with (
+        rules_copy() as rules,
+        ringfence_server(rules) as rf_port,
+        child([str(BIN / "python"), str(REPO / "bench" / "echo_server.py")]) as echo_port,
+    ):
+        for conc in ns.concurrency:
 
-        shutil.copytree(REPO / "rules", rules)
-        with (
-            ringfence_server(rules) as rf_port,
-            child([str(BIN / "python"), str(REPO / "bench" / "echo_server.py")]) as echo_port,
-        ):
-            for conc in ns.concurrency:
-
-                def run(port: int, c: int = conc):  # type: ignore[no-untyped-def]
-                    return lambda: asyncio.run(
-                        load(
-                            f"127.0.0.1:{port}", METHOD, reqs, concurrency=c, duration_s=ns.seconds
-                        )
-                    )
-
-                echo_runs, rf_runs = interleave(ns.rounds, run(echo_port), run(rf_port))
-                echo, rf = best(echo_runs), best(rf_runs)
-                print(
-                    f"concurrency {conc:>2}: echo {echo.rps:8.0f} rps p50 {echo.p50_ms:.2f} ms "
-                    f"p99 {echo.p99_ms:.2f} ms | evaluate {rf.rps:8.0f} rps p50 "
-                    f"{rf.p50_ms:.2f} ms p99 {rf.p99_ms:.2f} ms | throughput "
-                    f"{rf.rps / echo.rps:.2f}x, p99 {rf.p99_ms / echo.p99_ms:.2f}x"
-                    f"{'' if not rf.errors else f' ERRORS {rf.errors}'}"
+            def run(port: int, c: int = conc):  # type: ignore[no-untyped-def]
+                return lambda: asyncio.run(
+                    load(f"127.0.0.1:{port}", METHOD, reqs, concurrency=c, duration_s=ns.seconds)
                 )
+
+            echo_runs, rf_runs = interleave(ns.rounds, run(echo_port), run(rf_port))
+            echo, rf = best(echo_runs), best(rf_runs)
+            print(
+                f"concurrency {conc:>2}: echo {echo.rps:8.0f} rps p50 {echo.p50_ms:.2f} ms "
+                f"p99 {echo.p99_ms:.2f} ms | evaluate {rf.rps:8.0f} rps p50 "
+                f"{rf.p50_ms:.2f} ms p99 {rf.p99_ms:.2f} ms | throughput "
+                f"{rf.rps / echo.rps:.2f}x, p99 {rf.p99_ms / echo.p99_ms:.2f}x"
+                f"{'' if not rf.errors else f' ERRORS {rf.errors}'}"
+            )
     return 0
 
 

@@ -14,12 +14,11 @@ import asyncio
 import multiprocessing
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, LoadResult, load, machine, ringfence_server
+from bench.common import LoadResult, load, machine, ringfence_server, rules_copy
 from bench.echo_ratio import METHOD, requests
 from server.api import decision_pb2 as pb
 
@@ -53,9 +52,7 @@ def main() -> int:
     ns = ap.parse_args()
     reqs = requests()
     print(f"# one tenant's latency while another is flooded ({machine()})")
-    with tempfile.TemporaryDirectory() as tmp:
-        rules = Path(tmp) / "rules"
-        shutil.copytree(REPO / "rules", rules)
+    with rules_copy() as rules:
         shutil.copytree(rules / "demo", rules / "noisy")
         for label, limit in (("noisy unlimited", ""), ("noisy max_rps 200", "200")):
             (rules / "noisy" / "tenant.toml").write_text(

@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, LoadResult, load, machine, ringfence_server
+from bench.common import LoadResult, load, machine, ringfence_server, rules_copy
 from bench.echo_ratio import METHOD, requests
 from server.api import decision_pb2 as pb
 from server.api import decision_pb2_grpc as pb_grpc
@@ -61,9 +59,7 @@ def main() -> int:
     ns = ap.parse_args()
     reqs = requests()
     print(f"# latency during {ns.reloads} reloads vs steady state ({machine()})")
-    with tempfile.TemporaryDirectory() as tmp:
-        rules = Path(tmp) / "rules"
-        shutil.copytree(REPO / "rules", rules)
+    with rules_copy() as rules:
         policy = rules / "demo" / "policy.rf"
         with ringfence_server(rules, "--watch", "true") as port:
             address = f"127.0.0.1:{port}"

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import redis
@@ -23,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest_redis import RedisServer
 
-from bench.common import REPO, best, interleave, load, machine, ringfence_server
+from bench.common import best, interleave, load, machine, ringfence_server, rules_copy
 from bench.echo_ratio import METHOD, requests
 
 
@@ -34,10 +32,8 @@ def main() -> int:
     ns = ap.parse_args()
     reqs = requests()
     print(f"# Redis vs memory state, end to end ({machine()})")
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        rules = Path(tmp) / "rules"
-        shutil.copytree(REPO / "rules", rules)
-        rs = RedisServer.start(Path(tmp) / "redis")
+    with rules_copy() as rules, contextlib.ExitStack() as stack:
+        rs = RedisServer.start(rules.parent / "redis")
         stack.callback(rs.stop)
         mem = stack.enter_context(ringfence_server(rules))
         red = stack.enter_context(

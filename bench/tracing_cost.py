@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import BIN, REPO, best, child, interleave, load, machine
+from bench.common import BIN, REPO, best, child, interleave, load, machine, rules_copy
 from bench.echo_ratio import METHOD, requests
 
 
@@ -29,9 +27,7 @@ def main() -> int:
     ns = ap.parse_args()
     reqs = requests()
     print(f"# tracing on vs off ({machine()})")
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        rules = Path(tmp) / "rules"
-        shutil.copytree(REPO / "rules", rules)
+    with rules_copy() as rules, contextlib.ExitStack() as stack:
         sink = stack.enter_context(child([str(BIN / "python"), str(REPO / "bench/otlp_sink.py")]))
         serve = [str(BIN / "ringfence"), "serve", "--rules", str(rules), "--listen", "127.0.0.1:0"]
         off = stack.enter_context(child(serve, env={"OTEL_TRACES_EXPORTER": "none"}))
