@@ -5,6 +5,11 @@ Chosen over aiocache's SimpleMemoryCache: every aiocache call goes through
 sets, sketches) that a key/value cache would only store whole. Expiry is driven by the
 event clock (``now``) so tests and replays behave like live traffic. Only for a single
 replica: replicas each counting their own traffic would undercount.
+
+``apply`` runs once per request and per replayed event, so it does not build a plan the
+way the Redis backend must: it walks the refs once, working out each key and reading it
+on the spot, and keeps only the writes for afterwards. The rules are the planner's
+(``memory_specs.py`` mirrors ``plan.py``); the contract suite holds both backends to them.
 """
 
 from __future__ import annotations
@@ -12,40 +17,36 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
 
 from dsl.aggregates import AggKind, AggregateRef
 
 from . import hll
 from .backend import StateStats
-from .keys import KeyHasher
+from .errors import StateError
+from .keys import KeyHasher, readable_key, run_suffix
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
-from .plan import Planner, ReadOp, WriteOp
+from .memory_specs import SpecTable
 
 _COUNT = AggKind.COUNT
 _DISTINCT = AggKind.DISTINCT
 
 
-@dataclass(slots=True)
 class _Count:
     """Buckets in ascending order with running totals, so a window's count is two
     bisections and a subtraction however many buckets the key holds: a tenant-wide key
     (a list, a segment) holds hundreds and is read by every request, often by several
     offset windows at once."""
 
-    expires_at: float
-    buckets: list[int] = field(default_factory=list)
-    totals: list[int] = field(default_factory=list)  # events in buckets[0..i], plus `floor`
-    floor: int = 0  # the running total just before buckets[0] (what trimming removed)
+    __slots__ = ("buckets", "expires_at", "floor", "totals")
 
-    def between(self, lo: int, hi: int) -> int:
-        buckets = self.buckets
-        i = bisect_left(buckets, lo)
-        j = bisect_right(buckets, hi)
-        if j <= i:
-            return 0
-        return self.totals[j - 1] - (self.totals[i - 1] if i else self.floor)
+    def __init__(self, expires_at: float, pos: int) -> None:
+        # Born holding its first event: most keys are a number seen once, and building
+        # the entry whole is cheaper than building it empty and adding to it. No trim is
+        # due: a window's cutoff is always older than the bucket it records into.
+        self.expires_at = expires_at
+        self.buckets = [pos]
+        self.totals = [1]  # events in buckets[0..i], plus `floor`
+        self.floor = 0  # the running total just before buckets[0] (what trimming removed)
 
     def add(self, pos: int, cutoff: int) -> None:
         buckets, totals = self.buckets, self.totals
@@ -61,30 +62,44 @@ class _Count:
                 totals.insert(i, totals[i - 1] if i else self.floor)
             for k in range(i, len(totals)):
                 totals[k] += 1
-        # Amortised, as before: trim only once the key holds more buckets than the
-        # windows over it can read.
+        # Amortised: trim only once the key holds more buckets than the windows over it
+        # can read.
         if len(buckets) > pos - cutoff + 2 and buckets[0] < cutoff:
             i = bisect_left(buckets, cutoff)
             self.floor = totals[i - 1]
             del buckets[:i], totals[:i]
 
 
-@dataclass(slots=True)
 class _Distinct:
-    expires_at: float
-    seen: dict[bytes, int] = field(default_factory=dict)  # member -> last bucket seen
-    sketches: dict[int, bytearray] | None = None  # per bucket, once beyond the exact cap
+    __slots__ = ("expires_at", "seen", "sketches")
+
+    def __init__(self, expires_at: float, member: bytes, pos: int) -> None:
+        self.expires_at = expires_at
+        self.seen: dict[bytes, int] = {member: pos}  # member -> last bucket seen
+        self.sketches: dict[int, bytearray] | None = None  # per bucket, beyond the exact cap
 
 
-@dataclass(slots=True)
 class _Run:
-    expires_at: float
-    seen: dict[bytes, int] = field(default_factory=dict)  # suffix digits -> last time (ms)
-    trim_at: int = 64
+    """Numbers seen in one segment (or prefix), by their digits after it. A member is the
+    integer ``"1" + digits``: one int per suffix that keeps its width (``"0123"`` and
+    ``"123"`` differ), and whose neighbours are ``member ± 1``, so a walk adds instead of
+    formatting a string per step."""
+
+    __slots__ = ("expires_at", "seen", "trim_at")
+
+    def __init__(self, expires_at: float, member: int, pos: int) -> None:
+        self.expires_at = expires_at
+        self.seen: dict[int, int] = {member: pos}  # member -> last time seen (ms)
+        self.trim_at = 64
 
 
 _Entry = _Count | _Distinct | _Run
-_E = TypeVar("_E", _Count, _Distinct, _Run)
+
+# A write kept for after the reads: (kind, pos, cutoff, ttl_s), under (key, member).
+_Write = tuple[AggKind, int, int, int]
+# What a write records under its key: nothing (count), a hashed value (distinct) or a
+# run member (see _Run).
+_Member = bytes | int
 
 
 class MemoryBackend:
@@ -92,7 +107,8 @@ class MemoryBackend:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         self.stats = StateStats()
-        self._planner = Planner(KeyHasher(hash_key))
+        self._hasher = KeyHasher(hash_key)
+        self._specs = SpecTable()
         self._max_keys = max_keys
         self._store: OrderedDict[str, _Entry] = OrderedDict()
 
@@ -101,29 +117,119 @@ class MemoryBackend:
     ) -> dict[str, int]:
         self.stats.calls += 1
         try:
-            reads, writes, fixed = self._planner.plan(tenant, refs, now, record=record)
-            values = dict(fixed) if fixed else {}
-            # Every read before any write, as the Redis script does. The lookup (expiry,
-            # LRU touch) and the count read are inlined: this loop runs for every ref of
-            # every request, and counts are most of them.
+            specs = self._specs
+            by_spec = specs.tenants.get(tenant)
+            if by_spec is None:
+                by_spec = {}
+            hasher = self._hasher
             store = self._store
-            for op in reads:
-                key = op[2]
-                entry = store.get(key)
-                if entry is not None:
-                    if entry.expires_at < now:
-                        del store[key]
-                        entry = None
-                    else:
-                        store.move_to_end(key)
-                if op[1] is _COUNT:
-                    n = entry.between(op[3], op[4]) if isinstance(entry, _Count) else 0
-                    values[op[0]] = n + 1 if op[6] else n
+            get = store.get
+            values: dict[str, int] = {}
+            fixed: list[tuple[str, int]] = []  # values known without storage
+            writes: dict[tuple[str, _Member], _Write] = {}
+            member: _Member
+            # Every read comes before any write, as in the Redis script, and the store is
+            # left untouched until every ref has been read: a ref that fails (a bad window,
+            # an unknown time zone) fails the call with nothing changed, as planning first
+            # did. So LRU touches and expiries are noted here and done after the loop.
+            touched: list[str] = []
+            expired: list[str] = []
+            last_key: str | None = None
+            last_entry: _Entry | None = None
+            for ref in refs:
+                spec = ref.spec
+                c = by_spec.get(id(spec))
+                if c is None or c.spec is not spec:
+                    c = specs.compile(tenant, spec)
+                    by_spec = specs.tenants[tenant]
+                window = c.window
+                if window is None:
+                    raise StateError(c.error)
+                # Seen on every ref, written or not, in order: a TTL computed for this
+                # event already covers every offset window over the family seen so far.
+                family = c.family
+                max_offset = family.max_offset
+                if c.offset > max_offset:
+                    family.max_offset = max_offset = c.offset
+                raw_key = ref.key
+                if raw_key == c.last_raw:
+                    key = c.last_key
                 else:
-                    values[op[0]] = self._read(entry, op)
-            for w in writes:
-                self._write(w, now)
-            self.stats.keys = len(self._store)
+                    key = c.prefix + (
+                        readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key)
+                    )
+                    c.last_raw, c.last_key = raw_key, key
+                kind = c.kind
+                feeds = ref.feeds
+                if kind is _COUNT:
+                    member = b""
+                elif kind is _DISTINCT:
+                    member = hasher.member(ref.member) if ref.member else b""
+                    # An empty distinct value (no device id sent) is not a value.
+                    feeds = feeds and member != b""
+                else:
+                    number = ref.member
+                    # run_suffix's first and usual case inlined: the number starts with
+                    # the whole key (a segment of the national number).
+                    if number.startswith(raw_key):
+                        suffix = number[len(raw_key) :]
+                    else:
+                        suffix = run_suffix(raw_key, number)
+                    if not suffix.isdigit() or not suffix.isascii():
+                        fixed.append((c.id, 0))  # not a number: no neighbours to speak of
+                        continue
+                    number_key = member = int("1" + suffix)
+                lo, hi, covers = window.read(now)
+                if key is last_key:
+                    # Offset windows over one key come together: the lookup and the
+                    # touch of the ref before stand (touching twice in a row moves nothing).
+                    entry = last_entry
+                else:
+                    entry = get(key)
+                    if entry is not None:
+                        if entry.expires_at < now:
+                            expired.append(key)
+                            entry = None
+                        else:
+                            touched.append(key)
+                    last_key, last_entry = key, entry
+                include = feeds and covers
+                if kind is _COUNT:
+                    # Inlined _Count read: counts are most refs.
+                    n = 0
+                    if isinstance(entry, _Count):
+                        buckets = entry.buckets
+                        i = bisect_left(buckets, lo)
+                        j = bisect_right(buckets, hi)
+                        if j > i:
+                            totals = entry.totals
+                            n = totals[j - 1] - (totals[i - 1] if i else entry.floor)
+                    values[c.id] = n + 1 if include else n
+                elif kind is _DISTINCT:
+                    values[c.id] = (
+                        _read_distinct(entry, lo, hi, member, include)
+                        if isinstance(entry, _Distinct) and isinstance(member, bytes)
+                        else (1 if include else 0)
+                    )
+                elif isinstance(entry, _Run):
+                    values[c.id] = _read_run(entry, lo, hi, number_key, len(suffix), include)
+                else:
+                    # Nothing seen in this segment: the current number alone, if it feeds.
+                    values[c.id] = 1 if include else 0
+                if record and feeds and (key, member) not in writes:
+                    pos, cutoff, ttl = window.write(now, max_offset)
+                    writes[(key, member)] = (kind, pos, cutoff, ttl)
+            if fixed:
+                # Where planning put them: first, with a read of the same id winning.
+                values = {**dict(fixed), **values}
+            for key in expired:
+                store.pop(key, None)
+            move_to_end = store.move_to_end
+            for key in touched:
+                move_to_end(key)
+            if writes:
+                self._write(writes, now)
+            self.stats.keys = len(store)
             return values
         except Exception:
             self.stats.errors += 1
@@ -139,125 +245,131 @@ class MemoryBackend:
     def __len__(self) -> int:
         return len(self._store)
 
-    # -- execution -------------------------------------------------------------------
+    # -- writes --------------------------------------------------------------------
 
-    def _get(self, key: str, now: float) -> _Entry | None:
-        entry = self._store.get(key)
-        if entry is None:
-            return None
-        if entry.expires_at < now:
-            del self._store[key]
-            return None
-        self._store.move_to_end(key)
-        return entry
+    def _write(self, writes: dict[tuple[str, _Member], _Write], now: float) -> None:
+        store = self._store
+        for (key, member), (kind, pos, cutoff, ttl_s) in writes.items():
+            expires_at = now + ttl_s
+            # Looked up again: an earlier write of this call may have evicted the key.
+            # Every key written was read in this call, so an expired one is gone already
+            # and an entry found is live; the storage key names the kind, so it matches.
+            entry = store.get(key)
+            if entry is None:
+                if kind is _COUNT:
+                    store[key] = _Count(expires_at, pos)
+                elif isinstance(member, bytes):
+                    store[key] = _Distinct(expires_at, member, pos)
+                else:
+                    store[key] = _Run(expires_at, member, pos)
+                if len(store) > self._max_keys:
+                    self._evict()
+                continue
+            store.move_to_end(key)
+            if isinstance(entry, _Count):
+                entry.add(pos, cutoff)
+            elif isinstance(entry, _Distinct):
+                if isinstance(member, bytes):
+                    _write_distinct(entry, pos, member, cutoff)
+            elif isinstance(member, int):
+                _write_run(entry, pos, member, cutoff)
+            if expires_at > entry.expires_at:
+                entry.expires_at = expires_at
 
-    def _read(self, entry: _Entry | None, op: ReadOp) -> int:
-        _, kind, _, lo, hi, member, include = op
-        inc = 1 if include else 0
-        if kind is _COUNT:
-            if not isinstance(entry, _Count):
-                return inc
-            return entry.between(lo, hi) + inc
-        if kind is _DISTINCT:
-            if not isinstance(entry, _Distinct):
-                return inc
-            if entry.sketches is not None:
-                regs = [s for b, s in entry.sketches.items() if lo <= b <= hi]
-                return hll.estimate(hll.union(regs)) + inc
-            n = sum(1 for b in entry.seen.values() if lo <= b <= hi)
-            if inc:
-                last = entry.seen.get(member)
-                if last is None or not lo <= last <= hi:
-                    n += 1
-            return n
-        return self._run(entry if isinstance(entry, _Run) else None, op)
-
-    @staticmethod
-    def _run(entry: _Run | None, op: ReadOp) -> int:
-        _, _, _, lo, hi, member, include = op
-        if entry is None:
-            # Nothing seen in this segment: the current number alone, if it feeds.
-            return 1 if include else 0
-        get = entry.seen.get
-        t = get(member)
-        if not (include or (t is not None and lo < t <= hi)):
-            return 0
-        width = len(member)
-        x = int(member)
-        run = 1
-        for step in (1, -1):
-            for i in range(1, RUN_WALK_CAP + 1):
-                y = x + step * i
-                if y < 0:
-                    break
-                t = get(f"{y:0{width}d}".encode("ascii"))
-                if t is None or not lo < t <= hi:
-                    break
-                run += 1
-        return run
-
-    def _write(self, w: WriteOp, now: float) -> None:
-        kind, key, pos, member, ttl_s, cutoff = w
-        entry = self._get(key, now)
-        expires_at = now + ttl_s
-        if kind is _COUNT:
-            if not isinstance(entry, _Count):
-                entry = self._insert(key, _Count(expires_at))
-            entry.add(pos, cutoff)
-        elif kind is _DISTINCT:
-            if not isinstance(entry, _Distinct):
-                entry = self._insert(key, _Distinct(expires_at))
-            self._write_distinct(entry, pos, member, cutoff)
-        else:
-            if not isinstance(entry, _Run):
-                entry = self._insert(key, _Run(expires_at))
-            self._write_run(entry, pos, member, cutoff)
-        if expires_at > entry.expires_at:
-            entry.expires_at = expires_at
-
-    @staticmethod
-    def _write_distinct(entry: _Distinct, pos: int, member: bytes, cutoff: int) -> None:
-        if entry.sketches is None:
-            seen = entry.seen
-            if member not in seen and len(seen) >= DISTINCT_EXACT_CAP:
-                for m in [m for m, b in seen.items() if b < cutoff]:
-                    del seen[m]
-            if member in seen or len(seen) < DISTINCT_EXACT_CAP:
-                if seen.get(member, pos) <= pos:
-                    seen[member] = pos
-                return
-            # Beyond the exact cap: move what we know into per-bucket sketches, for good.
-            entry.sketches = {}
-            for m, b in seen.items():
-                hll.add(entry.sketches.setdefault(b, hll.new_registers()), _h64(m))
-            seen.clear()
-        sketches = entry.sketches
-        hll.add(sketches.setdefault(pos, hll.new_registers()), _h64(member))
-        for b in [b for b in sketches if b < cutoff]:
-            del sketches[b]
-
-    @staticmethod
-    def _write_run(entry: _Run, pos: int, member: bytes, cutoff: int) -> None:
-        seen = entry.seen
-        if seen.get(member, pos) <= pos:
-            seen[member] = pos
-        if len(seen) >= entry.trim_at:
-            for m in [m for m, t in seen.items() if t <= cutoff]:
-                del seen[m]
-            if len(seen) > RUN_MAX_MEMBERS:
-                oldest = sorted(seen.items(), key=lambda kv: kv[1])
-                for m, _ in oldest[: len(seen) - RUN_MAX_MEMBERS]:
-                    del seen[m]
-            # Amortised: the next trim waits until the map has grown again.
-            entry.trim_at = max(64, min(2 * len(seen), RUN_MAX_MEMBERS + RUN_MAX_MEMBERS // 10))
-
-    def _insert(self, key: str, entry: _E) -> _E:
-        self._store[key] = entry
-        self._store.move_to_end(key)
-        while len(self._store) > self._max_keys:
-            self._store.popitem(last=False)
+    def _evict(self) -> None:
+        store = self._store
+        while len(store) > self._max_keys:
+            store.popitem(last=False)
             self.stats.evictions += 1
-        return entry
+
+
+# -- reads and writes by kind ------------------------------------------------------------
+
+
+def _read_distinct(entry: _Distinct, lo: int, hi: int, member: bytes, include: bool) -> int:
+    if entry.sketches is not None:
+        regs = [s for b, s in entry.sketches.items() if lo <= b <= hi]
+        return hll.estimate(hll.union(regs)) + (1 if include else 0)
+    n = 0
+    for b in entry.seen.values():  # a plain loop: most keys hold one or two members
+        if lo <= b <= hi:
+            n += 1
+    if include:
+        last = entry.seen.get(member)
+        if last is None or not lo <= last <= hi:
+            n += 1
+    return n
+
+
+def _read_run(entry: _Run, lo: int, hi: int, member: int, width: int, include: bool) -> int:
+    """The run of consecutive numbers around ``member`` (see :class:`_Run`) seen in
+    ``(lo, hi]``, walking at most RUN_WALK_CAP neighbours each way."""
+    get = entry.seen.get
+    t = get(member)
+    if not (include or (t is not None and lo < t <= hi)):
+        return 0
+    base = 10**width  # member = base + the suffix's value
+    # Upwards: a neighbour is member + i, until the suffix gains a digit (999 + 1 is
+    # stored as "1000", a member of the next width, not as "000").
+    m = member + 1
+    last = member + RUN_WALK_CAP
+    top = 2 * base
+    while m <= last:
+        t = get(m if m < top else _widened(m - base))
+        if t is None or not lo < t <= hi:
+            break
+        m += 1
+    run = m - member
+    # Downwards: the suffix keeps its width and stops at zero.
+    m = member - 1
+    last = max(member - RUN_WALK_CAP, base)
+    while m >= last:
+        t = get(m)
+        if t is None or not lo < t <= hi:
+            break
+        m -= 1
+    return run + member - 1 - m
+
+
+def _widened(value: int) -> int:
+    """The member for a suffix value written without padding (it has outgrown its width)."""
+    return int("1" + str(value))
+
+
+def _write_distinct(entry: _Distinct, pos: int, member: bytes, cutoff: int) -> None:
+    if entry.sketches is None:
+        seen = entry.seen
+        if member not in seen and len(seen) >= DISTINCT_EXACT_CAP:
+            for m in [m for m, b in seen.items() if b < cutoff]:
+                del seen[m]
+        if member in seen or len(seen) < DISTINCT_EXACT_CAP:
+            if seen.get(member, pos) <= pos:
+                seen[member] = pos
+            return
+        # Beyond the exact cap: move what we know into per-bucket sketches, for good.
+        entry.sketches = {}
+        for m, b in seen.items():
+            hll.add(entry.sketches.setdefault(b, hll.new_registers()), _h64(m))
+        seen.clear()
+    sketches = entry.sketches
+    hll.add(sketches.setdefault(pos, hll.new_registers()), _h64(member))
+    for b in [b for b in sketches if b < cutoff]:
+        del sketches[b]
+
+
+def _write_run(entry: _Run, pos: int, member: int, cutoff: int) -> None:
+    seen = entry.seen
+    if seen.get(member, pos) <= pos:
+        seen[member] = pos
+    if len(seen) >= entry.trim_at:
+        for m in [m for m, t in seen.items() if t <= cutoff]:
+            del seen[m]
+        if len(seen) > RUN_MAX_MEMBERS:
+            oldest = sorted(seen.items(), key=lambda kv: kv[1])
+            for m, _ in oldest[: len(seen) - RUN_MAX_MEMBERS]:
+                del seen[m]
+        # Amortised: the next trim waits until the map has grown again.
+        entry.trim_at = max(64, min(2 * len(seen), RUN_MAX_MEMBERS + RUN_MAX_MEMBERS // 10))
 
 
 def _h64(member: bytes) -> int:

@@ -1,0 +1,95 @@
+"""What the memory backend works out once per aggregate spec.
+
+The Redis backend plans a request (``plan.py``) and ships the plan in one round trip. The
+memory backend has no round trip to batch for, so it reads and writes as it walks the refs
+and never builds a plan; it still needs, per spec, what planning derives from it. This is
+that half of ``plan.Planner``, rule for rule: the same storage-key prefix, the same window
+arithmetic (``compile_window``), the same largest-offset-per-family bookkeeping and the same
+bounds. The contract suite runs both backends against the same cases to keep them equal.
+"""
+
+from __future__ import annotations
+
+from dsl.aggregates import AggKind, AggregateSpec
+
+from .keys import family_of, is_readable, spec_identity
+from .windows import CompiledWindow, compile_window
+
+_MAX_FAMILIES = 10_000  # as plan.py
+
+
+class Family:
+    """The largest window offset seen for one aggregate family (one storage-key prefix)."""
+
+    __slots__ = ("max_offset",)
+
+    def __init__(self) -> None:
+        self.max_offset = 0
+
+
+class SpecInfo:
+    """One spec, ready for the apply loop. Mutable only in its last-key memo."""
+
+    __slots__ = (
+        "error",
+        "family",
+        "id",
+        "kind",
+        "last_key",
+        "last_raw",
+        "offset",
+        "prefix",
+        "readable",
+        "spec",
+        "window",
+    )
+
+    def __init__(self, spec: AggregateSpec, prefix: str, family: Family) -> None:
+        self.spec = spec  # kept so a recycled id() can never match another spec
+        self.id = spec.id
+        self.kind = spec.kind
+        self.prefix = prefix + ":"
+        self.readable = is_readable(spec.key)
+        self.family = family
+        # The last concrete key and its storage key: a list or segment key is the same on
+        # every request, so it is neither hashed nor joined again.
+        self.last_raw: str | None = None
+        self.last_key = ""
+        window = spec.window
+        self.offset = window.offset_s
+        self.error = ""
+        if window.size_s <= 0 and not window.calendar_day:
+            self.error = f"aggregate {spec.id!r}: window size must be positive"
+        elif window.offset_s < 0:
+            self.error = f"aggregate {spec.id!r}: window offset must not be negative"
+        self.window: CompiledWindow | None = (
+            None if self.error else compile_window(window, in_ms=spec.kind is AggKind.RUN)
+        )
+
+
+class SpecTable:
+    """Compiled specs per tenant, looked up by ``id(spec)``: hashing a nested frozen
+    dataclass costs more than the lookup saves, and specs are few per policy. Callers read
+    ``tenants`` directly and call :meth:`compile` on a miss."""
+
+    __slots__ = ("_families", "tenants")
+
+    def __init__(self) -> None:
+        self._families: dict[str, Family] = {}  # by storage-key prefix
+        self.tenants: dict[str, dict[int, SpecInfo]] = {}
+
+    def compile(self, tenant: str, spec: AggregateSpec) -> SpecInfo:
+        """Compile ``spec`` into ``tenants[tenant]`` (which this may replace: re-read it)."""
+        if len(self._families) >= _MAX_FAMILIES:
+            # Bounded; at worst TTLs shrink until the offsets are relearned.
+            self._families.clear()
+            self.tenants.clear()
+        by_spec = self.tenants.get(tenant)
+        if by_spec is None or len(by_spec) >= _MAX_FAMILIES:
+            by_spec = self.tenants[tenant] = {}
+        prefix = family_of(tenant, spec_identity(spec)).prefix
+        family = self._families.get(prefix)
+        if family is None:
+            family = self._families[prefix] = Family()
+        found = by_spec[id(spec)] = SpecInfo(spec, prefix, family)
+        return found
