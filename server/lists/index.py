@@ -43,6 +43,7 @@ class ListIndex:
     __slots__ = (
         "_exact",
         "_labels",
+        "_last",
         "_prefixes",
         "_range_labels",
         "_range_starts",
@@ -77,9 +78,20 @@ class ListIndex:
         self._prefixes = tuple(sorted(by_length.items(), reverse=True))
         self._range_starts, self._range_labels = _flatten(ranges)
         self.stats = ListStats(len(exact), len(prefixes), len(ranges), skipped_expired, duplicates)
+        self._last: tuple[object, Mapping[str, str] | None] = (None, None)
 
     def labels(self, e164: str) -> Mapping[str, str] | None:
         """Labels of the most specific match: exact, then longest prefix, then narrowest range."""
+        # One decision asks about the same number several times (the plan, then each rule
+        # that tests membership): remember the last answer.
+        last = self._last
+        if last[0] == e164:
+            return last[1]
+        found = self._lookup(e164)
+        self._last = (e164, found)
+        return found
+
+    def _lookup(self, e164: str) -> Mapping[str, str] | None:
         if type(e164) is not str or e164[:1] != "+":
             return None
         digits = e164[1:]
