@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dsl.aggregates import AggKind, AggregateRef
@@ -38,8 +38,10 @@ _KIND_CODE = {AggKind.COUNT: "c", AggKind.DISTINCT: "d", AggKind.RUN: "r"}
 _HEAD = (str(DISTINCT_EXACT_CAP), str(RUN_WALK_CAP), str(RUN_MAX_MEMBERS))
 Arg = str | bytes
 _T = TypeVar("_T")
-_SIZES: dict[int, int] = {}
-_Call = tuple[tuple[Arg | int, ...], "asyncio.Future[object]"]
+# Batches out at once. While they are, calls queue and leave together when one returns:
+# under load a batch carries what arrived during a round trip, at no cost when idle.
+_MAX_IN_FLIGHT = 1
+_Call = tuple[bytes, "asyncio.Future[object]"]
 
 
 def encode(plan: Plan) -> tuple[list[str], list[Arg]]:
@@ -61,6 +63,16 @@ def encode(plan: Plan) -> tuple[list[str], list[Arg]]:
     for kind, key, pos, member, ttl_s, cutoff in plan.writes:
         args += (_KIND_CODE[kind], key_index(key), str(pos), member, str(ttl_s), str(cutoff))
     return keys, args
+
+
+def pack(head: bytes, nkeys: str, keys: list[str], args: list[Arg]) -> bytes:
+    """One RESP command: ``head`` (the name and SHA, packed once), then the key count,
+    keys and args. Everything after the head is ASCII or bytes, so str.encode is exact."""
+    parts = [b"*%d\r\n" % (3 + len(keys) + len(args)), head]
+    for part in (nkeys, *keys, *args):
+        b = part.encode() if isinstance(part, str) else part
+        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(parts)
 
 
 class RedisBackend:
@@ -90,9 +102,11 @@ class RedisBackend:
             decode_responses=False,
         )
         # Pre-encoded once: redis-py would encode the command name and SHA on every call.
-        self._evalsha: tuple[bytes, bytes] = (b"EVALSHA", SHA1.encode("ascii"))
+        self._evalsha = b"$7\r\nEVALSHA\r\n$40\r\n" + SHA1.encode("ascii") + b"\r\n"
         self._queue: list[_Call] = []
         self._batches: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._flush_due = False
 
     @property
     def client(self) -> Redis:
@@ -113,7 +127,7 @@ class RedisBackend:
             return values
         keys, args = encode(plan)
         self.stats.round_trips += 1
-        raw = await self._guarded(self._submit((*self._evalsha, len(keys), *keys, *args)))
+        raw = await self._guarded(self._submit(pack(self._evalsha, str(len(keys)), keys, args)))
         if isinstance(raw, BaseException):  # this call's own error reply
             self.stats.errors += 1
             raise StateError(f"redis failed: {type(raw).__name__}: {raw}") from raw
@@ -140,26 +154,35 @@ class RedisBackend:
         self.stats.round_trips += 1
         return int(await self._client.dbsize())
 
-    def _submit(self, command: tuple[Arg | int, ...]) -> asyncio.Future[object]:
+    def _submit(self, command: bytes) -> asyncio.Future[object]:
         """Queue one EVALSHA for the next batch; the future gets its reply (an exception
         instance for an error reply) or the batch's failure."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
         self._queue.append((command, future))
-        if len(self._queue) == 1:
+        if not self._flush_due and self._in_flight < _MAX_IN_FLIGHT:
             # Sent once the callbacks already due in this iteration have queued theirs.
+            self._flush_due = True
             loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
+        self._flush_due = False
         batch = [call for call in self._queue if not call[1].done()]
         self._queue = []
-        _SIZES[len(batch)] = _SIZES.get(len(batch), 0) + 1
-        if sum(_SIZES.values()) % 500 == 0: open("/tmp/rfprof/sizes.txt","w").write(repr(sorted(_SIZES.items())))
         if batch:
+            self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._batches.add(task)  # a task nobody references may be collected
-            task.add_done_callback(self._batches.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._in_flight -= 1
+        # What queued while the batch was out goes next, as one batch.
+        if self._queue and not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
@@ -186,11 +209,31 @@ class RedisBackend:
             if not future.done():
                 future.set_result(reply)
 
-    async def _pipeline(self, commands: list[tuple[Arg | int, ...]]) -> list[object]:
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _pipeline(self, commands: list[bytes]) -> list[object]:
+        """Send packed commands in one write and read their replies in order (an error
+        reply comes back as its exception). Below redis-py's Pipeline, whose per-command
+        bookkeeping cost more than the network exchange it saves."""
+        packed = b"".join(commands)
+        pool = self._client.connection_pool
+        for attempt in (1, 2):
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_packed_command(packed, check_health=False)
+                replies: list[object] = []
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:
+                        replies.append(exc)
+                return replies
+            except RedisConnectionError:
+                # A pooled socket that died with a Redis restart fails once (the
+                # connection has disconnected itself); the retry connects afresh.
+                if attempt == 2:
+                    raise
+            finally:
+                await pool.release(conn)
+        raise AssertionError("unreachable")
 
     async def _guarded(self, call: Awaitable[_T]) -> _T:
         """Wait for one network exchange under the per-call timeout; map failures to
