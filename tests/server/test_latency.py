@@ -12,8 +12,9 @@ def test_buckets_are_cumulative_per_tenant() -> None:
         h.observe("a", v)
     h.observe("b", 0.02)
     (family,) = h.collect()
-    samples = {(s.name, s.labels.get("tenant"), s.labels.get("le")): s.value
-               for s in family.samples}
+    samples = {
+        (s.name, s.labels.get("tenant"), s.labels.get("le")): s.value for s in family.samples
+    }
     assert samples[("ringfence_decision_duration_seconds_bucket", "a", "0.001")] == 2
     assert samples[("ringfence_decision_duration_seconds_bucket", "a", "0.01")] == 3
     assert samples[("ringfence_decision_duration_seconds_bucket", "a", "+Inf")] == 4
