@@ -9,7 +9,8 @@ replica: replicas each counting their own traffic would undercount.
 ``apply`` runs once per request and per replayed event, so it does not build a plan the
 way the Redis backend must: it walks the refs once, working out each key and reading it
 on the spot, and keeps only the writes for afterwards. The rules are the planner's
-(``memory_specs.py`` mirrors ``plan.py``); the contract suite holds both backends to them.
+(the per-spec facts both use live in ``specs.py``); the contract suite holds both backends
+to them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .backend import StateStats
 from .errors import StateError
 from .keys import KeyHasher, readable_key, run_suffix
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
-from .memory_specs import SpecTable
+from .specs import SpecTable
 
 _COUNT = AggKind.COUNT
 _DISTINCT = AggKind.DISTINCT

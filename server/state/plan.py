@@ -15,13 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from dsl.aggregates import AggKind, AggregateRef, AggregateSpec
+from dsl.aggregates import AggKind, AggregateRef
 
 from .errors import StateError
-from .keys import KeyHasher, family_of, is_readable, readable_key, run_suffix, spec_identity
-from .windows import CompiledWindow, compile_window
-
-_MAX_FAMILIES = 10_000
+from .keys import KeyHasher, readable_key, run_suffix
+from .specs import SpecTable
 
 ReadOp = tuple[str, AggKind, str, int, int, bytes, bool]
 """``(ref_id, kind, key, lo, hi, member, include)``: read one aggregate.
@@ -46,96 +44,30 @@ class Plan(NamedTuple):
     fixed: list[tuple[str, int]]  # values known without storage (nothing to read)
 
 
-class _Family:
-    """The largest window offset seen for one aggregate family (one storage-key prefix)."""
-
-    __slots__ = ("max_offset",)
-
-    def __init__(self) -> None:
-        self.max_offset = 0
-
-
-class _Compiled:
-    """What planning needs from one spec, worked out once."""
-
-    __slots__ = (
-        "error",
-        "family",
-        "id",
-        "kind",
-        "last_key",
-        "last_raw",
-        "offset",
-        "prefix",
-        "readable",
-        "spec",
-        "window",
-    )
-
-    def __init__(self, spec: AggregateSpec, prefix: str, family: _Family) -> None:
-        self.spec = spec  # kept so a recycled id() can never match another spec
-        self.id = spec.id
-        self.kind = spec.kind
-        self.prefix = prefix + ":"
-        self.readable = is_readable(spec.key)
-        self.family = family
-        # The last concrete key and its storage key: a list or segment key is the same on
-        # every request, so it is neither hashed nor joined again.
-        self.last_raw: str | None = None
-        self.last_key = ""
-        window = spec.window
-        self.offset = window.offset_s
-        self.error = ""
-        if window.size_s <= 0 and not window.calendar_day:
-            self.error = f"aggregate {spec.id!r}: window size must be positive"
-        elif window.offset_s < 0:
-            self.error = f"aggregate {spec.id!r}: window offset must not be negative"
-        self.window: CompiledWindow | None = (
-            None if self.error else compile_window(window, in_ms=spec.kind is AggKind.RUN)
-        )
-
-
 class Planner:
     """Builds plans; remembers the largest offset seen per aggregate family so that TTLs
     and trimming keep what every window over the same buckets needs, even when one request
     plans only some of them."""
 
-    __slots__ = ("_compiled", "_families", "_hasher")
+    __slots__ = ("_hasher", "_specs")
 
     def __init__(self, hasher: KeyHasher) -> None:
         self._hasher = hasher
-        self._families: dict[str, _Family] = {}  # by storage-key prefix
-        # tenant -> id(spec) -> compiled. Keyed by identity: hashing a nested frozen
-        # dataclass costs more than the lookup saves, and specs are few per policy.
-        self._compiled: dict[str, dict[int, _Compiled]] = {}
-
-    def _compile(self, tenant: str, spec: AggregateSpec) -> _Compiled:
-        if len(self._families) >= _MAX_FAMILIES:
-            # Bounded; at worst TTLs shrink until the offsets are relearned.
-            self._families.clear()
-            self._compiled.clear()
-        by_spec = self._compiled.get(tenant)
-        if by_spec is None or len(by_spec) >= _MAX_FAMILIES:
-            by_spec = self._compiled[tenant] = {}
-        prefix = family_of(tenant, spec_identity(spec)).prefix
-        family = self._families.get(prefix)
-        if family is None:
-            family = self._families[prefix] = _Family()
-        found = by_spec[id(spec)] = _Compiled(spec, prefix, family)
-        return found
+        self._specs = SpecTable()
 
     def plan(self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool) -> Plan:
         reads: list[ReadOp] = []
         writes: dict[tuple[str, bytes], WriteOp] = {}
         fixed: list[tuple[str, int]] = []
         hasher = self._hasher
-        by_spec = self._compiled.get(tenant)
+        specs = self._specs
+        by_spec = specs.tenants.get(tenant)
         for ref in refs:
             spec = ref.spec
             c = by_spec.get(id(spec)) if by_spec is not None else None
             if c is None or c.spec is not spec:
-                c = self._compile(tenant, spec)
-                by_spec = self._compiled[tenant]
+                c = specs.compile(tenant, spec)
+                by_spec = specs.tenants[tenant]
             window = c.window
             if window is None:
                 raise StateError(c.error)

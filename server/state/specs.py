@@ -1,11 +1,10 @@
-"""What the memory backend works out once per aggregate spec.
+"""What both backends work out once per aggregate spec.
 
-The Redis backend plans a request (``plan.py``) and ships the plan in one round trip. The
-memory backend has no round trip to batch for, so it reads and writes as it walks the refs
-and never builds a plan; it still needs, per spec, what planning derives from it. This is
-that half of ``plan.Planner``, rule for rule: the same storage-key prefix, the same window
-arithmetic (``compile_window``), the same largest-offset-per-family bookkeeping and the same
-bounds. The contract suite runs both backends against the same cases to keep them equal.
+The Redis backend plans a request (``plan.py``) and ships the plan in one round trip; the
+memory backend reads and writes as it walks the refs and never builds a plan. Both start
+from the same per-spec facts kept here: the storage-key prefix, the compiled window
+arithmetic, and the largest offset seen per family (so TTLs and trimming keep what every
+window over the same buckets needs).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from dsl.aggregates import AggKind, AggregateSpec
 from .keys import family_of, is_readable, spec_identity
 from .windows import CompiledWindow, compile_window
 
-_MAX_FAMILIES = 10_000  # as plan.py
+MAX_FAMILIES = 10_000
 
 
 class Family:
@@ -80,12 +79,12 @@ class SpecTable:
 
     def compile(self, tenant: str, spec: AggregateSpec) -> SpecInfo:
         """Compile ``spec`` into ``tenants[tenant]`` (which this may replace: re-read it)."""
-        if len(self._families) >= _MAX_FAMILIES:
+        if len(self._families) >= MAX_FAMILIES:
             # Bounded; at worst TTLs shrink until the offsets are relearned.
             self._families.clear()
             self.tenants.clear()
         by_spec = self.tenants.get(tenant)
-        if by_spec is None or len(by_spec) >= _MAX_FAMILIES:
+        if by_spec is None or len(by_spec) >= MAX_FAMILIES:
             by_spec = self.tenants[tenant] = {}
         prefix = family_of(tenant, spec_identity(spec)).prefix
         family = self._families.get(prefix)
