@@ -23,8 +23,7 @@ from dsl.aggregates import AggKind, AggregateRef
 
 from . import hll
 from .backend import StateStats
-from .errors import StateError
-from .keys import KeyHasher, readable_key, run_suffix
+from .keys import KeyHasher, run_suffix
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
 from .specs import SpecTable
 
@@ -118,11 +117,8 @@ class MemoryBackend:
     ) -> dict[str, int]:
         self.stats.calls += 1
         try:
-            specs = self._specs
-            by_spec = specs.tenants.get(tenant)
-            if by_spec is None:
-                by_spec = {}
             hasher = self._hasher
+            resolved = self._specs.resolve(tenant, refs, hasher)
             store = self._store
             get = store.get
             values: dict[str, int] = {}
@@ -137,29 +133,10 @@ class MemoryBackend:
             expired: list[str] = []
             last_key: str | None = None
             last_entry: _Entry | None = None
-            for ref in refs:
-                spec = ref.spec
-                c = by_spec.get(id(spec))
-                if c is None or c.spec is not spec:
-                    c = specs.compile(tenant, spec)
-                    by_spec = specs.tenants[tenant]
+            for ref, c, max_offset, key in resolved:
                 window = c.window
-                if window is None:
-                    raise StateError(c.error)
-                # Seen on every ref, written or not, in order: a TTL computed for this
-                # event already covers every offset window over the family seen so far.
-                family = c.family
-                max_offset = family.max_offset
-                if c.offset > max_offset:
-                    family.max_offset = max_offset = c.offset
+                assert window is not None  # resolve() raised for a bad window
                 raw_key = ref.key
-                if raw_key == c.last_raw:
-                    key = c.last_key
-                else:
-                    key = c.prefix + (
-                        readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key)
-                    )
-                    c.last_raw, c.last_key = raw_key, key
                 kind = c.kind
                 feeds = ref.feeds
                 if kind is _COUNT:

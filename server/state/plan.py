@@ -17,8 +17,7 @@ from typing import NamedTuple
 
 from dsl.aggregates import AggKind, AggregateRef
 
-from .errors import StateError
-from .keys import KeyHasher, readable_key, run_suffix
+from .keys import KeyHasher, run_suffix
 from .specs import SpecTable
 
 ReadOp = tuple[str, AggKind, str, int, int, bytes, bool]
@@ -60,31 +59,10 @@ class Planner:
         writes: dict[tuple[str, bytes], WriteOp] = {}
         fixed: list[tuple[str, int]] = []
         hasher = self._hasher
-        specs = self._specs
-        by_spec = specs.tenants.get(tenant)
-        for ref in refs:
-            spec = ref.spec
-            c = by_spec.get(id(spec)) if by_spec is not None else None
-            if c is None or c.spec is not spec:
-                c = specs.compile(tenant, spec)
-                by_spec = specs.tenants[tenant]
+        for ref, c, max_offset, key in self._specs.resolve(tenant, refs, hasher):
             window = c.window
-            if window is None:
-                raise StateError(c.error)
-            # Seen on every ref, written or not, in order: a TTL computed for this event
-            # already covers every offset window over the family planned so far.
-            family = c.family
-            max_offset = family.max_offset
-            if c.offset > max_offset:
-                family.max_offset = max_offset = c.offset
+            assert window is not None  # resolve() raised for a bad window
             raw_key = ref.key
-            if raw_key == c.last_raw:
-                key = c.last_key
-            else:
-                key = c.prefix + (
-                    readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key)
-                )
-                c.last_raw, c.last_key = raw_key, key
             kind = c.kind
             if kind is AggKind.RUN:
                 suffix = run_suffix(raw_key, ref.member)

@@ -9,9 +9,12 @@ window over the same buckets needs).
 
 from __future__ import annotations
 
-from dsl.aggregates import AggKind, AggregateSpec
+from collections.abc import Sequence
 
-from .keys import family_of, is_readable, spec_identity
+from dsl.aggregates import AggKind, AggregateRef, AggregateSpec
+
+from .errors import StateError
+from .keys import KeyHasher, family_of, is_readable, readable_key, spec_identity
 from .windows import CompiledWindow, compile_window
 
 MAX_FAMILIES = 10_000
@@ -92,3 +95,39 @@ class SpecTable:
             family = self._families[prefix] = Family()
         found = by_spec[id(spec)] = SpecInfo(spec, prefix, family)
         return found
+
+    def resolve(
+        self, tenant: str, refs: Sequence[AggregateRef], hasher: KeyHasher
+    ) -> list[tuple[AggregateRef, SpecInfo, int, str]]:
+        """Each ref with its spec info, the family's largest offset so far and its storage
+        key; raises StateError for a bad window before anything is read or written.
+
+        The largest offset is updated on every ref, in order, written or not: a TTL worked
+        out for this event then covers every offset window over the family seen so far.
+        """
+        by_spec = self.tenants.get(tenant)
+        out: list[tuple[AggregateRef, SpecInfo, int, str]] = []
+        for ref in refs:
+            spec = ref.spec
+            c = by_spec.get(id(spec)) if by_spec is not None else None
+            if c is None or c.spec is not spec:
+                c = self.compile(tenant, spec)
+                by_spec = self.tenants[tenant]
+            if c.window is None:
+                raise StateError(c.error)
+            family = c.family
+            max_offset = family.max_offset
+            if c.offset > max_offset:
+                family.max_offset = max_offset = c.offset
+            raw_key = ref.key
+            if raw_key == c.last_raw:
+                key = c.last_key
+            else:
+                # A list or segment key is the same on every request: neither hashed nor
+                # joined again.
+                key = c.prefix + (
+                    readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key)
+                )
+                c.last_raw, c.last_key = raw_key, key
+            out.append((ref, c, max_offset, key))
+        return out
