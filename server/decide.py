@@ -131,8 +131,7 @@ class Decider:
                     req.phone_number, req.default_region.upper() or bundle.config.default_region
                 )
             except PhoneParseError as exc:
-                bad = "default_region" if "default_region" in exc.reason else "phone_number"
-                raise invalid(f"{prefix}{bad}", exc.reason) from None
+                raise invalid(f"{prefix}{exc.field}", exc.reason) from None
             facts, now = self._facts(req, bundle.name, phone)
         policy = bundle.policy
         refs = policy.plan(facts, bundle.lists)

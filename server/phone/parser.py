@@ -49,12 +49,21 @@ _PARSE_REASONS: Final = {
 }
 
 
+UNKNOWN_REGION = "unknown default_region"
+NO_REGION = "no country code and no default_region"
+
+
 class PhoneParseError(ValueError):
     """The text is not a phone number at all (a parsed-but-invalid number is not an error)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    @property
+    def field(self) -> str:
+        """The request field to blame: the region when that is what is wrong or missing."""
+        return "default_region" if self.reason in (UNKNOWN_REGION, NO_REGION) else "phone_number"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +160,7 @@ def _checked_region(raw: object, default_region: str) -> str:
         raise PhoneParseError("too long")
     region = default_region.strip().upper() if default_region else ""
     if region and region not in _SUPPORTED_REGIONS:
-        raise PhoneParseError("unknown default_region")
+        raise PhoneParseError(UNKNOWN_REGION)
     return region
 
 
@@ -185,7 +194,7 @@ def _without_region(digits: str) -> phonenumbers.PhoneNumber | str:
     if digits.startswith("861") and len(digits) - 2 in (_CN_MOBILE_LENGTH, _CN_IOT_LENGTH):
         # "8613800138000": a CN mobile with its country code but without the "+".
         return _from_e164_digits(digits)
-    return "no country code and no default_region"
+    return NO_REGION
 
 
 def _from_e164_digits(digits: str) -> phonenumbers.PhoneNumber | str:
