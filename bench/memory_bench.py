@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, machine
 from dsl.facts import EventFacts, Facts
+from server.bundle.registry import TenantRegistry
 from server.phone import PhoneParser
 from server.state import MemoryBackend
-from server.tenants import TenantRegistry
 
 
 def main() -> int:

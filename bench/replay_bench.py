@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, machine
 from bench.traffic import generate
+from server.bundle.registry import TenantRegistry
 from server.phone import PhoneParser
-from server.replay import Replayer, read_events
-from server.tenants import TenantRegistry
+from server.tools.replay import Replayer, read_events
 
 
 def main() -> int:

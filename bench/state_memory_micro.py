@@ -36,10 +36,10 @@ from bench.common import REPO, machine
 from bench.traffic import generate
 from dsl.aggregates import AggregateRef
 from dsl.facts import EventFacts, Facts
-from server.bundle import TenantBundle
+from server.bundle.load import TenantBundle
+from server.bundle.registry import TenantRegistry
 from server.phone import PhoneParser
 from server.state import MemoryBackend
-from server.tenants import TenantRegistry
 
 DAY = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
 

@@ -19,19 +19,19 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from server.api import decision_pb2, decision_pb2_grpc, policy_pb2, policy_pb2_grpc
-from server.backends import BackendPool
+from server.bundle.registry import TenantRegistry
+from server.bundle.reload import Reloader
 from server.config import ServeConfig
-from server.decide import Decider
-from server.decision_log import DecisionLog
-from server.decision_service import DecisionService
+from server.observability.decision_log import DecisionLog
+from server.observability.telemetry import Telemetry, tracing_from_env
+from server.observability.tracing import TracingInterceptor
 from server.phone import PhoneParser, SegmentTable
-from server.policy_service import PolicyService
-from server.privacy import NumberHasher
-from server.reload import Reloader
+from server.phone.hashing import NumberHasher
+from server.rpc.decide import Decider
+from server.rpc.decision_service import DecisionService
+from server.rpc.policy_service import PolicyService
 from server.state import StateBackend, open_backend
-from server.telemetry import Telemetry, tracing_from_env
-from server.tenants import TenantRegistry
-from server.tracing import TracingInterceptor
+from server.state.pool import BackendPool
 
 log = logging.getLogger("ringfence.server")
 

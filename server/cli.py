@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 from server.config import ConfigError, add_serve_arguments, from_namespace
 
 if TYPE_CHECKING:
-    from server.bundle import TenantBundle
-    from server.tenants import TenantRegistry
+    from server.bundle.load import TenantBundle
+    from server.bundle.registry import TenantRegistry
 
 
 def _cmd_serve(ns: argparse.Namespace) -> int:
     from server.app import serve
-    from server.logs import setup_logging
+    from server.observability.logs import setup_logging
 
     try:
         config = from_namespace(ns)
@@ -34,8 +34,8 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
 
 
 def _registry(rules: Path, segments: str | None = None) -> TenantRegistry:
+    from server.bundle.registry import TenantRegistry
     from server.phone import PhoneParser, SegmentTable
-    from server.tenants import TenantRegistry
 
     return TenantRegistry(rules, PhoneParser(SegmentTable.load(segments or None)))
 
@@ -52,7 +52,7 @@ def _tenants(reg: TenantRegistry, only: str | None) -> list[str]:
 def _cmd_check(ns: argparse.Namespace) -> int:
     from dsl import check_policy
     from dsl.diagnostics import Severity, render
-    from server.bundle import read_library, read_sources
+    from server.bundle.load import read_library, read_sources
 
     root = Path(ns.rules)
     if not root.is_dir():
@@ -218,7 +218,7 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
 def _cmd_replay(ns: argparse.Namespace) -> int:
     import json
 
-    from server.replay import format_table, read_events, run_replay_sync
+    from server.tools.replay import format_table, read_events, run_replay_sync
 
     reg = _registry(Path(ns.rules))
     errors: list[str] = []
@@ -305,7 +305,7 @@ def _cmd_health(ns: argparse.Namespace) -> int:
 
 
 def _cmd_hash_token(ns: argparse.Namespace) -> int:
-    from server.tenant_config import hash_token
+    from server.bundle.tenant_config import hash_token
 
     token = ns.token if ns.token != "-" else sys.stdin.readline().strip()
     print(hash_token(token))

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.tenant_config import hash_token
+from server.bundle.tenant_config import hash_token
 
 
 class ConfigError(ValueError):

@@ -13,9 +13,9 @@ import pytest
 from support import RINGFENCE, RULES
 
 from bench.traffic import generate
+from server.bundle.registry import TenantRegistry
 from server.phone import PhoneParser
-from server.replay import Replayer, parse_line
-from server.tenants import TenantRegistry
+from server.tools.replay import Replayer, parse_line
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from support import RULES
 
 from dsl.testing import RuleCase, parse_cases, run_case
-from server.bundle import TenantBundle, load_bundle
+from server.bundle.load import TenantBundle, load_bundle
+from server.bundle.registry import TenantRegistry
 from server.phone import PhoneParser
-from server.tenants import TenantRegistry
 
 PARSER = PhoneParser()
 CASE_FILES = sorted((RULES / "demo" / "tests").glob("*.toml"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support import RINGFENCE
 
-from server.tenant_config import hash_token
+from server.bundle.tenant_config import hash_token
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

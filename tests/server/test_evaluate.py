@@ -12,7 +12,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from support import Running, request, running_server
 
 from server.api import decision_pb2 as pb
-from server.tenant_config import hash_token
+from server.bundle.tenant_config import hash_token
 
 SECURE_TOKEN = "secure-token-123"
 OTHER_TOKEN = "other-token-456"

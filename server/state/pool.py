@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import Callable
 
 from server.state import StateBackend
-from server.tenant_config import TenantConfig
 
 
 class BackendPool:
@@ -17,8 +16,8 @@ class BackendPool:
         self._factory = factory
         self._by_url: dict[str, StateBackend] = {}
 
-    def for_tenant(self, config: TenantConfig) -> StateBackend:
-        url = config.state
+    def for_url(self, url: str) -> StateBackend:
+        """The backend for a tenant's ``state`` setting; empty means the default."""
         if not url:
             return self.default
         backend = self._by_url.get(url)

@@ -12,11 +12,11 @@ from dsl import check_policy
 from dsl.diagnostics import Severity, render
 from server.api import policy_pb2 as pb
 from server.api import policy_pb2_grpc as pb_grpc
-from server.auth import authorize_admin, bearer_token
-from server.bundle import read_library
-from server.errors import RequestError, invalid
-from server.tenants import TenantRegistry, TenantSlot
-from server.validation import TENANT_NAME
+from server.bundle.load import read_library
+from server.bundle.registry import TenantRegistry, TenantSlot
+from server.bundle.tenant_config import TENANT_NAME
+from server.rpc.auth import authorize_admin, bearer_token
+from server.rpc.errors import RequestError, invalid
 
 MAX_SOURCE = 1 << 20
 
@@ -71,7 +71,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         error: RequestError | None = None
         if len(request.source) > MAX_SOURCE:
             error = invalid("source", f"larger than {MAX_SOURCE} bytes")
-        elif request.tenant and not TENANT_NAME.match(request.tenant):
+        elif request.tenant and not TENANT_NAME.fullmatch(request.tenant):
             error = invalid("tenant", "must match [a-z0-9][a-z0-9_-]*")
         if error is not None:
             await context.abort(error.code, error.message, error.trailing_metadata())

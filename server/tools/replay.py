@@ -31,7 +31,7 @@ from typing import Any
 from dsl.decision import Decision
 from dsl.facts import EventFacts, Facts, PhoneFacts
 from dsl.lists import ListView
-from server.bundle import TenantBundle
+from server.bundle.load import TenantBundle
 from server.phone import PhoneParseError, PhoneParser
 from server.state import MemoryBackend
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from server.decide import Outcome
-    from server.privacy import NumberHasher
+    from server.outcome import Outcome
+    from server.phone.hashing import NumberHasher
 
 log = logging.getLogger("ringfence.decision_log")
 FORMAT_VERSION = 1

@@ -26,7 +26,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 FILE_NAME = "tenant.toml"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# Tenant names become folder names, key prefixes and metric labels: keep them boring.
+# Always used with fullmatch: `$` would let a trailing newline through.
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _KEYS = {"fail_mode", "default_region", "timezone", "state", "auth", "limits", "description"}
 _LIMIT_KEYS = {"max_rps"}
 _STATE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
@@ -106,7 +109,7 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
         raise fail(f"unknown [auth] setting(s): {', '.join(sorted(unknown))}")
     tokens = auth.get("tokens_sha256", [])
     if not isinstance(tokens, list) or not all(
-        isinstance(t, str) and _HEX64.match(t) for t in tokens
+        isinstance(t, str) and _HEX64.fullmatch(t) for t in tokens
     ):
         raise fail("[auth] tokens_sha256 must be a list of lower-case hex SHA-256 digests")
     return TenantConfig(

@@ -5,8 +5,8 @@ import pytest
 from google.rpc import error_details_pb2
 
 from server.api import decision_pb2 as pb
-from server.errors import RequestError
-from server.validation import validate_batch_size, validate_request
+from server.rpc.errors import RequestError
+from server.rpc.validation import validate_batch_size, validate_request
 
 
 def ok_request(**kw: object) -> pb.EvaluateRequest:

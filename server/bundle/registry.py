@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.bundle import BundleError, TenantBundle, is_tenant_dir, load_bundle
+from server.bundle.load import BundleError, TenantBundle, is_tenant_dir, load_bundle
+from server.bundle.tenant_config import TENANT_NAME
 from server.phone import PhoneParser
-from server.validation import TENANT_NAME
 
 log = logging.getLogger("ringfence.tenants")
 
@@ -63,7 +63,9 @@ class TenantRegistry:
         if not self.root.is_dir():
             return []
         return sorted(
-            p.name for p in self.root.iterdir() if is_tenant_dir(p) and TENANT_NAME.match(p.name)
+            p.name
+            for p in self.root.iterdir()
+            if is_tenant_dir(p) and TENANT_NAME.fullmatch(p.name)
         )
 
     def load_sync(self, names: Iterable[str] | None = None) -> list[ReloadOutcome]:

@@ -12,7 +12,8 @@ import re
 from functools import lru_cache
 
 from server.api import decision_pb2
-from server.errors import FieldViolation, RequestError, invalid_many
+from server.bundle.tenant_config import TENANT_NAME
+from server.rpc.errors import FieldViolation, RequestError, invalid_many
 
 MAX_PHONE = 64
 MAX_TENANT = 64
@@ -26,10 +27,8 @@ MAX_ATTRIBUTE_KEY = 64
 MAX_ATTRIBUTE_VALUE = 512
 MAX_BATCH = 1000
 
-# Tenant names become folder names and metric labels: keep them boring.
-TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_REGION = re.compile(r"^[A-Za-z]{2}$")
-_ID_CHARS = re.compile(r"^[\x21-\x7e]*$")
+_REGION = re.compile(r"[A-Za-z]{2}")
+_ID_CHARS = re.compile(r"[\x21-\x7e]*")
 
 
 @lru_cache(maxsize=65536)
@@ -53,7 +52,7 @@ def validate_request(req: decision_pb2.EvaluateRequest, prefix: str = "") -> Non
     out: list[FieldViolation] = []
     if not req.tenant:
         out.append(FieldViolation(f"{prefix}tenant", "required"))
-    elif _length(out, f"{prefix}tenant", req.tenant, MAX_TENANT) and not TENANT_NAME.match(
+    elif _length(out, f"{prefix}tenant", req.tenant, MAX_TENANT) and not TENANT_NAME.fullmatch(
         req.tenant
     ):
         out.append(FieldViolation(f"{prefix}tenant", "must match [a-z0-9][a-z0-9_-]* (lower case)"))
@@ -61,10 +60,10 @@ def validate_request(req: decision_pb2.EvaluateRequest, prefix: str = "") -> Non
         out.append(FieldViolation(f"{prefix}phone_number", "required"))
     else:
         _length(out, f"{prefix}phone_number", req.phone_number, MAX_PHONE)
-    if req.default_region and not _REGION.match(req.default_region):
+    if req.default_region and not _REGION.fullmatch(req.default_region):
         out.append(FieldViolation(f"{prefix}default_region", "must be an ISO 3166-1 alpha-2 code"))
     if _length(out, f"{prefix}request_id", req.request_id, MAX_REQUEST_ID) and not (
-        _ID_CHARS.match(req.request_id)
+        _ID_CHARS.fullmatch(req.request_id)
     ):
         out.append(FieldViolation(f"{prefix}request_id", "must be printable ASCII"))
     if req.HasField("event"):

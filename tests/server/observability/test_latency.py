@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from server.latency import LatencyHistogram
+from server.observability.latency import LatencyHistogram
 
 
 def test_buckets_are_cumulative_per_tenant() -> None:

@@ -10,10 +10,10 @@ import grpc
 
 from server.api import decision_pb2 as pb
 from server.api import decision_pb2_grpc as pb_grpc
-from server.auth import bearer_token
-from server.decide import Decider
-from server.errors import RequestError, internal_status
-from server.validation import validate_batch_size
+from server.rpc.auth import bearer_token
+from server.rpc.decide import Decider
+from server.rpc.errors import RequestError, internal_status
+from server.rpc.validation import validate_batch_size
 
 log = logging.getLogger("ringfence.decision")
 

@@ -17,9 +17,9 @@ from types import MappingProxyType
 from dsl import CompiledPolicy, CompileOptions, PolicyError, compile_policy
 from dsl.diagnostics import render
 from dsl.lists import ListView
+from server.bundle.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
 from server.lists import ListLoadError, load_list
 from server.phone import PhoneParser
-from server.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
 
 SHARED = "_shared"
 POLICY_SUFFIX = ".rf"

@@ -12,25 +12,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 import grpc
 
-from dsl.decision import Decision
 from dsl.facts import EventFacts, Facts, PhoneFacts
 from server.api import decision_pb2 as pb
-from server.auth import authorize_tenant
-from server.backends import BackendPool
-from server.bundle import TenantBundle
-from server.errors import RequestError, invalid
-from server.limits import Limiter
+from server.bundle.registry import TenantRegistry
+from server.bundle.tenant_config import TenantConfig
+from server.observability.telemetry import Telemetry
+from server.outcome import Outcome
 from server.phone import PhoneParseError, PhoneParser, mask
+from server.rpc.auth import authorize_tenant
+from server.rpc.errors import RequestError, invalid
+from server.rpc.limits import Limiter
+from server.rpc.validation import validate_request
 from server.state import StateError
-from server.telemetry import Telemetry
-from server.tenant_config import TenantConfig
-from server.tenants import TenantRegistry
-from server.validation import validate_request
+from server.state.pool import BackendPool
 
 log = logging.getLogger("ringfence.decide")
 
@@ -38,20 +36,6 @@ log = logging.getLogger("ringfence.decide")
 # be able to write into future buckets.
 MAX_FUTURE_SKEW_S = 60.0
 _EMPTY_ATTRS: Mapping[str, str] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one decision produced, for the response, the decision log and telemetry."""
-
-    bundle: TenantBundle
-    facts: Facts
-    decision: Decision
-    values: Mapping[str, int | None]
-    degraded: bool
-    request_id: str
-    dry_run: bool
-    started: float
 
 
 class Decider:
@@ -140,7 +124,7 @@ class Decider:
         if refs:
             with tel.stage("aggregates"):
                 try:
-                    values = await self.backends.for_tenant(bundle.config).apply(
+                    values = await self.backends.for_url(bundle.config.state).apply(
                         bundle.name, refs, now, record=not req.dry_run
                     )
                 except StateError as exc:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.tenant_config import TenantConfigError, hash_token, parse_tenant_config
+from server.bundle.tenant_config import TenantConfigError, hash_token, parse_tenant_config
 
 GOOD_HASH = hash_token("t")
 

@@ -11,9 +11,9 @@ from support import request, running_server
 
 from server.api import decision_pb2_grpc as pb_grpc
 from server.api import policy_pb2 as ppb
-from server.auth import bearer_token
+from server.bundle.tenant_config import hash_token
 from server.config import ServeConfig
-from server.tenant_config import hash_token
+from server.rpc.auth import bearer_token
 
 ADMIN = "admin-token-789"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from watchfiles import awatch
 
-from server.tenants import TenantRegistry
+from server.bundle.registry import TenantRegistry
 
 log = logging.getLogger("ringfence.reload")
 

@@ -24,13 +24,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from server.decision_log import DecisionLog
-from server.latency import LatencyHistogram
-from server.privacy import NumberHasher
+from server.observability.decision_log import DecisionLog
+from server.observability.latency import LatencyHistogram
+from server.phone.hashing import NumberHasher
 
 if TYPE_CHECKING:
-    from server.decide import Outcome
-    from server.tenants import ReloadOutcome
+    from server.bundle.registry import ReloadOutcome
+    from server.outcome import Outcome
 
 log = logging.getLogger("ringfence.telemetry")
 _NOOP = contextlib.nullcontext()

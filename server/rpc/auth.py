@@ -13,8 +13,8 @@ from typing import Any
 
 import grpc
 
-from server.errors import RequestError
-from server.tenant_config import TenantConfig
+from server.bundle.tenant_config import TenantConfig
+from server.rpc.errors import RequestError
 
 _PREFIX = "bearer "
 

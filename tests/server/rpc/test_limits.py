@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from server.limits import Limiter, TokenBucket
+from server.rpc.limits import Limiter, TokenBucket
 
 
 class Clock:

@@ -118,7 +118,7 @@ async def test_incoming_trace_context_is_continued(rules_copy: Path) -> None:
 async def test_debug_logs_mask_the_number(rules_copy: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     import logging
 
-    from server.logs import JsonFormatter
+    from server.observability.logs import JsonFormatter
 
     with caplog.at_level(logging.DEBUG, logger="ringfence.decide"):
         async with running_server(rules_copy) as s:

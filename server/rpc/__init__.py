@@ -1,0 +1,1 @@
+"""The gRPC surface: servicers, the shared request path, validation, auth and errors."""

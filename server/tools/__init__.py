@@ -1,0 +1,1 @@
+"""Offline tools behind the CLI: replay and backtest of recorded events."""
