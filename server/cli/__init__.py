@@ -1,0 +1,90 @@
+"""The ``ringfence`` command: serve, and the tools risk ops use on rule folders.
+
+One module per subcommand; each imports what it needs when it runs, so ``ringfence
+health`` does not pay for the compiler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from server.cli import check, evaluate, fmt, health, replay, ruletest, serve, tokens
+from server.config import add_serve_arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ringfence", description="Phone-number risk decisions.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the gRPC server")
+    add_serve_arguments(s)
+    s.set_defaults(func=serve.run_serve)
+
+    s = sub.add_parser("check", help="compile every tenant's policy and lists; exit 1 on errors")
+    s.add_argument("rules", nargs="?", default="rules")
+    s.add_argument("--tenant")
+    s.set_defaults(func=check.run_check)
+
+    s = sub.add_parser("fmt", help="format .rf files in place (or --check)")
+    s.add_argument("paths", nargs="*")
+    s.add_argument("--check", action="store_true", help="only report files that would change")
+    s.set_defaults(func=fmt.run_fmt)
+
+    s = sub.add_parser("test", help="run the rule tests beside each policy")
+    s.add_argument("rules", nargs="?", default="rules")
+    s.add_argument("--tenant")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=ruletest.run_test)
+
+    s = sub.add_parser("eval", help="decide one number offline and explain why")
+    s.add_argument("--rules", default="rules")
+    s.add_argument("--tenant", required=True)
+    s.add_argument("--phone", required=True)
+    s.add_argument("--region", default="")
+    s.add_argument("--scene", default="")
+    s.add_argument("--app-id", default="")
+    s.add_argument("--ip", default="")
+    s.add_argument("--device-id", default="")
+    s.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument(
+        "--agg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="aggregate value (default: 1 if the event feeds it, else 0)",
+    )
+    s.add_argument("--show-number", action="store_true", help="print the parsed E.164")
+    s.set_defaults(func=evaluate.run_eval)
+
+    s = sub.add_parser("replay", help="replay recorded events through a policy (backtest)")
+    s.add_argument("events", help="JSON lines: plain events or the server's decision log")
+    s.add_argument("--rules", default="rules")
+    s.add_argument("--against", help="a second rules dir: report decisions that differ")
+    s.add_argument("--tenant", help="default: the tenant of the first event")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=replay.run_replay)
+
+    s = sub.add_parser("health", help="check a server's health (exit 0 when SERVING)")
+    s.add_argument("address", nargs="?", default="127.0.0.1:50051")
+    s.add_argument("--service", default="")
+    s.add_argument("--timeout", type=float, default=3.0)
+    s.add_argument("--tls-ca")
+    s.add_argument("--tls-cert")
+    s.add_argument("--tls-key")
+    s.set_defaults(func=health.run_health)
+
+    s = sub.add_parser("hash-token", help="print the SHA-256 to put in tenant.toml")
+    s.add_argument("token", help="the token, or - to read it from stdin")
+    s.set_defaults(func=tokens.run_hash_token)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    return int(ns.func(ns))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
