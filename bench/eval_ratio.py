@@ -180,7 +180,7 @@ def hand_written(facts: Facts, values: Values, lists: Lists) -> Decision:
             Match(
                 "invalid_number_register",
                 Action.BLOCK,
-                f"registration with an invalid number ({masked(phone.e164)})",
+                f"registration with an invalid number ({masked(phone)})",
                 False,
                 4,
                 ("invalid_number",),

@@ -16,7 +16,15 @@ from dsl import ast, ir, schema
 from dsl.aggregates import AggKind, AggregateSpec, KeyKind, Window
 from dsl.diagnostics import Diagnostic, Severity
 from dsl.durations import DurationError, format_duration, parse_duration
-from dsl.folding import fold_and, fold_arith, fold_cmp, fold_not, fold_or, never_true
+from dsl.folding import (
+    FoldError,
+    fold_and,
+    fold_arith,
+    fold_cmp,
+    fold_not,
+    fold_or,
+    never_true,
+)
 from dsl.ir import Type
 from dsl.options import CompileOptions
 
@@ -84,6 +92,7 @@ class Checker:
         self.aggs: dict[str, ir.CheckedAggregate] = {}
         self.offsets: dict[tuple[str, int], ir.CheckedAggregate] = {}
         self.rule_reads: list[str] = []
+        self.reported_aggregate_limit = False
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -252,6 +261,8 @@ class Checker:
                     d.where.span,
                     f"aggregate '{d.name}' can never be fed: its filter is always false",
                 )
+        if ok and self.too_many_aggregates(d.span):
+            ok = False
         if ok and kind is not None and key is not None and window is not None:
             spec = AggregateSpec(d.name, kind, key, window, key_arg, field)
             self.aggs[d.name] = ir.CheckedAggregate(spec, where, d.name)
@@ -303,7 +314,7 @@ class Checker:
             if p.arg is None or not p.arg.isdigit():
                 self.error(p.span, "'per prefix' needs a digit count: per prefix 7")
                 return None, ""
-            n = int(p.arg)
+            n = int(p.arg) if len(p.arg) <= 3 else schema.MAX_PREFIX_DIGITS + 1
             if not 1 <= n <= schema.MAX_PREFIX_DIGITS:
                 self.error(p.span, f"prefix length must be 1..{schema.MAX_PREFIX_DIGITS}, got {n}")
                 return None, ""
@@ -374,11 +385,27 @@ class Checker:
                 f" beyond the maximum {format_duration(self.options.max_window_s)}",
             )
         key = (name, offset)
+        if key not in self.offsets and self.too_many_aggregates(span):
+            return ir.Error()
         if key not in self.offsets:
             agg_id = f"{name}@{format_duration(offset)}"
             spec = replace(base.spec, id=agg_id, window=replace(base.spec.window, offset_s=offset))
             self.offsets[key] = ir.CheckedAggregate(spec, base.where, name)
         return ir.AggValue(self.offsets[key].spec.id)
+
+    def too_many_aggregates(self, span: ast.Span) -> bool:
+        """Every aggregate window (declared, ago(), sustained()) is state read per decision."""
+        limit = self.options.max_aggregate_reads
+        if len(self.aggs) + len(self.offsets) < limit:
+            return False
+        if not self.reported_aggregate_limit:
+            self.reported_aggregate_limit = True
+            self.error(
+                span,
+                f"too many aggregate windows: a policy reads at most {limit} per decision"
+                " (each ago() and each window of a sustained() counts)",
+            )
+        return True
 
     def aggregate_order(self) -> tuple[ir.CheckedAggregate, ...]:
         out: list[ir.CheckedAggregate] = []
@@ -414,6 +441,13 @@ class Checker:
                     )
                     continue
                 seen[item.name] = item.span
+                if len(seen) == self.options.max_rules + 1:
+                    self.error(
+                        item.name_span,
+                        f"too many rules: a policy holds at most {self.options.max_rules}",
+                    )
+                if len(seen) > self.options.max_rules:
+                    continue
                 checked = self.rule(item)
                 if checked is not None:
                     out.append(checked)
@@ -437,7 +471,15 @@ class Checker:
         if isinstance(when, ast.When):
             cond = self.expr(when.expr, _Ctx("condition"))
             self.expect(cond, Type.BOOL, when.expr.span, "a condition")
-            if never_true(cond):
+            nodes = len(ir.walk(cond))
+            if nodes > self.options.max_rule_nodes:
+                self.error(
+                    when.expr.span,
+                    f"condition of rule '{r.name}' has {nodes} expression nodes; at most"
+                    f" {self.options.max_rule_nodes}",
+                )
+                cond = ir.Error()
+            elif never_true(cond):
                 self.error(
                     when.expr.span,
                     f"rule '{r.name}' can never fire: its condition is never true",
@@ -569,7 +611,12 @@ class Checker:
                 x = self.expr(e.operand, ctx)
                 if x.type not in (Type.INT, Type.DUR, Type.ERROR):
                     return self.error(e.span, f"cannot negate {_a(x.type)}")
-                return x if x.type is Type.ERROR else fold_arith("-", ir.Lit(0, x.type), x, x.type)
+                if x.type is Type.ERROR:
+                    return x
+                try:
+                    return fold_arith("-", ir.Lit(0, x.type), x, x.type)
+                except FoldError as err:
+                    return self.error(e.span, str(err))
             case ast.BoolOp():
                 ops = [self.expr(o, ctx) for o in e.operands]
                 bad = False
@@ -778,8 +825,23 @@ class Checker:
                 f"sustained() over {format_duration(dur.value)} must be a whole multiple of the"
                 f" {format_duration(step)} window",
             )
+        count = dur.value // step
+        if count > self.options.max_sustained_steps:
+            return self.error(
+                e.args[1].span,
+                f"sustained() over {format_duration(dur.value)} of {format_duration(step)}"
+                f" windows reads {count} windows; at most {self.options.max_sustained_steps}"
+                " (use a longer window)",
+            )
+        size = len(ir.walk(cond))
+        if size * count > self.options.max_rule_nodes:
+            return self.error(
+                e.span,
+                f"sustained() would expand to {size * count} expression nodes; at most"
+                f" {self.options.max_rule_nodes} (simplify the condition or use fewer windows)",
+            )
         terms: list[ir.Node] = [cond]
-        for k in range(1, dur.value // step):
+        for k in range(1, count):
             mapping: dict[str, ir.Node] = {}
             for i in ids:
                 variant = self.offset_variant(i, k * step, e.span)
@@ -811,6 +873,10 @@ class Checker:
             return ir.Error()
         if not items:
             return self.error(e.span, "an empty set never matches")
+        if len(items) > self.options.max_set_items:
+            return self.error(
+                e.span, f"a set holds at most {self.options.max_set_items} items, not {len(items)}"
+            )
         kinds = {i.type for i in items}
         if len(kinds) != 1 or not kinds <= {Type.STR, Type.INT}:
             return self.error(e.span, "a set holds only strings or only ints")
@@ -885,7 +951,10 @@ class Checker:
             )
         if e.op == "/" and isinstance(right, ir.Lit) and right.value == 0:
             return self.error(e.right.span, "division by zero")
-        return fold_arith(e.op, left, right, result)
+        try:
+            return fold_arith(e.op, left, right, result)
+        except FoldError as err:
+            return self.error(e.span, str(err))
 
 
 def _clause_word(c: ast.Clause) -> str:

@@ -1,15 +1,24 @@
-"""Checked policy -> readable, deterministic Python source, compiled once.
+"""Checked policy -> a Python module built as an ``ast`` tree, checked, compiled once.
 
-The module it emits defines ``plan(facts, lists)``, ``evaluate(facts, values, lists)`` and
+Policies are untrusted text, so the generator never pastes text into source. It builds
+the module as :mod:`ast` nodes: anything that came from a rule file (names, strings, list
+labels, attribute keys, file names) can only ever be a ``Constant`` node, and every
+identifier in the tree is one the generator made up (``a_0``, ``l_1``, ``SET_2``).
+Before compiling, :func:`dsl.sandbox.verify` walks the tree against an allow-list of node
+types, names and attributes; ``ast.unparse`` of the same tree is the readable form the
+golden files and ``--explain`` show.
+
+The module defines ``plan(facts, lists)``, ``evaluate(facts, values, lists)`` and
 ``explain(...)`` (the same body plus a trace). Conditions are straight-line expressions:
 plain Python where nothing can be unknown, Kleene three-valued logic spelled out with
-walrus temporaries where an aggregate can be unknown. User text reaches the source only
-through ``repr()``; objects (aggregate specs) are passed in the namespace, not spelled out.
+walrus temporaries where an aggregate can be unknown. Each rule runs inside its own
+``try``: an exception there becomes that rule's ``on_error``, never a lost decision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ast as py
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dsl import ir
@@ -19,142 +28,245 @@ from dsl.ir import Type
 from dsl.runtime import fmt
 
 _ACTION = {"allow": "ALLOW", "review": "REVIEW", "block": "BLOCK"}
+_CMP: dict[str, type[py.cmpop]] = {
+    "==": py.Eq,
+    "!=": py.NotEq,
+    "<": py.Lt,
+    "<=": py.LtE,
+    ">": py.Gt,
+    ">=": py.GtE,
+}
+_ARITH: dict[str, type[py.operator]] = {"+": py.Add, "-": py.Sub, "*": py.Mult, "/": py.FloorDiv}
+_CHECKED = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 
 
 @dataclass
 class Generated:
-    """``main`` (constants, plan, evaluate) and ``explain``, compiled separately: explain
-    is as long as evaluate and rarely used, so it is compiled on first use."""
+    """The module tree (``plan`` and ``evaluate``), the ``explain`` tree, and the objects
+    the trees refer to by name (aggregate specs ``AGG_n``)."""
 
-    main: str
-    explain: str
+    main: py.Module
+    explain: py.Module
     namespace: dict[str, object]
 
     @property
     def source(self) -> str:
-        return self.main + self.explain
+        """Readable Python for people: golden files and explanations. Never compiled."""
+        return py.unparse(self.main) + "\n\n\n" + py.unparse(self.explain) + "\n"
+
+
+# -- node builders: the only way a tree gets made ---------------------------------------------
+
+
+def _load(name: str) -> py.Name:
+    return py.Name(name, py.Load())
+
+
+def _store(name: str) -> py.Name:
+    return py.Name(name, py.Store())
+
+
+def _const(value: object) -> py.Constant:
+    assert value is None or isinstance(value, bool | int | float | str), type(value)
+    return py.Constant(value)
+
+
+def _attr(obj: py.expr, *names: str) -> py.expr:
+    out = obj
+    for n in names:
+        out = py.Attribute(out, n, py.Load())
+    return out
+
+
+def _call(func: str | py.expr, *args: py.expr) -> py.Call:
+    return py.Call(_load(func) if isinstance(func, str) else func, list(args), [])
+
+
+def _assign(name: str, value: py.expr) -> py.Assign:
+    return py.Assign([_store(name)], value, lineno=0)
+
+
+def _is_none(x: py.expr) -> py.Compare:
+    return py.Compare(x, [py.Is()], [_const(None)])
+
+
+def _is_not_none(x: py.expr) -> py.Compare:
+    return py.Compare(x, [py.IsNot()], [_const(None)])
+
+
+def _or(values: Sequence[py.expr]) -> py.expr:
+    return values[0] if len(values) == 1 else py.BoolOp(py.Or(), list(values))
+
+
+def _and(values: Sequence[py.expr]) -> py.expr:
+    return values[0] if len(values) == 1 else py.BoolOp(py.And(), list(values))
+
+
+def _not(x: py.expr) -> py.expr:
+    return py.UnaryOp(py.Not(), x)
+
+
+def _if_exp(test: py.expr, body: py.expr, orelse: py.expr) -> py.IfExp:
+    return py.IfExp(test, body, orelse)
+
+
+def _tuple(items: Sequence[py.expr]) -> py.Tuple:
+    return py.Tuple(list(items), py.Load())
+
+
+def _str_tuple(items: Sequence[str]) -> py.Tuple:
+    return _tuple([_const(s) for s in items])
+
+
+def _function(name: str, params: Sequence[str], body: list[py.stmt]) -> py.FunctionDef:
+    args = py.arguments(
+        posonlyargs=[],
+        args=[py.arg(p) for p in params],
+        kwonlyargs=[],
+        kw_defaults=[],
+        defaults=[],
+    )
+    return py.FunctionDef(name, args, body, [], None, lineno=0)
 
 
 @dataclass
 class _Module:
-    consts: list[str] = field(default_factory=list)  # module-level set constants
-    const_names: dict[frozenset[object], str] = field(default_factory=dict)
+    """Module-level constants the functions share: frozensets, numbered in first use."""
+
+    body: list[py.stmt] = field(default_factory=list)
+    set_names: dict[frozenset[object], str] = field(default_factory=dict)
 
     def set_const(self, values: frozenset[int] | frozenset[str]) -> str:
         key: frozenset[object] = frozenset(values)
-        if key not in self.const_names:
-            name = f"SET_{len(self.const_names)}"
-            self.const_names[key] = name
-            items = ", ".join(sorted(repr(v) for v in values))
-            self.consts.append(f"{name} = frozenset(({items},))")
-        return self.const_names[key]
+        if key not in self.set_names:
+            name = f"SET_{len(self.set_names)}"
+            self.set_names[key] = name
+            items = sorted(values, key=repr)
+            self.body.append(_assign(name, _call("frozenset", _tuple([_const(v) for v in items]))))
+        return self.set_names[key]
+
+
+@dataclass(frozen=True)
+class _Names:
+    """Identifiers for the things a policy names: made up here, never from user text."""
+
+    aggs: dict[str, str]  # aggregate id -> local variable
+    lists: dict[str, str]  # list name -> local variable
+    members: dict[str, str]  # list name -> local variable holding `phone in LIST`
+    specs: dict[str, str]  # aggregate id -> module name of its spec
 
 
 class _Expr:
-    """Emits one expression; temporaries are numbered per function so output is stable."""
+    """Builds one expression; temporaries are numbered per function so output is stable."""
 
-    def __init__(
-        self,
-        module: _Module,
-        agg_vars: dict[str, str],
-        tmp_prefix: str = "_t",
-        member_vars: frozenset[str] = frozenset(),
-    ) -> None:
+    def __init__(self, module: _Module, names: _Names, tmp_prefix: str = "t_") -> None:
         self.module = module
-        self.agg_vars = agg_vars
+        self.names = names
         self.prefix = tmp_prefix
-        # Lists whose `phone in LIST` was looked up once at the top of the function.
-        self.member_vars = member_vars
         self.n = 0
 
     def tmp(self) -> str:
         self.n += 1
         return f"{self.prefix}{self.n}"
 
-    def gen(self, node: ir.Node) -> str:
+    def gen(self, node: ir.Node) -> py.expr:
         match node:
             case ir.Lit(value=v):
                 if isinstance(v, frozenset):
-                    return self.module.set_const(v)
-                return repr(v)
+                    return _load(self.module.set_const(v))
+                return _const(v)
             case ir.Fact(path=p):
                 return _fact(p)
             case ir.EventAttr(key=k):
-                return f"event.attributes.get({k!r}, '')"
+                return _call(_attr(_load("event"), "attributes", "get"), _const(k), _const(""))
             case ir.AggValue(agg_id=i):
-                return self.agg_vars[i]
+                return _load(self.names.aggs[i])
             case ir.ListLabel(list_name=n, label=lab):
-                return f"label(l_{n}, phone.e164, {lab!r})"
-            case ir.InList(value=ir.Fact(path="phone.e164"), list_name=n) if n in self.member_vars:
-                return f"in_{n}"
+                return _call(
+                    "label", _load(self.names.lists[n]), _attr(_load("phone"), "e164"), _const(lab)
+                )
+            case ir.InList(value=ir.Fact(path="phone.e164"), list_name=n) if (
+                n in self.names.members
+            ):
+                return _load(self.names.members[n])
             case ir.InList(value=v, list_name=n):
-                return self.wrap([v], lambda a: f"{a[0]} in l_{n}")
+                lst = _load(self.names.lists[n])
+                return self.wrap([v], lambda a: py.Compare(a[0], [py.In()], [lst]))
             case ir.InSet(value=v, items=items):
-                s = self.module.set_const(items)
-                return self.wrap([v], lambda a: f"{a[0]} in {s}")
+                s = _load(self.module.set_const(items))
+                return self.wrap([v], lambda a: py.Compare(a[0], [py.In()], [s]))
             case ir.Not(operand=o):
-                return self.wrap([o], lambda a: f"not {a[0]}")
+                return self.wrap([o], lambda a: _not(a[0]))
             case ir.BoolOp():
                 return self.boolop(node)
             case ir.Cmp(op=op, left=lf, right=rt):
-                return self.wrap([lf, rt], lambda a: f"{a[0]} {op} {a[1]}")
-            case ir.Arith(op="/", left=lf, right=rt) if node.nullable:
-                return f"div({self.gen(lf)}, {self.gen(rt)})"
+                return self.wrap([lf, rt], lambda a: py.Compare(a[0], [_CMP[op]()], [a[1]]))
+            case ir.Arith(op=op, left=lf, right=rt) if node.checked or (
+                op == "/" and node.nullable
+            ):
+                # Division by a value that may be 0, or arithmetic that may leave the int64
+                # range: a runtime helper answers unknown instead of raising or growing.
+                return _call(_CHECKED[op], self.gen(lf), self.gen(rt))
             case ir.Arith(op=op, left=lf, right=rt):
-                pyop = "//" if op == "/" else op
-                return self.wrap([lf, rt], lambda a: f"{a[0]} {pyop} {a[1]}")
+                return self.wrap([lf, rt], lambda a: py.BinOp(a[0], _ARITH[op](), a[1]))
             case ir.StrCall():
                 return self.strcall(node)
             case ir.Neg(operand=o):
-                return self.wrap([o], lambda a: f"-{a[0]}")
+                return self.wrap([o], lambda a: py.UnaryOp(py.USub(), a[0]))
         raise AssertionError(f"cannot generate {type(node).__name__}")
 
-    def wrap(self, operands: list[ir.Node], body: Callable[[list[str]], str]) -> str:
-        """``body(args)`` in parentheses, or unknown if any nullable operand is unknown."""
+    def wrap(self, operands: list[ir.Node], body: Callable[[list[py.expr]], py.expr]) -> py.expr:
+        """``body(args)``, or unknown (None) if any nullable operand is unknown."""
         if not any(o.nullable for o in operands):
-            return "(" + body([self.gen(o) for o in operands]) + ")"
-        names: list[str] = []
-        checks: list[str] = []
+            return body([self.gen(o) for o in operands])
+        args: list[py.expr] = []
+        checks: list[py.expr] = []
         for o in operands:
             if isinstance(o, ir.AggValue):
                 # Already a local variable: test it directly, no temporary needed.
-                checks.append(f"{self.agg_vars[o.agg_id]} is None")
-                names.append(self.agg_vars[o.agg_id])
+                var = self.names.aggs[o.agg_id]
+                checks.append(_is_none(_load(var)))
+                args.append(_load(var))
             elif o.nullable:
                 t = self.tmp()
-                checks.append(f"({t} := {self.gen(o)}) is None")
-                names.append(t)
+                checks.append(_is_none(py.NamedExpr(_store(t), self.gen(o))))
+                args.append(_load(t))
             else:
-                names.append(self.gen(o))
-        return f"(None if {' or '.join(checks)} else {body(names)})"
+                args.append(self.gen(o))
+        return _if_exp(_or(checks), _const(None), body(args))
 
-    def boolop(self, node: ir.BoolOp) -> str:
+    def boolop(self, node: ir.BoolOp) -> py.expr:
+        op: py.boolop = py.And() if node.op == "and" else py.Or()
         if not node.nullable:
-            return "(" + f" {node.op} ".join(self.gen(o) for o in node.operands) + ")"
+            return py.BoolOp(op, [self.gen(o) for o in node.operands])
         # Kleene: one false operand decides `and` (one true decides `or`) even next to an
         # unknown one; otherwise any unknown operand makes the whole unknown.
-        decisive = "False" if node.op == "and" else "True"
-        other = "True" if node.op == "and" else "False"
-        branches: list[str] = []
-        unknowns: list[str] = []
+        is_and = node.op == "and"
+        decisive, other = (False, True) if is_and else (True, False)
+        branches: list[tuple[py.expr, py.expr]] = []
+        unknowns: list[py.expr] = []
         for o in node.operands:
             var = self.simple_unknown(o)
             if var is not None:
-                # `hits > 5` where only `hits` can be unknown: test it in place, no temporary.
+                # `hits > 5` where only `hits` can be unknown: test it in place.
                 assert isinstance(o, ir.Cmp)
-                test = f"{self.gen(o.left)} {o.op} {self.gen(o.right)}"
-                test = f"not ({test})" if node.op == "and" else f"({test})"
-                branches.append(f"{decisive} if {var} is not None and {test} else")
-                unknowns.append(f"{var} is None")
+                test: py.expr = py.Compare(self.gen(o.left), [_CMP[o.op]()], [self.gen(o.right)])
+                test = _not(test) if is_and else test
+                branches.append((_and([_is_not_none(_load(var)), test]), _const(decisive)))
+                unknowns.append(_is_none(_load(var)))
             elif o.nullable:
                 t = self.tmp()
-                branches.append(f"{decisive} if ({t} := {self.gen(o)}) is {decisive} else")
-                unknowns.append(f"{t} is None")
+                named = py.NamedExpr(_store(t), self.gen(o))
+                test = py.Compare(named, [py.Is()], [_const(decisive)])
+                branches.append((test, _const(decisive)))
+                unknowns.append(_is_none(_load(t)))
             else:
-                test = f"not {self.gen(o)}" if node.op == "and" else self.gen(o)
-                branches.append(f"{decisive} if {test} else")
-        tail = f"None if {' or '.join(unknowns)} else {other}"
-        return "(" + " ".join(branches) + " " + tail + ")"
+                plain = self.gen(o)
+                branches.append((_not(plain) if is_and else plain, _const(decisive)))
+        out: py.expr = _if_exp(_or(unknowns), _const(None), _const(other))
+        for test, value in reversed(branches):
+            out = _if_exp(test, value, out)
+        return out
 
     def simple_unknown(self, node: ir.Node) -> str | None:
         """The one aggregate variable that makes a comparison unknown, if that is all."""
@@ -162,91 +274,89 @@ class _Expr:
             return None
         sides = [s for s in (node.left, node.right) if s.nullable]
         if len(sides) == 1 and isinstance(sides[0], ir.AggValue):
-            return self.agg_vars[sides[0].agg_id]
+            return self.names.aggs[sides[0].agg_id]
         return None
 
-    def strcall(self, node: ir.StrCall) -> str:
+    def strcall(self, node: ir.StrCall) -> py.expr:
         a = node.args
+        phone = _load("phone")
         if node.func == "phone_starts_with":
             if isinstance(a[0], ir.Lit):
                 text = str(a[0].value)
-                return f"phone.e164.startswith({(text if text.startswith('+') else '+' + text)!r})"
-            return f"phone_starts_with(phone, {self.gen(a[0])})"
+                prefix = text if text.startswith("+") else "+" + text
+                return _call(_attr(phone, "e164", "startswith"), _const(prefix))
+            return _call("phone_starts_with", phone, self.gen(a[0]))
         if node.func == "phone_prefix":
-            return self.wrap([a[0]], lambda x: f"phone.digits[:{x[0]}]")
-        forms = {
-            "lower": lambda x: f"{x[0]}.lower()",
-            "upper": lambda x: f"{x[0]}.upper()",
-            "starts_with": lambda x: f"{x[0]}.startswith({x[1]})",
-            "ends_with": lambda x: f"{x[0]}.endswith({x[1]})",
-            "contains": lambda x: f"{x[1]} in {x[0]}",
+            digits = _attr(phone, "digits")
+            return self.wrap(
+                [a[0]],
+                lambda x: py.Subscript(digits, py.Slice(None, x[0], None), py.Load()),
+            )
+        forms: dict[str, Callable[[list[py.expr]], py.expr]] = {
+            "lower": lambda x: _call(_attr(x[0], "lower")),
+            "upper": lambda x: _call(_attr(x[0], "upper")),
+            "starts_with": lambda x: _call(_attr(x[0], "startswith"), x[1]),
+            "ends_with": lambda x: _call(_attr(x[0], "endswith"), x[1]),
+            "contains": lambda x: py.Compare(x[1], [py.In()], [x[0]]),
         }
         return self.wrap(list(a), forms[node.func])
 
 
-def _fact(path: str) -> str:
+def _fact(path: str) -> py.expr:
     match path:
         case "tenant":
-            return "facts.tenant"
+            return _attr(_load("facts"), "tenant")
         case "phone.masked":
-            return "masked(phone.e164)"
+            return _call("masked", _load("phone"))
         case "event.local_hour":
-            return "local_hour"
+            return _load("local_hour")
         case "event.local_weekday":
-            return "local_weekday"
+            return _load("local_weekday")
         case "event.occurred_at":
-            return "int(event.occurred_at)"
-    return path
-
-
-def _ident(agg_id: str) -> str:
-    return "a_" + agg_id.replace("@", "_ago_")
-
-
-class _Writer:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, text: str = "", indent: int = 0) -> None:
-        self.lines.append(("    " * indent + text) if text else "")
+            return _call("int", _attr(_load("event"), "occurred_at"))
+    obj, _, name = path.partition(".")
+    return _attr(_load(obj), name)
 
 
 def generate(policy: ir.CheckedPolicy) -> Generated:
     module = _Module()
     namespace: dict[str, object] = {}
-    body = _Writer()
-    spec_names = {}
+    specs: dict[str, str] = {}
     for i, agg in enumerate(policy.aggregates):
-        spec_names[agg.spec.id] = f"AGG_{i}"
+        specs[agg.spec.id] = f"AGG_{i}"
         namespace[f"AGG_{i}"] = agg.spec
     read_ids = list(dict.fromkeys(i for r in policy.rules for i in r.reads))
-    agg_vars = {i: _ident(i) for i in read_ids}
     list_names = [name for name, *_ in policy.lists]
+    members = sorted(
+        {
+            node.list_name
+            for rule in policy.rules
+            for part in (rule.condition, *(p for p in rule.reason if not isinstance(p, str)))
+            for node in ir.walk(part)
+            if isinstance(node, ir.InList)
+            and isinstance(node.value, ir.Fact)
+            and node.value.path == "phone.e164"
+        },
+        key=list_names.index,
+    )
+    names = _Names(
+        aggs={agg_id: f"a_{i}" for i, agg_id in enumerate(read_ids)},
+        lists={n: f"l_{i}" for i, n in enumerate(list_names)},
+        members={n: f"in_{list_names.index(n)}" for n in members},
+        specs=specs,
+    )
+    module.body.append(_assign("TIMEZONE", _const(policy.timezone)))
+    plan = _gen_plan(policy, module, names)
+    evaluate = _gen_evaluate(policy, module, names, read_ids, explain=False)
+    explain = _gen_evaluate(policy, module, names, read_ids, explain=True)
+    main = py.Module([*module.body, plan, evaluate], [])
+    # explain is compiled on its own (on first use), with the same module constants.
+    tail = py.Module([*module.body, explain], [])
+    return Generated(py.fix_missing_locations(main), py.fix_missing_locations(tail), namespace)
 
-    _gen_plan(body, policy, module, spec_names, list_names)
-    _gen_evaluate(body, policy, module, agg_vars, read_ids, list_names, explain=False)
-    tail = _Writer()
-    _gen_evaluate(tail, policy, module, agg_vars, read_ids, list_names, explain=True)
 
-    head = _Writer()
-    head("# Generated by ringfence from the policy of tenant " + repr(policy.tenant) + ".")
-    head("# Do not edit: change the .rf files and recompile.")
-    head("# Aggregate specs AGG_n and the helpers below are passed in the namespace.")
-    head()
-    head(f"TIMEZONE = {policy.timezone!r}")
-    for agg in policy.aggregates:
-        head(f"# {spec_names[agg.spec.id]}: {_describe_spec(agg.spec)}")
-    head()
-    for c in module.consts:
-        head(c)
-    if module.consts:
-        head()
-    main = "\n".join(head.lines + body.lines).rstrip() + "\n"
-    explain = "\n".join(tail.lines).rstrip() + "\n"
-    return Generated(main, explain, namespace)
-
-
-def _describe_spec(spec: AggregateSpec) -> str:
+def describe_spec(spec: AggregateSpec) -> str:
+    """One line for people: ``codes_today = count per number over today``."""
     what = spec.kind.value + (f"({spec.field})" if spec.field else "")
     key = spec.key.value + (f" {spec.key_arg}" if spec.key_arg else "")
     w = spec.window
@@ -255,168 +365,200 @@ def _describe_spec(spec: AggregateSpec) -> str:
     return f"{spec.id} = {what} per {key} over {window}{ago}"
 
 
-def _gen_plan(
-    w: _Writer,
-    policy: ir.CheckedPolicy,
-    module: _Module,
-    spec_names: dict[str, str],
-    list_names: list[str],
-) -> None:
-    w()
-    w("def plan(facts, lists):")
-    w("phone = facts.phone", 1)
-    w("event = facts.event", 1)
+def _prologue(policy: ir.CheckedPolicy, names: _Names, *, local_time: bool) -> list[py.stmt]:
+    out: list[py.stmt] = [
+        _assign("phone", _attr(_load("facts"), "phone")),
+        _assign("event", _attr(_load("facts"), "event")),
+    ]
+    if local_time:
+        out.append(
+            py.Assign(
+                [py.Tuple([_store("local_hour"), _store("local_weekday")], py.Store())],
+                _call("local_time", _attr(_load("event"), "occurred_at"), _load("TIMEZONE")),
+                lineno=0,
+            )
+        )
+    for name, var in names.lists.items():
+        get = _attr(_load("lists"), "get")
+        out.append(_assign(var, _call(get, _const(name), _load("EMPTY_LIST"))))
+    return out
+
+
+def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.FunctionDef:
     local = {"event.local_hour", "event.local_weekday"}
-    if any(
+    uses_local = any(
         isinstance(n, ir.Fact) and n.path in local
         for a in policy.aggregates
         if a.where is not None
         for n in ir.walk(a.where)
-    ):
-        w("local_hour, local_weekday = local_time(event.occurred_at, TIMEZONE)", 1)
-    for n in list_names:
-        w(f"l_{n} = lists.get({n!r}, EMPTY_LIST)", 1)
-    if not policy.aggregates:
-        w("return ()", 1)
-        return
-    w("return (", 1)
-    gen = _Expr(module, {}, "_p")
+    )
+    body = _prologue(policy, names, local_time=uses_local)
+    gen = _Expr(module, names, "p_")
+    refs: list[py.expr] = []
     for agg in policy.aggregates:
         spec = agg.spec
-        key, key_ok = _plan_key(spec)
+        key, key_ok = _plan_key(spec, names)
         member, member_ok = _plan_member(spec)
-        conds = [c for c in (key_ok, member_ok) if c]
+        conds = [c for c in (key_ok, member_ok) if c is not None]
         if agg.where is not None:
             conds.append(gen.gen(agg.where))
-        feeds = " and ".join(conds) if conds else "True"
+        feeds: py.expr = _and(conds) if conds else _const(True)
         if spec.window.offset_s:
-            feeds = "False"  # a window that ended in the past never takes this event
-        w(f"AggregateRef({spec_names[spec.id]}, {key}, {member}, {feeds}),", 2)
-    w(")", 1)
+            feeds = _const(False)  # a window that ended in the past never takes this event
+        refs.append(_call("AggregateRef", _load(names.specs[spec.id]), key, member, feeds))
+    body.append(py.Return(_tuple(refs)))
+    return _function("plan", ("facts", "lists"), body)
 
 
-def _plan_key(spec: AggregateSpec) -> tuple[str, str]:
+def _ne_empty(x: py.expr) -> py.expr:
+    return py.Compare(x, [py.NotEq()], [_const("")])
+
+
+def _plan_key(spec: AggregateSpec, names: _Names) -> tuple[py.expr, py.expr | None]:
+    phone, event = _load("phone"), _load("event")
     match spec.key:
         case KeyKind.NUMBER:
-            return "phone.e164", "phone.e164 != ''"
+            return _attr(phone, "e164"), _ne_empty(_attr(phone, "e164"))
         case KeyKind.LIST:
-            return repr(spec.key_arg), f"(phone.e164 in l_{spec.key_arg})"
+            lst = _load(names.lists[spec.key_arg])
+            return _const(spec.key_arg), py.Compare(_attr(phone, "e164"), [py.In()], [lst])
         case KeyKind.SEGMENT:
-            return "phone.segment_prefix", "phone.segment_prefix != ''"
+            return _attr(phone, "segment_prefix"), _ne_empty(_attr(phone, "segment_prefix"))
         case KeyKind.PREFIX:
-            n = int(spec.key_arg)
-            return f"phone.digits[:{n}]", f"len(phone.digits) >= {n}"
+            n = _const(int(spec.key_arg))
+            digits = _attr(phone, "digits")
+            prefix = py.Subscript(digits, py.Slice(None, n, None), py.Load())
+            return prefix, py.Compare(_call("len", digits), [py.GtE()], [n])
         case KeyKind.DEVICE:
-            return "event.device_id", "event.device_id != ''"
+            return _attr(event, "device_id"), _ne_empty(_attr(event, "device_id"))
         case KeyKind.IP:
-            return "event.ip", "event.ip != ''"
+            return _attr(event, "ip"), _ne_empty(_attr(event, "ip"))
         case KeyKind.APP:
-            return "event.app_id", "event.app_id != ''"
-    return "''", ""
+            return _attr(event, "app_id"), _ne_empty(_attr(event, "app_id"))
+    return _const(""), None
 
 
-def _plan_member(spec: AggregateSpec) -> tuple[str, str]:
+def _plan_member(spec: AggregateSpec) -> tuple[py.expr, py.expr | None]:
     if spec.kind is AggKind.RUN:
-        return "phone.national_number", "phone.national_number != ''"
+        national = _attr(_load("phone"), "national_number")
+        return national, _ne_empty(national)
     if spec.kind is AggKind.COUNT:
-        return "''", ""
+        return _const(""), None
     f = spec.field
+    expr: py.expr
     if f == "phone":
-        expr = "phone.e164"
+        expr = _attr(_load("phone"), "e164")
     elif f.startswith("attr:"):
-        expr = f"event.attributes.get({f[5:]!r}, '')"
+        expr = _call(_attr(_load("event"), "attributes", "get"), _const(f[5:]), _const(""))
     else:
-        expr = f"event.{f}"
-    return expr, f"{expr} != ''"
+        expr = _attr(_load("event"), f)
+    return expr, _ne_empty(expr)
 
 
 def _gen_evaluate(
-    w: _Writer,
     policy: ir.CheckedPolicy,
     module: _Module,
-    agg_vars: dict[str, str],
+    names: _Names,
     read_ids: list[str],
-    list_names: list[str],
+    *,
     explain: bool,
-) -> None:
-    w()
-    w()
-    w(f"def {'explain' if explain else 'evaluate'}(facts, values, lists):")
-    w("phone = facts.phone", 1)
-    w("event = facts.event", 1)
-    if policy.uses_local_time:
-        w("local_hour, local_weekday = local_time(event.occurred_at, TIMEZONE)", 1)
-    for n in list_names:
-        w(f"l_{n} = lists.get({n!r}, EMPTY_LIST)", 1)
-    # `phone in LIST` tends to appear in several rules: look each list up once.
-    members = frozenset(
-        node.list_name
-        for rule in policy.rules
-        for part in (rule.condition, *(p for p in rule.reason if not isinstance(p, str)))
-        for node in ir.walk(part)
-        if isinstance(node, ir.InList)
-        and isinstance(node.value, ir.Fact)
-        and node.value.path == "phone.e164"
-    )
-    for n in sorted(members):
-        w(f"in_{n} = phone.e164 in l_{n}", 1)
+) -> py.FunctionDef:
+    body = _prologue(policy, names, local_time=policy.uses_local_time)
+    e164 = _attr(_load("phone"), "e164")
+    for n, var in names.members.items():
+        # `phone in LIST` tends to appear in several rules: look each list up once.
+        body.append(_assign(var, py.Compare(e164, [py.In()], [_load(names.lists[n])])))
     if read_ids:
-        w("get = values.get", 1)
+        body.append(_assign("get", _attr(_load("values"), "get")))
         for i in read_ids:
-            w(f"{agg_vars[i]} = get({i!r})", 1)
-        w("unknown = " + " or ".join(f"{agg_vars[i]} is None" for i in read_ids), 1)
+            body.append(_assign(names.aggs[i], _call("get", _const(i))))
+        unknown = _or([_is_none(_load(names.aggs[i])) for i in read_ids])
+        body.append(_assign("unknown", unknown))
     else:
-        w("unknown = False", 1)
-    w("matched = []", 1)
-    w("override = False", 1)
-    w("trace = []" if explain else "trace = None", 1)
+        body.append(_assign("unknown", _const(False)))
+    body.append(_assign("matched", py.List([], py.Load())))
+    body.append(_assign("override", _const(False)))
+    body.append(_assign("failed", py.List([], py.Load())))
+    body.append(_assign("trace", py.List([], py.Load()) if explain else _const(None)))
     for rule in policy.rules:
-        _gen_rule(w, rule, module, agg_vars, explain, members)
-    w("return decide(matched, unknown, override, trace)", 1)
+        body.extend(_gen_rule(rule, module, names, explain))
+    decision = _call(
+        "decide", _load("matched"), _load("unknown"), _load("override"), _load("trace")
+    )
+    decision.keywords.append(py.keyword("failed", _load("failed")))
+    body.append(py.Return(decision))
+    name = "explain" if explain else "evaluate"
+    return _function(name, ("facts", "values", "lists"), body)
 
 
-def _gen_rule(
-    w: _Writer,
-    rule: ir.CheckedRule,
-    module: _Module,
-    agg_vars: dict[str, str],
-    explain: bool,
-    members: frozenset[str] = frozenset(),
-) -> None:
-    gen = _Expr(module, agg_vars, member_vars=members)
-    w()
-    kind = "shadow rule" if rule.shadow else "rule"
-    w(f"# {kind} {rule.name} ({rule.path}:{rule.line})", 1)
-    w(f"c = {gen.gen(rule.condition)}", 1)
+def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names, explain: bool) -> list[py.stmt]:
+    gen = _Expr(module, names)
 
-    def match(action: str) -> str:
-        reason = _reason(rule.reason, gen)
-        return (
-            f"matched.append(Match({rule.name!r}, {_ACTION[action]}, {reason}, {rule.shadow!r},"
-            f" {rule.risk!r}, {rule.tags!r}))"
+    def match(action: str, reason: py.expr) -> py.stmt:
+        return py.Expr(
+            _call(
+                _attr(_load("matched"), "append"),
+                _call(
+                    "Match",
+                    _const(rule.name),
+                    _load(_ACTION[action]),
+                    reason,
+                    _const(rule.shadow),
+                    _const(rule.risk),
+                    _str_tuple(rule.tags),
+                ),
+            )
         )
 
-    if explain:
-        w("m = False", 1)
-    w("if c:", 1)
-    w(match(rule.action), 2)
+    def set_m() -> list[py.stmt]:
+        return [_assign("m", _const(True))] if explain else []
+
+    fired: list[py.stmt] = [match(rule.action, _reason(rule.reason, gen))]
     if rule.override and not rule.shadow:
-        w("override = True", 2)
-    if explain:
-        w("m = True", 2)
+        fired.append(_assign("override", _const(True)))
+    fired.extend(set_m())
+    orelse: list[py.stmt] = []
     if rule.condition.nullable and rule.on_error != "skip":
         on_unknown = rule.action if rule.on_error == "fire" else rule.on_error
-        w("elif c is None:", 1)
-        w(f"# unknown condition: on_error {rule.on_error}", 2)
-        w(match(on_unknown), 2)
-        if explain:
-            w("m = True", 2)
+        unknown_branch = [match(on_unknown, _reason(rule.reason, gen)), *set_m()]
+        orelse = [py.If(_is_none(_load("c")), unknown_branch, [])]
+    attempt: list[py.stmt] = [
+        _assign("c", gen.gen(rule.condition)),
+        py.If(_load("c"), fired, orelse),
+    ]
+    # An exception in this rule (a bug, a value nobody foresaw) is this rule's on_error: the
+    # decision is still made from the other rules, and the failure is reported by name.
+    failure: list[py.stmt] = [
+        py.Expr(_call(_attr(_load("failed"), "append"), _const(rule.name))),
+        _assign("c", _const(None)),
+    ]
     if explain:
-        detail = _detail(rule, agg_vars)
-        w(f"trace.append(RuleTrace({rule.name!r}, c, m, {detail}))", 1)
+        failure.append(_assign("err", _const(True)))
+    if rule.on_error != "skip":
+        on_fail = rule.action if rule.on_error == "fire" else rule.on_error
+        failure.append(match(on_fail, _const(f"{rule.name}: evaluation failed")))
+        failure.extend(set_m())
+    handler = py.ExceptHandler(_load("Exception"), None, failure)
+    # A label for people reading the unparsed module; a bare constant compiles to nothing.
+    kind = "shadow rule" if rule.shadow else "rule"
+    out: list[py.stmt] = [py.Expr(_const(f"{kind} {rule.name} ({rule.path}:{rule.line})"))]
+    if explain:
+        out += [_assign("m", _const(False)), _assign("err", _const(False))]
+    out.append(py.Try(attempt, [handler], [], []))
+    if explain:
+        trace = _call(
+            "RuleTrace",
+            _const(rule.name),
+            _load("c"),
+            _load("m"),
+            _detail(rule, names),
+            _load("err"),
+        )
+        out.append(py.Expr(_call(_attr(_load("trace"), "append"), trace)))
+    return out
 
 
-def _reason(parts: tuple[str | ir.Node, ...], gen: _Expr) -> str:
+def _reason(parts: tuple[str | ir.Node, ...], gen: _Expr) -> py.expr:
     # Constant parts (text and folded constants) merge into one literal.
     merged: list[str | ir.Node] = []
     for p in parts:
@@ -425,22 +567,25 @@ def _reason(parts: tuple[str | ir.Node, ...], gen: _Expr) -> str:
             merged[-1] += text
         else:
             merged.append(text if text is not None else p)
-    pieces: list[str] = []
+    pieces: list[py.expr] = []
     for p in merged:
         if isinstance(p, str):
             if p:
-                pieces.append(repr(p))
+                pieces.append(_const(p))
             continue
         code = gen.gen(p)
         if p.type is Type.STR and not p.nullable:
             pieces.append(code)
         elif p.type is Type.DUR:
-            pieces.append(f"fmt_duration({code})")
+            pieces.append(_call("fmt_duration", code))
         else:
-            pieces.append(f"fmt({code})")
+            pieces.append(_call("fmt", code))
     if not pieces:
-        return "''"
-    return " + ".join(pieces)
+        return _const("")
+    out = pieces[0]
+    for piece in pieces[1:]:
+        out = py.BinOp(out, py.Add(), piece)
+    return out
 
 
 def _const_text(node: ir.Node) -> str | None:
@@ -452,10 +597,19 @@ def _const_text(node: ir.Node) -> str | None:
     return fmt(node.value)
 
 
-def _detail(rule: ir.CheckedRule, agg_vars: dict[str, str]) -> str:
-    pieces = [f"{i!r} + '=' + fmt({agg_vars[i]})" for i in rule.reads]
-    values = " + ', ' + ".join(pieces) if pieces else "''"
+def _detail(rule: ir.CheckedRule, names: _Names) -> py.expr:
+    """``'hits=12, runs=unknown'`` for the explanation, plus why an unknown decided."""
+    pieces: list[py.expr] = []
+    for i, agg_id in enumerate(rule.reads):
+        pieces.append(_const(("" if i == 0 else ", ") + agg_id + "="))
+        pieces.append(_call("fmt", _load(names.aggs[agg_id])))
+    note: py.expr = _const("")
     if rule.condition.nullable:
-        note = f"'; condition unknown: on_error {rule.on_error}'"
-        return f"{values} + ({note} if c is None else '')"
-    return values
+        unknown = _const(f"; condition unknown: on_error {rule.on_error}")
+        note = _if_exp(_is_none(_load("c")), unknown, note)
+    failed = _const(f"; evaluation failed: on_error {rule.on_error}")
+    pieces.append(_if_exp(_load("err"), failed, note))
+    out = pieces[0]
+    for piece in pieces[1:]:
+        out = py.BinOp(out, py.Add(), piece)
+    return out

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import ast as pyast
 import gc
+import marshal
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import cast
 
-from dsl import ast, runtime
+from dsl import ast, runtime, sandbox
 from dsl.aggregates import AggregateRef
 from dsl.checker import Checker, Unit
-from dsl.codegen import generate
+from dsl.codegen import Generated, generate
 from dsl.decision import Action, Decision, Match, RuleTrace
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
 from dsl.facts import Facts
@@ -20,13 +22,14 @@ from dsl.ir import CheckedPolicy
 from dsl.lists import ListView
 from dsl.options import CompileOptions
 from dsl.parser import parse_module
-from dsl.policy import CompiledPolicy, EvalFn, ListDecl, PlanFn, RuleInfo
+from dsl.policy import CompiledPolicy, EvalFn, ListDecl, PlanFn, PolicyArtifact, RuleInfo
 
 _NO_LIBRARY: Mapping[str, str] = MappingProxyType({})
 _DEFAULT_OPTIONS = CompileOptions()
 _ACTIONS = {"allow": Action.ALLOW, "review": Action.REVIEW, "block": Action.BLOCK}
 
-# What generated code may call; it gets nothing else (no builtins beyond these).
+# What generated code may call; it gets nothing else. dsl.sandbox.verify holds the tree to
+# exactly these names (and the generator's own locals) before anything is compiled.
 _RUNTIME: dict[str, object] = {
     "AggregateRef": AggregateRef,
     "Match": Match,
@@ -38,13 +41,18 @@ _RUNTIME: dict[str, object] = {
     "masked": runtime.masked,
     "label": runtime.label,
     "local_time": runtime.local_time,
+    "add": runtime.add,
+    "sub": runtime.sub,
+    "mul": runtime.mul,
     "div": runtime.div,
     "fmt": runtime.fmt,
     "fmt_duration": runtime.fmt_duration,
     "decide": runtime.decide,
     "phone_starts_with": runtime.phone_starts_with,
-    "__builtins__": {"int": int, "len": len, "frozenset": frozenset},
+    "__builtins__": {"int": int, "len": len, "frozenset": frozenset, "Exception": Exception},
 }
+assert set(_RUNTIME) - {"__builtins__"} == sandbox.RUNTIME_NAMES
+assert set(_RUNTIME["__builtins__"]) == sandbox.BUILTINS  # type: ignore[call-overload]
 
 
 _gc_lock = threading.Lock()
@@ -73,24 +81,34 @@ def _gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def _run(source: str, filename: str, namespace: dict[str, object], first: str) -> None:
+def _code(tree: pyast.Module, filename: str, first: str) -> bytes:
+    """Verify a generated tree against the allow-list and compile it to marshalled code."""
     try:
-        code = compile(source, filename, "exec")
-        exec(code, namespace)  # the source is ours: user text is only ever inside repr()
+        sandbox.verify(tree)
+    except sandbox.UnsafeTree as err:
+        # A generator bug, never the author's: refuse rather than compile something odd.
+        raise PolicyError(
+            [Diagnostic(first, 1, 1, Severity.ERROR, f"internal error: unsafe policy code ({err})")]
+        ) from None
+    try:
+        return marshal.dumps(compile(tree, filename, "exec", dont_inherit=True, optimize=2))
     except (SyntaxError, RecursionError, MemoryError, ValueError) as err:
         raise PolicyError(
             [Diagnostic(first, 1, 1, Severity.ERROR, f"policy too complex to compile: {err}")]
         ) from None
 
 
-class _LazyExplain:
-    """Compiles the explain function on its first call (thread-safe), then delegates."""
+def _exec(code: bytes, namespace: dict[str, object]) -> None:
+    # The code object comes from _code: a verified tree, compiled by this same Python.
+    exec(marshal.loads(code), namespace)
 
-    def __init__(self, source: str, filename: str, namespace: dict[str, object], first: str):
-        self._source = source
-        self._filename = filename
+
+class _LazyExplain:
+    """Loads the explain function on its first call (thread-safe), then delegates."""
+
+    def __init__(self, code: bytes, namespace: dict[str, object]):
+        self._code = code
         self._namespace = namespace
-        self._first = first
         self._fn: EvalFn | None = None
         self._lock = threading.Lock()
 
@@ -101,9 +119,9 @@ class _LazyExplain:
         if fn is None:
             with self._lock:
                 if self._fn is None:
-                    # Its own namespace copy: the shared one is never mutated after compile.
+                    # Its own namespace copy: the shared one is never mutated after load.
                     ns = dict(self._namespace)
-                    _run(self._source, self._filename, ns, self._first)
+                    _exec(self._code, ns)
                     self._fn = cast(EvalFn, ns["explain"])
                 fn = self._fn
         return fn(facts, values, lists)
@@ -118,6 +136,18 @@ def _load(
     loaded: set[str] = set()
 
     def parse(path: str, text: str) -> ast.Module | None:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > options.max_source_bytes:
+            diags.append(
+                Diagnostic(
+                    path,
+                    1,
+                    1,
+                    Severity.ERROR,
+                    f"file is {size} bytes; a policy file holds at most {options.max_source_bytes}",
+                )
+            )
+            return None
         try:
             return parse_module(text, path, max_depth=options.max_depth)
         except PolicyError as err:
@@ -170,8 +200,23 @@ def _check(
     checker = Checker(units, tenant, options)
     checked = checker.check()
     diags.extend(checker.diags)
-    ordered = tuple(sorted(set(diags), key=Diagnostic.sort_key))
-    return checked, ordered
+    ordered = sorted(set(diags), key=Diagnostic.sort_key)
+    limit = options.max_diagnostics
+    if len(ordered) > limit:
+        # A pathological file can make thousands of findings; nobody reads past the first
+        # few hundred, and every one costs a rendered source line.
+        last = ordered[limit - 1]
+        ordered = [
+            *ordered[:limit],
+            Diagnostic(
+                last.path,
+                last.line,
+                last.column,
+                Severity.ERROR,
+                f"too many problems: {len(ordered) - limit} more not shown",
+            ),
+        ]
+    return checked, tuple(ordered)
 
 
 def check_policy(
@@ -195,47 +240,87 @@ def compile_policy(
     options: CompileOptions = _DEFAULT_OPTIONS,
 ) -> CompiledPolicy:
     """Compile a tenant's files into an immutable policy; raises PolicyError on any error."""
+    return load_policy(build_policy(sources, library=library, tenant=tenant, options=options))
+
+
+def build_policy(
+    sources: Mapping[str, str],
+    *,
+    library: Mapping[str, str] = _NO_LIBRARY,
+    tenant: str = "",
+    options: CompileOptions = _DEFAULT_OPTIONS,
+) -> PolicyArtifact:
+    """Parse, check, generate and compile, as plain data (see :class:`PolicyArtifact`);
+    raises PolicyError on any error. This is the part worth running in a worker."""
     with _gc_paused():
-        return _compile(sources, library, tenant, options)
+        checked, diags, generated = _generate(sources, library, tenant, options)
+        filename = f"<ringfence policy {tenant or '?'}>"
+        first = next(iter(sorted(sources)), "<policy>")
+        return PolicyArtifact(
+            tenant=tenant,
+            rules=tuple(
+                RuleInfo(
+                    r.name,
+                    _ACTIONS[r.action],
+                    r.shadow,
+                    ast.Span(r.path, r.line, 1, r.line, 1),
+                    r.override,
+                    r.risk,
+                    r.tags,
+                    r.on_error,
+                )
+                for r in checked.rules
+            ),
+            aggregates=tuple(a.spec for a in checked.aggregates),
+            lists=tuple(
+                ListDecl(name, path, ast.Span(file, line, col, line, col))
+                for name, path, file, line, col in checked.lists
+            ),
+            timezone=checked.timezone,
+            main_code=_code(generated.main, filename, first),
+            explain_code=_code(generated.explain, filename, first),
+            warnings=tuple(d for d in diags if not d.is_error),
+        )
 
 
-def _compile(
+def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
+    """The live policy from an artifact: runs the module code, which only defines
+    constants and functions. Cheap, so it can run where the artifact is used."""
+    namespace = dict(_RUNTIME)
+    namespace.update({f"AGG_{i}": spec for i, spec in enumerate(artifact.aggregates)})
+    _exec(artifact.main_code, namespace)
+    return CompiledPolicy(
+        tenant=artifact.tenant,
+        rules=artifact.rules,
+        aggregates=artifact.aggregates,
+        lists=artifact.lists,
+        timezone=artifact.timezone,
+        warnings=artifact.warnings,
+        _plan=cast(PlanFn, namespace["plan"]),
+        _evaluate=cast(EvalFn, namespace["evaluate"]),
+        _explain=_LazyExplain(artifact.explain_code, namespace),
+    )
+
+
+def generated_python(
+    sources: Mapping[str, str],
+    *,
+    library: Mapping[str, str] = _NO_LIBRARY,
+    tenant: str = "",
+    options: CompileOptions = _DEFAULT_OPTIONS,
+) -> str:
+    """The generated module as readable Python (``ast.unparse``), for people and golden
+    files; what runs is compiled from the same tree, never from this text."""
+    with _gc_paused():
+        _, _, generated = _generate(sources, library, tenant, options)
+    return generated.source
+
+
+def _generate(
     sources: Mapping[str, str], library: Mapping[str, str], tenant: str, options: CompileOptions
-) -> CompiledPolicy:
+) -> tuple[CheckedPolicy, tuple[Diagnostic, ...], Generated]:
     checked, diags = _check(sources, library, tenant, options)
     errors = [d for d in diags if d.is_error]
     if errors or checked is None:
         raise PolicyError(errors)
-    generated = generate(checked)
-    namespace = dict(_RUNTIME)
-    namespace.update(generated.namespace)
-    filename = f"<ringfence policy {tenant or '?'}>"
-    first = next(iter(sorted(sources)), "<policy>")
-    _run(generated.main, filename, namespace, first)
-    explain = _LazyExplain(generated.explain, filename, namespace, first)
-    return CompiledPolicy(
-        tenant=tenant,
-        rules=tuple(
-            RuleInfo(
-                r.name,
-                _ACTIONS[r.action],
-                r.shadow,
-                ast.Span(r.path, r.line, 1, r.line, 1),
-                r.override,
-                r.risk,
-                r.tags,
-                r.on_error,
-            )
-            for r in checked.rules
-        ),
-        aggregates=tuple(a.spec for a in checked.aggregates),
-        lists=tuple(
-            ListDecl(name, path, ast.Span(file, line, col, line, col))
-            for name, path, file, line, col in checked.lists
-        ),
-        timezone=checked.timezone,
-        python_source=generated.source,
-        _plan=cast(PlanFn, namespace["plan"]),
-        _evaluate=cast(EvalFn, namespace["evaluate"]),
-        _explain=explain,
-    )
+    return checked, diags, generate(checked)

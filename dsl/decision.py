@@ -37,6 +37,7 @@ class RuleTrace:
     value: bool | None
     matched: bool
     detail: str = ""
+    error: bool = False  # the rule raised while it was evaluated; on_error decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +49,5 @@ class Decision:
     # True when at least one aggregate the policy read was unknown (backend failed).
     unknown_inputs: bool = False
     trace: tuple[RuleTrace, ...] = ()
+    # Rules that raised while being evaluated (each handled by its on_error).
+    failed_rules: tuple[str, ...] = ()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 
 UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Durations are 64-bit seconds like every integer in a policy (far beyond any window).
+MAX_SECONDS = 2**63 - 1
+MAX_DIGITS = 19
 _PART = re.compile(r"([0-9]+)([a-zA-Z_][a-zA-Z_]*)")
 
 
@@ -23,8 +26,14 @@ def parse_duration(text: str) -> int:
         unit = m.group(2)
         if unit not in UNITS:
             raise DurationError(f"unknown duration unit '{unit}' in '{text}' (use s, m, h, d or w)")
-        total += int(m.group(1)) * UNITS[unit]
+        digits = m.group(1)
+        # Checked before int(): a 5,000-digit count must be an error, not a crash.
+        if len(digits) > MAX_DIGITS:
+            raise DurationError(f"duration '{text[:40]}' is too long")
+        total += int(digits) * UNITS[unit]
         pos = m.end()
+    if total > MAX_SECONDS:
+        raise DurationError(f"duration '{text[:40]}' is too long")
     return total
 
 

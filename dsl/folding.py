@@ -88,22 +88,67 @@ def fold_cmp(op: str, left: ir.Node, right: ir.Node) -> ir.Node:
     return ir.Cmp(op, left, right, nullable=left.nullable or right.nullable)
 
 
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+# The largest magnitude each int fact can have; anything unlisted is a full int64.
+_FACT_BOUNDS = {
+    "phone.country_code": 999,
+    "event.occurred_at": 253402300799,  # 9999-12-31, the request validator's limit
+    "event.local_hour": 23,
+    "event.local_weekday": 7,
+}
+
+
+class FoldError(ValueError):
+    """A constant expression whose value leaves the int64 range."""
+
+
+def in_range(value: int) -> bool:
+    return INT_MIN <= value <= INT_MAX
+
+
+def magnitude(node: ir.Node) -> int:
+    """An upper bound on ``abs(value)`` of an int expression, from its parts alone."""
+    match node:
+        case ir.Lit(value=v) if isinstance(v, int) and not isinstance(v, bool):
+            return abs(v)
+        case ir.Fact(path=p):
+            return _FACT_BOUNDS.get(p, INT_MAX)
+        case ir.Arith(checked=False, op=op, left=a, right=b):
+            ma, mb = magnitude(a), magnitude(b)
+            bound = ma * mb if op == "*" else ma if op == "/" else ma + mb
+            return min(bound, 2**64)  # anything past int64 is "too big"; keep it small
+        case ir.Neg(operand=x):
+            return magnitude(x)
+    return INT_MAX
+
+
 def fold_arith(op: str, left: ir.Node, right: ir.Node, result: Type) -> ir.Node:
+    """``left op right``, folded when both are constants (raises :class:`FoldError` when
+    that leaves int64); otherwise a node marked ``checked`` if its value might."""
     if isinstance(left, ir.Lit) and isinstance(right, ir.Lit):
         a, b = left.value, right.value
         assert isinstance(a, int)
         assert isinstance(b, int)
+        value: int | None = None
         if op == "+":
-            return ir.Lit(a + b, result)
-        if op == "-":
-            return ir.Lit(a - b, result)
-        if op == "*":
-            return ir.Lit(a * b, result)
-        if b != 0:
-            return ir.Lit(a // b, result)
+            value = a + b
+        elif op == "-":
+            value = a - b
+        elif op == "*":
+            # Both sides are int64, so the product has at most 127 bits: cheap to compute.
+            value = a * b
+        elif b != 0:
+            value = a // b
+        if value is not None:
+            if not in_range(value):
+                raise FoldError(f"{a} {op} {b} is outside the 64-bit integer range")
+            return ir.Lit(value, result)
     safe_divisor = isinstance(right, ir.Lit) and right.value != 0
-    nullable = left.nullable or right.nullable or (op == "/" and not safe_divisor)
-    return ir.Arith(op, left, right, result, nullable)
+    node = ir.Arith(op, left, right, result)
+    checked = magnitude(node) > INT_MAX
+    nullable = left.nullable or right.nullable or (op == "/" and not safe_divisor) or checked
+    return ir.Arith(op, left, right, result, nullable, checked)
 
 
 def never_true(node: ir.Node) -> bool:

@@ -119,6 +119,8 @@ class Arith:
     right: Node
     type: Type
     nullable: bool = False
+    # The result may leave the int64 range: computed by a helper that answers unknown.
+    checked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Knobs for compiling a policy."""
+"""Knobs for compiling a policy, and the limits that bound what any policy can cost."""
 
 from __future__ import annotations
 
@@ -18,3 +18,18 @@ class CompileOptions:
     # Calendar days ("today") when the policy's settings name no time zone: the tenant's
     # config (tenant.toml) supplies it, so ops can set it without touching the rules.
     default_timezone: str = "UTC"
+
+    # Limits: policies are untrusted input, and each of these bounds time or memory that a
+    # few lines of policy could otherwise make unbounded. Each is reported with a position.
+    max_source_bytes: int = 1 << 20  # per file
+    max_rules: int = 5000
+    # Aggregate values read per decision, counting every window of a sustained() or ago():
+    # each is state to fetch and keep.
+    max_aggregate_reads: int = 1000
+    # Windows one sustained() may expand to (7 days of hourly windows).
+    max_sustained_steps: int = 168
+    # Nodes in one rule's condition once constants and sustained() are expanded.
+    max_rule_nodes: int = 20_000
+    max_set_items: int = 10_000
+    # Diagnostics reported per check: past this, one more says how many were left out.
+    max_diagnostics: int = 200

@@ -27,6 +27,10 @@ from dsl import ast
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
 
 DEFAULT_MAX_DEPTH = 32
+# Policies hold 64-bit integers; names and strings have sane lengths (a 1 MB name would make
+# every did-you-mean quadratic).
+INT_MAX = 2**63 - 1
+MAX_NAME = 128
 
 _sink = threading.local()
 
@@ -35,6 +39,14 @@ def _collect_comment(token: Token) -> None:
     bucket: list[ast.Comment] | None = getattr(_sink, "comments", None)
     if bucket is not None:
         bucket.append(ast.Comment(str(token), token.line or 0, token.column or 0))
+
+
+def _check_name(token: Token) -> Token:
+    if len(token) > MAX_NAME:
+        bucket: list[Token] | None = getattr(_sink, "long_names", None)
+        if bucket is not None:
+            bucket.append(token)
+    return token
 
 
 _LARK = Lark(
@@ -48,7 +60,7 @@ _LARK = Lark(
     propagate_positions=False,
     maybe_placeholders=True,
     start=["start", "expr"],
-    lexer_callbacks={"COMMENT": _collect_comment},
+    lexer_callbacks={"COMMENT": _collect_comment, "NAME": _check_name},
 )
 
 # Words for terminals in "expected ..." messages; literal keywords print as themselves.
@@ -161,7 +173,9 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> Diagnostic
 
 def _lark_parse(text: str, path: str, start: str) -> tuple[Tree[Token], list[ast.Comment]]:
     comments: list[ast.Comment] = []
+    long_names: list[Token] = []
     _sink.comments = comments
+    _sink.long_names = long_names
     try:
         tree = _LARK.parse(text, start=start)
     except UnexpectedInput as err:
@@ -172,6 +186,20 @@ def _lark_parse(text: str, path: str, start: str) -> tuple[Tree[Token], list[ast
         ) from None
     finally:
         _sink.comments = None
+        _sink.long_names = None
+    if long_names:
+        raise PolicyError(
+            Diagnostic(
+                path,
+                tok.line or 1,
+                tok.column or 1,
+                Severity.ERROR,
+                f"name '{str(tok)[:20]}...' is longer than {MAX_NAME} characters",
+                tok.line or 1,
+                (tok.column or 1) + 1,
+            )
+            for tok in long_names[:10]
+        )
     return tree, comments
 
 
@@ -503,11 +531,19 @@ class _Builder:
             return ()
         return tuple(self.expr(c) for c in t.children)
 
+    def integer(self, digits: str, sp: ast.Span) -> int:
+        # Length first: int() of a few thousand digits raises (and is slow before that).
+        if len(digits) > len(str(INT_MAX)) or int(digits) > INT_MAX:
+            shown = digits if len(digits) <= 24 else digits[:20] + "..."
+            self.error(sp, f"integer {shown} is out of range (at most {INT_MAX})")
+            return 0
+        return int(digits)
+
     def token_expr(self, tok: Token, kind: str = "") -> ast.Expr:
         sp = self.span(tok)
         match tok.type:
             case "INT":
-                return ast.IntLit(int(str(tok)), sp)
+                return ast.IntLit(self.integer(str(tok), sp), sp)
             case "DURATION":
                 return ast.DurationLit(str(tok), sp)
             case "STRING":

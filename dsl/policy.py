@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from dsl.aggregates import AggregateRef, AggregateSpec
 from dsl.ast import Span
 from dsl.decision import Action, Decision
+from dsl.diagnostics import Diagnostic
 from dsl.facts import Facts
 from dsl.lists import ListView
 
@@ -38,13 +39,33 @@ class ListDecl:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyArtifact:
+    """A checked and compiled policy as plain data: everything but the live functions.
+
+    Picklable, so a worker process can build it (parse, check, generate, compile, all with
+    a time and memory budget) and hand it to the server, which only has to load the code
+    objects (:func:`dsl.compiler.load_policy`). ``main_code`` and ``explain_code`` are
+    :mod:`marshal` dumps of code objects compiled from verified trees by the same Python.
+    """
+
+    tenant: str
+    rules: tuple[RuleInfo, ...]
+    aggregates: tuple[AggregateSpec, ...]
+    lists: tuple[ListDecl, ...]
+    timezone: str
+    main_code: bytes
+    explain_code: bytes
+    warnings: tuple[Diagnostic, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledPolicy:
     tenant: str
     rules: tuple[RuleInfo, ...]
     aggregates: tuple[AggregateSpec, ...]
     lists: tuple[ListDecl, ...]
     timezone: str
-    python_source: str
+    warnings: tuple[Diagnostic, ...]
     _plan: PlanFn = field(repr=False, compare=False)
     _evaluate: EvalFn = field(repr=False, compare=False)
     _explain: EvalFn = field(repr=False, compare=False)

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 from dsl.decision import Action, Decision, Match, RuleTrace
 from dsl.durations import format_duration
+from dsl.facts import PhoneFacts
+from dsl.masking import mask_e164
 
 
 class _EmptyList:
@@ -27,11 +29,9 @@ class _EmptyList:
 EMPTY_LIST = _EmptyList()
 
 
-def masked(e164: str) -> str:
-    """``+8617012340001`` -> ``+86170****0001``: enough to tell numbers apart in a reason."""
-    if len(e164) < 10:
-        return "****"
-    return e164[:6] + "****" + e164[-4:]
+def masked(phone: PhoneFacts) -> str:
+    """``{phone.masked}``: the masking the server's logs use (:mod:`dsl.masking`)."""
+    return mask_e164(phone.e164, phone.country_code)
 
 
 def label(view: object, e164: str, key: str) -> str:
@@ -52,11 +52,34 @@ def local_time(ts: float, tz: str) -> tuple[int, int]:
     return dt.hour, dt.isoweekday()
 
 
+# Integers in policies are 64-bit: literals and folding are checked at compile time, and
+# arithmetic that could leave the range at run time goes through these helpers, which
+# answer unknown instead of growing a number without bound.
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+
+
+def _bounded(x: int) -> int | None:
+    return x if INT_MIN <= x <= INT_MAX else None
+
+
+def add(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else _bounded(a + b)
+
+
+def sub(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else _bounded(a - b)
+
+
+def mul(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else _bounded(a * b)
+
+
 def div(a: int | None, b: int | None) -> int | None:
     """Integer division rounding down; unknown when either side is unknown or b is 0."""
     if a is None or b is None or b == 0:
         return None
-    return a // b
+    return _bounded(a // b)
 
 
 def fmt(value: object) -> str:
@@ -75,7 +98,12 @@ def fmt_duration(value: int | None) -> str:
 
 
 def decide(
-    matched: list[Match], unknown: bool, override: bool, trace: list[RuleTrace] | None
+    matched: list[Match],
+    unknown: bool,
+    override: bool,
+    trace: list[RuleTrace] | None,
+    *,
+    failed: list[str] | None = None,
 ) -> Decision:
     """Fold the matched rules into one decision (the rules are documented in docs/dsl.md)."""
     action = Action.ALLOW
@@ -98,6 +126,7 @@ def decide(
         tuple(matched),
         unknown,
         tuple(trace) if trace else (),
+        tuple(failed) if failed else (),
     )
 
 

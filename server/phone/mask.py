@@ -1,27 +1,22 @@
-"""Masking phone numbers for logs: enough to eyeball a pattern, too little to dial."""
+"""Masking phone numbers for logs: the same function as ``{phone.masked}`` in reasons."""
 
 from __future__ import annotations
 
 import phonenumbers
 
+from dsl.masking import HIDDEN, mask_e164
+
 _COUNTRY_CODES = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
-_HIDDEN = "****"
 
 
 def mask(e164: str) -> str:
-    """``"+8613800138000"`` -> ``"+86138****8000"``.
+    """``"+8613800138000"`` -> ``"+8613****00"`` (see :mod:`dsl.masking`).
 
-    Keeps the country code and at most 3 leading and 4 trailing national digits (fewer
-    for numbers shorter than 11 digits, so at least 4 of 11 stay hidden).
-    Anything that is not ``+`` and digits is masked whole: it may be a raw number in
-    some other format.
+    Only the E.164 text is known here, so the country code is found in phonenumbers'
+    table (1 to 3 digits, longest-first is never ambiguous in E.164).
     """
     digits = e164[1:]
     if e164[:1] != "+" or not (digits.isascii() and digits.isdigit()):
-        return _HIDDEN
-    cc = next((digits[:n] for n in (1, 2, 3) if int(digits[:n]) in _COUNTRY_CODES), "")
-    national = digits[len(cc) :]
-    # 3 + 4 of 11 is the usual CN convention; shorter numbers show proportionally less.
-    n = len(national)
-    head, tail = min(3, n * 3 // 11), min(4, n * 4 // 11)
-    return f"+{cc}{national[:head]}{_HIDDEN}{national[len(national) - tail :]}"
+        return HIDDEN
+    cc = next((int(digits[:n]) for n in (1, 2, 3) if int(digits[:n]) in _COUNTRY_CODES), 0)
+    return mask_e164(e164, cc)

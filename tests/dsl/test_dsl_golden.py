@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from dsl_helpers import GOLDEN, ROOT, check_golden
 
-from dsl import check_policy, compile_policy, render_all
+from dsl import check_policy, generated_python, render_all
 from dsl.diagnostics import Severity
 
 DIAG_CASES = sorted((GOLDEN / "diagnostics").glob("*.rf"))
@@ -31,8 +31,8 @@ def test_diagnostics(case: Path) -> None:
 @pytest.mark.parametrize("case", CODEGEN_CASES, ids=lambda p: p.stem)
 def test_generated_source(case: Path) -> None:
     text = case.read_text(encoding="utf-8")
-    policy = compile_policy({f"golden/{case.name}": text}, tenant="golden")
-    check_golden(case.with_suffix(".py.txt"), policy.python_source)
+    source = generated_python({f"golden/{case.name}": text}, tenant="golden")
+    check_golden(case.with_suffix(".py.txt"), source)
 
 
 def _demo() -> tuple[dict[str, str], dict[str, str]]:
@@ -46,13 +46,11 @@ def _demo() -> tuple[dict[str, str], dict[str, str]]:
 
 def test_demo_generated_source() -> None:
     sources, library = _demo()
-    policy = compile_policy(sources, library=library, tenant="demo")
-    check_golden(GOLDEN / "codegen" / "demo_policy.py.txt", policy.python_source)
+    source = generated_python(sources, library=library, tenant="demo")
+    check_golden(GOLDEN / "codegen" / "demo_policy.py.txt", source)
 
 
 def test_generation_is_deterministic() -> None:
     sources, library = _demo()
-    generated = [
-        compile_policy(sources, library=library, tenant="demo").python_source for _ in range(3)
-    ]
+    generated = [generated_python(sources, library=library, tenant="demo") for _ in range(3)]
     assert generated[0] == generated[1] == generated[2]

@@ -197,7 +197,7 @@ def test_interpolation() -> None:
     lists = {"vip": DictList({"+8613800000001": {"tier": "gold"}})}
     d = policy.evaluate(facts(scene="LOGIN"), {"a": 4, "b": None}, lists)
     assert d.matches[0].reason == (
-        "a=4 b=unknown valid=true w=1h30m tier=gold who=+86138****0001 scene=login {literal} 5"
+        "a=4 b=unknown valid=true w=1h30m tier=gold who=+8613****01 scene=login {literal} 5"
     )
 
 
