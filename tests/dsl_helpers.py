@@ -8,8 +8,8 @@ from pathlib import Path
 
 from dsl.facts import EventFacts, Facts, PhoneFacts
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).resolve().parent / "dsl" / "golden"
 UPDATE_GOLDEN = os.environ.get("RINGFENCE_UPDATE_GOLDEN") == "1"
 
 # A slice of the CN segment table (reference/cn_segments.csv), longest prefix wins.
