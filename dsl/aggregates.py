@@ -21,6 +21,8 @@ class AggKind(StrEnum):
     COUNT = "count"  # events in the window
     DISTINCT = "distinct"  # distinct values of a field in the window
     RUN = "run"  # length of the run of consecutive numbers around this one, in the window
+    # Seconds since the key was first seen within the window (0 the first time): age().
+    FIRST_SEEN = "first_seen"
 
 
 class KeyKind(StrEnum):
@@ -65,6 +67,14 @@ class AggregateSpec:
     window: Window
     key_arg: str = ""  # list name for LIST, digit count for PREFIX
     field: str = ""  # for DISTINCT: "app_id", "device_id", "ip", "scene", "phone", "attr:<k>"
+    # Further keys counted together with the first: per (number, app) is NUMBER + ((APP, ""),).
+    # A ref's key then joins the values, each prefixed with its length (runtime.join_key),
+    # so caller text in one part can never pass for another split.
+    more_keys: tuple[tuple[KeyKind, str], ...] = ()
+
+    @property
+    def keys(self) -> tuple[tuple[KeyKind, str], ...]:
+        return ((self.key, self.key_arg), *self.more_keys)
 
 
 @dataclass(frozen=True, slots=True)

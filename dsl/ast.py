@@ -32,6 +32,12 @@ class IntLit:
 
 
 @dataclass(frozen=True, slots=True)
+class DecimalLit:
+    text: str  # as written, e.g. "0.25"; the checker turns it into fixed-point
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class DurationLit:
     text: str  # as written, e.g. "1h30m"; the checker validates the units
     span: Span = field(compare=False)
@@ -76,10 +82,19 @@ class Attr:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """``func(args)``: a built-in function such as ``sustained``."""
+    """``func(args)``: a built-in function such as ``sustained`` or ``age``."""
 
     func: str
     args: tuple[Expr, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PerRef:
+    """``per number`` as a function argument: ``age(per number)``."""
+
+    kind: str
+    arg: str | None
     span: Span = field(compare=False)
 
 
@@ -159,12 +174,14 @@ class BinOp:
 
 Expr = (
     IntLit
+    | DecimalLit
     | DurationLit
     | BoolLit
     | StrLit
     | Name
     | Attr
     | Call
+    | PerRef
     | Method
     | Index
     | SetLit
@@ -208,6 +225,15 @@ class Const:
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """``condition NAME = expr``: a named boolean a rule can use like a const."""
+
+    name: str
+    value: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ListDecl:
     name: str
     path: str
@@ -233,11 +259,12 @@ class Aggregate:
     name: str
     kind: str  # count | distinct | run
     args: tuple[Expr, ...]  # positional arguments (the field of distinct)
-    per: tuple[Per, ...]
+    per: tuple[Per, ...]  # one key, or several counted together (per (number, app))
     over: tuple[Over, ...]
     where: Expr | None
     span: Span = field(compare=False)
     kind_span: Span = field(compare=False)
+    per_grouped: bool = False  # written `per (a, b)` rather than `per a, per b`
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +304,19 @@ class OnError:
     span: Span = field(compare=False)
 
 
-Clause = When | Then | Risk | Tags | Reason | OnError
+@dataclass(frozen=True, slots=True)
+class Priority:
+    expr: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    expr: Expr
+    span: Span = field(compare=False)
+
+
+Clause = When | Then | Risk | Tags | Reason | OnError | Priority | Score
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +328,7 @@ class Rule:
     name_span: Span = field(compare=False)
 
 
-Item = Settings | Import | Const | ListDecl | Aggregate | Rule
+Item = Settings | Import | Const | Condition | ListDecl | Aggregate | Rule
 
 
 @dataclass(frozen=True, slots=True)

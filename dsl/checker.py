@@ -23,10 +23,12 @@ from dsl.folding import (
     fold_cmp,
     fold_not,
     fold_or,
+    in_range,
     never_true,
 )
 from dsl.ir import Type
 from dsl.options import CompileOptions
+from dsl.patterns import PatternError, compile_pattern, search
 
 DAY_S = 86400
 
@@ -41,8 +43,8 @@ class Unit:
 
 @dataclass(slots=True)
 class _Symbol:
-    kind: str  # "const" | "list" | "aggregate"
-    decl: ast.Const | ast.ListDecl | ast.Aggregate
+    kind: str  # "const" | "condition" | "list" | "aggregate"
+    decl: ast.Const | ast.Condition | ast.ListDecl | ast.Aggregate
     library: bool
     used: bool = False
 
@@ -54,6 +56,17 @@ class _Ctx:
     what: str  # "condition", "where filter", "constant", "reason", "risk", "setting"
     aggregates: bool = True
     reason: bool = False
+
+
+_KINDS: dict[type, str] = {
+    ast.Const: "const",
+    ast.Condition: "condition",
+    ast.ListDecl: "list",
+    ast.Aggregate: "aggregate",
+}
+
+
+_ORDERED = (Type.INT, Type.DEC, Type.DUR)
 
 
 def _span_diag(span: ast.Span, severity: Severity, message: str) -> Diagnostic:
@@ -93,6 +106,12 @@ class Checker:
         self.offsets: dict[tuple[str, int], ir.CheckedAggregate] = {}
         self.rule_reads: list[str] = []
         self.reported_aggregate_limit = False
+        self.combining = ir.Combining()
+        self.patterns: dict[str, int] = {}  # regular expression -> index, in first use
+        # Named conditions: checked once per context kind (with or without aggregates).
+        self.condition_values: dict[tuple[str, bool], ir.Node] = {}
+        self.rule_conditions: list[str] = []
+        self.first_seen: list[str] = []  # age() aggregates, made on first use
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -116,6 +135,9 @@ class Checker:
                 assert isinstance(sym.decl, ast.Aggregate)
                 self.aggregate(sym.decl)
         rules = self.rules()
+        for name, sym in self.symbols.items():
+            if sym.kind == "condition" and not sym.used:
+                self.condition(name, sym.decl.span, _Ctx("condition"))  # still checked
         self.report_unused()
         return ir.CheckedPolicy(
             tenant=self.tenant,
@@ -128,15 +150,15 @@ class Checker:
             ),
             rules=rules,
             uses_local_time=self.uses_local_time,
+            combining=self.combining,
+            patterns=tuple(self.patterns),
         )
 
     def declare(self) -> None:
         for unit in self.units:
             for item in unit.module.items:
-                if isinstance(item, ast.Const | ast.ListDecl | ast.Aggregate):
-                    kind = {ast.Const: "const", ast.ListDecl: "list", ast.Aggregate: "aggregate"}[
-                        type(item)
-                    ]
+                if isinstance(item, ast.Const | ast.Condition | ast.ListDecl | ast.Aggregate):
+                    kind = _KINDS[type(item)]
                     if item.name in schema.RESERVED:
                         self.error(item.span, f"'{item.name}' is a reserved name")
                         continue
@@ -153,12 +175,14 @@ class Checker:
                     what = "rules" if isinstance(item, ast.Rule) else "settings"
                     self.error(
                         item.span,
-                        f"library files may declare only const, list and aggregate; {what}"
+                        f"library files may declare only const, condition, list and aggregate;"
+                        f" {what}"
                         " belong in tenant files",
                     )
 
     def check_settings(self) -> None:
         seen: dict[str, ast.Span] = {}
+        values: dict[str, object] = {}
         for unit in self.units:
             for item in unit.module.items:
                 if not isinstance(item, ast.Settings):
@@ -169,7 +193,8 @@ class Checker:
                             entry.span,
                             f"unknown setting '{entry.name}' (known: "
                             + ", ".join(schema.SETTINGS)
-                            + ")",
+                            + ")"
+                            + _suggest(entry.name, schema.SETTINGS),
                         )
                         continue
                     if entry.name in seen:
@@ -179,22 +204,63 @@ class Checker:
                         )
                         continue
                     seen[entry.name] = entry.span
-                    value = self.constant(entry.value, _Ctx("setting", aggregates=False))
-                    if not isinstance(value, ir.Lit) or value.type is not Type.STR:
-                        if not isinstance(value, ir.Error):
-                            self.error(entry.value.span, "timezone must be a string constant")
-                        continue
-                    assert isinstance(value.value, str)
-                    try:
-                        ZoneInfo(value.value)
-                    except (ZoneInfoNotFoundError, ValueError):
-                        self.error(
-                            entry.value.span,
-                            f"unknown time zone '{value.value}' (use an IANA name such as"
-                            " 'Asia/Shanghai')",
-                        )
-                        continue
-                    self.timezone = value.value
+                    value = self.setting(entry)
+                    if value is not None:
+                        values[entry.name] = value
+        if isinstance(tz := values.get("timezone"), str):
+            self.timezone = tz
+        review = values.get("review_score", 0)
+        block = values.get("block_score", 0)
+        assert isinstance(review, int)
+        assert isinstance(block, int)
+        if review and block and block < review:
+            self.error(
+                seen["block_score"],
+                f"block_score {block} is below review_score {review}: a block needs more",
+            )
+        action = values.get("default_action", "allow")
+        assert isinstance(action, str)
+        self.combining = ir.Combining(action, review, block)
+
+    def setting(self, entry: ast.Setting) -> object:
+        """The checked value of one setting, or None after reporting why not."""
+        want = schema.SETTINGS[entry.name]
+        if entry.name == "default_action" and isinstance(entry.value, ast.Name):
+            word = entry.value.name  # `default_action = review` reads like a rule's then
+            if word in schema.ACTIONS:
+                return word
+        value = self.constant(entry.value, _Ctx("setting", aggregates=False))
+        if isinstance(value, ir.Error):
+            return None
+        if not isinstance(value, ir.Lit) or value.type is not want:
+            self.error(entry.value.span, f"{entry.name} must be {_a(want)} constant")
+            return None
+        v = value.value
+        match entry.name:
+            case "timezone":
+                assert isinstance(v, str)
+                try:
+                    ZoneInfo(v)
+                except (ZoneInfoNotFoundError, ValueError):
+                    self.error(
+                        entry.value.span,
+                        f"unknown time zone '{v}' (use an IANA name such as 'Asia/Shanghai')",
+                    )
+                    return None
+            case "default_action":
+                if v not in schema.ACTIONS:
+                    self.error(
+                        entry.value.span,
+                        f"unknown action '{v}' (use allow, review or block)"
+                        + _suggest(str(v), schema.ACTIONS),
+                    )
+                    return None
+            case "review_score" | "block_score":
+                assert isinstance(v, int)
+                if not 1 <= v <= 1_000_000:
+                    self.error(entry.value.span, f"{entry.name} must be 1..1000000, got {v}")
+                    return None
+        return v
 
     def report_unused(self) -> None:
         for name, sym in self.symbols.items():
@@ -219,6 +285,37 @@ class Checker:
         self.resolving.pop()
         self.const_values[name] = value
         return value
+
+    def condition(self, name: str, span: ast.Span, ctx: _Ctx) -> ir.Node:
+        """A named condition, checked once and inlined where it is used (so folding and
+        contradiction checks see through it); rules remember its name for explanations."""
+        sym = self.symbols[name]
+        assert isinstance(sym.decl, ast.Condition)
+        if name in self.resolving:
+            cycle = " -> ".join([*self.resolving[self.resolving.index(name) :], name])
+            return self.error(
+                sym.decl.span, f"condition '{name}' is defined in terms of itself ({cycle})"
+            )
+        key = (name, ctx.aggregates)
+        node = self.condition_values.get(key)
+        if node is None:
+            self.resolving.append(name)
+            saved, self.rule_reads = self.rule_reads, []
+            what = "condition" if ctx.aggregates else f"condition used in a {ctx.what}"
+            inner = _Ctx(what, aggregates=ctx.aggregates)
+            node = self.expr(sym.decl.value, inner)
+            self.rule_reads = saved
+            self.resolving.pop()
+            if self.expect(node, Type.BOOL, sym.decl.value.span, f"condition '{name}'"):
+                self.condition_values[key] = node
+            else:
+                node = self.condition_values[key] = ir.Error()
+        if isinstance(node, ir.Error):
+            return node
+        # The aggregates it reads are read by whatever uses it.
+        self.rule_reads.extend(n.agg_id for n in ir.walk(node) if isinstance(n, ir.AggValue))
+        self.rule_conditions.append(name)
+        return node
 
     def constant(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
         node = self.expr(e, ctx)
@@ -249,7 +346,7 @@ class Checker:
         elif kind is not None and d.args:
             self.error(d.args[0].span, f"{d.kind}() takes no field, only 'per' and 'over'")
             ok = False
-        key, key_arg = self.per(d, kind)
+        key, key_arg, more_keys = self.per(d, kind)
         window = self.over(d)
         ok = ok and key is not None and window is not None
         where = None
@@ -264,7 +361,7 @@ class Checker:
         if ok and self.too_many_aggregates(d.span):
             ok = False
         if ok and kind is not None and key is not None and window is not None:
-            spec = AggregateSpec(d.name, kind, key, window, key_arg, field)
+            spec = AggregateSpec(d.name, kind, key, window, key_arg, field, more_keys)
             self.aggs[d.name] = ir.CheckedAggregate(spec, where, d.name)
 
     def distinct_field(self, e: ast.Expr) -> str:
@@ -285,12 +382,41 @@ class Checker:
         )
         return ""
 
-    def per(self, d: ast.Aggregate, kind: AggKind | None) -> tuple[KeyKind | None, str]:
-        if len(d.per) != 1:
-            span = d.per[1].span if d.per else d.kind_span
-            self.error(span, f"aggregate '{d.name}' needs exactly one 'per' key")
-            return None, ""
-        p = d.per[0]
+    def per(
+        self, d: ast.Aggregate, kind: AggKind | None
+    ) -> tuple[KeyKind | None, str, tuple[tuple[KeyKind, str], ...]]:
+        """The key an aggregate counts per: one, or up to MAX_KEYS counted together."""
+        if not d.per:
+            self.error(d.kind_span, f"aggregate '{d.name}' needs a 'per' key, e.g. per number")
+            return None, "", ()
+        if len(d.per) > schema.MAX_KEYS:
+            self.error(
+                d.per[schema.MAX_KEYS].span,
+                f"aggregate '{d.name}' counts per at most {schema.MAX_KEYS} keys together",
+            )
+            return None, "", ()
+        keys: list[tuple[KeyKind, str]] = []
+        for p in d.per:
+            key = self.per_key(p)
+            if key is None:
+                return None, "", ()
+            if key in keys:
+                self.error(p.span, f"'per {p.kind}' is given twice")
+                return None, "", ()
+            keys.append(key)
+        if len(keys) > 1 and any(k is KeyKind.TENANT for k, _ in keys):
+            where = next(p.span for p in d.per if p.kind == "tenant")
+            self.error(where, "every aggregate is per tenant already; leave 'per tenant' out")
+            return None, "", ()
+        if kind is AggKind.RUN and (
+            len(keys) != 1 or keys[0][0] not in (KeyKind.SEGMENT, KeyKind.PREFIX)
+        ):
+            self.error(d.per[0].span, "run() is counted per segment or per prefix N")
+            return None, "", ()
+        (first, arg), *rest = keys
+        return first, arg, tuple(rest)
+
+    def per_key(self, p: ast.Per | ast.PerRef) -> tuple[KeyKind, str] | None:
         key = schema.KEY_KINDS.get(p.kind)
         if key is None:
             self.error(
@@ -298,33 +424,30 @@ class Checker:
                 f"unknown key '{p.kind}' (use number, list NAME, segment, prefix N, device, ip,"
                 " app or tenant)" + _suggest(p.kind, schema.KEY_KINDS),
             )
-            return None, ""
+            return None
         arg = ""
         if key is KeyKind.LIST:
             sym = self.symbols.get(p.arg or "")
             if p.arg is None:
                 self.error(p.span, "'per list' needs a list name: per list NAME")
-                return None, ""
+                return None
             if sym is None or sym.kind != "list":
                 self.error(p.span, f"unknown list '{p.arg}'" + _suggest(p.arg, self.list_names()))
-                return None, ""
+                return None
             sym.used = True
             arg = p.arg
         elif key is KeyKind.PREFIX:
             if p.arg is None or not p.arg.isdigit():
                 self.error(p.span, "'per prefix' needs a digit count: per prefix 7")
-                return None, ""
+                return None
             n = int(p.arg) if len(p.arg) <= 3 else schema.MAX_PREFIX_DIGITS + 1
             if not 1 <= n <= schema.MAX_PREFIX_DIGITS:
                 self.error(p.span, f"prefix length must be 1..{schema.MAX_PREFIX_DIGITS}, got {n}")
-                return None, ""
+                return None
             arg = str(n)
         elif p.arg is not None:
             self.error(p.span, f"'per {p.kind}' takes no argument")
-            return None, ""
-        if kind is AggKind.RUN and key not in (KeyKind.SEGMENT, KeyKind.PREFIX):
-            self.error(p.span, "run() is counted per segment or per prefix N")
-            return None, ""
+            return None
         return key, arg
 
     def over(self, d: ast.Aggregate) -> Window | None:
@@ -417,6 +540,7 @@ class Checker:
                 continue
             out.append(self.aggs[name])
             out.extend(v for (n, _), v in sorted(self.offsets.items()) if n == name)
+        out.extend(self.aggs[i] for i in self.first_seen)
         return tuple(out)
 
     def list_names(self) -> list[str]:
@@ -462,11 +586,15 @@ class Checker:
             by_kind[type(c)] = c
         when = by_kind.get(ast.When)
         then = by_kind.get(ast.Then)
+        score_clause = by_kind.get(ast.Score)
         if when is None:
             self.error(r.name_span, f"rule '{r.name}' has no 'when' clause")
-        if then is None:
-            self.error(r.name_span, f"rule '{r.name}' has no 'then' clause")
+        if then is None and score_clause is None:
+            self.error(
+                r.name_span, f"rule '{r.name}' has no 'then' clause (or a 'score' to add up)"
+            )
         self.rule_reads = []
+        self.rule_conditions = []
         cond: ir.Node = ir.Error()
         if isinstance(when, ast.When):
             cond = self.expr(when.expr, _Ctx("condition"))
@@ -486,7 +614,8 @@ class Checker:
                 )
             elif isinstance(cond, ir.Lit) and cond.value is True:
                 self.warn(when.expr.span, f"rule '{r.name}' fires on every request")
-        action, override = "allow", False
+        conditions = tuple(dict.fromkeys(self.rule_conditions))
+        action, override = "", False
         if isinstance(then, ast.Then):
             action, override = then.action, then.override
             if action not in schema.ACTIONS:
@@ -497,23 +626,24 @@ class Checker:
                 )
             elif override and action != "allow":
                 self.error(then.span, "only 'allow' can be an override")
-        risk = 0
-        risk_clause = by_kind.get(ast.Risk)
-        if isinstance(risk_clause, ast.Risk):
-            value = self.constant(risk_clause.expr, _Ctx("risk level", aggregates=False))
-            if isinstance(value, ir.Lit):
-                if value.type is not Type.INT:
-                    self.error(
-                        risk_clause.expr.span, f"risk must be an int, got {value.type.value}"
-                    )
-                else:
-                    assert isinstance(value.value, int)
-                    risk = value.value
-                    if not 0 <= risk <= self.options.max_risk:
-                        self.error(
-                            risk_clause.expr.span,
-                            f"risk {risk} is out of range 0..{self.options.max_risk}",
-                        )
+        risk = self.clause_int(by_kind.get(ast.Risk), "risk", (0, self.options.max_risk))
+        priority = self.clause_int(by_kind.get(ast.Priority), "priority", schema.PRIORITY_RANGE)
+        score = self.clause_int(score_clause, "score", schema.SCORE_RANGE)
+        if (
+            isinstance(score_clause, ast.Score)
+            and score
+            and not (self.combining.review_score or self.combining.block_score)
+        ):
+            self.warn(
+                score_clause.span,
+                f"rule '{r.name}' adds a score, but no review_score or block_score is set,"
+                " so scores decide nothing",
+            )
+        if override and isinstance(by_kind.get(ast.Priority), ast.Priority):
+            self.warn(
+                by_kind[ast.Priority].span,
+                "an override already wins over every priority; 'priority' changes nothing here",
+            )
         tags: tuple[str, ...] = ()
         tags_clause = by_kind.get(ast.Tags)
         if isinstance(tags_clause, ast.Tags):
@@ -534,7 +664,7 @@ class Checker:
                 )
             else:
                 on_error = oe.value
-        if when is None or then is None:
+        if when is None or (then is None and score_clause is None):
             return None
         return ir.CheckedRule(
             r.name,
@@ -549,7 +679,27 @@ class Checker:
             reads,
             r.span.path,
             r.span.line,
+            priority,
+            score,
+            tuple((n, self.condition_values[(n, True)]) for n in conditions),
         )
+
+    def clause_int(self, clause: ast.Clause | None, word: str, bounds: tuple[int, int]) -> int:
+        """The constant int of a ``risk``/``priority``/``score`` clause, range-checked."""
+        if not isinstance(clause, ast.Risk | ast.Priority | ast.Score):
+            return 0
+        value = self.constant(clause.expr, _Ctx(word, aggregates=False))
+        if not isinstance(value, ir.Lit):
+            return 0
+        if value.type is not Type.INT:
+            self.error(clause.expr.span, f"{word} must be an int, got {value.type.value}")
+            return 0
+        assert isinstance(value.value, int)
+        low, high = bounds
+        if not low <= value.value <= high:
+            self.error(clause.expr.span, f"{word} {value.value} is out of range {low}..{high}")
+            return 0
+        return value.value
 
     def tag(self, s: ast.StrLit) -> str:
         if not s.is_plain:
@@ -582,6 +732,12 @@ class Checker:
         match e:
             case ast.IntLit(value=v):
                 return ir.Lit(v, Type.INT)
+            case ast.DecimalLit(text=text):
+                return self.decimal(text, e.span)
+            case ast.PerRef():
+                return self.error(
+                    e.span, "'per KEY' is only an argument of age(), e.g. age(per number)"
+                )
             case ast.BoolLit(value=v):
                 return ir.Lit(v, Type.BOOL)
             case ast.DurationLit(text=t):
@@ -609,7 +765,7 @@ class Checker:
                 return x if x.type is Type.ERROR else fold_not(x)
             case ast.Neg():
                 x = self.expr(e.operand, ctx)
-                if x.type not in (Type.INT, Type.DUR, Type.ERROR):
+                if x.type not in (Type.INT, Type.DEC, Type.DUR, Type.ERROR):
                     return self.error(e.span, f"cannot negate {_a(x.type)}")
                 if x.type is Type.ERROR:
                     return x
@@ -664,6 +820,8 @@ class Checker:
         sym.used = True
         if sym.kind == "const":
             return self.const(n)
+        if sym.kind == "condition":
+            return self.condition(n, e.span, ctx)
         if sym.kind == "list":
             return self.error(e.span, f"'{n}' is a list; test membership with 'phone in {n}'")
         if not ctx.aggregates:
@@ -754,20 +912,61 @@ class Checker:
                             e.span, "reasons are logged: use {phone.masked}, not phone.prefix()"
                         )
                     return ir.StrCall("phone_prefix", tuple(args), Type.STR, args[0].nullable)
-                return ir.StrCall("phone_starts_with", tuple(args), Type.BOOL, args[0].nullable)
+                return self.phone_starts_with(e, args[0])
         obj = self.expr(e.obj, ctx)
         if obj.type is Type.ERROR:
             return obj
         if obj.type is not Type.STR or e.name not in schema.STRING_METHODS:
-            return self.error(e.span, f"{_a(obj.type)} has no helper '{e.name}'")
+            return self.error(
+                e.span,
+                f"{_a(obj.type)} has no helper '{e.name}'"
+                + (_suggest(e.name, schema.STRING_METHODS) if obj.type is Type.STR else ""),
+            )
         params, result = schema.STRING_METHODS[e.name]
         args = self.args(e, params, ctx)
         if args is None:
             return ir.Error()
         all_args = (obj, *args)
+        if e.name == "matches":
+            return self.matches(e, obj, args[0], result)
         if all(isinstance(a, ir.Lit) for a in all_args):
             return _fold_string_call(e.name, all_args, result)
         return ir.StrCall(e.name, all_args, result, any(a.nullable for a in all_args))
+
+    def phone_starts_with(self, e: ast.Method, arg: ir.Node) -> ir.Node:
+        """``phone.starts_with("+861703")``: the prefix must be a constant E.164 prefix.
+
+        Without the ``+`` it was a trap: the E.164 number was compared, so "1703" never
+        matched a Chinese 1703 number and did match +1 703 (a US number)."""
+        span = e.args[0].span
+        if not isinstance(arg, ir.Lit):
+            return self.error(span, 'phone.starts_with() needs a constant such as "+861703"')
+        text = str(arg.value)
+        if not text.startswith("+"):
+            shown = text[:20]
+            return self.error(
+                span,
+                f'phone.starts_with("{shown}") is ambiguous: it compares the E.164 number, so'
+                f' "{shown}" would be read with its country code and never match a national'
+                f' "{shown}" (+86{shown}...); write phone.starts_with("+{shown}") if it begins'
+                f' with the country code, or phone.national_number.starts_with("{shown}")',
+            )
+        if not text[1:].isdigit():
+            return self.error(span, f'"{text[:20]}" is not a phone-number prefix (+ and digits)')
+        return ir.StrCall("phone_starts_with", (arg,), Type.BOOL)
+
+    def matches(self, e: ast.Method, obj: ir.Node, arg: ir.Node, result: Type) -> ir.Node:
+        if not isinstance(arg, ir.Lit):
+            return self.error(e.args[0].span, "matches() needs a constant pattern")
+        pattern = str(arg.value)
+        try:
+            compile_pattern(pattern)
+        except PatternError as err:
+            return self.error(e.args[0].span, f"invalid regular expression: {err}")
+        if isinstance(obj, ir.Lit):
+            return ir.Lit(search(pattern, str(obj.value)), Type.BOOL)
+        self.patterns.setdefault(pattern, len(self.patterns))
+        return ir.StrCall("matches", (obj, arg), result, obj.nullable)
 
     def agg_method(self, e: ast.Method, name: str, sym: _Symbol, ctx: _Ctx) -> ir.Node:
         sym.used = True
@@ -787,12 +986,18 @@ class Checker:
         return node
 
     def call(self, e: ast.Call, ctx: _Ctx) -> ir.Node:
-        if e.func != "sustained":
+        if e.func not in schema.FUNCTIONS:
             return self.error(
-                e.span, f"unknown function '{e.func}'" + _suggest(e.func, ["sustained"])
+                e.span,
+                f"unknown function '{e.func}' (functions: "
+                + ", ".join(schema.FUNCTIONS.values())
+                + ")"
+                + _suggest(e.func, schema.FUNCTIONS),
             )
         if not ctx.aggregates:
-            return self.error(e.span, f"a {ctx.what} cannot read aggregates (sustained)")
+            return self.error(e.span, f"a {ctx.what} cannot read aggregates ({e.func})")
+        if e.func == "age":
+            return self.age(e)
         if len(e.args) != 2:
             return self.error(e.span, "sustained(condition, duration) takes 2 arguments")
         cond = self.expr(e.args[0], ctx)
@@ -852,6 +1057,31 @@ class Checker:
                 self.rule_reads.append(variant.agg_id)
             terms.append(_substitute(cond, mapping))
         return fold_and(terms)
+
+    def age(self, e: ast.Call) -> ir.Node:
+        """``age(per number)``: how long ago this tenant first saw the number (device, ip,
+        app), this event included, so a number seen for the first time is 0s old."""
+        if len(e.args) != 1 or not isinstance(e.args[0], ast.PerRef):
+            return self.error(e.span, "age() takes one key: age(per number), age(per device), ...")
+        key = self.per_key(e.args[0])
+        if key is None:
+            return ir.Error()
+        kind, arg = key
+        if kind not in schema.AGE_KEYS:
+            return self.error(
+                e.args[0].span,
+                "age() is kept per number, device, ip or app, not per " + kind.value,
+            )
+        agg_id = f"age(per {kind.value})"
+        if agg_id not in self.aggs:
+            if self.too_many_aggregates(e.span):
+                return ir.Error()
+            window = Window(self.options.max_age_s, timezone=self.timezone)
+            spec = AggregateSpec(agg_id, AggKind.FIRST_SEEN, kind, window, arg)
+            self.aggs[agg_id] = ir.CheckedAggregate(spec, None, agg_id)
+            self.first_seen.append(agg_id)
+        self.rule_reads.append(agg_id)
+        return ir.AggValue(agg_id, Type.DUR)
 
     def args(self, e: ast.Method, params: tuple[Type, ...], ctx: _Ctx) -> list[ir.Node] | None:
         if len(e.args) != len(params):
@@ -924,37 +1154,80 @@ class Checker:
         right = self.expr(re, ctx)
         if Type.ERROR in (left.type, right.type):
             return ir.Error()
+        if {left.type, right.type} == {Type.INT, Type.DEC}:
+            # An int against a decimal compares as decimals: scale the int side.
+            left, right = self.promote(left, le.span), self.promote(right, re.span)
+            if Type.ERROR in (left.type, right.type):
+                return ir.Error()
         if left.type is not right.type:
             return self.error(span, f"cannot compare {_a(left.type)} with {_a(right.type)}")
-        if op not in ("==", "!=") and left.type not in (Type.INT, Type.DUR):
-            return self.error(span, f"'{op}' compares ints or durations, not {left.type.value}s")
+        if op not in ("==", "!=") and left.type not in _ORDERED:
+            return self.error(span, f"'{op}' compares numbers or durations, not {left.type.value}s")
         return fold_cmp(op, left, right)
+
+    def promote(self, node: ir.Node, span: ast.Span) -> ir.Node:
+        """An int as a decimal (scaled to millionths); decimals pass through."""
+        if node.type is not Type.INT:
+            return node
+        return self.fold(span, "*", node, ir.Lit(ir.DECIMAL_SCALE, Type.INT), Type.DEC)
+
+    def fold(self, span: ast.Span, op: str, left: ir.Node, right: ir.Node, t: Type) -> ir.Node:
+        try:
+            return fold_arith(op, left, right, t)
+        except FoldError as err:
+            return self.error(span, str(err))
+
+    def decimal(self, text: str, span: ast.Span) -> ir.Node:
+        whole, _, frac = text.partition(".")
+        if len(frac) > ir.DECIMAL_PLACES:
+            return self.error(
+                span,
+                f"decimal {text[:30]} has {len(frac)} decimal places; at most {ir.DECIMAL_PLACES}",
+            )
+        if len(whole) > 13:  # millionths of it must fit in 64 bits
+            return self.error(span, f"decimal {text[:30]} is out of range")
+        value = int(whole) * ir.DECIMAL_SCALE + int(frac.ljust(ir.DECIMAL_PLACES, "0"))
+        if not in_range(value):
+            return self.error(span, f"decimal {text[:30]} is out of range")
+        return ir.Lit(value, Type.DEC)
 
     def arith(self, e: ast.BinOp, ctx: _Ctx) -> ir.Node:
         left = self.expr(e.left, ctx)
         right = self.expr(e.right, ctx)
         if Type.ERROR in (left.type, right.type):
             return ir.Error()
-        pair = (left.type, right.type)
-        result: Type | None = None
-        if pair == (Type.INT, Type.INT):
-            result = Type.INT
-        elif (
-            (e.op in "+-" and pair == (Type.DUR, Type.DUR))
-            or (e.op == "*" and Type.DUR in pair and Type.INT in pair)
-            or (e.op == "/" and pair == (Type.DUR, Type.INT))
-        ):
-            result = Type.DUR
-        if result is None:
-            return self.error(
-                e.span, f"cannot apply '{e.op}' to {_a(left.type)} and {_a(right.type)}"
-            )
-        if e.op == "/" and isinstance(right, ir.Lit) and right.value == 0:
+        op, pair = e.op, (left.type, right.type)
+        if op == "/" and isinstance(right, ir.Lit) and right.value == 0:
             return self.error(e.right.span, "division by zero")
-        try:
-            return fold_arith(e.op, left, right, result)
-        except FoldError as err:
-            return self.error(e.span, str(err))
+        if op == "/" and not ctx.reason and any(isinstance(n, ir.AggValue) for n in ir.walk(right)):
+            self.warn(
+                e.right.span,
+                "this divisor reads an aggregate and can be 0, which makes the division"
+                " unknown (the rule then goes to its on_error); compare without dividing,"
+                " e.g. 'a > 5 * b' instead of 'a / b > 5'",
+            )
+        numbers = {Type.INT, Type.DEC}
+        if pair == (Type.INT, Type.INT) and op != "/":
+            return self.fold(e.span, op, left, right, Type.INT)
+        if left.type in numbers and right.type in numbers:
+            # Decimal arithmetic on millionths: see ir.Type.DEC for the rounding.
+            if op in "+-":
+                a, b = self.promote(left, e.left.span), self.promote(right, e.right.span)
+                return self.fold(e.span, op, a, b, Type.DEC)
+            if op == "*":
+                return self.fold(
+                    e.span, "d*" if pair == (Type.DEC, Type.DEC) else "*", left, right, Type.DEC
+                )
+            if right.type is Type.INT:  # x / int: the numerator as a decimal, floor-divided
+                return self.fold(e.span, "/", self.promote(left, e.left.span), right, Type.DEC)
+            return self.fold(e.span, "d/", self.promote(left, e.left.span), right, Type.DEC)
+        if (
+            (op in "+-" and pair == (Type.DUR, Type.DUR))
+            or (op == "*" and Type.DUR in pair and Type.INT in pair)
+            or (op == "/" and pair == (Type.DUR, Type.INT))
+        ):
+            return self.fold(e.span, op, left, right, Type.DUR)
+        return self.error(e.span, f"cannot apply '{op}' to {_a(left.type)} and {_a(right.type)}")
 
 
 def _clause_word(c: ast.Clause) -> str:
@@ -965,6 +1238,8 @@ def _clause_word(c: ast.Clause) -> str:
         ast.Tags: "tags",
         ast.Reason: "reason",
         ast.OnError: "on_error",
+        ast.Priority: "priority",
+        ast.Score: "score",
     }[type(c)]
 
 

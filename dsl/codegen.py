@@ -25,9 +25,9 @@ from dsl import ir
 from dsl.aggregates import AggKind, AggregateSpec, KeyKind
 from dsl.durations import format_duration
 from dsl.ir import Type
-from dsl.runtime import fmt
+from dsl.runtime import fmt, fmt_decimal
 
-_ACTION = {"allow": "ALLOW", "review": "REVIEW", "block": "BLOCK"}
+_ACTION = {"allow": "ALLOW", "review": "REVIEW", "block": "BLOCK", "": "NO_ACTION"}
 _CMP: dict[str, type[py.cmpop]] = {
     "==": py.Eq,
     "!=": py.NotEq,
@@ -37,7 +37,7 @@ _CMP: dict[str, type[py.cmpop]] = {
     ">=": py.GtE,
 }
 _ARITH: dict[str, type[py.operator]] = {"+": py.Add, "-": py.Sub, "*": py.Mult, "/": py.FloorDiv}
-_CHECKED = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+_CHECKED = {"+": "add", "-": "sub", "*": "mul", "/": "div", "d*": "dmul", "d/": "ddiv"}
 
 
 @dataclass
@@ -154,6 +154,8 @@ class _Names:
     lists: dict[str, str]  # list name -> local variable
     members: dict[str, str]  # list name -> local variable holding `phone in LIST`
     specs: dict[str, str]  # aggregate id -> module name of its spec
+    patterns: dict[str, str]  # regular expression -> module name of its compiled form
+    durations: frozenset[str]  # aggregate ids whose values are durations (age())
 
 
 class _Expr:
@@ -201,8 +203,8 @@ class _Expr:
                 return self.boolop(node)
             case ir.Cmp(op=op, left=lf, right=rt):
                 return self.wrap([lf, rt], lambda a: py.Compare(a[0], [_CMP[op]()], [a[1]]))
-            case ir.Arith(op=op, left=lf, right=rt) if node.checked or (
-                op == "/" and node.nullable
+            case ir.Arith(op=op, left=lf, right=rt) if (
+                node.checked or op in ("d*", "d/") or (op == "/" and node.nullable)
             ):
                 # Division by a value that may be 0, or arithmetic that may leave the int64
                 # range: a runtime helper answers unknown instead of raising or growing.
@@ -281,11 +283,17 @@ class _Expr:
         a = node.args
         phone = _load("phone")
         if node.func == "phone_starts_with":
-            if isinstance(a[0], ir.Lit):
-                text = str(a[0].value)
-                prefix = text if text.startswith("+") else "+" + text
-                return _call(_attr(phone, "e164", "startswith"), _const(prefix))
-            return _call("phone_starts_with", phone, self.gen(a[0]))
+            assert isinstance(a[0], ir.Lit)  # the checker insists on a "+..." constant
+            return _call(_attr(phone, "e164", "startswith"), _const(a[0].value))
+        if node.func == "matches":
+            assert isinstance(a[1], ir.Lit)
+            regex = _load(self.names.patterns[str(a[1].value)])
+            return self.wrap(
+                [a[0]],
+                lambda x: py.Compare(
+                    _call(_attr(regex, "search"), x[0]), [py.IsNot()], [_const(None)]
+                ),
+            )
         if node.func == "phone_prefix":
             digits = _attr(phone, "digits")
             return self.wrap(
@@ -344,6 +352,10 @@ def generate(policy: ir.CheckedPolicy) -> Generated:
         lists={n: f"l_{i}" for i, n in enumerate(list_names)},
         members={n: f"in_{list_names.index(n)}" for n in members},
         specs=specs,
+        patterns={p: f"RE_{i}" for i, p in enumerate(policy.patterns)},
+        durations=frozenset(
+            a.spec.id for a in policy.aggregates if a.spec.kind is AggKind.FIRST_SEEN
+        ),
     )
     module.body.append(_assign("TIMEZONE", _const(policy.timezone)))
     plan = _gen_plan(policy, module, names)
@@ -415,17 +427,27 @@ def _ne_empty(x: py.expr) -> py.expr:
 
 
 def _plan_key(spec: AggregateSpec, names: _Names) -> tuple[py.expr, py.expr | None]:
+    """The key value of a ref and the test that the event has one (all parts, if several)."""
+    parts = [_key_part(kind, arg, names) for kind, arg in spec.keys]
+    tests = [ok for _, ok in parts if ok is not None]
+    test = _and(tests) if tests else None
+    if len(parts) == 1:
+        return parts[0][0], test
+    return _call("join_key", *(value for value, _ in parts)), test
+
+
+def _key_part(kind: KeyKind, arg: str, names: _Names) -> tuple[py.expr, py.expr | None]:
     phone, event = _load("phone"), _load("event")
-    match spec.key:
+    match kind:
         case KeyKind.NUMBER:
             return _attr(phone, "e164"), _ne_empty(_attr(phone, "e164"))
         case KeyKind.LIST:
-            lst = _load(names.lists[spec.key_arg])
-            return _const(spec.key_arg), py.Compare(_attr(phone, "e164"), [py.In()], [lst])
+            lst = _load(names.lists[arg])
+            return _const(arg), py.Compare(_attr(phone, "e164"), [py.In()], [lst])
         case KeyKind.SEGMENT:
             return _attr(phone, "segment_prefix"), _ne_empty(_attr(phone, "segment_prefix"))
         case KeyKind.PREFIX:
-            n = _const(int(spec.key_arg))
+            n = _const(int(arg))
             digits = _attr(phone, "digits")
             prefix = py.Subscript(digits, py.Slice(None, n, None), py.Load())
             return prefix, py.Compare(_call("len", digits), [py.GtE()], [n])
@@ -442,7 +464,7 @@ def _plan_member(spec: AggregateSpec) -> tuple[py.expr, py.expr | None]:
     if spec.kind is AggKind.RUN:
         national = _attr(_load("phone"), "national_number")
         return national, _ne_empty(national)
-    if spec.kind is AggKind.COUNT:
+    if spec.kind in (AggKind.COUNT, AggKind.FIRST_SEEN):
         return _const(""), None
     f = spec.field
     expr: py.expr
@@ -486,6 +508,13 @@ def _gen_evaluate(
         "decide", _load("matched"), _load("unknown"), _load("override"), _load("trace")
     )
     decision.keywords.append(py.keyword("failed", _load("failed")))
+    combining = policy.combining
+    if combining.default_action != "allow":
+        default = _load(_ACTION[combining.default_action])
+        decision.keywords.append(py.keyword("default", default))
+    for word in ("review_score", "block_score"):
+        if value := getattr(combining, word):
+            decision.keywords.append(py.keyword(word, _const(value)))
     body.append(py.Return(decision))
     name = "explain" if explain else "evaluate"
     return _function(name, ("facts", "values", "lists"), body)
@@ -494,21 +523,19 @@ def _gen_evaluate(
 def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names, explain: bool) -> list[py.stmt]:
     gen = _Expr(module, names)
 
-    def match(action: str, reason: py.expr) -> py.stmt:
-        return py.Expr(
-            _call(
-                _attr(_load("matched"), "append"),
-                _call(
-                    "Match",
-                    _const(rule.name),
-                    _load(_ACTION[action]),
-                    reason,
-                    _const(rule.shadow),
-                    _const(rule.risk),
-                    _str_tuple(rule.tags),
-                ),
-            )
-        )
+    def match(action: str, reason: py.expr, *, scored: bool = True) -> py.stmt:
+        args = [
+            _const(rule.name),
+            _load(_ACTION[action]),
+            reason,
+            _const(rule.shadow),
+            _const(rule.risk),
+            _str_tuple(rule.tags),
+        ]
+        score = rule.score if scored else 0
+        if rule.priority or score:
+            args += [_const(rule.priority), _const(score)]
+        return py.Expr(_call(_attr(_load("matched"), "append"), _call("Match", *args)))
 
     def set_m() -> list[py.stmt]:
         return [_assign("m", _const(True))] if explain else []
@@ -518,14 +545,22 @@ def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names, explain: boo
         fired.append(_assign("override", _const(True)))
     fired.extend(set_m())
     orelse: list[py.stmt] = []
-    if rule.condition.nullable and rule.on_error != "skip":
-        on_unknown = rule.action if rule.on_error == "fire" else rule.on_error
-        unknown_branch = [match(on_unknown, _reason(rule.reason, gen)), *set_m()]
+    if rule.condition.nullable:
+        # An unknown condition (an aggregate missing, a division by 0) is an unknown input
+        # of the decision, and the rule's on_error decides what it does.
+        unknown_branch: list[py.stmt] = [_assign("unknown", _const(True))]
+        if rule.on_error != "skip":
+            fire = rule.on_error == "fire"
+            on_unknown = rule.action if fire else rule.on_error
+            reason = _reason(rule.reason, gen)
+            unknown_branch += [match(on_unknown, reason, scored=fire), *set_m()]
         orelse = [py.If(_is_none(_load("c")), unknown_branch, [])]
     attempt: list[py.stmt] = [
         _assign("c", gen.gen(rule.condition)),
         py.If(_load("c"), fired, orelse),
     ]
+    if explain:
+        attempt.append(_assign("d", _detail(rule, names, gen)))
     # An exception in this rule (a bug, a value nobody foresaw) is this rule's on_error: the
     # decision is still made from the other rules, and the failure is reported by name.
     failure: list[py.stmt] = [
@@ -534,9 +569,11 @@ def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names, explain: boo
     ]
     if explain:
         failure.append(_assign("err", _const(True)))
+        failure.append(_assign("d", _const(f"evaluation failed: on_error {rule.on_error}")))
     if rule.on_error != "skip":
-        on_fail = rule.action if rule.on_error == "fire" else rule.on_error
-        failure.append(match(on_fail, _const(f"{rule.name}: evaluation failed")))
+        fire = rule.on_error == "fire"
+        on_fail = rule.action if fire else rule.on_error
+        failure.append(match(on_fail, _const(f"{rule.name}: evaluation failed"), scored=fire))
         failure.extend(set_m())
     handler = py.ExceptHandler(_load("Exception"), None, failure)
     # A label for people reading the unparsed module; a bare constant compiles to nothing.
@@ -551,7 +588,7 @@ def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names, explain: boo
             _const(rule.name),
             _load("c"),
             _load("m"),
-            _detail(rule, names),
+            _load("d"),
             _load("err"),
         )
         out.append(py.Expr(_call(_attr(_load("trace"), "append"), trace)))
@@ -578,6 +615,8 @@ def _reason(parts: tuple[str | ir.Node, ...], gen: _Expr) -> py.expr:
             pieces.append(code)
         elif p.type is Type.DUR:
             pieces.append(_call("fmt_duration", code))
+        elif p.type is Type.DEC:
+            pieces.append(_call("fmt_decimal", code))
         else:
             pieces.append(_call("fmt", code))
     if not pieces:
@@ -594,22 +633,29 @@ def _const_text(node: ir.Node) -> str | None:
     if node.type is Type.DUR:
         assert isinstance(node.value, int)
         return format_duration(node.value)
+    if node.type is Type.DEC:
+        assert isinstance(node.value, int)
+        return fmt_decimal(node.value)
     return fmt(node.value)
 
 
-def _detail(rule: ir.CheckedRule, names: _Names) -> py.expr:
-    """``'hits=12, runs=unknown'`` for the explanation, plus why an unknown decided."""
+def _detail(rule: ir.CheckedRule, names: _Names, gen: _Expr) -> py.expr:
+    """``'hits=12, heavy=true'``: the aggregates and named conditions the rule read, and
+    why an unknown condition decided, for the explanation."""
     pieces: list[py.expr] = []
-    for i, agg_id in enumerate(rule.reads):
-        pieces.append(_const(("" if i == 0 else ", ") + agg_id + "="))
-        pieces.append(_call("fmt", _load(names.aggs[agg_id])))
-    note: py.expr = _const("")
+    for agg_id in rule.reads:
+        show = "fmt_duration" if agg_id in names.durations else "fmt"
+        pieces += [_const(f", {agg_id}="), _call(show, _load(names.aggs[agg_id]))]
+    for name, node in rule.conditions:
+        pieces += [_const(f", {name}="), _call("fmt", gen.gen(node))]
+    if pieces:
+        first = pieces[0]
+        assert isinstance(first, py.Constant)
+        pieces[0] = _const(str(first.value)[2:])  # no separator before the first
     if rule.condition.nullable:
         unknown = _const(f"; condition unknown: on_error {rule.on_error}")
-        note = _if_exp(_is_none(_load("c")), unknown, note)
-    failed = _const(f"; evaluation failed: on_error {rule.on_error}")
-    pieces.append(_if_exp(_load("err"), failed, note))
-    out = pieces[0]
+        pieces.append(_if_exp(_is_none(_load("c")), unknown, _const("")))
+    out: py.expr = pieces[0] if pieces else _const("")
     for piece in pieces[1:]:
         out = py.BinOp(out, py.Add(), piece)
     return out

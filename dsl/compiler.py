@@ -22,11 +22,17 @@ from dsl.ir import CheckedPolicy
 from dsl.lists import ListView
 from dsl.options import CompileOptions
 from dsl.parser import parse_module
+from dsl.patterns import compile_pattern
 from dsl.policy import CompiledPolicy, EvalFn, ListDecl, PlanFn, PolicyArtifact, RuleInfo
 
 _NO_LIBRARY: Mapping[str, str] = MappingProxyType({})
 _DEFAULT_OPTIONS = CompileOptions()
-_ACTIONS = {"allow": Action.ALLOW, "review": Action.REVIEW, "block": Action.BLOCK}
+_ACTIONS = {
+    "allow": Action.ALLOW,
+    "review": Action.REVIEW,
+    "block": Action.BLOCK,
+    "": Action.UNSPECIFIED,
+}
 
 # What generated code may call; it gets nothing else. dsl.sandbox.verify holds the tree to
 # exactly these names (and the generator's own locals) before anything is compiled.
@@ -37,6 +43,7 @@ _RUNTIME: dict[str, object] = {
     "ALLOW": Action.ALLOW,
     "REVIEW": Action.REVIEW,
     "BLOCK": Action.BLOCK,
+    "NO_ACTION": Action.UNSPECIFIED,
     "EMPTY_LIST": runtime.EMPTY_LIST,
     "masked": runtime.masked,
     "label": runtime.label,
@@ -45,10 +52,13 @@ _RUNTIME: dict[str, object] = {
     "sub": runtime.sub,
     "mul": runtime.mul,
     "div": runtime.div,
+    "dmul": runtime.dmul,
+    "ddiv": runtime.ddiv,
     "fmt": runtime.fmt,
+    "fmt_decimal": runtime.fmt_decimal,
     "fmt_duration": runtime.fmt_duration,
     "decide": runtime.decide,
-    "phone_starts_with": runtime.phone_starts_with,
+    "join_key": runtime.join_key,
     "__builtins__": {"int": int, "len": len, "frozenset": frozenset, "Exception": Exception},
 }
 assert set(_RUNTIME) - {"__builtins__"} == sandbox.RUNTIME_NAMES
@@ -268,6 +278,8 @@ def build_policy(
                     r.risk,
                     r.tags,
                     r.on_error,
+                    r.priority,
+                    r.score,
                 )
                 for r in checked.rules
             ),
@@ -277,6 +289,8 @@ def build_policy(
                 for name, path, file, line, col in checked.lists
             ),
             timezone=checked.timezone,
+            patterns=checked.patterns,
+            combining=checked.combining,
             main_code=_code(generated.main, filename, first),
             explain_code=_code(generated.explain, filename, first),
             warnings=tuple(d for d in diags if not d.is_error),
@@ -288,6 +302,7 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
     constants and functions. Cheap, so it can run where the artifact is used."""
     namespace = dict(_RUNTIME)
     namespace.update({f"AGG_{i}": spec for i, spec in enumerate(artifact.aggregates)})
+    namespace.update({f"RE_{i}": compile_pattern(p) for i, p in enumerate(artifact.patterns)})
     _exec(artifact.main_code, namespace)
     return CompiledPolicy(
         tenant=artifact.tenant,
@@ -296,6 +311,7 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
         lists=artifact.lists,
         timezone=artifact.timezone,
         warnings=artifact.warnings,
+        combining=artifact.combining,
         _plan=cast(PlanFn, namespace["plan"]),
         _evaluate=cast(EvalFn, namespace["evaluate"]),
         _explain=_LazyExplain(artifact.explain_code, namespace),

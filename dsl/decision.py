@@ -18,11 +18,13 @@ class Action(IntEnum):
 @dataclass(frozen=True, slots=True)
 class Match:
     rule: str
-    action: Action
+    action: Action  # UNSPECIFIED for a rule that only adds a score
     reason: str
     shadow: bool = False
     risk_level: int = 0
     tags: tuple[str, ...] = ()
+    priority: int = 0
+    score: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +53,5 @@ class Decision:
     trace: tuple[RuleTrace, ...] = ()
     # Rules that raised while being evaluated (each handled by its on_error).
     failed_rules: tuple[str, ...] = ()
+    score: int = 0  # the summed scores of the live matches
+    decided_by: str = ""  # which step of the combination decided, for explanations

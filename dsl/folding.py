@@ -13,7 +13,7 @@ from dsl import ir
 from dsl.ir import Type
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
-_NUMERIC = (Type.INT, Type.DUR)
+_NUMERIC = (Type.INT, Type.DEC, Type.DUR)
 _NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
@@ -116,7 +116,17 @@ def magnitude(node: ir.Node) -> int:
             return _FACT_BOUNDS.get(p, INT_MAX)
         case ir.Arith(checked=False, op=op, left=a, right=b):
             ma, mb = magnitude(a), magnitude(b)
-            bound = ma * mb if op == "*" else ma if op == "/" else ma + mb
+            match op:
+                case "*":
+                    bound = ma * mb
+                case "d*":
+                    bound = ma * mb // ir.DECIMAL_SCALE + 1
+                case "/":
+                    bound = ma
+                case "d/":
+                    bound = ma * ir.DECIMAL_SCALE
+                case _:
+                    bound = ma + mb
             return min(bound, 2**64)  # anything past int64 is "too big"; keep it small
         case ir.Neg(operand=x):
             return magnitude(x)
@@ -138,16 +148,19 @@ def fold_arith(op: str, left: ir.Node, right: ir.Node, result: Type) -> ir.Node:
         elif op == "*":
             # Both sides are int64, so the product has at most 127 bits: cheap to compute.
             value = a * b
+        elif op == "d*":
+            value = a * b // ir.DECIMAL_SCALE
         elif b != 0:
-            value = a // b
+            value = a * ir.DECIMAL_SCALE // b if op == "d/" else a // b
         if value is not None:
             if not in_range(value):
-                raise FoldError(f"{a} {op} {b} is outside the 64-bit integer range")
+                raise FoldError("the value of this expression is outside the 64-bit integer range")
             return ir.Lit(value, result)
     safe_divisor = isinstance(right, ir.Lit) and right.value != 0
     node = ir.Arith(op, left, right, result)
     checked = magnitude(node) > INT_MAX
-    nullable = left.nullable or right.nullable or (op == "/" and not safe_divisor) or checked
+    divides = op in ("/", "d/")
+    nullable = left.nullable or right.nullable or (divides and not safe_divisor) or checked
     return ir.Arith(op, left, right, result, nullable, checked)
 
 

@@ -17,7 +17,16 @@ INDENT = "    "
 MAX_LINE = 100
 
 _OR, _AND, _NOT, _CMP, _SUM, _PRODUCT, _NEG, _POSTFIX, _ATOM = range(1, 10)
-_CLAUSE_ORDER = {ast.When: 0, ast.Then: 1, ast.Risk: 2, ast.Tags: 3, ast.Reason: 4, ast.OnError: 5}
+_CLAUSE_ORDER = {
+    ast.When: 0,
+    ast.Then: 1,
+    ast.Priority: 2,
+    ast.Score: 3,
+    ast.Risk: 4,
+    ast.Tags: 5,
+    ast.Reason: 6,
+    ast.OnError: 7,
+}
 
 
 def format_source(text: str, path: str = "<input>") -> str:
@@ -60,6 +69,10 @@ def _expr(e: ast.Expr) -> str:
     match e:
         case ast.IntLit(value=v):
             return str(v)
+        case ast.DecimalLit(text=t):
+            return t
+        case ast.PerRef(kind=k, arg=a):
+            return f"per {k}" + (f" {a}" if a else "")
         case ast.DurationLit(text=t):
             return t
         case ast.BoolLit(value=v):
@@ -185,11 +198,17 @@ class _Printer:
                 return [f"import {_quote(t)}"]
             case ast.Const(name=n, value=v):
                 return [f"const {n} = {expr_text(v)}"]
+            case ast.Condition(name=n, value=v):
+                return [f"condition {n} = {expr_text(v)}"]
             case ast.ListDecl(name=n, path=p):
                 return [f"list {n} from {_quote(p)}"]
             case ast.Aggregate():
                 args = [expr_text(a) for a in item.args]
-                args += [f"per {p.kind}" + (f" {p.arg}" if p.arg else "") for p in item.per]
+                keys = [p.kind + (f" {p.arg}" if p.arg else "") for p in item.per]
+                if len(keys) > 1:  # several keys: always the grouped spelling
+                    args.append(f"per ({', '.join(keys)})")
+                else:
+                    args += [f"per {k}" for k in keys]
                 args += [f"over {o.text}" for o in item.over]
                 head = f"aggregate {item.name} = {item.kind}({', '.join(args)})"
                 if item.where is None:
@@ -257,6 +276,10 @@ class _Printer:
                 text = f"reason {s.raw}"
             case ast.OnError(value=v):
                 text = f"on_error {v}"
+            case ast.Priority(expr=e):
+                text = f"priority {expr_text(e)}"
+            case ast.Score(expr=e):
+                text = f"score {expr_text(e)}"
         trailing = self.grab(sp.end_line, sp.end_line)
         for extra in self.grab(sp.line, sp.end_line - 1):
             self.emit(INDENT + extra.text.rstrip())

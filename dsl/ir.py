@@ -16,6 +16,9 @@ from dsl.aggregates import AggregateSpec
 
 class Type(StrEnum):
     INT = "int"
+    # Fixed-point: the value is an int counting millionths (DECIMAL_SCALE), so decimals are
+    # exact for + and -, and * and / round toward minus infinity at the sixth place.
+    DEC = "decimal"
     STR = "string"
     BOOL = "bool"
     DUR = "duration"
@@ -80,7 +83,8 @@ class InSet:
 
 @dataclass(frozen=True, slots=True)
 class StrCall:
-    """A string helper: lower, starts_with, ends_with, contains, phone_starts_with, prefix."""
+    """A string helper: lower, upper, starts_with, ends_with, contains, matches (its second
+    argument a literal pattern), phone_starts_with, phone_prefix."""
 
     func: str
     args: tuple[Node, ...]
@@ -112,9 +116,15 @@ class Cmp:
     nullable: bool = False
 
 
+DECIMAL_SCALE = 1_000_000
+DECIMAL_PLACES = 6
+
+
 @dataclass(frozen=True, slots=True)
 class Arith:
-    op: str  # + - * / (integer division; x / 0 is unknown)
+    # + - * and / (floor division of ints, or of a decimal by an int), and for two
+    # decimals "d*" ((a * b) // SCALE) and "d/" ((a * SCALE) // b). x / 0 is unknown.
+    op: str
     left: Node
     right: Node
     type: Type
@@ -167,7 +177,7 @@ class CheckedAggregate:
 class CheckedRule:
     name: str
     shadow: bool
-    action: str  # allow | review | block
+    action: str  # allow | review | block, or "" for a rule that only adds a score
     override: bool
     risk: int
     tags: tuple[str, ...]
@@ -177,6 +187,19 @@ class CheckedRule:
     reads: tuple[str, ...]  # aggregate ids the condition reads, for explanations
     path: str
     line: int
+    priority: int = 0
+    score: int = 0
+    # Named conditions the rule uses, with their checked form: shown by name in explanations.
+    conditions: tuple[tuple[str, Node], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Combining:
+    """How matched rules become one decision (settings; see docs/dsl.md)."""
+
+    default_action: str = "allow"
+    review_score: int = 0  # 0: scores never make a review
+    block_score: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +210,8 @@ class CheckedPolicy:
     lists: tuple[tuple[str, str, str, int, int], ...]  # name, path, file, line, column
     rules: tuple[CheckedRule, ...]
     uses_local_time: bool
+    combining: Combining = Combining()
+    patterns: tuple[str, ...] = ()  # regular expressions, compiled once when loaded
 
 
 def children(node: Node) -> tuple[Node, ...]:

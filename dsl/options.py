@@ -10,7 +10,9 @@ from dsl.parser import DEFAULT_MAX_DEPTH
 @dataclass(frozen=True, slots=True)
 class CompileOptions:
     # The longest span (window + offset) an aggregate may reach back: what state must keep.
-    max_window_s: int = 7 * 86400
+    max_window_s: int = 30 * 86400
+    # How long age() remembers a first sighting: older ones are forgotten (age restarts).
+    max_age_s: int = 30 * 86400
     # Deepest expression nesting accepted; guards every recursive pass (and Python's own
     # parser, which refuses ~200 nested parentheses in the generated source).
     max_depth: int = DEFAULT_MAX_DEPTH

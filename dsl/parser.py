@@ -67,7 +67,9 @@ _LARK = Lark(
 _TERMINAL_WORDS = {
     "NAME": "a name",
     "INT": "a number",
+    "DECIMAL": "a decimal",
     "STRING": "a string",
+    "RAW_STRING": "a raw string",
     "DURATION": "a duration",
     "COMPOP": "a comparison",
     "LIST": "'list'",
@@ -97,6 +99,7 @@ _EXPR_NODES = frozenset(
         "set_",
         "args",
         "set_items",
+        "per_ref",
     }
 )
 
@@ -118,7 +121,9 @@ def _describe_token(tok: Token) -> str:
     return f"{word} '{tok}'"
 
 
-_EXPR_START = frozenset({"NAME", "INT", "STRING", "DURATION", "TRUE", "FALSE", "NOT"})
+_EXPR_START = frozenset(
+    {"NAME", "INT", "DECIMAL", "STRING", "RAW_STRING", "DURATION", "TRUE", "FALSE", "NOT"}
+)
 
 
 def _expected_words(expected: set[str] | frozenset[str]) -> str:
@@ -312,6 +317,8 @@ class _Builder:
                 return ast.Import(self.plain_string(_tok(kids[0])), sp)
             case "const":
                 return ast.Const(str(kids[0]), self.expr(kids[1]), sp)
+            case "condition":
+                return ast.Condition(str(kids[0]), self.expr(kids[1]), sp)
             case "list_decl":
                 return ast.ListDecl(str(kids[0]), self.plain_string(_tok(kids[1])), sp)
             case "aggregate":
@@ -326,10 +333,13 @@ class _Builder:
         per: list[ast.Per] = []
         over: list[ast.Over] = []
         assert isinstance(args_tree, Tree)
+        grouped = False
         for a in args_tree.children:
-            if isinstance(a, Tree) and a.data == "per_arg":
-                k, arg = a.children
-                per.append(ast.Per(str(k), None if arg is None else str(arg), self.span(a)))
+            if isinstance(a, Tree) and a.data in ("per_arg", "per_group"):
+                grouped = grouped or a.data == "per_group"
+                for key in a.children:
+                    if isinstance(key, Tree):
+                        per.append(self.per_key(key))
             elif isinstance(a, Tree) and a.data == "over_arg":
                 tok = _tok(a.children[0])
                 over.append(ast.Over(str(tok), tok.type == "DURATION", self.span(a)))
@@ -347,7 +357,12 @@ class _Builder:
             where_expr,
             sp,
             self.span(_tok(kind)),
+            grouped,
         )
+
+    def per_key(self, t: Tree[Token]) -> ast.Per:
+        k, arg = t.children
+        return ast.Per(str(k), None if arg is None else str(arg), self.span(t))
 
     def rule(self, kids: Sequence[Tree[Token] | Token | None], sp: ast.Span) -> ast.Rule:
         shadow = kids[0] is not None
@@ -371,6 +386,10 @@ class _Builder:
                     clauses.append(ast.Reason(self.string(_tok(cc[0])), csp))
                 case "on_error":
                     clauses.append(ast.OnError(str(cc[0]), csp))
+                case "priority":
+                    clauses.append(ast.Priority(self.expr(cc[0]), csp))
+                case "score":
+                    clauses.append(ast.Score(self.expr(cc[0]), csp))
         return ast.Rule(str(name_tok), shadow, tuple(clauses), sp, self.span(name_tok))
 
     # strings
@@ -481,8 +500,13 @@ class _Builder:
             return self.token_expr(t)
         k = t.children
         match t.data:
-            case "int_" | "duration" | "string" | "true" | "false" | "name":
+            case "int_" | "decimal" | "duration" | "string" | "true" | "false" | "name":
                 return self.token_expr(_tok(k[0]), t.data)
+            case "per_ref":
+                first = k[0]
+                assert isinstance(first, Tree)
+                per = self.per_key(first)
+                return ast.PerRef(per.kind, per.arg, _join(self.span(t), per.span))
             case "or_expr" | "and_expr":
                 op = "or" if t.data == "or_expr" else "and"
                 ops = tuple(self.expr(c) for c in k)
@@ -544,10 +568,15 @@ class _Builder:
         match tok.type:
             case "INT":
                 return ast.IntLit(self.integer(str(tok), sp), sp)
+            case "DECIMAL":
+                return ast.DecimalLit(str(tok), sp)
             case "DURATION":
                 return ast.DurationLit(str(tok), sp)
             case "STRING":
                 return self.string(tok)
+            case "RAW_STRING":
+                raw = str(tok)
+                return ast.StrLit(raw, (raw[2:-1],), sp)
             case "TRUE":
                 return ast.BoolLit(True, sp)
             case "FALSE":
@@ -558,7 +587,7 @@ class _Builder:
 _DOTTED = re.compile(r"\s*([A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)*)\s*")
 _KEYWORD_WORDS = frozenset(_LITERALS.values())
 _SPAN_ONLY = frozenset(
-    {"SETTINGS", "IMPORT", "CONST", "AGGREGATE", "RULE", "RBRACE", "RPAR", "LIST"}
+    {"SETTINGS", "IMPORT", "CONST", "CONDITION", "AGGREGATE", "RULE", "RBRACE", "RPAR", "LIST"}
 )
 
 

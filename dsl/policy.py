@@ -10,6 +10,7 @@ from dsl.ast import Span
 from dsl.decision import Action, Decision
 from dsl.diagnostics import Diagnostic
 from dsl.facts import Facts
+from dsl.ir import Combining
 from dsl.lists import ListView
 
 PlanFn = Callable[[Facts, Mapping[str, ListView]], tuple[AggregateRef, ...]]
@@ -26,6 +27,8 @@ class RuleInfo:
     risk_level: int = 0
     tags: tuple[str, ...] = ()
     on_error: str = "skip"
+    priority: int = 0
+    score: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class PolicyArtifact:
     aggregates: tuple[AggregateSpec, ...]
     lists: tuple[ListDecl, ...]
     timezone: str
+    patterns: tuple[str, ...]  # regular expressions, compiled by load_policy as RE_n
+    combining: Combining
     main_code: bytes
     explain_code: bytes
     warnings: tuple[Diagnostic, ...] = ()
@@ -66,6 +71,7 @@ class CompiledPolicy:
     lists: tuple[ListDecl, ...]
     timezone: str
     warnings: tuple[Diagnostic, ...]
+    combining: Combining
     _plan: PlanFn = field(repr=False, compare=False)
     _evaluate: EvalFn = field(repr=False, compare=False)
     _explain: EvalFn = field(repr=False, compare=False)

@@ -34,6 +34,11 @@ def masked(phone: PhoneFacts) -> str:
     return mask_e164(phone.e164, phone.country_code)
 
 
+def join_key(*parts: str) -> str:
+    """The key of ``per (a, b)``: ``"3:abc2:xy"``, unambiguous whatever the parts hold."""
+    return "".join(f"{len(p)}:{p}" for p in parts)
+
+
 def label(view: object, e164: str, key: str) -> str:
     labels = view.labels(e164) if hasattr(view, "labels") else None
     if not labels:
@@ -57,6 +62,7 @@ def local_time(ts: float, tz: str) -> tuple[int, int]:
 # answer unknown instead of growing a number without bound.
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
+DECIMAL_SCALE = 1_000_000  # decimals are ints counting millionths (dsl.ir.Type.DEC)
 
 
 def _bounded(x: int) -> int | None:
@@ -73,6 +79,18 @@ def sub(a: int | None, b: int | None) -> int | None:
 
 def mul(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else _bounded(a * b)
+
+
+def dmul(a: int | None, b: int | None) -> int | None:
+    """Two decimals (millionths) multiplied, rounded toward minus infinity."""
+    return None if a is None or b is None else _bounded(a * b // DECIMAL_SCALE)
+
+
+def ddiv(a: int | None, b: int | None) -> int | None:
+    """A decimal divided by a decimal, rounded toward minus infinity; unknown by 0."""
+    if a is None or b is None or b == 0:
+        return None
+    return _bounded(a * DECIMAL_SCALE // b)
 
 
 def div(a: int | None, b: int | None) -> int | None:
@@ -93,6 +111,16 @@ def fmt(value: object) -> str:
     return str(value)
 
 
+def fmt_decimal(value: int | None) -> str:
+    """Millionths as a decimal: 250000 -> ``0.25``, 3000000 -> ``3``."""
+    if value is None:
+        return "unknown"
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), DECIMAL_SCALE)
+    digits = f"{frac:06d}".rstrip("0")
+    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+
+
 def fmt_duration(value: int | None) -> str:
     return "unknown" if value is None else format_duration(value)
 
@@ -104,33 +132,66 @@ def decide(
     trace: list[RuleTrace] | None,
     *,
     failed: list[str] | None = None,
+    default: Action = Action.ALLOW,
+    review_score: int = 0,
+    block_score: int = 0,
 ) -> Decision:
-    """Fold the matched rules into one decision (the rules are documented in docs/dsl.md)."""
-    action = Action.ALLOW
+    """Fold the matched rules into one decision. The order, as docs/dsl.md states it:
+
+    1. shadow rules never count;
+    2. a live ``then allow override`` makes the decision allow;
+    3. otherwise the live rules with an action, and the score threshold reached (as if a
+       rule of priority 0), compete: the highest priority wins, and among equal
+       priorities the most severe action;
+    4. if nothing competes, the policy's default action.
+    Risk is the highest risk of the live matches; tags are theirs, in rule order.
+    """
+    trace_t = tuple(trace) if trace else ()
+    failed_t = tuple(failed) if failed else ()
+    if not matched:
+        return Decision(default, 0, (), (), unknown, trace_t, failed_t, 0, "default action")
     risk = 0
+    score = 0
     tags: list[str] = []
+    best: Match | None = None
     for m in matched:
         if m.shadow:
             continue
-        if m.action > action:
-            action = m.action
         if m.risk_level > risk:
             risk = m.risk_level
+        score += m.score
         tags.extend(m.tags)
+        if m.action and (
+            best is None
+            or m.priority > best.priority
+            or (m.priority == best.priority and m.action > best.action)
+        ):
+            best = m
+    threshold = Action.UNSPECIFIED
+    if block_score and score >= block_score:
+        threshold = Action.BLOCK
+    elif review_score and score >= review_score:
+        threshold = Action.REVIEW
     if override:
-        action = Action.ALLOW
+        action, why = Action.ALLOW, "an allow override"
+    elif threshold and (
+        best is None or best.priority < 0 or (best.priority == 0 and threshold > best.action)
+    ):
+        limit = block_score if threshold is Action.BLOCK else review_score
+        action, why = threshold, f"score {score} reached {limit}"
+    elif best is not None:
+        action = best.action
+        why = f"rule {best.rule}" + (f" (priority {best.priority})" if best.priority else "")
+    else:
+        action, why = default, "default action"
     return Decision(
         action,
         risk,
         tuple(dict.fromkeys(tags)) if tags else (),
         tuple(matched),
         unknown,
-        tuple(trace) if trace else (),
-        tuple(failed) if failed else (),
+        trace_t,
+        failed_t,
+        score,
+        why,
     )
-
-
-def phone_starts_with(phone: object, prefix: str) -> bool:
-    """``phone.starts_with("+86170")`` or, without the plus, on the digits."""
-    e164 = str(getattr(phone, "e164", ""))
-    return e164.startswith(prefix if prefix.startswith("+") else "+" + prefix)

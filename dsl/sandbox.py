@@ -24,6 +24,7 @@ RUNTIME_NAMES = frozenset(
         "ALLOW",
         "REVIEW",
         "BLOCK",
+        "NO_ACTION",
         "EMPTY_LIST",
         "masked",
         "label",
@@ -32,10 +33,13 @@ RUNTIME_NAMES = frozenset(
         "sub",
         "mul",
         "div",
+        "dmul",
+        "ddiv",
         "fmt",
+        "fmt_decimal",
         "fmt_duration",
         "decide",
-        "phone_starts_with",
+        "join_key",
     }
 )
 BUILTINS = frozenset({"int", "len", "frozenset", "Exception"})
@@ -57,11 +61,12 @@ LOCALS = frozenset(
         "trace",
         "c",
         "m",
+        "d",
         "err",
         "TIMEZONE",
     }
 )
-_NUMBERED = re.compile(r"(?:a|l|in|t|p|SET|AGG)_[0-9]{1,6}")
+_NUMBERED = re.compile(r"(?:a|l|in|t|p|SET|AGG|RE)_[0-9]{1,6}")
 FUNCTIONS = frozenset({"plan", "evaluate", "explain"})
 # Fields of the facts, and the string/list methods the generator calls.
 ATTRIBUTES = frozenset(
@@ -91,10 +96,11 @@ ATTRIBUTES = frozenset(
         "startswith",
         "endswith",
         "append",
+        "search",
     }
 )
-_METHODS = frozenset({"get", "lower", "upper", "startswith", "endswith", "append"})
-_KEYWORDS = frozenset({"failed"})
+_METHODS = frozenset({"get", "lower", "upper", "startswith", "endswith", "append", "search"})
+_KEYWORDS = frozenset({"failed", "default", "review_score", "block_score"})
 _NODES: tuple[type[py.AST], ...] = (
     py.Module,
     py.FunctionDef,

@@ -38,6 +38,7 @@ STRING_METHODS: dict[str, tuple[tuple[Type, ...], Type]] = {
     "starts_with": ((Type.STR,), Type.BOOL),
     "ends_with": ((Type.STR,), Type.BOOL),
     "contains": ((Type.STR,), Type.BOOL),
+    "matches": ((Type.STR,), Type.BOOL),  # RE2 syntax, searched anywhere in the string
 }
 PHONE_METHODS: dict[str, tuple[tuple[Type, ...], Type]] = {
     "starts_with": ((Type.STR,), Type.BOOL),
@@ -57,6 +58,18 @@ DISTINCT_FIELDS = {
 }
 ACTIONS = ("allow", "review", "block")
 ON_ERROR = ("skip", "fire", *ACTIONS)
-SETTINGS: dict[str, Type] = {"timezone": Type.STR}
+SETTINGS: dict[str, Type] = {
+    "timezone": Type.STR,
+    "default_action": Type.STR,  # when no rule decides: allow (default), review or block
+    "review_score": Type.INT,  # summed rule scores at or above this make a review
+    "block_score": Type.INT,  # ... and at or above this a block
+}
 RESERVED = frozenset({"phone", "event", "tenant", "true", "false", "today"})
+# Functions a condition can call: name -> what the argument list looks like.
+FUNCTIONS = {"sustained": "sustained(condition, duration)", "age": "age(per KEY)"}
+PRIORITY_RANGE = (-1000, 1000)
+SCORE_RANGE = (-1000, 1000)
 MAX_PREFIX_DIGITS = 15
+MAX_KEYS = 3  # per (number, app, ip) at most
+# What age() can be kept per: things that are "new" or "old" (not segments or lists).
+AGE_KEYS = frozenset({KeyKind.NUMBER, KeyKind.DEVICE, KeyKind.IP, KeyKind.APP})

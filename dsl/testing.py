@@ -308,22 +308,38 @@ def _set_diff(what: str, expected: tuple[str, ...], got: tuple[str, ...]) -> str
 
 
 def explain_text(decision: Decision) -> str:
-    """A decision for people: the verdict, the matches with reasons, then every rule."""
+    """A decision for people: the verdict and what decided it, the matches with reasons,
+    then every rule."""
     tags = ", ".join(decision.tags) or "-"
-    lines = [f"decision: {decision.action.name.lower()}  risk {decision.risk_level}  tags {tags}"]
+    score = f"  score {decision.score}" if decision.score else ""
+    lines = [
+        f"decision: {decision.action.name.lower()}  risk {decision.risk_level}  tags {tags}"
+        + score,
+    ]
+    if decision.decided_by:
+        lines.append(f"decided by: {decision.decided_by}")
     if decision.unknown_inputs:
-        lines.append("note: some aggregates were unknown (state backend unavailable)")
+        lines.append("note: some inputs were unknown (an aggregate missing, or a division by 0)")
+    if decision.failed_rules:
+        lines.append("note: failed while evaluating: " + ", ".join(decision.failed_rules))
     if decision.matches:
         lines.append("matched:")
         for m in decision.matches:
             shadow = " (shadow)" if m.shadow else ""
-            lines.append(f"  {m.action.name.lower():<6} {m.rule}{shadow}: {m.reason}")
+            action = m.action.name.lower() if m.action else "score"
+            extra = "".join(
+                (
+                    f" priority {m.priority}" if m.priority else "",
+                    f" score {m.score}" if m.score else "",
+                )
+            )
+            lines.append(f"  {action:<6} {m.rule}{shadow}{extra}: {m.reason}")
     else:
         lines.append("matched: nothing")
     if decision.trace:
         lines.append("rules:")
         for t in decision.trace:
-            value = "unknown" if t.value is None else ("true" if t.value else "false")
+            value = "error" if t.error else "unknown" if t.value is None else str(t.value).lower()
             mark = "x" if t.matched else " "
             detail = f"  ({t.detail})" if t.detail else ""
             lines.append(f"  [{mark}] {t.rule}: {value}{detail}")

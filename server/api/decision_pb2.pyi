@@ -198,12 +198,18 @@ class RuleMatch(_message.Message):
     SHADOW_FIELD_NUMBER: _builtins.int
     RISK_LEVEL_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
     rule: _builtins.str
     action: Global___Action.ValueType
     reason: _builtins.str
     shadow: _builtins.bool
     """Shadow rules are reported but never change the action."""
     risk_level: _builtins.int
+    priority: _builtins.int
+    """The rule's priority: among matches, the highest priority decides (see docs/dsl.md)."""
+    score: _builtins.int
+    """What the rule added to the decision's score; 0 for most rules."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -215,10 +221,12 @@ class RuleMatch(_message.Message):
         shadow: _builtins.bool = ...,
         risk_level: _builtins.int = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
+        priority: _builtins.int = ...,
+        score: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "reason", b"reason", "risk_level", b"risk_level", "rule", b"rule", "shadow", b"shadow", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "priority", b"priority", "reason", b"reason", "risk_level", b"risk_level", "rule", b"rule", "score", b"score", "shadow", b"shadow", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -236,7 +244,7 @@ class RuleExplanation(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     rule: _builtins.str
     value: _builtins.str
-    """"true", "false" or "unknown"."""
+    """"true", "false", "unknown", or "error" when the rule raised and on_error decided."""
     matched: _builtins.bool
     detail: _builtins.str
     def __init__(
@@ -269,6 +277,9 @@ class EvaluateResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     EXPLANATION_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    FAILED_RULES_FIELD_NUMBER: _builtins.int
     action: Global___Action.ValueType
     risk_level: _builtins.int
     policy_version: _builtins.str
@@ -276,6 +287,12 @@ class EvaluateResponse(_message.Message):
     degraded: _builtins.bool
     """True when a state backend failed and the decision was made without its aggregates."""
     request_id: _builtins.str
+    score: _builtins.int
+    """The summed scores of the live rules that matched."""
+    decided_by: _builtins.str
+    """Which step of the combination decided: "rule NAME (priority N)", "score 60 reached 50",
+    "an allow override" or "default action". Filled when explain is set.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -288,6 +305,10 @@ class EvaluateResponse(_message.Message):
 
     @_builtins.property
     def explanation(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleExplanation]: ...
+    @_builtins.property
+    def failed_rules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Rules that raised while being evaluated; each was handled by its on_error."""
+
     def __init__(
         self,
         *,
@@ -301,10 +322,13 @@ class EvaluateResponse(_message.Message):
         request_id: _builtins.str = ...,
         error: _status_pb2.Status | None = ...,
         explanation: _abc.Iterable[Global___RuleExplanation] | None = ...,
+        score: _builtins.int = ...,
+        decided_by: _builtins.str = ...,
+        failed_rules: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "phone", b"phone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "degraded", b"degraded", "error", b"error", "explanation", b"explanation", "matches", b"matches", "phone", b"phone", "policy_version", b"policy_version", "request_id", b"request_id", "risk_level", b"risk_level", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "decided_by", b"decided_by", "degraded", b"degraded", "error", b"error", "explanation", b"explanation", "failed_rules", b"failed_rules", "matches", b"matches", "phone", b"phone", "policy_version", b"policy_version", "request_id", b"request_id", "risk_level", b"risk_level", "score", b"score", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import grpc
 
+from dsl.decision import RuleTrace
 from dsl.facts import EventFacts, Facts, PhoneFacts
 from server.api import decision_pb2 as pb
 from server.bundle.registry import TenantRegistry
@@ -207,14 +208,28 @@ def to_response(
                 shadow=m.shadow,
                 risk_level=m.risk_level,
                 tags=m.tags,
+                priority=m.priority,
+                score=m.score,
             )
+    if d.score:
+        resp.score = d.score
+    if d.failed_rules:
+        resp.failed_rules.extend(d.failed_rules)
+    if explain:
+        resp.decided_by = d.decided_by
     if explain and d.trace:
         add_line = resp.explanation.add
         for tr in d.trace:
             add_line(
                 rule=tr.rule,
-                value="unknown" if tr.value is None else ("true" if tr.value else "false"),
+                value=_trace_value(tr),
                 matched=tr.matched,
                 detail=tr.detail,
             )
     return resp
+
+
+def _trace_value(tr: RuleTrace) -> str:
+    if tr.error:
+        return "error"
+    return "unknown" if tr.value is None else ("true" if tr.value else "false")

@@ -69,7 +69,15 @@ def test_not_keeps_unknown(a: int | None, expected: bool | None) -> None:
         ("a - b < 0", {"a": 1, "b": None}, None),
         ("a / b >= 2", {"a": 5, "b": 2}, True),
         ("a / b >= 2", {"a": 5, "b": 0}, None),  # division by zero is unknown, not a crash
-        ("a / 2 == 2", {"a": 5}, True),  # integer division rounds down
+        ("a / 2 == 2.5", {"a": 5}, True),  # division gives a decimal
+        ("a / 3 == 0.333333", {"a": 1}, True),  # ... rounded down at the sixth place
+        ("a / b < 0.2", {"a": 1, "b": 6}, True),
+        ("a / b < 0.2", {"a": 1, "b": 5}, False),
+        ("a * 0.5 > 2", {"a": 5}, True),
+        ("a * 0.5 == 2.5", {"a": 5}, True),
+        ("-a / 3 == -0.333334", {"a": 1}, True),  # toward minus infinity
+        ("a / 0.5 == 10", {"a": 5}, True),
+        ("a + 0.1 + 0.2 == 5.3", {"a": 5}, True),  # fixed point: no binary surprises
         ("-a < 0", {"a": 3}, True),
         ("a between 2 and 4", {"a": 4}, True),
         ("a between 2 and 4", {"a": 5}, False),
@@ -211,7 +219,7 @@ def test_lists_missing_from_the_mapping_are_empty() -> None:
 def test_helpers_and_facts() -> None:
     policy = compile_one(
         'settings { timezone = "Asia/Shanghai" }\n'
-        'rule r {\n when phone.starts_with("86138") and phone.prefix(4) == "8613"\n'
+        'rule r {\n when phone.starts_with("+86138") and phone.prefix(4) == "8613"\n'
         '  and event.attributes["channel"].starts_with("web")\n'
         '  and event.local_hour == 8 and event.local_weekday == 4 and tenant == "acme"\n'
         '  and phone.country_code == 86 and event.ip.contains(".")\n'

@@ -111,7 +111,7 @@ def test_explain_text() -> None:
     )
     assert explain_text(d) == (
         "decision: block  risk 4  tags a, b\n"
-        "note: some aggregates were unknown (state backend unavailable)\n"
+        "note: some inputs were unknown (an aggregate missing, or a division by 0)\n"
         "matched:\n"
         "  block  r1: why\n"
         "  review r2 (shadow): shadowy\n"

@@ -65,7 +65,7 @@ def test_a_failing_rule_is_its_on_error(on_error: str, action: Action, rules: li
             line = d.trace[0]
             assert line.error is True
             assert line.value is None
-            assert line.detail.endswith(f"; evaluation failed: on_error {on_error}")
+            assert line.detail == f"evaluation failed: on_error {on_error}"
             assert d.trace[1].error is False
 
 
