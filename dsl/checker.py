@@ -7,7 +7,6 @@ one mistake does not cascade into a page of follow-on errors.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +28,7 @@ from dsl.folding import (
 from dsl.ir import Type
 from dsl.options import CompileOptions
 from dsl.patterns import PatternError, compile_pattern, search
+from dsl.suggest import did_you_mean
 
 DAY_S = 86400
 
@@ -76,8 +76,7 @@ def _span_diag(span: ast.Span, severity: Severity, message: str) -> Diagnostic:
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.75)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return did_you_mean(name, candidates)
 
 
 def _a(t: Type) -> str:
@@ -815,7 +814,14 @@ class Checker:
             if n in schema.EVENT_FIELDS or n in schema.PHONE_FIELDS:
                 obj = "event" if n in schema.EVENT_FIELDS else "phone"
                 return self.error(e.span, f"unknown name '{n}'; did you mean '{obj}.{n}'?")
-            known = [*self.symbols, "phone", "event", "tenant"]
+            known = [
+                *self.symbols,
+                "phone",
+                "event",
+                "tenant",
+                *(f"event.{f}" for f in schema.EVENT_FIELDS),
+                *(f"phone.{f}" for f in schema.PHONE_FIELDS if f not in schema.PHONE_PII),
+            ]
             return self.error(e.span, f"unknown name '{n}'" + _suggest(n, known))
         sym.used = True
         if sym.kind == "const":

@@ -136,13 +136,33 @@ def _expected_words(expected: set[str] | frozenset[str]) -> str:
     words = sorted(
         {_describe_terminal(n) for n in names} | ({"an expression"} if collapse else set())
     )
-    if len(words) > 8:
-        words = [*words[:8], "..."]
     if not words:
         return ""
     if len(words) == 1:
         return "; expected " + words[0]
     return "; expected " + ", ".join(words[:-1]) + " or " + words[-1]
+
+
+# Operators from other languages, and what to write instead.
+_CHAR_HINTS = {
+    "&": "; write 'and' (not '&&')",
+    "|": "; write 'or' (not '||')",
+    "!": "; write 'not' (or '!=' to compare)",
+    "'": "; strings use double quotes",
+}
+_WORD_HINTS = {"AND": "and", "OR": "or", "NOT": "not", "And": "and", "Or": "or", "Not": "not"}
+
+
+def _token_hint(tok: Token, expected: set[str] | frozenset[str]) -> str:
+    """What the author most likely meant, for mistakes people make every week."""
+    text = str(tok)
+    if tok.type == "EQUAL" and text == "=" and "COMPOP" in expected:
+        return "; to compare, write '=='"
+    if tok.type == "COMPOP" and "COMPOP" not in expected:
+        return "; comparisons do not chain: write 'x between 1 and 5' or '1 < x and x < 5'"
+    if tok.type == "NAME" and text in _WORD_HINTS:
+        return f"; write '{_WORD_HINTS[text]}' in lower case"
+    return ""
 
 
 def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> Diagnostic:
@@ -156,7 +176,7 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> Diagnostic
         elif char == "{" or char == "}":
             msg = f"unexpected '{char}'"
         else:
-            msg = f"unexpected character {char!r}"
+            msg = f"unexpected character {char!r}" + _CHAR_HINTS.get(char, "")
         return Diagnostic(path, line, col, Severity.ERROR, msg, line, col + 1)
     if isinstance(err, UnexpectedToken):
         tok = err.token
@@ -166,7 +186,8 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> Diagnostic
             line, col = len(lines), len(lines[-1]) + 1
             return Diagnostic(path, line, col, Severity.ERROR, f"unexpected end of file{expected}")
         end = col + max(1, len(str(tok)))
-        msg = f"unexpected {_describe_token(tok)}{expected}"
+        hint = _token_hint(tok, err.expected)
+        msg = f"unexpected {_describe_token(tok)}{hint or expected}"
         return Diagnostic(path, line, col, Severity.ERROR, msg, line, end)
     if isinstance(err, UnexpectedEOF):
         lines = text.splitlines() or [""]
@@ -238,7 +259,10 @@ def _too_deep(tree: Tree[Token], path: str, max_depth: int) -> Diagnostic | None
 
 def parse_module(text: str, path: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> ast.Module:
     """Parse one policy file; raises PolicyError with every syntax diagnostic found."""
-    tree, comments = _lark_parse(text, path, "start")
+    try:
+        tree, comments = _lark_parse(text, path, "start")
+    except PolicyError as err:
+        raise PolicyError(_recover(text, path) or err.diagnostics) from None
     deep = _too_deep(tree, path, max_depth)
     if deep is not None:
         raise PolicyError([deep])
@@ -247,6 +271,71 @@ def parse_module(text: str, path: str, *, max_depth: int = DEFAULT_MAX_DEPTH) ->
     if builder.errors:
         raise PolicyError(builder.errors)
     return ast.Module(path, items, tuple(comments))
+
+
+# A line that starts a declaration: where parsing can start afresh after an error.
+_ITEM_START = re.compile(r"(?:shadow\s+)?(?:rule|const|condition|list|aggregate|import|settings)\b")
+
+
+def _recover(text: str, path: str) -> list[Diagnostic]:
+    """Every syntax error of a broken file, not just the first: each declaration (from a
+    line starting with a declaration keyword to the next) is parsed on its own, in place
+    (earlier lines blanked, so positions stay true), and reports its first error."""
+    lines = text.split("\n")
+    starts = [i for i, ln in enumerate(lines) if _ITEM_START.match(ln)]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    out: list[Diagnostic] = []
+    for n, first in enumerate(starts):
+        last = starts[n + 1] if n + 1 < len(starts) else len(lines)
+        chunk = "\n" * first + "\n".join(lines[first:last])
+        try:
+            _lark_parse(chunk, path, "start")
+        except PolicyError as err:
+            diag = err.diagnostics[0]
+            opened = _unclosed_brace(lines, first, last)
+            if opened is not None and (diag.line > last or "end of file" in diag.message):
+                line, col = opened
+                following = (
+                    f" (line {last + 1} starts the next declaration)" if last < len(lines) else ""
+                )
+                diag = Diagnostic(
+                    path,
+                    line,
+                    col,
+                    Severity.ERROR,
+                    f"'{{' is never closed{following}",
+                    line,
+                    col + 1,
+                )
+            out.append(diag)
+    return out
+
+
+def _unclosed_brace(lines: list[str], first: int, last: int) -> tuple[int, int] | None:
+    """(line, column) of the last '{' in lines[first:last] with no '}', outside strings
+    and comments; None if the braces balance."""
+    stack: list[tuple[int, int]] = []
+    for i in range(first, last):
+        ln = lines[i]
+        j, in_str = 0, False
+        while j < len(ln):
+            ch = ln[j]
+            if in_str:
+                if ch == "\\":
+                    j += 1
+                elif ch == '"':
+                    in_str = False
+            elif ch == '"':
+                in_str = True
+            elif ch == "#":
+                break
+            elif ch == "{":
+                stack.append((i + 1, j + 1))
+            elif ch == "}" and stack:
+                stack.pop()
+            j += 1
+    return stack[-1] if stack else None
 
 
 # -- Lark tree -> AST ------------------------------------------------------------------------
@@ -416,7 +505,8 @@ class _Builder:
                     col = sp.column + i
                     self.error(
                         ast.Span(self.path, sp.line, col, sp.line, col + 2),
-                        f"unknown escape '\\{esc}' in string (use \\\" \\\\ \\n \\t \\{{ \\}})",
+                        f"unknown escape '\\{esc}' in string (use \\\" \\\\ \\n \\t \\{{ \\}};"
+                        ' a regular expression reads best as a raw string: r"\\d+")',
                     )
                 i += 2
                 continue
