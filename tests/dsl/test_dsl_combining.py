@@ -62,7 +62,11 @@ def decide(**event: object) -> tuple[Action, str, int]:
         ({"attributes": {"w1": "1", "w2": "1", "t": "1"}}, Action.REVIEW, "default action"),
         # A threshold competes at priority 0: it loses to priority, beats severity ties below.
         ({"scene": "ok", "attributes": {"s": "1"}}, Action.REVIEW, "score 80 reached 50"),
-        ({"app_id": "vip", "attributes": {"s": "1", "w1": "1"}}, Action.ALLOW, "rule allow_high (priority 10)"),
+        (
+            {"app_id": "vip", "attributes": {"s": "1", "w1": "1"}},
+            Action.ALLOW,
+            "rule allow_high (priority 10)",
+        ),
         ({"scene": "a", "attributes": {"s": "1"}}, Action.BLOCK, "rule block_low"),
         # A negative priority loses to a reached threshold and to every other rule.
         ({"scene": "c", "attributes": {"s": "1"}}, Action.REVIEW, "score 80 reached 50"),
@@ -77,7 +81,7 @@ def test_combination(event: dict[str, object], action: Action, why: str) -> None
 def test_score_is_reported_and_shadow_scores_do_not_count() -> None:
     policy = compile_policy(
         {
-            "t/p.rf": 'settings { review_score = 10 }\n'
+            "t/p.rf": "settings { review_score = 10 }\n"
             'rule a { when event.scene == "x" score 7 }\n'
             'shadow rule b { when event.scene == "x" score 7 }\n'
         },
