@@ -233,14 +233,21 @@ def hand_written(facts: Facts, values: Values, lists: Lists) -> Decision:
                     ("privacy_number", "bulk"),
                 )
             )
-    action, risk = Action.ALLOW, 0
+    if not matched:
+        return Decision(Action.ALLOW, 0, (), (), unknown, (), (), 0, "default action")
+    risk = 0
     tags: list[str] = []
+    best: Match | None = None
     for m in matched:
         if not m.shadow:
-            action = max(action, m.action)
+            if best is None or m.action > best.action:
+                best = m
             risk = max(risk, m.risk_level)
             tags.extend(m.tags)
-    return Decision(action, risk, tuple(dict.fromkeys(tags)), tuple(matched), unknown)
+    action, why = (best.action, f"rule {best.rule}") if best else (Action.ALLOW, "default action")
+    return Decision(
+        action, risk, tuple(dict.fromkeys(tags)), tuple(matched), unknown, (), (), 0, why
+    )
 
 
 def make_inputs(n: int, seed: int = 7) -> list[tuple[Facts, Values]]:

@@ -8,8 +8,10 @@ Before compiling, :func:`dsl.sandbox.verify` walks the tree against an allow-lis
 types, names and attributes; ``ast.unparse`` of the same tree is the readable form the
 golden files and ``--explain`` show.
 
-The module defines ``plan(facts, lists)``, ``evaluate(facts, values, lists)`` and
-``explain(...)`` (the same body plus a trace). Conditions are straight-line expressions:
+The module defines ``plan(facts, lists)`` and ``evaluate(facts, values, lists, trace)``;
+with a ``trace`` list, evaluate also explains itself (one RuleTrace per rule), and
+without one it pays only a ``trace is not None`` test per rule. Conditions are
+straight-line expressions:
 plain Python where nothing can be unknown, Kleene three-valued logic spelled out with
 walrus temporaries where an aggregate can be unknown. Each rule runs inside its own
 ``try``: an exception there becomes that rule's ``on_error``, never a lost decision.
@@ -28,42 +30,41 @@ from dsl.ir import Type
 from dsl.runtime import fmt, fmt_decimal
 
 _ACTION = {"allow": "ALLOW", "review": "REVIEW", "block": "BLOCK", "": "NO_ACTION"}
-_CMP: dict[str, type[py.cmpop]] = {
-    "==": py.Eq,
-    "!=": py.NotEq,
-    "<": py.Lt,
-    "<=": py.LtE,
-    ">": py.Gt,
-    ">=": py.GtE,
-}
-_ARITH: dict[str, type[py.operator]] = {"+": py.Add, "-": py.Sub, "*": py.Mult, "/": py.FloorDiv}
+# Contexts and operators carry no data, so one instance of each serves the whole tree
+# (fewer nodes to build and to verify).
+_LOAD, _STORE = py.Load(), py.Store()
+_EQ, _NOTEQ, _LT, _LTE, _GT, _GTE = py.Eq(), py.NotEq(), py.Lt(), py.LtE(), py.Gt(), py.GtE()
+_IN, _NOTIN, _IS, _ISNOT = py.In(), py.NotIn(), py.Is(), py.IsNot()
+_ADD, _SUB, _MULT, _FLOORDIV = py.Add(), py.Sub(), py.Mult(), py.FloorDiv()
+_AND, _OR, _NOT, _USUB = py.And(), py.Or(), py.Not(), py.USub()
+_CMP: dict[str, py.cmpop] = {"==": _EQ, "!=": _NOTEQ, "<": _LT, "<=": _LTE, ">": _GT, ">=": _GTE}
+_ARITH: dict[str, py.operator] = {"+": _ADD, "-": _SUB, "*": _MULT, "/": _FLOORDIV}
 _CHECKED = {"+": "add", "-": "sub", "*": "mul", "/": "div", "d*": "dmul", "d/": "ddiv"}
 
 
 @dataclass
 class Generated:
-    """The module tree (``plan`` and ``evaluate``), the ``explain`` tree, and the objects
-    the trees refer to by name (aggregate specs ``AGG_n``)."""
+    """The module tree (``plan`` and ``evaluate``) and the objects it refers to by name
+    (aggregate specs ``AGG_n``)."""
 
     main: py.Module
-    explain: py.Module
     namespace: dict[str, object]
 
     @property
     def source(self) -> str:
         """Readable Python for people: golden files and explanations. Never compiled."""
-        return py.unparse(self.main) + "\n\n\n" + py.unparse(self.explain) + "\n"
+        return py.unparse(self.main) + "\n"
 
 
 # -- node builders: the only way a tree gets made ---------------------------------------------
 
 
 def _load(name: str) -> py.Name:
-    return py.Name(name, py.Load())
+    return py.Name(name, _LOAD)
 
 
 def _store(name: str) -> py.Name:
-    return py.Name(name, py.Store())
+    return py.Name(name, _STORE)
 
 
 def _const(value: object) -> py.Constant:
@@ -74,7 +75,7 @@ def _const(value: object) -> py.Constant:
 def _attr(obj: py.expr, *names: str) -> py.expr:
     out = obj
     for n in names:
-        out = py.Attribute(out, n, py.Load())
+        out = py.Attribute(out, n, _LOAD)
     return out
 
 
@@ -87,23 +88,23 @@ def _assign(name: str, value: py.expr) -> py.Assign:
 
 
 def _is_none(x: py.expr) -> py.Compare:
-    return py.Compare(x, [py.Is()], [_const(None)])
+    return py.Compare(x, [_IS], [_const(None)])
 
 
 def _is_not_none(x: py.expr) -> py.Compare:
-    return py.Compare(x, [py.IsNot()], [_const(None)])
+    return py.Compare(x, [_ISNOT], [_const(None)])
 
 
 def _or(values: Sequence[py.expr]) -> py.expr:
-    return values[0] if len(values) == 1 else py.BoolOp(py.Or(), list(values))
+    return values[0] if len(values) == 1 else py.BoolOp(_OR, list(values))
 
 
 def _and(values: Sequence[py.expr]) -> py.expr:
-    return values[0] if len(values) == 1 else py.BoolOp(py.And(), list(values))
+    return values[0] if len(values) == 1 else py.BoolOp(_AND, list(values))
 
 
 def _not(x: py.expr) -> py.expr:
-    return py.UnaryOp(py.Not(), x)
+    return py.UnaryOp(_NOT, x)
 
 
 def _if_exp(test: py.expr, body: py.expr, orelse: py.expr) -> py.IfExp:
@@ -111,7 +112,7 @@ def _if_exp(test: py.expr, body: py.expr, orelse: py.expr) -> py.IfExp:
 
 
 def _tuple(items: Sequence[py.expr]) -> py.Tuple:
-    return py.Tuple(list(items), py.Load())
+    return py.Tuple(list(items), _LOAD)
 
 
 def _str_tuple(items: Sequence[str]) -> py.Tuple:
@@ -155,7 +156,6 @@ class _Names:
     members: dict[str, str]  # list name -> local variable holding `phone in LIST`
     specs: dict[str, str]  # aggregate id -> module name of its spec
     patterns: dict[str, str]  # regular expression -> module name of its compiled form
-    durations: frozenset[str]  # aggregate ids whose values are durations (age())
 
 
 class _Expr:
@@ -193,16 +193,16 @@ class _Expr:
                 return _load(self.names.members[n])
             case ir.InList(value=v, list_name=n):
                 lst = _load(self.names.lists[n])
-                return self.wrap([v], lambda a: py.Compare(a[0], [py.In()], [lst]))
+                return self.wrap([v], lambda a: py.Compare(a[0], [_IN], [lst]))
             case ir.InSet(value=v, items=items):
                 s = _load(self.module.set_const(items))
-                return self.wrap([v], lambda a: py.Compare(a[0], [py.In()], [s]))
+                return self.wrap([v], lambda a: py.Compare(a[0], [_IN], [s]))
             case ir.Not(operand=o):
                 return self.wrap([o], lambda a: _not(a[0]))
             case ir.BoolOp():
                 return self.boolop(node)
             case ir.Cmp(op=op, left=lf, right=rt):
-                return self.wrap([lf, rt], lambda a: py.Compare(a[0], [_CMP[op]()], [a[1]]))
+                return self.wrap([lf, rt], lambda a: py.Compare(a[0], [_CMP[op]], [a[1]]))
             case ir.Arith(op=op, left=lf, right=rt) if (
                 node.checked or op in ("d*", "d/") or (op == "/" and node.nullable)
             ):
@@ -210,11 +210,11 @@ class _Expr:
                 # range: a runtime helper answers unknown instead of raising or growing.
                 return _call(_CHECKED[op], self.gen(lf), self.gen(rt))
             case ir.Arith(op=op, left=lf, right=rt):
-                return self.wrap([lf, rt], lambda a: py.BinOp(a[0], _ARITH[op](), a[1]))
+                return self.wrap([lf, rt], lambda a: py.BinOp(a[0], _ARITH[op], a[1]))
             case ir.StrCall():
                 return self.strcall(node)
             case ir.Neg(operand=o):
-                return self.wrap([o], lambda a: py.UnaryOp(py.USub(), a[0]))
+                return self.wrap([o], lambda a: py.UnaryOp(_USUB, a[0]))
         raise AssertionError(f"cannot generate {type(node).__name__}")
 
     def wrap(self, operands: list[ir.Node], body: Callable[[list[py.expr]], py.expr]) -> py.expr:
@@ -238,7 +238,7 @@ class _Expr:
         return _if_exp(_or(checks), _const(None), body(args))
 
     def boolop(self, node: ir.BoolOp) -> py.expr:
-        op: py.boolop = py.And() if node.op == "and" else py.Or()
+        op: py.boolop = _AND if node.op == "and" else _OR
         if not node.nullable:
             return py.BoolOp(op, [self.gen(o) for o in node.operands])
         # Kleene: one false operand decides `and` (one true decides `or`) even next to an
@@ -252,14 +252,14 @@ class _Expr:
             if var is not None:
                 # `hits > 5` where only `hits` can be unknown: test it in place.
                 assert isinstance(o, ir.Cmp)
-                test: py.expr = py.Compare(self.gen(o.left), [_CMP[o.op]()], [self.gen(o.right)])
+                test: py.expr = py.Compare(self.gen(o.left), [_CMP[o.op]], [self.gen(o.right)])
                 test = _not(test) if is_and else test
                 branches.append((_and([_is_not_none(_load(var)), test]), _const(decisive)))
                 unknowns.append(_is_none(_load(var)))
             elif o.nullable:
                 t = self.tmp()
                 named = py.NamedExpr(_store(t), self.gen(o))
-                test = py.Compare(named, [py.Is()], [_const(decisive)])
+                test = py.Compare(named, [_IS], [_const(decisive)])
                 branches.append((test, _const(decisive)))
                 unknowns.append(_is_none(_load(t)))
             else:
@@ -290,22 +290,20 @@ class _Expr:
             regex = _load(self.names.patterns[str(a[1].value)])
             return self.wrap(
                 [a[0]],
-                lambda x: py.Compare(
-                    _call(_attr(regex, "search"), x[0]), [py.IsNot()], [_const(None)]
-                ),
+                lambda x: py.Compare(_call(_attr(regex, "search"), x[0]), [_ISNOT], [_const(None)]),
             )
         if node.func == "phone_prefix":
             digits = _attr(phone, "digits")
             return self.wrap(
                 [a[0]],
-                lambda x: py.Subscript(digits, py.Slice(None, x[0], None), py.Load()),
+                lambda x: py.Subscript(digits, py.Slice(None, x[0], None), _LOAD),
             )
         forms: dict[str, Callable[[list[py.expr]], py.expr]] = {
             "lower": lambda x: _call(_attr(x[0], "lower")),
             "upper": lambda x: _call(_attr(x[0], "upper")),
             "starts_with": lambda x: _call(_attr(x[0], "startswith"), x[1]),
             "ends_with": lambda x: _call(_attr(x[0], "endswith"), x[1]),
-            "contains": lambda x: py.Compare(x[1], [py.In()], [x[0]]),
+            "contains": lambda x: py.Compare(x[1], [_IN], [x[0]]),
         }
         return self.wrap(list(a), forms[node.func])
 
@@ -353,18 +351,13 @@ def generate(policy: ir.CheckedPolicy) -> Generated:
         members={n: f"in_{list_names.index(n)}" for n in members},
         specs=specs,
         patterns={p: f"RE_{i}" for i, p in enumerate(policy.patterns)},
-        durations=frozenset(
-            a.spec.id for a in policy.aggregates if a.spec.kind is AggKind.FIRST_SEEN
-        ),
     )
     module.body.append(_assign("TIMEZONE", _const(policy.timezone)))
     plan = _gen_plan(policy, module, names)
-    evaluate = _gen_evaluate(policy, module, names, read_ids, explain=False)
-    explain = _gen_evaluate(policy, module, names, read_ids, explain=True)
+    evaluate = _gen_evaluate(policy, module, names, read_ids)
     main = py.Module([*module.body, plan, evaluate], [])
-    # explain is compiled on its own (on first use), with the same module constants.
-    tail = py.Module([*module.body, explain], [])
-    return Generated(py.fix_missing_locations(main), py.fix_missing_locations(tail), namespace)
+    # Positions are filled in by dsl.sandbox.verify, which walks the whole tree anyway.
+    return Generated(main, namespace)
 
 
 def describe_spec(spec: AggregateSpec) -> str:
@@ -385,7 +378,7 @@ def _prologue(policy: ir.CheckedPolicy, names: _Names, *, local_time: bool) -> l
     if local_time:
         out.append(
             py.Assign(
-                [py.Tuple([_store("local_hour"), _store("local_weekday")], py.Store())],
+                [py.Tuple([_store("local_hour"), _store("local_weekday")], _STORE)],
                 _call("local_time", _attr(_load("event"), "occurred_at"), _load("TIMEZONE")),
                 lineno=0,
             )
@@ -423,7 +416,7 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
 
 
 def _ne_empty(x: py.expr) -> py.expr:
-    return py.Compare(x, [py.NotEq()], [_const("")])
+    return py.Compare(x, [_NOTEQ], [_const("")])
 
 
 def _plan_key(spec: AggregateSpec, names: _Names) -> tuple[py.expr, py.expr | None]:
@@ -443,14 +436,14 @@ def _key_part(kind: KeyKind, arg: str, names: _Names) -> tuple[py.expr, py.expr 
             return _attr(phone, "e164"), _ne_empty(_attr(phone, "e164"))
         case KeyKind.LIST:
             lst = _load(names.lists[arg])
-            return _const(arg), py.Compare(_attr(phone, "e164"), [py.In()], [lst])
+            return _const(arg), py.Compare(_attr(phone, "e164"), [_IN], [lst])
         case KeyKind.SEGMENT:
             return _attr(phone, "segment_prefix"), _ne_empty(_attr(phone, "segment_prefix"))
         case KeyKind.PREFIX:
             n = _const(int(arg))
             digits = _attr(phone, "digits")
-            prefix = py.Subscript(digits, py.Slice(None, n, None), py.Load())
-            return prefix, py.Compare(_call("len", digits), [py.GtE()], [n])
+            prefix = py.Subscript(digits, py.Slice(None, n, None), _LOAD)
+            return prefix, py.Compare(_call("len", digits), [_GTE], [n])
         case KeyKind.DEVICE:
             return _attr(event, "device_id"), _ne_empty(_attr(event, "device_id"))
         case KeyKind.IP:
@@ -482,14 +475,12 @@ def _gen_evaluate(
     module: _Module,
     names: _Names,
     read_ids: list[str],
-    *,
-    explain: bool,
 ) -> py.FunctionDef:
     body = _prologue(policy, names, local_time=policy.uses_local_time)
     e164 = _attr(_load("phone"), "e164")
     for n, var in names.members.items():
         # `phone in LIST` tends to appear in several rules: look each list up once.
-        body.append(_assign(var, py.Compare(e164, [py.In()], [_load(names.lists[n])])))
+        body.append(_assign(var, py.Compare(e164, [_IN], [_load(names.lists[n])])))
     if read_ids:
         body.append(_assign("get", _attr(_load("values"), "get")))
         for i in read_ids:
@@ -498,12 +489,11 @@ def _gen_evaluate(
         body.append(_assign("unknown", unknown))
     else:
         body.append(_assign("unknown", _const(False)))
-    body.append(_assign("matched", py.List([], py.Load())))
+    body.append(_assign("matched", py.List([], _LOAD)))
     body.append(_assign("override", _const(False)))
-    body.append(_assign("failed", py.List([], py.Load())))
-    body.append(_assign("trace", py.List([], py.Load()) if explain else _const(None)))
+    body.append(_assign("failed", py.List([], _LOAD)))
     for rule in policy.rules:
-        body.extend(_gen_rule(rule, module, names, explain))
+        body.extend(_gen_rule(rule, module, names))
     decision = _call(
         "decide", _load("matched"), _load("unknown"), _load("override"), _load("trace")
     )
@@ -516,11 +506,10 @@ def _gen_evaluate(
         if value := getattr(combining, word):
             decision.keywords.append(py.keyword(word, _const(value)))
     body.append(py.Return(decision))
-    name = "explain" if explain else "evaluate"
-    return _function(name, ("facts", "values", "lists"), body)
+    return _function("evaluate", ("facts", "values", "lists", "trace"), body)
 
 
-def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names, explain: bool) -> list[py.stmt]:
+def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names) -> list[py.stmt]:
     gen = _Expr(module, names)
 
     def match(action: str, reason: py.expr, *, scored: bool = True) -> py.stmt:
@@ -537,62 +526,52 @@ def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names, explain: boo
             args += [_const(rule.priority), _const(score)]
         return py.Expr(_call(_attr(_load("matched"), "append"), _call("Match", *args)))
 
-    def set_m() -> list[py.stmt]:
-        return [_assign("m", _const(True))] if explain else []
+    def traced(value: py.expr, matched: py.expr, detail: py.expr, error: bool) -> py.stmt:
+        line = _call("RuleTrace", _const(rule.name), value, matched, detail, _const(error))
+        append = py.Expr(_call(_attr(_load("trace"), "append"), line))
+        return py.If(_is_not_none(_load("trace")), [append], [])
 
     fired: list[py.stmt] = [match(rule.action, _reason(rule.reason, gen))]
     if rule.override and not rule.shadow:
         fired.append(_assign("override", _const(True)))
-    fired.extend(set_m())
     orelse: list[py.stmt] = []
+    on_error = rule.on_error != "skip"
     if rule.condition.nullable:
         # An unknown condition (an aggregate missing, a division by 0) is an unknown input
         # of the decision, and the rule's on_error decides what it does.
         unknown_branch: list[py.stmt] = [_assign("unknown", _const(True))]
-        if rule.on_error != "skip":
+        if on_error:
             fire = rule.on_error == "fire"
             on_unknown = rule.action if fire else rule.on_error
             reason = _reason(rule.reason, gen)
-            unknown_branch += [match(on_unknown, reason, scored=fire), *set_m()]
+            unknown_branch.append(match(on_unknown, reason, scored=fire))
         orelse = [py.If(_is_none(_load("c")), unknown_branch, [])]
+    # Whether the rule matched follows from c: true, or unknown with an on_error.
+    if rule.condition.nullable and on_error:
+        matched = py.Compare(_load("c"), [_ISNOT], [_const(False)])
+    else:
+        matched = py.Compare(_load("c"), [_IS], [_const(True)])
     attempt: list[py.stmt] = [
         _assign("c", gen.gen(rule.condition)),
         py.If(_load("c"), fired, orelse),
+        traced(_load("c"), matched, _detail(rule, gen), False),
     ]
-    if explain:
-        attempt.append(_assign("d", _detail(rule, names, gen)))
     # An exception in this rule (a bug, a value nobody foresaw) is this rule's on_error: the
     # decision is still made from the other rules, and the failure is reported by name.
     failure: list[py.stmt] = [
         py.Expr(_call(_attr(_load("failed"), "append"), _const(rule.name))),
-        _assign("c", _const(None)),
     ]
-    if explain:
-        failure.append(_assign("err", _const(True)))
-        failure.append(_assign("d", _const(f"evaluation failed: on_error {rule.on_error}")))
-    if rule.on_error != "skip":
+    if on_error:
         fire = rule.on_error == "fire"
         on_fail = rule.action if fire else rule.on_error
         failure.append(match(on_fail, _const(f"{rule.name}: evaluation failed"), scored=fire))
-        failure.extend(set_m())
+    note = _const(f"evaluation failed: on_error {rule.on_error}")
+    failure.append(traced(_const(None), _const(on_error), note, True))
     handler = py.ExceptHandler(_load("Exception"), None, failure)
     # A label for people reading the unparsed module; a bare constant compiles to nothing.
     kind = "shadow rule" if rule.shadow else "rule"
-    out: list[py.stmt] = [py.Expr(_const(f"{kind} {rule.name} ({rule.path}:{rule.line})"))]
-    if explain:
-        out += [_assign("m", _const(False)), _assign("err", _const(False))]
-    out.append(py.Try(attempt, [handler], [], []))
-    if explain:
-        trace = _call(
-            "RuleTrace",
-            _const(rule.name),
-            _load("c"),
-            _load("m"),
-            _load("d"),
-            _load("err"),
-        )
-        out.append(py.Expr(_call(_attr(_load("trace"), "append"), trace)))
-    return out
+    label = py.Expr(_const(f"{kind} {rule.name} ({rule.path}:{rule.line})"))
+    return [label, py.Try(attempt, [handler], [], [])]
 
 
 def _reason(parts: tuple[str | ir.Node, ...], gen: _Expr) -> py.expr:
@@ -623,7 +602,7 @@ def _reason(parts: tuple[str | ir.Node, ...], gen: _Expr) -> py.expr:
         return _const("")
     out = pieces[0]
     for piece in pieces[1:]:
-        out = py.BinOp(out, py.Add(), piece)
+        out = py.BinOp(out, _ADD, piece)
     return out
 
 
@@ -639,23 +618,17 @@ def _const_text(node: ir.Node) -> str | None:
     return fmt(node.value)
 
 
-def _detail(rule: ir.CheckedRule, names: _Names, gen: _Expr) -> py.expr:
-    """``'hits=12, heavy=true'``: the aggregates and named conditions the rule read, and
-    why an unknown condition decided, for the explanation."""
-    pieces: list[py.expr] = []
-    for agg_id in rule.reads:
-        show = "fmt_duration" if agg_id in names.durations else "fmt"
-        pieces += [_const(f", {agg_id}="), _call(show, _load(names.aggs[agg_id]))]
-    for name, node in rule.conditions:
-        pieces += [_const(f", {name}="), _call("fmt", gen.gen(node))]
-    if pieces:
-        first = pieces[0]
-        assert isinstance(first, py.Constant)
-        pieces[0] = _const(str(first.value)[2:])  # no separator before the first
-    if rule.condition.nullable:
-        unknown = _const(f"; condition unknown: on_error {rule.on_error}")
-        pieces.append(_if_exp(_is_none(_load("c")), unknown, _const("")))
-    out: py.expr = pieces[0] if pieces else _const("")
-    for piece in pieces[1:]:
-        out = py.BinOp(out, py.Add(), piece)
-    return out
+def _detail(rule: ir.CheckedRule, gen: _Expr) -> py.expr:
+    """``'hits=12, heavy=true'`` for the explanation: the aggregates and named conditions
+    the rule read, and why an unknown condition decided. Built by a runtime helper from
+    constants, so explaining adds a few nodes per rule, not a copy of the rule."""
+    args: list[py.expr] = [
+        _load("values"),
+        _str_tuple(rule.reads),
+        _load("c"),
+        _const(rule.on_error if rule.condition.nullable else ""),
+    ]
+    if rule.conditions:
+        pairs = [_tuple([_const(n), gen.gen(node)]) for n, node in rule.conditions]
+        args.append(_tuple(pairs))
+    return _call("detail", *args)

@@ -15,11 +15,9 @@ from dsl import ast, runtime, sandbox
 from dsl.aggregates import AggregateRef
 from dsl.checker import Checker, Unit
 from dsl.codegen import Generated, generate
-from dsl.decision import Action, Decision, Match, RuleTrace
+from dsl.decision import Action, Match, RuleTrace
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
-from dsl.facts import Facts
 from dsl.ir import CheckedPolicy
-from dsl.lists import ListView
 from dsl.options import CompileOptions
 from dsl.parser import parse_module
 from dsl.patterns import compile_pattern
@@ -58,6 +56,7 @@ _RUNTIME: dict[str, object] = {
     "fmt_decimal": runtime.fmt_decimal,
     "fmt_duration": runtime.fmt_duration,
     "decide": runtime.decide,
+    "detail": runtime.detail,
     "join_key": runtime.join_key,
     "__builtins__": {"int": int, "len": len, "frozenset": frozenset, "Exception": Exception},
 }
@@ -111,30 +110,6 @@ def _code(tree: pyast.Module, filename: str, first: str) -> bytes:
 def _exec(code: bytes, namespace: dict[str, object]) -> None:
     # The code object comes from _code: a verified tree, compiled by this same Python.
     exec(marshal.loads(code), namespace)
-
-
-class _LazyExplain:
-    """Loads the explain function on its first call (thread-safe), then delegates."""
-
-    def __init__(self, code: bytes, namespace: dict[str, object]):
-        self._code = code
-        self._namespace = namespace
-        self._fn: EvalFn | None = None
-        self._lock = threading.Lock()
-
-    def __call__(
-        self, facts: Facts, values: Mapping[str, int | None], lists: Mapping[str, ListView]
-    ) -> Decision:
-        fn = self._fn
-        if fn is None:
-            with self._lock:
-                if self._fn is None:
-                    # Its own namespace copy: the shared one is never mutated after load.
-                    ns = dict(self._namespace)
-                    _exec(self._code, ns)
-                    self._fn = cast(EvalFn, ns["explain"])
-                fn = self._fn
-        return fn(facts, values, lists)
 
 
 def _load(
@@ -292,7 +267,6 @@ def build_policy(
             patterns=checked.patterns,
             combining=checked.combining,
             main_code=_code(generated.main, filename, first),
-            explain_code=_code(generated.explain, filename, first),
             warnings=tuple(d for d in diags if not d.is_error),
         )
 
@@ -314,7 +288,6 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
         combining=artifact.combining,
         _plan=cast(PlanFn, namespace["plan"]),
         _evaluate=cast(EvalFn, namespace["evaluate"]),
-        _explain=_LazyExplain(artifact.explain_code, namespace),
     )
 
 

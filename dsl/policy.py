@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 
 from dsl.aggregates import AggregateRef, AggregateSpec
 from dsl.ast import Span
-from dsl.decision import Action, Decision
+from dsl.decision import Action, Decision, RuleTrace
 from dsl.diagnostics import Diagnostic
 from dsl.facts import Facts
 from dsl.ir import Combining
 from dsl.lists import ListView
 
 PlanFn = Callable[[Facts, Mapping[str, ListView]], tuple[AggregateRef, ...]]
-EvalFn = Callable[[Facts, Mapping[str, int | None], Mapping[str, ListView]], Decision]
+EvalFn = Callable[
+    [Facts, Mapping[str, int | None], Mapping[str, ListView], list[RuleTrace] | None], Decision
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +49,8 @@ class PolicyArtifact:
 
     Picklable, so a worker process can build it (parse, check, generate, compile, all with
     a time and memory budget) and hand it to the server, which only has to load the code
-    objects (:func:`dsl.compiler.load_policy`). ``main_code`` and ``explain_code`` are
-    :mod:`marshal` dumps of code objects compiled from verified trees by the same Python.
+    objects (:func:`dsl.compiler.load_policy`). ``main_code`` is a :mod:`marshal` dump
+    of the code object compiled from the verified tree by the same Python.
     """
 
     tenant: str
@@ -59,7 +61,6 @@ class PolicyArtifact:
     patterns: tuple[str, ...]  # regular expressions, compiled by load_policy as RE_n
     combining: Combining
     main_code: bytes
-    explain_code: bytes
     warnings: tuple[Diagnostic, ...] = ()
 
 
@@ -74,7 +75,6 @@ class CompiledPolicy:
     combining: Combining
     _plan: PlanFn = field(repr=False, compare=False)
     _evaluate: EvalFn = field(repr=False, compare=False)
-    _explain: EvalFn = field(repr=False, compare=False)
 
     def plan(self, facts: Facts, lists: Mapping[str, ListView]) -> tuple[AggregateRef, ...]:
         """One ref per aggregate, bound to these facts: what to fetch and what to record."""
@@ -89,9 +89,7 @@ class CompiledPolicy:
         explain: bool = False,
     ) -> Decision:
         """Decide. ``values`` maps aggregate id -> value; None or missing is unknown."""
-        if explain:
-            return self._explain(facts, values, lists)
-        return self._evaluate(facts, values, lists)
+        return self._evaluate(facts, values, lists, [] if explain else None)
 
     @property
     def aggregate_ids(self) -> tuple[str, ...]:

@@ -111,6 +111,26 @@ def fmt(value: object) -> str:
     return str(value)
 
 
+def detail(
+    values: Mapping[str, int | None],
+    reads: tuple[str, ...],
+    value: bool | None,
+    on_error: str,
+    conditions: tuple[tuple[str, bool | None], ...] = (),
+) -> str:
+    """An explanation line's detail: ``hits=5, age(per number)=10m, busy=true``, and, when
+    the condition was unknown, which on_error decided (``on_error`` is "" when it cannot be)."""
+    parts = [
+        f"{i}={fmt_duration(values.get(i)) if i.startswith('age(') else fmt(values.get(i))}"
+        for i in reads
+    ]
+    parts += [f"{name}={fmt(v)}" for name, v in conditions]
+    text = ", ".join(parts)
+    if value is None and on_error:
+        text += f"; condition unknown: on_error {on_error}"
+    return text
+
+
 def fmt_decimal(value: int | None) -> str:
     """Millionths as a decimal: 250000 -> ``0.25``, 3000000 -> ``3``."""
     if value is None:

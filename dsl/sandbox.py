@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast as py
 import re
+from collections.abc import Callable
+from typing import Any
 
 # Names the compiler's namespace provides (helpers, constructors, constants).
 RUNTIME_NAMES = frozenset(
@@ -39,6 +41,7 @@ RUNTIME_NAMES = frozenset(
         "fmt_decimal",
         "fmt_duration",
         "decide",
+        "detail",
         "join_key",
     }
 )
@@ -60,14 +63,11 @@ LOCALS = frozenset(
         "failed",
         "trace",
         "c",
-        "m",
-        "d",
-        "err",
         "TIMEZONE",
     }
 )
 _NUMBERED = re.compile(r"(?:a|l|in|t|p|SET|AGG|RE)_[0-9]{1,6}")
-FUNCTIONS = frozenset({"plan", "evaluate", "explain"})
+FUNCTIONS = frozenset({"plan", "evaluate"})
 # Fields of the facts, and the string/list methods the generator calls.
 ATTRIBUTES = frozenset(
     {
@@ -163,32 +163,138 @@ def _name_ok(name: str) -> bool:
     )
 
 
+# For each allowed node type, the fields that can hold child nodes (lists or nodes).
+# Fields that hold plain values (names, text, constants), not child nodes; and the
+# context and operator fields, which hold data-free nodes checked in place (below).
+_VALUE_FIELDS = frozenset(
+    {"id", "attr", "name", "arg", "type_comment", "kind", "conversion", "ctx", "op", "ops"}
+)
+_OPERATORS = tuple(
+    t
+    for t in _NODES
+    if issubclass(t, py.expr_context | py.operator | py.boolop | py.unaryop | py.cmpop)
+)
+_CHILDREN: dict[type[py.AST], tuple[str, ...]] = {
+    t: tuple(
+        f for f in t._fields if f not in _VALUE_FIELDS and not (t is py.Constant and f == "value")
+    )
+    for t in _NODES
+}
+_LOCATED = frozenset(t for t in _NODES if "lineno" in t._attributes)
+
+
 def verify(tree: py.Module) -> None:
-    """Raise :class:`UnsafeTree` unless every node of ``tree`` is one the generator emits."""
-    for node in py.walk(tree):
-        if not isinstance(node, _NODES):
-            raise UnsafeTree(f"node type {type(node).__name__} is not allowed")
-        match node:
-            case py.Name(id=name) if not _name_ok(name):
-                raise UnsafeTree(f"name {name!r} is not allowed")
-            case py.Attribute(attr=a) if a not in ATTRIBUTES:
-                raise UnsafeTree(f"attribute {a!r} is not allowed")
-            case py.FunctionDef(name=f) if f not in FUNCTIONS:
-                raise UnsafeTree(f"function {f!r} is not allowed")
-            case py.FunctionDef(decorator_list=d, returns=r) if d or r is not None:
-                raise UnsafeTree("decorators and annotations are not allowed")
-            case py.arg(arg=a, annotation=ann) if a not in LOCALS or ann is not None:
-                raise UnsafeTree(f"parameter {a!r} is not allowed")
-            case py.Constant(value=v) if not (v is None or isinstance(v, bool | int | float | str)):
-                raise UnsafeTree(f"constant of type {type(v).__name__} is not allowed")
-            case py.keyword(arg=k) if k not in _KEYWORDS:
-                raise UnsafeTree(f"keyword {k!r} is not allowed")
-            case py.ExceptHandler(type=t, name=n) if n is not None or not (
-                isinstance(t, py.Name) and t.id == "Exception"
-            ):
-                raise UnsafeTree("only 'except Exception' is allowed")
-            case py.Call(func=f):
-                _check_call(f)
+    """Raise :class:`UnsafeTree` unless every node of ``tree`` is one the generator emits.
+
+    The same pass gives each statement and expression a position (line 1), which compile()
+    needs and the generator does not track: one walk instead of two over a tree that has
+    hundreds of thousands of nodes for a big policy.
+    """
+    stack: list[py.AST] = [tree]
+    pop, push = stack.pop, stack.append
+    children, checks, located = _CHILDREN, _CHECKS, _LOCATED
+    while stack:
+        node = pop()
+        kind = type(node)
+        fields = children.get(kind)
+        if fields is None:
+            raise UnsafeTree(f"node type {kind.__name__} is not allowed")
+        check = checks.get(kind)
+        if check is not None:
+            check(node)
+        if kind in located:
+            node.lineno = 1  # type: ignore[attr-defined]
+            node.col_offset = 0  # type: ignore[attr-defined]
+        for f in fields:
+            child = getattr(node, f)
+            if type(child) is list:
+                for c in child:
+                    if isinstance(c, py.AST):
+                        push(c)
+            elif isinstance(child, py.AST):
+                push(child)
+
+
+def _check_operator(op: object) -> None:
+    if not isinstance(op, _OPERATORS):
+        raise UnsafeTree(f"operator {type(op).__name__} is not allowed")
+
+
+def _check_name(node: py.Name) -> None:
+    if not _name_ok(node.id):
+        raise UnsafeTree(f"name {node.id!r} is not allowed")
+    _check_operator(node.ctx)
+
+
+def _check_attribute(node: py.Attribute) -> None:
+    if node.attr not in ATTRIBUTES:
+        raise UnsafeTree(f"attribute {node.attr!r} is not allowed")
+    _check_operator(node.ctx)
+
+
+def _check_ctx(node: py.Subscript | py.Tuple | py.List) -> None:
+    _check_operator(node.ctx)
+
+
+def _check_op(node: py.BinOp | py.BoolOp | py.UnaryOp) -> None:
+    _check_operator(node.op)
+
+
+def _check_compare(node: py.Compare) -> None:
+    for op in node.ops:
+        _check_operator(op)
+
+
+def _check_function(node: py.FunctionDef) -> None:
+    if node.name not in FUNCTIONS:
+        raise UnsafeTree(f"function {node.name!r} is not allowed")
+    if node.decorator_list or node.returns is not None:
+        raise UnsafeTree("decorators and annotations are not allowed")
+
+
+def _check_arg(node: py.arg) -> None:
+    if node.arg not in LOCALS or node.annotation is not None:
+        raise UnsafeTree(f"parameter {node.arg!r} is not allowed")
+
+
+def _check_constant(node: py.Constant) -> None:
+    v = node.value
+    if not (v is None or isinstance(v, bool | int | float | str)):
+        raise UnsafeTree(f"constant of type {type(v).__name__} is not allowed")
+
+
+def _check_keyword(node: py.keyword) -> None:
+    if node.arg not in _KEYWORDS:
+        raise UnsafeTree(f"keyword {node.arg!r} is not allowed")
+
+
+def _check_handler(node: py.ExceptHandler) -> None:
+    t = node.type
+    if node.name is not None or not (isinstance(t, py.Name) and t.id == "Exception"):
+        raise UnsafeTree("only 'except Exception' is allowed")
+
+
+def _check_call_node(node: py.Call) -> None:
+    _check_call(node.func)
+
+
+_CHECKS: dict[type[py.AST], Callable[[Any], None]] = {
+    py.Name: _check_name,
+    py.Attribute: _check_attribute,
+    py.FunctionDef: _check_function,
+    py.arg: _check_arg,
+    py.Constant: _check_constant,
+    py.keyword: _check_keyword,
+    py.ExceptHandler: _check_handler,
+    py.Call: _check_call_node,
+    py.Subscript: _check_ctx,
+    py.Tuple: _check_ctx,
+    py.List: _check_ctx,
+    py.BinOp: _check_op,
+    py.BoolOp: _check_op,
+    py.UnaryOp: _check_op,
+    py.Compare: _check_compare,
+}
 
 
 def _check_call(func: py.expr) -> None:
