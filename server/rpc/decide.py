@@ -71,7 +71,9 @@ class Decider:
         try:
             outcome = await self._decide(req, token, field_prefix, started)
         except RequestError as exc:
-            self.telemetry.request_failed(req.tenant, exc.code)
+            self.telemetry.request_failed(
+                req.tenant, exc.code, known=req.tenant in self.registry.slots
+            )
             raise
         self.telemetry.decided(outcome)
         if log.isEnabledFor(logging.DEBUG):
@@ -213,7 +215,9 @@ def to_response(
         for tr in d.trace:
             add_line(
                 rule=tr.rule,
-                value="unknown" if tr.value is None else ("true" if tr.value else "false"),
+                value="error"
+                if tr.error
+                else ("unknown" if tr.value is None else ("true" if tr.value else "false")),
                 matched=tr.matched,
                 detail=tr.detail,
             )
