@@ -32,6 +32,11 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         except RequestError as exc:
             await context.abort(exc.code, exc.message, exc.trailing_metadata())
             raise  # unreachable: abort raises
+        except Exception:
+            # As batch and stream do: INTERNAL, logged here, never Python's text in UNKNOWN.
+            log.exception("evaluate failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            raise
 
     async def EvaluateBatch(
         self, request: pb.EvaluateBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
