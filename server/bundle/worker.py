@@ -349,8 +349,24 @@ class CompilePool:
         return worker
 
     def _start(self) -> _Worker:
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(  # type: ignore[attr-defined]
+        try:
+            return self._start_with(self._ctx)
+        except OSError as exc:
+            if self.start_method != "forkserver":
+                raise
+            # The fork server listens on a socket in a temporary folder; a container with
+            # no writable /tmp has none. Spawn needs no file: slower to start, as safe.
+            log.warning(
+                "cannot start the compiler fork server; spawning compiler processes instead",
+                extra={"error": str(exc)},
+            )
+            self.start_method = "spawn"
+            self._ctx = multiprocessing.get_context("spawn")
+            return self._start_with(self._ctx)
+
+    def _start_with(self, ctx: Any) -> _Worker:
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(
             target=_child_main,
             args=(child, self.budget.memory_mb),
             name="ringfence-policy-compiler",

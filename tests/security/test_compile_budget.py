@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -219,3 +220,30 @@ def test_check_cli_compiles_with_the_server_budget(rules_copy: Path) -> None:
     assert "FAIL hostile" in out.stdout
     assert "ok   demo:" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+
+
+SNIPPET = """
+import multiprocessing.connection
+from server.bundle.worker import CompilePool
+
+def no_tmp(_family):
+    raise FileNotFoundError(2, "No usable temporary directory found")
+
+multiprocessing.connection.arbitrary_address = no_tmp
+if __name__ == "__main__":
+    pool = CompilePool()
+    rules = pool.build({"t/p.rf": "rule r { when phone.valid then block }"}, tenant="t").rules
+    print(pool.start_method, rules[0].name)
+    pool.close()
+"""
+
+
+def test_without_a_temporary_folder_compilers_are_spawned(tmp_path: Path) -> None:
+    """A read-only container with no writable /tmp (tests/deploy/test_image.py runs the
+    real one): the fork server has nowhere for its socket, so workers are spawned. A fresh
+    interpreter, so no fork server is running yet."""
+    script = tmp_path / "no_tmp.py"
+    script.write_text(SNIPPET)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["spawn", "r"]
