@@ -146,18 +146,28 @@ def rules_copy() -> Iterator[Path]:
         yield rules
 
 
-def ringfence_server(rules: Path, *args: str) -> contextlib.AbstractContextManager[int]:
-    return child(
-        [
-            str(BIN / "ringfence"),
-            "serve",
-            "--rules",
-            str(rules),
-            "--listen",
-            "127.0.0.1:0",
-            *args,
-        ],
-    )
+@contextlib.contextmanager
+def ringfence_server(rules: Path, *args: str) -> Iterator[int]:
+    """``ringfence serve`` in a child process; yields its port once it is SERVING (the
+    first policy build, in the compiler processes, comes after "listening")."""
+    argv = [str(BIN / "ringfence"), "serve", "--rules", str(rules), "--listen", "127.0.0.1:0"]
+    with child([*argv, *args]) as port:
+        wait_serving(port)
+        yield port
+
+
+def wait_serving(port: int, timeout: float = 60.0) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stream = health_pb2_grpc.HealthStub(ch).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=timeout
+        )
+        for resp in stream:
+            if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                stream.cancel()
+                return
+    raise TimeoutError("server never became SERVING")
 
 
 def machine() -> str:

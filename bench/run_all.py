@@ -21,6 +21,7 @@ BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("replay_bench.py", []),
     ("reload_latency.py", []),
     ("isolation_latency.py", []),
+    ("hostile_policies.py", []),
     ("state_bench.py", []),
     ("state_memory_micro.py", []),
     ("lists_bench.py", []),

@@ -111,6 +111,8 @@ class Checker:
         self.condition_values: dict[tuple[str, bool], ir.Node] = {}
         self.rule_conditions: list[str] = []
         self.first_seen: list[str] = []  # age() aggregates, made on first use
+        self.policy_nodes = 0
+        self.reported_node_limit = False
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -599,7 +601,18 @@ class Checker:
             cond = self.expr(when.expr, _Ctx("condition"))
             self.expect(cond, Type.BOOL, when.expr.span, "a condition")
             nodes = len(ir.walk(cond))
-            if nodes > self.options.max_rule_nodes:
+            self.policy_nodes += nodes
+            if self.policy_nodes > self.options.max_policy_nodes:
+                if not self.reported_node_limit:
+                    self.reported_node_limit = True
+                    self.error(
+                        when.expr.span,
+                        f"the rules so far have {self.policy_nodes} expression nodes; a policy"
+                        f" holds at most {self.options.max_policy_nodes} (expanded sustained()"
+                        " and named conditions count every time they are used)",
+                    )
+                cond = ir.Error()
+            elif nodes > self.options.max_rule_nodes:
                 self.error(
                     when.expr.span,
                     f"condition of rule '{r.name}' has {nodes} expression nodes; at most"

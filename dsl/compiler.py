@@ -101,7 +101,8 @@ def _code(tree: pyast.Module, filename: str, first: str) -> bytes:
         ) from None
     try:
         return marshal.dumps(compile(tree, filename, "exec", dont_inherit=True, optimize=2))
-    except (SyntaxError, RecursionError, MemoryError, ValueError) as err:
+    # A MemoryError is left to the caller: in a worker it is the memory budget's to report.
+    except (SyntaxError, RecursionError, ValueError) as err:
         raise PolicyError(
             [Diagnostic(first, 1, 1, Severity.ERROR, f"policy too complex to compile: {err}")]
         ) from None

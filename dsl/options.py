@@ -32,6 +32,8 @@ class CompileOptions:
     max_sustained_steps: int = 168
     # Nodes in one rule's condition once constants and sustained() are expanded.
     max_rule_nodes: int = 20_000
+    # ... and in all rules together (the demo policy has ~150; 5,000 ordinary rules ~110k).
+    max_policy_nodes: int = 400_000
     max_set_items: int = 10_000
     # Diagnostics reported per check: past this, one more says how many were left out.
     max_diagnostics: int = 200

@@ -18,9 +18,10 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
-from server.api import decision_pb2, decision_pb2_grpc, policy_pb2, policy_pb2_grpc
+from server.api import decision_pb2, policy_pb2
 from server.bundle.registry import TenantRegistry
 from server.bundle.reload import Reloader
+from server.bundle.worker import CompilePool
 from server.config import ServeConfig
 from server.observability.decision_log import DecisionLog
 from server.observability.telemetry import Telemetry, tracing_from_env
@@ -29,6 +30,7 @@ from server.phone import PhoneParser, SegmentTable
 from server.phone.hashing import NumberHasher
 from server.rpc.decide import Decider
 from server.rpc.decision_service import DecisionService
+from server.rpc.decoding import add_service
 from server.rpc.policy_service import PolicyService
 from server.state import StateBackend, open_backend
 from server.state.pool import BackendPool
@@ -83,6 +85,7 @@ class RingfenceServer:
     port: int = 0
     hasher: NumberHasher = field(init=False)
     registry: TenantRegistry = field(init=False)
+    compiler: CompilePool = field(init=False)
     reloader: Reloader | None = field(init=False, default=None)
     health: HealthServicer = field(init=False)
     telemetry: Telemetry = field(init=False)
@@ -98,7 +101,12 @@ class RingfenceServer:
         cfg = self.config
         self.hasher = NumberHasher(cfg.hash_key or None)
         parser = PhoneParser(SegmentTable.load(cfg.segments))
-        self.registry = TenantRegistry(cfg.rules, parser)
+        # Policies are compiled in worker processes with a budget; this process only
+        # loads what they hand back (server/bundle/worker.py).
+        self.compiler = CompilePool(cfg.compile_budget)
+        self.registry = TenantRegistry(
+            cfg.rules, parser, compiler=self.compiler, build_threads=cfg.compile_budget.workers
+        )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:
             readers.append(self._start_metrics_endpoint(cfg.metrics_listen))
@@ -149,6 +157,11 @@ class RingfenceServer:
                     "tenant has no tokens: anyone who can reach the port may use it",
                     extra={"tenant": slot.name},
                 )
+        if not cfg.admin_token_hashes:
+            log.warning(
+                "PolicyService has no admin token: anyone who can reach the port may read "
+                "policy status, validate policies and force reloads"
+            )
         if cfg.watch:
             self.reloader.start()
         await self._update_health()
@@ -168,9 +181,15 @@ class RingfenceServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionService(decider), server)
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(
-            PolicyService(self.registry, self.config.admin_token_hashes), server
+        add_service(
+            server,
+            decision_pb2.DESCRIPTOR.services_by_name["DecisionService"],
+            DecisionService(decider),
+        )
+        add_service(
+            server,
+            policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+            PolicyService(self.registry, self.config.admin_token_hashes, self.compiler),
         )
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -232,6 +251,11 @@ class RingfenceServer:
         tel.add_gauge("ringfence_state_evictions", lambda: stats.evictions)
         tel.add_gauge("ringfence_state_keys", lambda: stats.keys)
         tel.add_gauge("ringfence_state_round_trips", lambda: stats.round_trips)
+        compiles = self.compiler.stats
+        tel.add_gauge("ringfence_policy_compiles", lambda: compiles.jobs)
+        tel.add_gauge("ringfence_policy_compile_timeouts", lambda: compiles.timeouts)
+        tel.add_gauge("ringfence_policy_compile_out_of_memory", lambda: compiles.out_of_memory)
+        tel.add_gauge("ringfence_policy_checks_refused", lambda: compiles.refused)
         if self.decision_log is not None:
             dl = self.decision_log
             tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())
@@ -250,6 +274,7 @@ class RingfenceServer:
             await self.reloader.stop()
         if self._server is not None:
             await self._server.stop(grace)
+        await asyncio.to_thread(self.compiler.close)
         if self.backends is not None:
             await self.backends.close()
         if self.decision_log is not None:
@@ -267,12 +292,14 @@ class RingfenceServer:
 async def serve(config: ServeConfig) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP forces a reload. Returns the exit code."""
     server = RingfenceServer(config)
-    await server.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    # Before start: the first policy build (which starts the compiler processes) takes a
+    # moment, and a SIGHUP in it must reload, not end the process.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
+    await server.start()
     await stopping.wait()
     log.info("shutting down", extra={"grace_s": config.grace_s})
     await server.stop()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.bundle.budget import CompileBudget
 from server.bundle.tenant_config import hash_token
 
 
@@ -32,6 +34,7 @@ class ServeConfig:
     segments: Path | None = None
     watch: bool = True
     reload_debounce_ms: int = 200
+    compile_budget: CompileBudget = field(default_factory=CompileBudget)
 
 
 # flag, env var, default, help
@@ -53,14 +56,21 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("--decision-log", "RINGFENCE_DECISION_LOG", "", "decision log file, '-' for stdout (off)"),
     ("--segments", "RINGFENCE_SEGMENTS", "", "CN segment table CSV (default: the packaged one)"),
     ("--watch", "RINGFENCE_WATCH", "true", "reload when the rules directory changes"),
+    ("--compile-timeout", "RINGFENCE_COMPILE_TIMEOUT", "20", "seconds one policy compile may take"),
+    ("--compile-memory-mb", "RINGFENCE_COMPILE_MEMORY_MB", "512", "memory of a compiler process"),
+    ("--compile-workers", "RINGFENCE_COMPILE_WORKERS", "2", "policy compiler processes"),
+    ("--compile-queue", "RINGFENCE_COMPILE_QUEUE", "8", "ValidatePolicy calls that may wait"),
 )
+# A blank admin token must be an error, not an open PolicyService: these two have no
+# default, so "not given" (None) and "given but empty" ("") stay apart.
+_NO_DEFAULT = {"--admin-token", "--admin-token-file"}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, env, default, help_text in OPTIONS:
         parser.add_argument(
             flag,
-            default=os.environ.get(env, default),
+            default=os.environ.get(env) if flag in _NO_DEFAULT else os.environ.get(env, default),
             help=f"{help_text} [env {env}, default {default or 'unset'}]",
         )
 
@@ -74,11 +84,41 @@ def _read_secret(value: str, path: str, what: str) -> str:
     return value
 
 
+def _admin_token(value: str | None, path: str | None) -> str:
+    """The admin token, or "" when neither flag (nor variable) is given: PolicyService is
+    then open, which the server warns about. Given but blank is a mistake, not "open"."""
+    if path is not None:
+        if not path.strip():
+            raise ConfigError("--admin-token-file is empty: give the path of the token file")
+        token = _read_secret("", path, "admin token")
+        if not token:
+            raise ConfigError(
+                f"--admin-token-file {path} holds no token (the file is empty or blank); "
+                "PolicyService will not start open by accident"
+            )
+        return token
+    if value is not None and not value.strip():
+        raise ConfigError(
+            "--admin-token is blank; give a token, or leave it unset to run PolicyService "
+            "open (not for production)"
+        )
+    return (value or "").strip()
+
+
+def _whole(text: str, flag: str, *, minimum: int) -> int:
+    value = _number(text, flag, minimum=minimum)
+    if value != int(value):
+        raise ConfigError(f"{flag}: must be a whole number, not {text!r}")
+    return int(value)
+
+
 def _number(text: str, flag: str, *, minimum: float) -> float:
     try:
         value = float(text)
     except ValueError:
         raise ConfigError(f"{flag}: not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag}: not a finite number: {text!r}")
     if value < minimum:
         raise ConfigError(f"{flag}: must be >= {minimum}")
     return value
@@ -92,7 +132,7 @@ def _address(text: str, flag: str) -> str:
 
 
 def from_namespace(ns: argparse.Namespace) -> ServeConfig:
-    admin = _read_secret(ns.admin_token, ns.admin_token_file, "admin token")
+    admin = _admin_token(ns.admin_token, ns.admin_token_file)
     hash_key = _read_secret(ns.hash_key, ns.hash_key_file, "hash key")
     tls = [Path(p) if p else None for p in (ns.tls_cert, ns.tls_key, ns.tls_client_ca)]
     if bool(tls[0]) != bool(tls[1]):
@@ -122,4 +162,32 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         decision_log=ns.decision_log,
         segments=Path(ns.segments) if ns.segments else None,
         watch=str(ns.watch).lower() not in ("0", "false", "no", "off"),
+        compile_budget=_budget(
+            ns.compile_timeout, ns.compile_memory_mb, ns.compile_workers, ns.compile_queue
+        ),
+    )
+
+
+def _budget(timeout: str, memory_mb: str, workers: str, queue: str) -> CompileBudget:
+    return CompileBudget(
+        timeout_s=_number(timeout, "--compile-timeout", minimum=0.1),
+        memory_mb=_whole(memory_mb, "--compile-memory-mb", minimum=64),
+        workers=_whole(workers, "--compile-workers", minimum=1),
+        queue=_whole(queue, "--compile-queue", minimum=0),
+    )
+
+
+def compile_budget_from_env() -> CompileBudget:
+    """The serve budget's ``RINGFENCE_COMPILE_*`` variables, for the offline tools
+    (``ringfence check`` compiles exactly as the server would)."""
+    values = {
+        flag: os.environ.get(env, default)
+        for flag, env, default, _ in OPTIONS
+        if flag.startswith("--compile-")
+    }
+    return _budget(
+        values["--compile-timeout"],
+        values["--compile-memory-mb"],
+        values["--compile-workers"],
+        values["--compile-queue"],
     )

@@ -244,7 +244,9 @@ class RuleExplanation(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     rule: _builtins.str
     value: _builtins.str
-    """"true", "false", "unknown", or "error" when the rule raised and on_error decided."""
+    """"true", "false", "unknown", or "error" (the rule raised while evaluated; its
+    on_error decided, and the rule is counted in ringfence_rule_errors_total).
+    """
     matched: _builtins.bool
     detail: _builtins.str
     def __init__(

@@ -8,17 +8,28 @@ previous one when :class:`BundleError` is raised.
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from dsl import CompiledPolicy, CompileOptions, PolicyError, compile_policy
+from dsl import CompiledPolicy, CompileOptions, PolicyError, load_policy
 from dsl.diagnostics import render
 from dsl.lists import ListView
+from server.bundle.compiling import InProcessCompiler, PolicyCompiler
+from server.bundle.files import (
+    MAX_LIST_FILE,
+    MAX_POLICY_FILE,
+    FileRefused,
+    confined_dir,
+    list_files,
+    read_confined,
+    real,
+)
 from server.bundle.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
-from server.lists import ListLoadError, load_list
+from server.lists import ListLoadError, parse_list
 from server.phone import PhoneParser
 
 SHARED = "_shared"
@@ -58,83 +69,149 @@ def is_tenant_dir(path: Path) -> bool:
     return path.is_dir() and not name.startswith((".", "_"))
 
 
-def read_sources(root: Path, folder: Path) -> dict[str, str]:
-    """``{"demo/policy.rf": text}`` for the .rf files directly in ``folder``."""
-    out: dict[str, str] = {}
-    for file in sorted(folder.glob(f"*{POLICY_SUFFIX}")):
-        if file.is_file():
-            out[file.relative_to(root).as_posix()] = file.read_text(encoding="utf-8")
-    return out
+def read_sources(root: Path, tenant: str) -> tuple[dict[str, str], list[str]]:
+    """``({"demo/policy.rf": text}, errors)`` for the .rf files directly in the tenant's
+    folder; a file whose real path leaves that folder is an error, never read."""
+    folder = root / tenant
+    try:
+        folder_real = confined_dir(folder, inside=real(root), what=f"tenant folder {tenant!r}")
+    except FileRefused as exc:
+        return {}, [f"{folder}: error: {exc}"]
+    found = list_files(folder, POLICY_SUFFIX, recursive=False)
+    return _read_texts(
+        [(f"{tenant}/{f.name}", f) for f in found], inside=folder_real, fence="the tenant folder"
+    )
 
 
-def read_library(root: Path) -> dict[str, str]:
+def read_library(root: Path) -> tuple[dict[str, str], list[str]]:
+    """``({"_shared/segments.rf": text}, errors)`` for every .rf file under ``_shared/``."""
     shared = root / SHARED
     if not shared.is_dir():
-        return {}
-    return {
-        f.relative_to(root).as_posix(): f.read_text(encoding="utf-8")
-        for f in sorted(shared.rglob(f"*{POLICY_SUFFIX}"))
-        if f.is_file()
-    }
+        return {}, []
+    try:
+        shared_real = confined_dir(shared, inside=real(root), what=SHARED)
+    except FileRefused as exc:
+        return {}, [f"{SHARED}: error: {exc}"]
+    found = list_files(shared, POLICY_SUFFIX, recursive=True)
+    return _read_texts(
+        [(f"{SHARED}/{f.relative_to(shared).as_posix()}", f) for f in found],
+        inside=shared_real,
+        fence=f"{SHARED}/",
+    )
 
 
-def _resolve_list(root: Path, folder: Path, written: str) -> Path | None:
-    """The list file a declaration names, or None when it points outside the rules dir."""
-    base = root if written.startswith(f"{SHARED}/") else folder
-    candidate = (base / written).resolve()
-    if not candidate.is_relative_to(root.resolve()):
+def _read_texts(
+    files: list[tuple[str, Path]], *, inside: Path, fence: str
+) -> tuple[dict[str, str], list[str]]:
+    texts: dict[str, str] = {}
+    errors: list[str] = []
+    for name, path in files:
+        try:
+            raw = read_confined(
+                path, inside=inside, limit=MAX_POLICY_FILE, what="policy file", fence=fence
+            )
+        except FileRefused as exc:
+            errors.append(f"{name}: error: {exc}")
+            continue
+        try:
+            texts[name] = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            errors.append(f"{name}:{line}: error: not valid UTF-8")
+    return texts, errors
+
+
+def _list_path(written: str) -> str | None:
+    """The normalised path of a list declaration, or None when it would leave its folder:
+    a tenant's own folder, or ``_shared/`` for paths that start with it."""
+    if not written or written.startswith(("/", "\\")) or "\x00" in written:
         return None
-    return candidate
+    norm = posixpath.normpath(written)
+    if written.startswith(f"{SHARED}/"):
+        return norm if norm.startswith(f"{SHARED}/") else None
+    if norm == ".." or norm.startswith("../") or norm == "." or norm.startswith(f"{SHARED}/"):
+        return None
+    return norm
 
 
-def load_bundle(root: Path, tenant: str, parser: PhoneParser) -> TenantBundle:
+def load_bundle(
+    root: Path, tenant: str, parser: PhoneParser, compiler: PolicyCompiler | None = None
+) -> TenantBundle:
+    """Read (confined to the tenant's folder and ``_shared/``), compile (with
+    ``compiler``: the server's passes a worker pool with a budget), load lists, activate."""
+    compiler = compiler or InProcessCompiler()
     folder = root / tenant
     if not folder.is_dir():
         raise BundleError(tenant, [f"{folder}: error: tenant folder not found"])
+    root_real = real(root)
+    try:
+        folder_real = confined_dir(folder, inside=root_real, what=f"tenant folder {tenant!r}")
+    except FileRefused as exc:
+        raise BundleError(tenant, [f"{folder}: error: {exc}"]) from None
     digest = hashlib.sha256()
     try:
-        config, config_raw = load_tenant_config(folder)
+        config, config_raw = load_tenant_config(folder, inside=folder_real)
     except TenantConfigError as exc:
         raise BundleError(tenant, [str(exc)]) from None
     digest.update(b"tenant.toml\0" + config_raw + b"\0")
-    try:
-        sources = read_sources(root, folder)
-        library = read_library(root)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BundleError(tenant, [f"{folder}: error: cannot read policy files: {exc}"]) from None
+    sources, errors = read_sources(root, tenant)
+    library, library_errors = read_library(root)
+    errors.extend(library_errors)
+    if errors:
+        raise BundleError(tenant, errors)
     if not sources:
         raise BundleError(tenant, [f"{folder}: error: no {POLICY_SUFFIX} policy files"])
     for name, text in (*sorted(sources.items()), *sorted(library.items())):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     try:
         options = CompileOptions(default_timezone=config.timezone or "UTC")
-        policy = compile_policy(sources, library=library, tenant=tenant, options=options)
+        artifact = compiler.build(sources, library=library, tenant=tenant, options=options)
     except PolicyError as exc:
         all_sources = {**library, **sources}
         raise BundleError(
             tenant, [render(d, all_sources.get(d.path, "")) for d in exc.diagnostics]
         ) from None
+    policy = load_policy(artifact)
 
     lists: dict[str, ListView] = {}
-    errors: list[str] = []
     region = config.default_region or "CN"
+    try:
+        shared_real: Path | None = confined_dir(root / SHARED, inside=root_real, what=SHARED)
+    except FileRefused:
+        shared_real = None  # read_library said why, or there is no _shared/ at all
     for decl in policy.lists:
         where = f"{decl.span.path}:{decl.span.line}:{decl.span.column}"
-        path = _resolve_list(root, folder, decl.path)
-        if path is None:
-            errors.append(f"{where}: error: list path {decl.path!r} leaves the rules directory")
+        norm = _list_path(decl.path)
+        if norm is None:
+            errors.append(
+                f"{where}: error: list path {decl.path!r} leaves the tenant folder: a list "
+                f"comes from the tenant's own folder or from {SHARED}/"
+            )
             continue
-        if not path.is_file():
+        shared = norm.startswith(f"{SHARED}/")
+        if shared and shared_real is None:
             errors.append(f"{where}: error: list file {decl.path!r} not found")
             continue
         try:
-            raw = path.read_bytes()
-            lists[decl.name] = load_list(path, name=decl.name, default_region=region, parser=parser)
+            raw = read_confined(
+                (root if shared else folder) / norm,
+                inside=(shared_real or folder_real) if shared else folder_real,
+                limit=MAX_LIST_FILE,
+                what=f"list file {decl.path!r}",
+                fence=f"{SHARED}/" if shared else "the tenant folder",
+            )
+            lists[decl.name] = parse_list(
+                raw,
+                f"{tenant}/{norm}" if not shared else norm,
+                name=decl.name,
+                default_region=region,
+                parser=parser,
+            )
+        except FileRefused as exc:
+            errors.append(f"{where}: error: {exc}")
+            continue
         except ListLoadError as exc:
             errors.extend(f"{i.path}:{i.line}: error: {i.message}" for i in exc.issues)
-            continue
-        except OSError as exc:
-            errors.append(f"{where}: error: cannot read list {decl.path!r}: {exc}")
             continue
         digest.update(decl.name.encode() + b"\0" + raw + b"\0")
     if errors:

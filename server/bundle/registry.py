@@ -8,12 +8,14 @@ and records why (``last_error``), which ``GetPolicyStatus`` reports.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.load import BundleError, TenantBundle, is_tenant_dir, load_bundle
 from server.bundle.tenant_config import TENANT_NAME
 from server.phone import PhoneParser
@@ -43,6 +45,11 @@ class ReloadOutcome:
 class TenantRegistry:
     root: Path
     parser: PhoneParser
+    # The server and the CLI pass a CompilePool (worker processes with a budget).
+    compiler: PolicyCompiler = field(default_factory=InProcessCompiler)
+    # Tenants built at once: with as many as the pool has workers, one tenant whose
+    # policy runs into the time budget does not hold back the others' reloads.
+    build_threads: int = 1
     slots: dict[str, TenantSlot] = field(default_factory=dict)
     # Called with each outcome (metrics, logs); must not raise.
     listeners: list[Callable[[ReloadOutcome], None]] = field(default_factory=list)
@@ -82,11 +89,16 @@ class TenantRegistry:
 
     def _build_all(self, names: Iterable[str] | None) -> dict[str, TenantBundle | str]:
         wanted = self.discover() if names is None else sorted(set(names))
-        return {name: self._build_one(name) for name in wanted}
+        if self.build_threads <= 1 or len(wanted) <= 1:
+            return {name: self._build_one(name) for name in wanted}
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.build_threads, thread_name_prefix="tenant-build"
+        ) as pool:
+            return dict(zip(wanted, pool.map(self._build_one, wanted), strict=True))
 
     def _build_one(self, name: str) -> TenantBundle | str:
         try:
-            return load_bundle(self.root, name, self.parser)
+            return load_bundle(self.root, name, self.parser, self.compiler)
         except BundleError as exc:
             return exc.text()
         except Exception as exc:  # a loader bug must not take the old policy down with it

@@ -20,6 +20,8 @@ from watchfiles import awatch
 from server.bundle.registry import TenantRegistry
 
 log = logging.getLogger("ringfence.reload")
+# How often the real path of the rules directory is looked up, to follow a swapped symlink.
+FOLLOW_SYMLINK_S = 0.5
 
 
 def fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -62,12 +64,19 @@ class Reloader:
     async def _run(self) -> None:
         root = self.registry.root
         while not self._stop.is_set():
+            # The watch is on the directory `root` leads to now. When `root` (or a folder
+            # above it) is a symlink swapped for another (`mv -T`, a deploy tool's release
+            # switch), the old target may never change again: `moved` ends this watch
+            # and the rules are reloaded from, and watched at, the new target.
+            target = await asyncio.to_thread(os.path.realpath, root)
+            moved = asyncio.Event()
+            follower = asyncio.create_task(self._follow(root, target, moved))
             try:
                 async for _changes in awatch(
                     root,
                     debounce=self.debounce_ms,
                     step=50,
-                    stop_event=self._stop,
+                    stop_event=moved,
                     recursive=True,
                     force_polling=False,
                 ):
@@ -79,6 +88,20 @@ class Reloader:
             except Exception:
                 log.exception("rules watcher failed; restarting it")
                 await asyncio.sleep(1.0)
+            finally:
+                follower.cancel()
+            if moved.is_set() and not self._stop.is_set():
+                log.info("rules directory now leads to another folder; reloading")
+                await self.reload_now()
+
+    async def _follow(self, root: Path, target: str, moved: asyncio.Event) -> None:
+        """Set ``moved`` when ``root`` resolves to another folder than ``target``, or on stop."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), FOLLOW_SYMLINK_S)
+            if self._stop.is_set() or await asyncio.to_thread(os.path.realpath, root) != target:
+                moved.set()
+                return
 
     async def stop(self) -> None:
         self._stop.set()

@@ -18,12 +18,15 @@ numbers, the time zone for calendar-day windows, and the hashed bearer tokens.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from server.bundle.files import MAX_CONFIG_FILE, FileRefused, read_confined, real
 
 FILE_NAME = "tenant.toml"
 # Tenant names become folder names, key prefixes and metric labels: keep them boring.
@@ -122,12 +125,24 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
     )
 
 
-def load_tenant_config(folder: Path) -> tuple[TenantConfig, bytes]:
-    """The config and the raw bytes (they go into the policy version hash)."""
+def load_tenant_config(folder: Path, *, inside: Path | None = None) -> tuple[TenantConfig, bytes]:
+    """The config and the raw bytes (they go into the policy version hash).
+
+    The file must really be in ``inside`` (the tenant folder's real path; default: the
+    real path of ``folder``): a symlink leading elsewhere is refused unread."""
     path = folder / FILE_NAME
-    if not path.exists():
+    if not os.path.lexists(path):
         return TenantConfig(), b""
-    raw = path.read_bytes()
+    try:
+        raw = read_confined(
+            path,
+            inside=inside or real(folder),
+            limit=MAX_CONFIG_FILE,
+            what=FILE_NAME,
+            fence="the tenant folder",
+        )
+    except FileRefused as exc:
+        raise TenantConfigError(f"{path}: error: {exc}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -10,8 +10,7 @@ from server.cli.common import registry, tenants
 
 
 def run_check(ns: argparse.Namespace) -> int:
-    from dsl import check_policy
-    from dsl.diagnostics import Severity, render
+    from dsl.diagnostics import render
     from server.bundle.load import read_library, read_sources
 
     root = Path(ns.rules)
@@ -21,18 +20,17 @@ def run_check(ns: argparse.Namespace) -> int:
     reg = registry(root)
     names = tenants(reg, ns.tenant)
     failed = 0
-    library = read_library(root)
     for name in names:
-        # Warnings come from the checker; errors (including lists and tenant.toml) from a
-        # full bundle build, exactly as the server would do it.
-        sources = read_sources(root, root / name)
-        for d in check_policy(sources, library=library, tenant=name):
-            if d.severity == Severity.WARNING:
-                print(render(d, {**library, **sources}.get(d.path, "")))
+        # A full bundle build, exactly as the server does it: files read inside the
+        # tenant's walls, compiled in a worker with the server's budget, lists loaded.
         outcome = reg.load_sync([name])[0]
         if outcome.ok:
             bundle = reg.get(name)
             assert bundle is not None
+            if bundle.policy.warnings:
+                texts = {**read_library(root)[0], **read_sources(root, name)[0]}
+                for d in bundle.policy.warnings:
+                    print(render(d, texts.get(d.path, "")))
             print(
                 f"ok   {name}: {bundle.rule_count} rules, {len(bundle.lists)} lists, "
                 f"version {bundle.version}"

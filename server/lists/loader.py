@@ -71,6 +71,22 @@ def load_list(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ListLoadError((ListIssue(where, 0, f"cannot read: {exc.strerror or exc}"),)) from None
+    return parse_list(
+        data, where, name=name, default_region=default_region, parser=parser, today=today
+    )
+
+
+def parse_list(
+    data: bytes,
+    where: str,
+    *,
+    name: str,
+    default_region: str = "CN",
+    parser: PhoneParser | None = None,
+    today: date | None = None,
+) -> ListIndex:
+    """A list from bytes already read (the server reads rule folders itself, see
+    :mod:`server.bundle.files`); ``where`` names it in issues."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ringfence.telemetry")
 _NOOP = contextlib.nullcontext()
+# The tenant label of errors for tenants the server does not have: a caller's text never
+# becomes a label value, so it cannot fill the series cap or crowd out real tenants.
+UNKNOWN_TENANT = "_unknown"
 
 
 def tracing_from_env() -> TracerProvider | None:
@@ -84,6 +87,7 @@ class Telemetry:
         self._decision_counts: Counter[tuple[str, str]] = Counter()
         self._rule_counts: Counter[tuple[str, str, bool]] = Counter()
         self._degraded_counts: Counter[str] = Counter()
+        self._rule_error_counts: Counter[tuple[str, str]] = Counter()
         m.create_observable_counter(
             "ringfence_decisions",
             callbacks=[self._observe(self._decision_counts, ("tenant", "action"))],
@@ -93,6 +97,11 @@ class Telemetry:
             "ringfence_rule_hits",
             callbacks=[self._observe(self._rule_counts, ("tenant", "rule", "shadow"))],
             description="Rules that matched, by tenant, rule and shadow",
+        )
+        m.create_observable_counter(
+            "ringfence_rule_errors",
+            callbacks=[self._observe(self._rule_error_counts, ("tenant", "rule"))],
+            description="Rules that raised while evaluated (their on_error decided), by rule",
         )
         m.create_observable_counter(
             "ringfence_degraded_decisions",
@@ -161,6 +170,9 @@ class Telemetry:
         self.latency.observe(tenant, elapsed)
         for match in d.matches:
             self._rule_counts[(tenant, match.rule, match.shadow)] += 1
+        if d.failed_rules:
+            for rule in d.failed_rules:
+                self._rule_error_counts[(tenant, rule)] += 1
         if outcome.degraded:
             self._degraded_counts[tenant] += 1
         if self.tracer is not None:
@@ -179,8 +191,10 @@ class Telemetry:
         if self.decision_log is not None and not self.decision_log.offer(outcome, self.hasher):
             self._log_drops.add(1)
 
-    def request_failed(self, tenant: str, code: grpc.StatusCode) -> None:
-        self._errors.add(1, {"tenant": tenant[:64], "code": code.name})
+    def request_failed(self, tenant: str, code: grpc.StatusCode, *, known: bool) -> None:
+        """``known``: the server has this tenant; any other name is counted as
+        :data:`UNKNOWN_TENANT`."""
+        self._errors.add(1, {"tenant": tenant if known else UNKNOWN_TENANT, "code": code.name})
 
     def backend_failed(self, tenant: str, exc: Exception) -> None:
         self._backend_errors.add(1, {"tenant": tenant, "kind": type(exc).__name__})

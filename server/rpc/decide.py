@@ -72,7 +72,9 @@ class Decider:
         try:
             outcome = await self._decide(req, token, field_prefix, started)
         except RequestError as exc:
-            self.telemetry.request_failed(req.tenant, exc.code)
+            self.telemetry.request_failed(
+                req.tenant, exc.code, known=req.tenant in self.registry.slots
+            )
             raise
         self.telemetry.decided(outcome)
         if log.isEnabledFor(logging.DEBUG):

@@ -12,6 +12,7 @@ from server.api import decision_pb2 as pb
 from server.api import decision_pb2_grpc as pb_grpc
 from server.rpc.auth import bearer_token
 from server.rpc.decide import Decider
+from server.rpc.decoding import Undecodable
 from server.rpc.errors import RequestError, internal_status
 from server.rpc.validation import validate_batch_size
 
@@ -31,6 +32,11 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         except RequestError as exc:
             await context.abort(exc.code, exc.message, exc.trailing_metadata())
             raise  # unreachable: abort raises
+        except Exception:
+            # As batch and stream do: INTERNAL, logged here, never Python's text in UNKNOWN.
+            log.exception("evaluate failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            raise
 
     async def EvaluateBatch(
         self, request: pb.EvaluateBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -58,11 +64,18 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
 
     async def EvaluateStream(
         self,
-        request_iterator: AsyncIterator[pb.EvaluateRequest],
+        request_iterator: AsyncIterator[pb.EvaluateRequest | Undecodable],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.EvaluateResponse]:
         token = bearer_token(context.invocation_metadata())
         async for item in request_iterator:
+            if type(item) is Undecodable:
+                # Answered like any other bad item; the stream goes on.
+                yield pb.EvaluateResponse(
+                    error=RequestError(grpc.StatusCode.INVALID_ARGUMENT, item.message).to_status()
+                )
+                continue
+            assert isinstance(item, pb.EvaluateRequest)
             try:
                 yield await self.decider.evaluate(item, token)
             except RequestError as exc:

@@ -8,13 +8,13 @@ from typing import Any
 import grpc
 from google.protobuf import timestamp_pb2
 
-from dsl import check_policy
 from dsl.diagnostics import Severity, render
 from server.api import policy_pb2 as pb
 from server.api import policy_pb2_grpc as pb_grpc
 from server.bundle.load import read_library
 from server.bundle.registry import TenantRegistry, TenantSlot
 from server.bundle.tenant_config import TENANT_NAME
+from server.bundle.worker import CompilePool, PoolBusy, PoolClosed
 from server.rpc.auth import authorize_admin, bearer_token
 from server.rpc.errors import RequestError, invalid
 
@@ -40,9 +40,12 @@ def slot_status(slot: TenantSlot) -> pb.TenantPolicyStatus:
 
 
 class PolicyService(pb_grpc.PolicyServiceServicer):
-    def __init__(self, registry: TenantRegistry, admin_hashes: frozenset[str]) -> None:
+    def __init__(
+        self, registry: TenantRegistry, admin_hashes: frozenset[str], compiler: CompilePool
+    ) -> None:
         self.registry = registry
         self.admin_hashes = admin_hashes
+        self.compiler = compiler
 
     async def _admin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
@@ -77,11 +80,19 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             await context.abort(error.code, error.message, error.trailing_metadata())
         path = request.path or f"{request.tenant or 'policy'}/policy.rf"
         root = self.registry.root
-        # Checking is CPU work proportional to the source: keep it off the event loop.
-        library = await asyncio.to_thread(read_library, root) if root.is_dir() else {}
-        diags = await asyncio.to_thread(
-            check_policy, {path: request.source}, library=library, tenant=request.tenant
-        )
+        library = (await asyncio.to_thread(read_library, root))[0] if root.is_dir() else {}
+        # Checking costs CPU and memory in proportion to what the source asks for: it runs
+        # in a worker process with a budget, and only so many may wait for one.
+        try:
+            diags = await self.compiler.check_async(
+                {path: request.source}, library=library, tenant=request.tenant
+            )
+        except PoolBusy as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise  # unreachable: abort raises
+        except PoolClosed as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise
         sources = {**library, path: request.source}
         return pb.ValidatePolicyResponse(
             ok=not any(d.severity == Severity.ERROR for d in diags),

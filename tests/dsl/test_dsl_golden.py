@@ -58,3 +58,16 @@ def test_generation_is_deterministic() -> None:
     sources, library = _demo()
     generated = [generated_python(sources, library=library, tenant="demo") for _ in range(3)]
     assert generated[0] == generated[1] == generated[2]
+
+
+def test_an_artifact_survives_pickling() -> None:
+    """Workers hand artifacts to the server pickled (as one marshal blob of tuples)."""
+    import pickle
+
+    from dsl import build_policy
+
+    sources, library = _demo()
+    artifact = build_policy(sources, library=library, tenant="demo")
+    again = pickle.loads(pickle.dumps(artifact))
+    assert again == artifact
+    assert again.rules[0].span == artifact.rules[0].span
