@@ -38,9 +38,14 @@ def fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 class Reloader:
-    def __init__(self, registry: TenantRegistry, *, debounce_ms: int = 200) -> None:
+    def __init__(
+        self, registry: TenantRegistry, *, debounce_ms: int = 200, poll_ms: int = 0
+    ) -> None:
         self.registry = registry
         self.debounce_ms = debounce_ms
+        # > 0: stat the tree every poll_ms instead of inotify, which never hears of writes
+        # made by other NFS clients or by some CSI drivers.
+        self.poll_ms = poll_ms
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.generation = 0  # completed reloads
@@ -69,7 +74,8 @@ class Reloader:
                     step=50,
                     stop_event=self._stop,
                     recursive=True,
-                    force_polling=False,
+                    force_polling=self.poll_ms > 0,
+                    poll_delay_ms=self.poll_ms or 300,
                 ):
                     log.info("rules directory changed; reloading")
                     await self.reload_now()
