@@ -8,7 +8,7 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server clean
+.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server nginx clean
 
 # Two stamps: `make run` needs only the service; `make test` adds the tools and test
 # dependencies (the Helm libraries alone are a few hundred MB).
@@ -36,14 +36,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server
+pytest: $(STAMP) redis-server nginx
 	$(BIN)/pytest -q
 
 # Generated code is committed; tests/server/test_api_generated.py fails when it is stale.
 protos: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m server.api.generate
 
-tools: $(BUF) redis-server
+tools: $(BUF) redis-server nginx
 
 $(BUF):
 	@command -v npm >/dev/null || { echo "npm is needed for buf (npm package @bufbuild/buf)"; exit 1; }
@@ -60,6 +60,14 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: install it (e.g. sudo apt-get install redis-server)"; exit 1; fi; }
+
+# The bundle tests serve bundles from a real nginx they start on a free loopback port with a
+# config of their own (tests/conftest_nginx.py); install Debian's nginx if missing.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else echo "nginx is missing: install it (e.g. sudo apt-get install nginx)"; exit 1; fi; }
 
 # The container image localhost/ringfence:dev, built with podman on a Debian base bootstrapped
 # from this machine's apt mirror (needs root; installs podman and debootstrap with apt-get

@@ -195,8 +195,12 @@ class BundleSource:
         work = self.settings.work_dir
         part = work / PART
         try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                fetched = await self._download(part)
+            try:
+                async with asyncio.timeout(self.settings.timeout_s):
+                    fetched = await self._download(part)
+            except BaseException:
+                part.unlink(missing_ok=True)  # half a download is never looked at again
+                raise
         except TimeoutError:
             return self._failed("error", f"download took longer than {self.settings.timeout_s} s")
         except (httpx.HTTPError, OSError, FetchError) as exc:
