@@ -8,14 +8,20 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server nginx clean
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+SBOM    := build/sbom.cdx.json
+
+.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server nginx lock sbom clean
 
 # Two stamps: `make run` needs only the service; `make test` adds the tools and test
 # dependencies (the Helm libraries alone are a few hundred MB).
-$(RUN_STAMP): pyproject.toml
+# The service's dependencies come from the hashed lock, as in the image: what the tests run
+# is what ships.
+$(RUN_STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml $(RUN_STAMP)
@@ -27,7 +33,7 @@ $(STAMP): pyproject.toml $(RUN_STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/ringfence serve --rules rules --listen $(LISTEN) --state memory://
 
-test: $(STAMP) tools lint typecheck buf-lint pytest
+test: $(STAMP) tools lint typecheck buf-lint sbom pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,7 +49,30 @@ pytest: $(STAMP) redis-server nginx
 protos: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m server.api.generate
 
-tools: $(BUF) redis-server nginx
+tools: $(BUF) redis-server nginx $(CHECKOV)
+
+# checkov pins many libraries of its own: it gets a venv apart from the project's.
+# tests/deploy/test_checkov.py runs it on the rendered chart and the Dockerfile.
+$(CHECKOV):
+	@test -x $(TOOLS)/checkov/bin/python || $(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/python -m pip install -q 'checkov==3.3.30'
+	@touch $(CHECKOV)
+
+# The hashed lock files the image and `make run` install from. Run after changing the
+# dependencies in pyproject.toml (tests/deploy/test_supply_chain.py fails until then).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 \
+	  --custom-compile-command "make lock" -q -o requirements.lock
+	$(BIN)/uv pip compile requirements-build.in --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-build.lock
+
+# A CycloneDX SBOM of what the image installs (the lock, with hashes) and of ringfence itself.
+sbom: $(SBOM)
+
+$(SBOM): requirements.lock pyproject.toml $(STAMP)
+	@mkdir -p $(dir $(SBOM))
+	$(BIN)/cyclonedx-py requirements requirements.lock --pyproject pyproject.toml \
+	  --output-reproducible --of JSON -o $(SBOM)
 
 $(BUF):
 	@command -v npm >/dev/null || { echo "npm is needed for buf (npm package @bufbuild/buf)"; exit 1; }
