@@ -102,7 +102,12 @@ def test_chart_secret_redis_url_is_a_file() -> None:
 
 def test_defaults_network_policy_sizing_and_connection_age() -> None:
     rendered = docs({})
-    assert one(rendered, "NetworkPolicy")["spec"]["policyTypes"][0] == "Ingress"
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(rendered, "NetworkPolicy")}
+    assert policies["rf-ringfence"]["policyTypes"] == ["Ingress"]
+    # The helm test pod gets its own deny-all-ingress policy.
+    test_selector = policies["rf-ringfence-test"]["podSelector"]["matchLabels"]
+    assert test_selector.items() <= one(rendered, "Pod")["metadata"]["labels"].items()
+    assert "ingress" not in policies["rf-ringfence-test"]
     resources = one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0][
         "resources"
     ]
