@@ -72,13 +72,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     RINGFENCE_RULES=/etc/ringfence/rules \
     RINGFENCE_LISTEN=0.0.0.0:50051 \
-    RINGFENCE_METRICS_LISTEN=0.0.0.0:9090
+    RINGFENCE_METRICS_LISTEN=0.0.0.0:9090 \
+    RINGFENCE_HEALTH_LISTEN=0.0.0.0:8080
 
 # The root filesystem can be read-only: the only writable paths are these volumes.
 VOLUME ["/etc/ringfence/rules", "/tmp"]
 
 USER 10001:10001
-EXPOSE 50051 9090
+EXPOSE 50051 9090 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["/opt/venv/bin/ringfence", "health", "127.0.0.1:50051", "--service", "ringfence.v1.DecisionService"]
