@@ -184,7 +184,8 @@ class BundleSource:
                 max_redirects=5,
                 verify=verify,
                 transport=self._transport,
-                trust_env=False,
+                # HTTPS_PROXY / NO_PROXY apply, as for any client in the cluster.
+                trust_env=True,
             )
         return self._client
 
