@@ -164,7 +164,15 @@ def manifest_for(root: Path, revision: str = "", created: str = "") -> Manifest:
         revision = digest.hexdigest()[:16]
     if not _REVISION.fullmatch(revision):
         raise BundleRejected(f"bad revision {revision!r}: use [A-Za-z0-9._:+-], at most 128")
-    created = created or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not created:
+        # SOURCE_DATE_EPOCH (reproducible builds): the same rules then give the same bytes.
+        epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+        when = (
+            dt.datetime.fromtimestamp(int(epoch), dt.UTC)
+            if epoch.isdigit()
+            else dt.datetime.now(dt.UTC)
+        )
+        created = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     return Manifest(revision, created, tenants, MappingProxyType(files))
 
 

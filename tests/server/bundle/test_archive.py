@@ -72,6 +72,13 @@ def test_signed_round_trip(tmp_path: Path, kind: str) -> None:
     assert unpacked == originals
 
 
+def test_source_date_epoch_makes_builds_reproducible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    assert manifest_for(RULES).created == "2026-01-01T00:00:00Z"
+
+
 def test_same_rules_same_bytes_and_revision(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
