@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -119,7 +120,12 @@ async def serving(
         timeout_s=30.0,
         **bundle,  # type: ignore[arg-type]
     )
-    async with running_server(tmp_path / "unused", bundle=config, health_listen="127.0.0.1:0") as s:
+    async with running_server(
+        tmp_path / "unused",
+        bundle=config,
+        health_listen="127.0.0.1:0",
+        metrics_listen="127.0.0.1:0",
+    ) as s:
         yield s, Traffic(s)
 
 
@@ -159,6 +165,16 @@ async def reason(s: Running) -> str:
     return resp.matches[0].reason
 
 
+async def scrape(s: Running) -> str:
+    url = f"http://127.0.0.1:{s.server.metrics_port}/metrics"
+
+    def get() -> str:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read().decode()  # type: ignore[no-any-return]
+
+    return await asyncio.to_thread(get)
+
+
 async def readyz(s: Running) -> int:
     """GET /readyz from a thread: the endpoint is served by this test's own event loop."""
     url = f"http://127.0.0.1:{s.server.health_port}/readyz"
@@ -195,6 +211,16 @@ async def test_update_is_picked_up_and_unchanged_polls_get_304(
             await wait_revision(s, "v2")
             assert await reason(s) == "v2"
         assert set(traffic.reasons) <= {"v1", "v2"}
+        metrics = await scrape(s)
+        assert re.search(
+            r'^ringfence_bundle_info\{key_id="\w+",.*revision="v2"\} 1\.0$', metrics, re.M
+        )
+        assert re.search(
+            r'^ringfence_bundle_polls_total\{.*result="updated"\} 2\.0$', metrics, re.M
+        )
+        assert re.search(
+            r"^ringfence_bundle_last_success_timestamp_seconds\{.*\} 1\.\d+e\+09$", metrics, re.M
+        )
         statuses = [status for status, path in nginx.requests() if path == "/b.tar.gz"]
         # Two downloads in all; every other poll was a 304.
         assert statuses.count(200) == 2
