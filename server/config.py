@@ -243,7 +243,7 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
 
 
 def _flag(text: object) -> bool:
-    return str(text).lower() not in ("0", "false", "no", "off", "")
+    return str(text).lower() not in ("0", "false", "no", "off")
 
 
 def _delivery(ns: argparse.Namespace) -> dict[str, Any]:

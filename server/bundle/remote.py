@@ -210,13 +210,15 @@ class BundleSource:
             st.downloading = False
         if fetched is None:
             if self._sent_etag == st.etag:
-                st.last_success_at = self._clock()
+                # The active bundle is current. (A 304 for a refused bundle's ETag is not
+                # a success: its error stays until something new is published.)
+                self._current()
             return self._done("not_modified")
         etag, digest = fetched
         if digest == self._active_digest:
             part.unlink(missing_ok=True)
             self._sent_etag = st.etag = etag
-            st.last_success_at = self._clock()
+            self._current()
             return self._done("unchanged")
         self._serial += 1
         dest = work / f"{REV_PREFIX}{self._serial:06d}"
@@ -309,6 +311,11 @@ class BundleSource:
                 "key_id": key_id,
             },
         )
+
+    def _current(self) -> None:
+        self.status.last_success_at = self._clock()
+        self.status.last_error = ""
+        self._failures = 0
 
     def _cleanup(self, keep: Path) -> None:
         # Loaded policies and lists live in memory: older directories are not needed.

@@ -371,3 +371,21 @@ async def test_a_private_bundle_server_gets_the_bearer_token(
         st = await bundle_status(s)
         assert "SECRET" not in st.source  # presigned queries are never shown
         assert st.source == url
+
+
+async def test_an_outage_of_the_bundle_server_clears_once_it_answers_again(
+    tmp_path: Path, nginx: NginxServer, keys: Keys
+) -> None:
+    publish(nginx.www, rules(tmp_path / "v1", "block", "v1"), keys.key, "v1")
+    async with serving(tmp_path, nginx.url("b.tar.gz"), keys) as (s, traffic):
+        await wait_revision(s, "v1")
+        source = s.server.bundle_source
+        assert source is not None
+        async with traffic_running(traffic):
+            nginx.kill()
+            await wait_for(lambda: _true("download failed" in source.status.last_error))
+            nginx.restart()
+            # The same bundle, answered with a 304: current again, error gone.
+            await wait_for(lambda: _true(source.status.last_error == ""))
+            assert (await bundle_status(s)).revision == "v1"
+        assert set(traffic.reasons) == {"v1"}
