@@ -6,9 +6,10 @@
 #   docker run --rm -p 50051:50051 -v "$PWD/rules:/etc/ringfence/rules:ro" ringfence:dev
 #
 # BASE_IMAGE must provide python3 (3.11+) with the venv module. The default is the official
-# slim image; pin it by digest in CI (--build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...).
-# Builds without a registry pass a locally bootstrapped Debian base instead (docs/operations.md).
-ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+# slim image pinned by digest (a tag can be re-pushed, a digest cannot); bump both together.
+# Builds without a registry pass a locally bootstrapped Debian base, also by digest
+# (.ci/image.sh, docs/operations.md).
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS build
@@ -17,20 +18,26 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+WORKDIR /src
+# Every third-party file is checked against a hash in the lock files (`make lock`): a
+# changed or substituted download fails the build instead of shipping.
+COPY requirements.lock requirements-build.lock ./
+
 # Build tooling lives in its own venv so nothing of it reaches the runtime venv.
 RUN python3 -m venv /opt/build \
- && /opt/build/bin/pip install "build==1.2.2.post1"
+ && /opt/build/bin/pip install --require-hashes -r requirements-build.lock
 
-WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY dsl/ dsl/
 COPY server/ server/
-RUN /opt/build/bin/python -m build --wheel --outdir /dist .
+# No build isolation: it would fetch setuptools again, unhashed.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist .
 
 # The runtime venv is created at its final path (venvs are not relocatable) with bytecode
 # compiled now, since the running container cannot write it; pip itself is not shipped.
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install /dist/*.whl \
+ && /opt/venv/bin/pip install --require-hashes -r requirements.lock \
+ && /opt/venv/bin/pip install --no-deps /dist/*.whl \
  && /opt/venv/bin/pip uninstall -y pip \
  && /opt/venv/bin/ringfence --help > /dev/null
 
@@ -65,13 +72,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     RINGFENCE_RULES=/etc/ringfence/rules \
     RINGFENCE_LISTEN=0.0.0.0:50051 \
-    RINGFENCE_METRICS_LISTEN=0.0.0.0:9090
+    RINGFENCE_METRICS_LISTEN=0.0.0.0:9090 \
+    RINGFENCE_HEALTH_LISTEN=0.0.0.0:8080
 
 # The root filesystem can be read-only: the only writable paths are these volumes.
 VOLUME ["/etc/ringfence/rules", "/tmp"]
 
 USER 10001:10001
-EXPOSE 50051 9090
+EXPOSE 50051 9090 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["/opt/venv/bin/ringfence", "health", "127.0.0.1:50051", "--service", "ringfence.v1.DecisionService"]

@@ -8,14 +8,20 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server clean
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+SBOM    := build/sbom.cdx.json
+
+.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server nginx lock sbom clean
 
 # Two stamps: `make run` needs only the service; `make test` adds the tools and test
 # dependencies (the Helm libraries alone are a few hundred MB).
-$(RUN_STAMP): pyproject.toml
+# The service's dependencies come from the hashed lock, as in the image: what the tests run
+# is what ships.
+$(RUN_STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml $(RUN_STAMP)
@@ -27,7 +33,7 @@ $(STAMP): pyproject.toml $(RUN_STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/ringfence serve --rules rules --listen $(LISTEN) --state memory://
 
-test: $(STAMP) tools lint typecheck buf-lint pytest
+test: $(STAMP) tools lint typecheck buf-lint sbom pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,14 +42,38 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server
+pytest: $(STAMP) redis-server nginx
 	$(BIN)/pytest -q
 
 # Generated code is committed; tests/server/test_api_generated.py fails when it is stale.
 protos: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m server.api.generate
 
-tools: $(BUF) redis-server
+tools: $(BUF) redis-server nginx $(CHECKOV)
+
+# checkov pins many libraries of its own: it gets a venv apart from the project's, filled by
+# uv (cold: ~15 s; pip needs ~80 s). tests/deploy/test_checkov.py runs it on the rendered
+# chart and the Dockerfile.
+$(CHECKOV): $(STAMP)
+	@test -x $(TOOLS)/checkov/bin/python || $(PYTHON) -m venv $(TOOLS)/checkov
+	$(BIN)/uv pip install -q --python $(TOOLS)/checkov/bin/python 'checkov==3.3.30'
+	@touch $(CHECKOV)
+
+# The hashed lock files the image and `make run` install from. Run after changing the
+# dependencies in pyproject.toml (tests/deploy/test_supply_chain.py fails until then).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 \
+	  --custom-compile-command "make lock" -q -o requirements.lock
+	$(BIN)/uv pip compile requirements-build.in --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-build.lock
+
+# A CycloneDX SBOM of what the image installs (the lock, with hashes) and of ringfence itself.
+sbom: $(SBOM)
+
+$(SBOM): requirements.lock pyproject.toml $(STAMP)
+	@mkdir -p $(dir $(SBOM))
+	$(BIN)/cyclonedx-py requirements requirements.lock --pyproject pyproject.toml \
+	  --output-reproducible --of JSON -o $(SBOM)
 
 $(BUF):
 	@command -v npm >/dev/null || { echo "npm is needed for buf (npm package @bufbuild/buf)"; exit 1; }
@@ -60,6 +90,14 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: install it (e.g. sudo apt-get install redis-server)"; exit 1; fi; }
+
+# The bundle tests serve bundles from a real nginx they start on a free loopback port with a
+# config of their own (tests/conftest_nginx.py); install Debian's nginx if missing.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else echo "nginx is missing: install it (e.g. sudo apt-get install nginx)"; exit 1; fi; }
 
 # The container image localhost/ringfence:dev, built with podman on a Debian base bootstrapped
 # from this machine's apt mirror (needs root; installs podman and debootstrap with apt-get

@@ -172,13 +172,17 @@ import_base() {
 }
 
 build_image() {
-  local version revision created replaced start=$SECONDS
-  local -a args=(--pull=never --format docker --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE")
+  local version revision created replaced digest start=$SECONDS
+  # The base by digest, as the Dockerfile's default is: what was tested is what is built on.
+  digest=$(podman image inspect --format '{{.Digest}}' "$BASE")
+  [[ $digest == sha256:* ]] || { log "no digest for $BASE"; exit 1; }
+  local -a args=(--pull=never --format docker --build-arg "BASE_IMAGE=${BASE%%:*}@$digest" -t "$IMAGE")
   version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -n1)
   args+=(--build-arg "VERSION=${version:-0.0.0}")
   if git rev-parse --git-dir >/dev/null 2>&1; then
     revision=$(git rev-parse HEAD)
-    [ -z "$(git status --porcelain -- pyproject.toml README.md dsl server rules)" ] ||
+    [ -z "$(git status --porcelain -- pyproject.toml requirements.lock requirements-build.lock \
+      README.md dsl server rules)" ] ||
       revision+=-dirty
     # The commit time rather than now: rebuilding the same tree reuses every cached layer.
     created=$(git log -1 --format=%cI)

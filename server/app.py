@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,11 +20,13 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from server.api import decision_pb2, policy_pb2
-from server.bundle.registry import TenantRegistry
+from server.bundle.registry import ReloadOutcome, TenantRegistry
 from server.bundle.reload import Reloader
+from server.bundle.remote import BundleSource, RemoteSettings, register_metrics
 from server.bundle.worker import CompilePool
-from server.config import ServeConfig
+from server.config import BundleConfig, ServeConfig
 from server.observability.decision_log import DecisionLog
+from server.observability.health_http import HealthEndpoint
 from server.observability.telemetry import Telemetry, tracing_from_env
 from server.observability.tracing import TracingInterceptor
 from server.phone import PhoneParser, SegmentTable
@@ -32,6 +35,7 @@ from server.rpc.decide import Decider
 from server.rpc.decision_service import DecisionService
 from server.rpc.decoding import add_service
 from server.rpc.policy_service import PolicyService
+from server.rpc.tls import ReloadingCertificates
 from server.state import StateBackend, open_backend
 from server.state.pool import BackendPool
 
@@ -43,18 +47,20 @@ HEALTH_NAMES = ("", DECISION_SERVICE, POLICY_SERVICE)
 MAX_MESSAGE = 4 * 1024 * 1024
 
 
-def _tls_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
-    if config.tls_cert is None or config.tls_key is None:
-        return None
-    key = config.tls_key.read_bytes()
-    cert = config.tls_cert.read_bytes()
-    if config.tls_client_ca is not None:
-        return grpc.ssl_server_credentials(
-            [(key, cert)],
-            root_certificates=config.tls_client_ca.read_bytes(),
-            require_client_auth=True,
-        )
-    return grpc.ssl_server_credentials([(key, cert)])
+def _server_options(config: ServeConfig) -> list[tuple[str, int]]:
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.so_reuseport", 0),
+    ]
+    if config.max_connection_age_s > 0:
+        # GOAWAY after this age: clients reconnect and their balancer (or the Service's
+        # kube-proxy) can pick a new pod, so scale-out reaches existing callers.
+        options += [
+            ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(config.max_connection_age_grace_s * 1000)),
+        ]
+    return options
 
 
 def _reflection_v1_handler(servicer: Any) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
@@ -96,16 +102,24 @@ class RingfenceServer:
     _metrics_registry: Any = field(init=False, default=None)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
     _stopping: bool = field(init=False, default=False)
+    certificates: ReloadingCertificates | None = field(init=False, default=None)
+    bundle_source: BundleSource | None = field(init=False, default=None)
+    health_http: HealthEndpoint | None = field(init=False, default=None)
+    health_port: int = field(init=False, default=0)
 
     async def start(self) -> int:
         cfg = self.config
         self.hasher = NumberHasher(cfg.hash_key or None)
         parser = PhoneParser(SegmentTable.load(cfg.segments))
+        rules = cfg.rules
+        if cfg.bundle is not None:
+            self.bundle_source = _bundle_source(cfg.bundle, self._activate_bundle)
+            rules = self.bundle_source.prepare()  # empty until the first bundle arrives
         # Policies are compiled in worker processes with a budget; this process only
         # loads what they hand back (server/bundle/worker.py).
         self.compiler = CompilePool(cfg.compile_budget)
         self.registry = TenantRegistry(
-            cfg.rules, parser, compiler=self.compiler, build_threads=cfg.compile_budget.workers
+            rules, parser, compiler=self.compiler, build_threads=cfg.compile_budget.workers
         )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:
@@ -130,14 +144,22 @@ class RingfenceServer:
 
         if self.backend is None:
             self.backend = factory(cfg.state)
-        self.backends = BackendPool(self.backend, factory)
+        self.backends = BackendPool(self.backend, factory, cfg.state_secrets_dir)
+        self.registry.listeners.append(self._open_tenant_backend)
+        if self.bundle_source is not None:
+            register_metrics(
+                self.telemetry.meter_provider.get_meter("ringfence"), self.bundle_source.status
+            )
         self._register_gauges(parser)
         decider = Decider(self.registry, parser, self.backends, self.telemetry, clock=self.clock)
 
         self._server = server = self._grpc_server(decider)
         for name in HEALTH_NAMES:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        creds = _tls_credentials(cfg)
+        creds = None
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            self.certificates = ReloadingCertificates(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+            creds = self.certificates.credentials()
         if creds is None:
             self.port = server.add_insecure_port(cfg.listen)
         else:
@@ -149,8 +171,18 @@ class RingfenceServer:
             "listening", extra={"address": cfg.listen, "port": self.port, "tls": creds is not None}
         )
 
-        self.reloader = Reloader(self.registry, debounce_ms=cfg.reload_debounce_ms)
+        if cfg.health_listen:
+            self.health_http = HealthEndpoint(self._serving)
+            self.health_port = await self.health_http.start(cfg.health_listen)
+        self.reloader = Reloader(
+            self.registry, debounce_ms=cfg.reload_debounce_ms, poll_ms=cfg.watch_poll_ms
+        )
         await self.reloader.reload_now()
+        if not self.registry.slots and self.bundle_source is None:
+            log.warning(
+                "no tenant folders in the rules directory: not ready until a policy arrives",
+                extra={"rules": str(cfg.rules)},
+            )
         for slot in self.registry.slots.values():
             if slot.bundle is not None and slot.bundle.config.open_access:
                 log.warning(
@@ -162,7 +194,9 @@ class RingfenceServer:
                 "PolicyService has no admin token: anyone who can reach the port may read "
                 "policy status, validate policies and force reloads"
             )
-        if cfg.watch:
+        if self.bundle_source is not None:
+            self.bundle_source.start()  # the bundle poller replaces the file watcher
+        elif cfg.watch:
             self.reloader.start()
         await self._update_health()
         self.registry.listeners.append(self._schedule_health_update)
@@ -173,23 +207,19 @@ class RingfenceServer:
         interceptors: list[Any] = []
         if self.telemetry.tracer is not None:
             interceptors.append(TracingInterceptor(self.telemetry.tracer))
-        server = grpc.aio.server(
-            interceptors=interceptors,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
+        server = grpc.aio.server(interceptors=interceptors, options=_server_options(self.config))
         add_service(
             server,
             decision_pb2.DESCRIPTOR.services_by_name["DecisionService"],
             DecisionService(decider),
         )
+        bundle_status = self.bundle_source.status if self.bundle_source is not None else None
         add_service(
             server,
             policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
-            PolicyService(self.registry, self.config.admin_token_hashes, self.compiler),
+            PolicyService(
+                self.registry, self.config.admin_token_hashes, self.compiler, bundle_status
+            ),
         )
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -202,6 +232,27 @@ class RingfenceServer:
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection_servicer, server)
         server.add_generic_rpc_handlers((_reflection_v1_handler(reflection_servicer),))
         return server
+
+    def _serving(self) -> bool:
+        """What /readyz answers: the same as gRPC health for the DecisionService."""
+        return not self._stopping and self.registry.ready()
+
+    async def _activate_bundle(self, directory: Path) -> list[ReloadOutcome]:
+        return await self.registry.reload(root=directory)
+
+    def _open_tenant_backend(self, outcome: ReloadOutcome) -> None:
+        """Open a tenant's own state backend when its policy loads, so a missing or bad
+        state secret is reported now rather than on its first request."""
+        bundle = self.registry.get(outcome.tenant) if outcome.ok else None
+        if bundle is None or not bundle.config.state or self.backends is None:
+            return
+        try:
+            self.backends.for_url(bundle.config.state)
+        except Exception as exc:
+            log.error(
+                "tenant state backend cannot be opened; its fail_mode will apply",
+                extra={"tenant": outcome.tenant, "error": str(exc)},
+            )
 
     def _schedule_health_update(self, _outcome: object) -> None:
         task = asyncio.ensure_future(self._update_health())
@@ -263,6 +314,8 @@ class RingfenceServer:
     async def reload(self) -> None:
         if self.reloader is not None:
             await self.reloader.reload_now()
+        if self.bundle_source is not None:
+            self.bundle_source.poll_now()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight calls finish within the grace period, close."""
@@ -272,9 +325,13 @@ class RingfenceServer:
             await self.health.enter_graceful_shutdown()
         if self.reloader is not None:
             await self.reloader.stop()
+        if self.bundle_source is not None:
+            await self.bundle_source.stop()
         if self._server is not None:
             await self._server.stop(grace)
         await asyncio.to_thread(self.compiler.close)
+        if self.health_http is not None:
+            await self.health_http.stop()
         if self.backends is not None:
             await self.backends.close()
         if self.decision_log is not None:
@@ -287,6 +344,27 @@ class RingfenceServer:
     async def wait(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
+
+
+def _bundle_source(cfg: BundleConfig, activate: Any) -> BundleSource:
+    from server.bundle.archive import Limits
+    from server.bundle.signing import Keyring
+
+    keyring = None
+    if cfg.public_keys or cfg.keyring_dir is not None:
+        keyring = Keyring.load(cfg.public_keys, cfg.keyring_dir)
+    settings = RemoteSettings(
+        url=cfg.url,
+        work_dir=cfg.work_dir,
+        keyring=keyring,
+        poll_s=cfg.poll_s,
+        jitter_s=cfg.jitter_s,
+        timeout_s=cfg.timeout_s,
+        limits=Limits(max_archive_bytes=cfg.max_bytes, max_unpacked_bytes=cfg.max_unpacked_bytes),
+        ca_file=cfg.ca_file,
+        token=cfg.token,
+    )
+    return BundleSource(settings, activate)
 
 
 async def serve(config: ServeConfig) -> int:

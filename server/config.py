@@ -7,6 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from server.bundle.budget import CompileBudget
 from server.bundle.tenant_config import hash_token
@@ -35,6 +36,29 @@ class ServeConfig:
     watch: bool = True
     reload_debounce_ms: int = 200
     compile_budget: CompileBudget = field(default_factory=CompileBudget)
+    # Delivery: secret files, polling watch, HTTP health, connection age, bundles.
+    state_secrets_dir: Path | None = None
+    watch_poll_ms: int = 0
+    health_listen: str = ""
+    max_connection_age_s: float = 0.0
+    max_connection_age_grace_s: float = 0.0
+    bundle: BundleConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleConfig:
+    url: str
+    work_dir: Path
+    public_keys: tuple[Path, ...] = ()
+    keyring_dir: Path | None = None
+    allow_unsigned: bool = False
+    poll_s: float = 30.0
+    jitter_s: float = 5.0
+    timeout_s: float = 300.0
+    max_bytes: int = 256 << 20
+    max_unpacked_bytes: int = 1 << 30
+    ca_file: Path | None = None
+    token: str = ""
 
 
 # flag, env var, default, help
@@ -66,8 +90,97 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
 _NO_DEFAULT = {"--admin-token", "--admin-token-file"}
 
 
+# Production delivery: secrets from files, watching without inotify, an HTTP health
+# endpoint, connection ageing for balancing, and rules pulled as signed bundles.
+DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("--state-file", "RINGFENCE_STATE_FILE", "", "file holding the --state URL (a mounted Secret)"),
+    (
+        "--state-secrets-dir",
+        "RINGFENCE_STATE_SECRETS_DIR",
+        "",
+        "directory of files that tenant.toml `state_secret` names (per-tenant state URLs)",
+    ),
+    (
+        "--watch-poll-ms",
+        "RINGFENCE_WATCH_POLL_MS",
+        "0",
+        "poll the rules dir every N ms (NFS; 0: inotify)",
+    ),
+    (
+        "--health-listen",
+        "RINGFENCE_HEALTH_LISTEN",
+        "",
+        "plain HTTP /healthz, /readyz HOST:PORT (off)",
+    ),
+    (
+        "--max-connection-age",
+        "RINGFENCE_MAX_CONNECTION_AGE",
+        "0",
+        "seconds before a client connection is asked to reconnect (0: never)",
+    ),
+    (
+        "--max-connection-age-grace",
+        "RINGFENCE_MAX_CONNECTION_AGE_GRACE",
+        "30",
+        "seconds calls may run on after that",
+    ),
+    (
+        "--bundle",
+        "RINGFENCE_BUNDLE",
+        "",
+        "pull rules as a bundle from this http(s) URL (replaces --rules)",
+    ),
+    (
+        "--bundle-public-key",
+        "RINGFENCE_BUNDLE_PUBLIC_KEY",
+        "",
+        "PEM public key bundles must be signed with",
+    ),
+    (
+        "--bundle-keyring",
+        "RINGFENCE_BUNDLE_KEYRING",
+        "",
+        "directory of *.pem public keys (any may sign)",
+    ),
+    (
+        "--bundle-allow-unsigned",
+        "RINGFENCE_BUNDLE_ALLOW_UNSIGNED",
+        "false",
+        "accept bundles without a signature",
+    ),
+    (
+        "--bundle-dir",
+        "RINGFENCE_BUNDLE_DIR",
+        "",
+        "where bundles are downloaded and unpacked (default: TMPDIR)",
+    ),
+    ("--bundle-poll", "RINGFENCE_BUNDLE_POLL", "30", "seconds between bundle polls"),
+    (
+        "--bundle-jitter",
+        "RINGFENCE_BUNDLE_JITTER",
+        "5",
+        "up to this many seconds added to each interval",
+    ),
+    ("--bundle-timeout", "RINGFENCE_BUNDLE_TIMEOUT", "300", "seconds one bundle download may take"),
+    ("--bundle-max-mb", "RINGFENCE_BUNDLE_MAX_MB", "256", "largest bundle archive accepted (MiB)"),
+    (
+        "--bundle-max-unpacked-mb",
+        "RINGFENCE_BUNDLE_MAX_UNPACKED_MB",
+        "1024",
+        "largest unpacked bundle (MiB)",
+    ),
+    ("--bundle-ca", "RINGFENCE_BUNDLE_CA", "", "CA bundle (PEM) for an https bundle server"),
+    (
+        "--bundle-token-file",
+        "RINGFENCE_BUNDLE_TOKEN_FILE",
+        "",
+        "file holding a bearer token for the bundle server",
+    ),
+)
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    for flag, env, default, help_text in OPTIONS:
+    for flag, env, default, help_text in (*OPTIONS, *DELIVERY_OPTIONS):
         parser.add_argument(
             flag,
             default=os.environ.get(env) if flag in _NO_DEFAULT else os.environ.get(env, default),
@@ -142,14 +255,17 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
     for p in tls:
         if p is not None and not p.is_file():
             raise ConfigError(f"TLS file not found: {p}")
-    if not (ns.state == "memory://" or ns.state.startswith(("redis://", "rediss://", "unix://"))):
-        raise ConfigError(f"--state: expected memory:// or redis://HOST:PORT/DB, got {ns.state!r}")
+    state = _read_secret(ns.state, ns.state_file, "state URL")
+    if not (state == "memory://" or state.startswith(("redis://", "rediss://", "unix://"))):
+        # The URL may hold a password: name only where it came from.
+        where = f"the file {ns.state_file}" if ns.state_file else repr(ns.state)
+        raise ConfigError(f"--state: expected memory:// or redis://HOST:PORT/DB in {where}")
     if ns.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
     return ServeConfig(
         rules=Path(ns.rules),
         listen=_address(ns.listen, "--listen"),
-        state=ns.state,
+        state=state,
         state_timeout_ms=_number(ns.state_timeout_ms, "--state-timeout-ms", minimum=1),
         hash_key=hash_key.encode(),
         admin_token_hashes=frozenset({hash_token(admin)}) if admin else frozenset(),
@@ -161,10 +277,83 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         log_level=ns.log_level.lower(),
         decision_log=ns.decision_log,
         segments=Path(ns.segments) if ns.segments else None,
-        watch=str(ns.watch).lower() not in ("0", "false", "no", "off"),
+        watch=_flag(ns.watch),
         compile_budget=_budget(
             ns.compile_timeout, ns.compile_memory_mb, ns.compile_workers, ns.compile_queue
         ),
+        **_delivery(ns),
+    )
+
+
+def _flag(text: object) -> bool:
+    return str(text).lower() not in ("0", "false", "no", "off")
+
+
+def _delivery(ns: argparse.Namespace) -> dict[str, Any]:
+    """The delivery block of ServeConfig (kept apart from the core settings above)."""
+    secrets_dir = Path(ns.state_secrets_dir) if ns.state_secrets_dir else None
+    if secrets_dir is not None and not secrets_dir.is_dir():
+        raise ConfigError(f"--state-secrets-dir: not a directory: {secrets_dir}")
+    age = _number(ns.max_connection_age, "--max-connection-age", minimum=0)
+    grace = _number(ns.max_connection_age_grace, "--max-connection-age-grace", minimum=0)
+    return {
+        "state_secrets_dir": secrets_dir,
+        "watch_poll_ms": int(_number(ns.watch_poll_ms, "--watch-poll-ms", minimum=0)),
+        "health_listen": _address(ns.health_listen, "--health-listen") if ns.health_listen else "",
+        "max_connection_age_s": age,
+        "max_connection_age_grace_s": grace,
+        "bundle": _bundle(ns) if ns.bundle else None,
+    }
+
+
+def _bundle(ns: argparse.Namespace) -> BundleConfig:
+    import tempfile
+
+    url = ns.bundle
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("--bundle: expected an http:// or https:// URL")
+    keys = tuple(Path(p) for p in ns.bundle_public_key.split(",") if p)
+    keyring = Path(ns.bundle_keyring) if ns.bundle_keyring else None
+    unsigned = _flag(ns.bundle_allow_unsigned)
+    if not keys and keyring is None and not unsigned:
+        raise ConfigError(
+            "--bundle needs --bundle-public-key or --bundle-keyring to verify signatures "
+            "(or --bundle-allow-unsigned true to accept any bundle the URL serves)"
+        )
+    for p in keys:
+        if not p.is_file():
+            raise ConfigError(f"--bundle-public-key: file not found: {p}")
+    if keyring is not None and not keyring.is_dir():
+        raise ConfigError(f"--bundle-keyring: not a directory: {keyring}")
+    if keys or keyring is not None:
+        from server.bundle.signing import Keyring, SignatureError
+
+        try:
+            Keyring.load(keys, keyring)
+        except SignatureError as exc:
+            raise ConfigError(f"bundle keys: {exc}") from None
+    ca = Path(ns.bundle_ca) if ns.bundle_ca else None
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"--bundle-ca: file not found: {ca}")
+    work = (
+        Path(ns.bundle_dir) if ns.bundle_dir else Path(tempfile.gettempdir()) / "ringfence-bundle"
+    )
+    return BundleConfig(
+        url=url,
+        work_dir=work,
+        public_keys=keys,
+        keyring_dir=keyring,
+        allow_unsigned=unsigned,
+        poll_s=_number(ns.bundle_poll, "--bundle-poll", minimum=1),
+        jitter_s=_number(ns.bundle_jitter, "--bundle-jitter", minimum=0),
+        timeout_s=_number(ns.bundle_timeout, "--bundle-timeout", minimum=1),
+        max_bytes=int(_number(ns.bundle_max_mb, "--bundle-max-mb", minimum=1)) << 20,
+        max_unpacked_bytes=int(
+            _number(ns.bundle_max_unpacked_mb, "--bundle-max-unpacked-mb", minimum=1)
+        )
+        << 20,
+        ca_file=ca,
+        token=_read_secret("", ns.bundle_token_file, "bundle token"),
     )
 
 

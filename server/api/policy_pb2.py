@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ringfence/v1/policy.proto\x12\x0cringfence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\x16GetPolicyStatusRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xd3\x01\n\x12TenantPolicyStatus\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x12\n\nrule_count\x18\x05 \x01(\x05\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlist_count\x18\x07 \x01(\x05\"L\n\x17GetPolicyStatusResponse\x12\x31\n\x07tenants\x18\x01 \x03(\x0b\x32 .ringfence.v1.TenantPolicyStatus\"\xab\x01\n\nDiagnostic\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\x05\x12(\n\x08severity\x18\x04 \x01(\x0e\x32\x16.ringfence.v1.Severity\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_line\x18\x06 \x01(\x05\x12\x12\n\nend_column\x18\x07 \x01(\x05\x12\x10\n\x08rendered\x18\x08 \x01(\t\"E\n\x15ValidatePolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"S\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12-\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\x18.ringfence.v1.Diagnostic\"\x15\n\x13ReloadPolicyRequest\"I\n\x14ReloadPolicyResponse\x12\x31\n\x07tenants\x18\x01 \x03(\x0b\x32 .ringfence.v1.TenantPolicyStatus*N\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n\x0eSEVERITY_ERROR\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x32\xa3\x02\n\rPolicyService\x12^\n\x0fGetPolicyStatus\x12$.ringfence.v1.GetPolicyStatusRequest\x1a%.ringfence.v1.GetPolicyStatusResponse\x12[\n\x0eValidatePolicy\x12#.ringfence.v1.ValidatePolicyRequest\x1a$.ringfence.v1.ValidatePolicyResponse\x12U\n\x0cReloadPolicy\x12!.ringfence.v1.ReloadPolicyRequest\x1a\".ringfence.v1.ReloadPolicyResponseB(Z&ringfence/gen/ringfence/v1;ringfencev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ringfence/v1/policy.proto\x12\x0cringfence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\x16GetPolicyStatusRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xd3\x01\n\x12TenantPolicyStatus\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x12\n\nrule_count\x18\x05 \x01(\x05\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlist_count\x18\x07 \x01(\x05\"x\n\x17GetPolicyStatusResponse\x12\x31\n\x07tenants\x18\x01 \x03(\x0b\x32 .ringfence.v1.TenantPolicyStatus\x12*\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1a.ringfence.v1.BundleStatus\"\xc0\x02\n\x0c\x42undleStatus\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x30\n\x0c\x61\x63tivated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_check_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_success_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x0f\n\x07tenants\x18\t \x03(\t\x12\x0c\n\x04\x65tag\x18\n \x01(\t\"\xab\x01\n\nDiagnostic\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\x05\x12(\n\x08severity\x18\x04 \x01(\x0e\x32\x16.ringfence.v1.Severity\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_line\x18\x06 \x01(\x05\x12\x12\n\nend_column\x18\x07 \x01(\x05\x12\x10\n\x08rendered\x18\x08 \x01(\t\"E\n\x15ValidatePolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"S\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12-\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\x18.ringfence.v1.Diagnostic\"\x15\n\x13ReloadPolicyRequest\"I\n\x14ReloadPolicyResponse\x12\x31\n\x07tenants\x18\x01 \x03(\x0b\x32 .ringfence.v1.TenantPolicyStatus*N\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n\x0eSEVERITY_ERROR\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x32\xa3\x02\n\rPolicyService\x12^\n\x0fGetPolicyStatus\x12$.ringfence.v1.GetPolicyStatusRequest\x1a%.ringfence.v1.GetPolicyStatusResponse\x12[\n\x0eValidatePolicy\x12#.ringfence.v1.ValidatePolicyRequest\x1a$.ringfence.v1.ValidatePolicyResponse\x12U\n\x0cReloadPolicy\x12!.ringfence.v1.ReloadPolicyRequest\x1a\".ringfence.v1.ReloadPolicyResponseB(Z&ringfence/gen/ringfence/v1;ringfencev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,24 +33,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z&ringfence/gen/ringfence/v1;ringfencev1'
-  _globals['_SEVERITY']._serialized_start=838
-  _globals['_SEVERITY']._serialized_end=916
+  _globals['_SEVERITY']._serialized_start=1205
+  _globals['_SEVERITY']._serialized_end=1283
   _globals['_GETPOLICYSTATUSREQUEST']._serialized_start=76
   _globals['_GETPOLICYSTATUSREQUEST']._serialized_end=116
   _globals['_TENANTPOLICYSTATUS']._serialized_start=119
   _globals['_TENANTPOLICYSTATUS']._serialized_end=330
   _globals['_GETPOLICYSTATUSRESPONSE']._serialized_start=332
-  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_end=408
-  _globals['_DIAGNOSTIC']._serialized_start=411
-  _globals['_DIAGNOSTIC']._serialized_end=582
-  _globals['_VALIDATEPOLICYREQUEST']._serialized_start=584
-  _globals['_VALIDATEPOLICYREQUEST']._serialized_end=653
-  _globals['_VALIDATEPOLICYRESPONSE']._serialized_start=655
-  _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=738
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=740
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=761
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=763
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=836
-  _globals['_POLICYSERVICE']._serialized_start=919
-  _globals['_POLICYSERVICE']._serialized_end=1210
+  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_end=452
+  _globals['_BUNDLESTATUS']._serialized_start=455
+  _globals['_BUNDLESTATUS']._serialized_end=775
+  _globals['_DIAGNOSTIC']._serialized_start=778
+  _globals['_DIAGNOSTIC']._serialized_end=949
+  _globals['_VALIDATEPOLICYREQUEST']._serialized_start=951
+  _globals['_VALIDATEPOLICYREQUEST']._serialized_end=1020
+  _globals['_VALIDATEPOLICYRESPONSE']._serialized_start=1022
+  _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=1105
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=1107
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=1128
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1130
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1203
+  _globals['_POLICYSERVICE']._serialized_start=1286
+  _globals['_POLICYSERVICE']._serialized_end=1577
 # @@protoc_insertion_point(module_scope)

@@ -105,20 +105,87 @@ class GetPolicyStatusResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANTS_FIELD_NUMBER: _builtins.int
+    BUNDLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def tenants(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantPolicyStatus]: ...
+    @_builtins.property
+    def bundle(self) -> Global___BundleStatus:
+        """Set when the server pulls its rules as a bundle (serve --bundle)."""
+
     def __init__(
         self,
         *,
         tenants: _abc.Iterable[Global___TenantPolicyStatus] | None = ...,
+        bundle: Global___BundleStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bundle", b"bundle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenants", b"tenants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle", b"bundle", "tenants", b"tenants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPolicyStatusResponse: _TypeAlias = GetPolicyStatusResponse  # noqa: Y015
+
+@_typing.final
+class BundleStatus(_message.Message):
+    """Where the rules come from when they are pulled as a bundle, and how the last polls went."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    ACTIVATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_CHECK_AT_FIELD_NUMBER: _builtins.int
+    LAST_SUCCESS_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    TENANTS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """The bundle URL without credentials or query string."""
+    revision: _builtins.str
+    """Revision of the active bundle (from its manifest); empty before the first activation."""
+    last_error: _builtins.str
+    """Why the last poll did not activate a bundle (download, verification, tenants that did
+    not load); empty when it did or found nothing new.
+    """
+    key_id: _builtins.str
+    """Key id (sha256 of the public key, 16 hex digits) the active bundle was signed with."""
+    etag: _builtins.str
+    @_builtins.property
+    def activated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_check_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_success_at(self) -> _timestamp_pb2.Timestamp:
+        """The last poll that found the active bundle current, or activated a new one."""
+
+    @_builtins.property
+    def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        revision: _builtins.str = ...,
+        activated_at: _timestamp_pb2.Timestamp | None = ...,
+        last_check_at: _timestamp_pb2.Timestamp | None = ...,
+        last_success_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        last_error_at: _timestamp_pb2.Timestamp | None = ...,
+        key_id: _builtins.str = ...,
+        tenants: _abc.Iterable[_builtins.str] | None = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "last_check_at", b"last_check_at", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "etag", b"etag", "key_id", b"key_id", "last_check_at", b"last_check_at", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "revision", b"revision", "source", b"source", "tenants", b"tenants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BundleStatus: _TypeAlias = BundleStatus  # noqa: Y015
 
 @_typing.final
 class Diagnostic(_message.Message):

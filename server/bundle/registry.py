@@ -80,10 +80,15 @@ class TenantRegistry:
         full = names is None
         return self._apply(self._build_all(names), full=full)
 
-    async def reload(self, names: Iterable[str] | None = None) -> list[ReloadOutcome]:
+    async def reload(
+        self, names: Iterable[str] | None = None, *, root: Path | None = None
+    ) -> list[ReloadOutcome]:
         """Build off the event loop, then swap on it, so readers on the loop never see the
-        slot table change under them."""
+        slot table change under them. ``root`` moves the registry to another rules
+        directory first (a newly unpacked bundle), under the same lock as every reload."""
         async with self._lock:
+            if root is not None:
+                self.root = root
             built = await asyncio.to_thread(self._build_all, names)
             return self._apply(built, full=names is None)
 

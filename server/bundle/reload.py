@@ -40,9 +40,15 @@ def fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 class Reloader:
-    def __init__(self, registry: TenantRegistry, *, debounce_ms: int = 200) -> None:
+    def __init__(
+        self, registry: TenantRegistry, *, debounce_ms: int = 200, poll_ms: int = 0
+    ) -> None:
         self.registry = registry
         self.debounce_ms = debounce_ms
+        # > 0: stat the tree every poll_ms instead of inotify, which never hears of writes
+        # made by other NFS clients or by some CSI drivers.
+        self.poll_ms = poll_ms
+        self._seen: tuple[tuple[str, int, int], ...] | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.generation = 0  # completed reloads
@@ -56,10 +62,30 @@ class Reloader:
             after = await asyncio.to_thread(fingerprint, root)
             if before == after:
                 break
+        self._seen = after
         self.generation += 1
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rules-watcher")
+        run = self._poll if self.poll_ms > 0 else self._run
+        self._task = asyncio.create_task(run(), name="rules-watcher")
+
+    async def _poll(self) -> None:
+        """Compare the tree's fingerprint with the one the last reload saw. (watchfiles'
+        own polling takes its first snapshot only once its thread runs, so an edit made
+        between the start-up load and that snapshot would never be seen.)"""
+        root = self.registry.root
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_ms / 1000):
+                    await self._stop.wait()
+            if self._stop.is_set():
+                return
+            try:
+                if await asyncio.to_thread(fingerprint, root) != self._seen:
+                    log.info("rules directory changed (polled); reloading")
+                    await self.reload_now()
+            except Exception:
+                log.exception("rules poller failed; trying again")
 
     async def _run(self) -> None:
         root = self.registry.root

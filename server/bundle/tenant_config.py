@@ -9,6 +9,8 @@ numbers, the time zone for calendar-day windows, and the hashed bearer tokens.
     default_region = "CN"         # for numbers without a country code, when the request gives none
     timezone = "Asia/Shanghai"    # calendar days ("today") when the policy's settings name none
     state = "redis://host:6379/1" # this tenant's own state backend (default: the server's)
+    state_secret = "acme-redis"   # or: the URL is in this file of --state-secrets-dir, so no
+                                  # password sits in the rules (stored as state "secret:NAME")
     [limits]
     max_rps = 500                 # per server process; beyond it: RESOURCE_EXHAUSTED
     [auth]
@@ -33,7 +35,19 @@ FILE_NAME = "tenant.toml"
 # Always used with fullmatch: `$` would let a trailing newline through.
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_KEYS = {"fail_mode", "default_region", "timezone", "state", "auth", "limits", "description"}
+_KEYS = {
+    "fail_mode",
+    "default_region",
+    "timezone",
+    "state",
+    "state_secret",
+    "auth",
+    "limits",
+    "description",
+}
+# A file name in the operator's secrets directory: no slashes, no dot-files, no "..".
+SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
+SECRET_PREFIX = "secret:"
 _LIMIT_KEYS = {"max_rps"}
 _STATE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
 _AUTH_KEYS = {"tokens_sha256"}
@@ -48,7 +62,7 @@ class TenantConfig:
     fail_mode: Literal["open", "closed"] = "open"
     default_region: str = ""
     timezone: str = ""
-    state: str = ""  # empty: the server's --state
+    state: str = ""  # empty: the server's --state; "secret:NAME": a file in --state-secrets-dir
     max_rps: int = 0  # 0: unlimited
     token_hashes: frozenset[str] = field(default_factory=frozenset)
 
@@ -95,6 +109,13 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
     state = data.get("state", "")
     if not isinstance(state, str) or (state and not state.startswith(_STATE_SCHEMES)):
         raise fail(f"state must be memory:// or redis://HOST:PORT/DB, not {state!r}")
+    secret = data.get("state_secret", "")
+    if not isinstance(secret, str) or (secret and not SECRET_NAME.fullmatch(secret)):
+        raise fail("state_secret must be a file name in the server's --state-secrets-dir")
+    if secret and state:
+        raise fail("give state or state_secret, not both")
+    if secret:
+        state = SECRET_PREFIX + secret
     limits = data.get("limits", {})
     if not isinstance(limits, dict):
         raise fail("[limits] must be a table")

@@ -139,6 +139,9 @@ def _run_job(job: _Job) -> tuple[str, Any]:
 
 def _child_main(conn: Connection, memory_mb: int) -> None:
     _limit_self(memory_mb)
+    # Ready only once imports are done: a job's time budget is for compiling, not for
+    # starting Python (which takes seconds on a loaded machine).
+    conn.send(("ready", None))
     while True:
         try:
             job = conn.recv()
@@ -374,7 +377,15 @@ class CompilePool:
         )
         proc.start()
         child.close()
-        return _Worker(proc, parent)
+        worker = _Worker(proc, parent)
+        try:
+            ready = parent.poll(_START_TIMEOUT_S) and parent.recv() == ("ready", None)
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self._kill(worker)
+            raise OSError("a policy compiler process did not start")
+        return worker
 
     def _release(self, worker: _Worker, healthy: bool) -> None:
         with self._cond:
@@ -408,6 +419,10 @@ class CompilePool:
             message = f"policy check failed: the compiler process {value}"
         log.warning("policy compile failed", extra={"path": where, "reason": message})
         return Diagnostic(where, 1, 1, Severity.ERROR, message)
+
+
+# How long a new compiler process may take to start (imports), apart from any job budget.
+_START_TIMEOUT_S = 60.0
 
 
 def _seconds(value: float) -> str:

@@ -19,7 +19,7 @@ def run_serve(ns: argparse.Namespace) -> int:
         print(f"ringfence serve: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
-    if not config.rules.is_dir():
+    if config.bundle is None and not config.rules.is_dir():
         print(f"ringfence serve: rules directory not found: {config.rules}", file=sys.stderr)
         return 2
     return asyncio.run(serve(config))

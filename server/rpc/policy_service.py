@@ -13,6 +13,7 @@ from server.api import policy_pb2 as pb
 from server.api import policy_pb2_grpc as pb_grpc
 from server.bundle.load import read_library
 from server.bundle.registry import TenantRegistry, TenantSlot
+from server.bundle.remote import BundleStatus
 from server.bundle.tenant_config import TENANT_NAME
 from server.bundle.worker import CompilePool, PoolBusy, PoolClosed
 from server.rpc.auth import authorize_admin, bearer_token
@@ -39,13 +40,33 @@ def slot_status(slot: TenantSlot) -> pb.TenantPolicyStatus:
     return status
 
 
+def bundle_status(st: BundleStatus) -> pb.BundleStatus:
+    out = pb.BundleStatus(
+        source=st.source,
+        revision=st.revision,
+        last_error=st.last_error,
+        key_id=st.key_id,
+        tenants=list(st.tenants),
+        etag=st.etag,
+    )
+    for name in ("activated_at", "last_check_at", "last_success_at", "last_error_at"):
+        if getattr(st, name):
+            getattr(out, name).CopyFrom(_ts(getattr(st, name)))
+    return out
+
+
 class PolicyService(pb_grpc.PolicyServiceServicer):
     def __init__(
-        self, registry: TenantRegistry, admin_hashes: frozenset[str], compiler: CompilePool
+        self,
+        registry: TenantRegistry,
+        admin_hashes: frozenset[str],
+        compiler: CompilePool,
+        bundle: BundleStatus | None = None,
     ) -> None:
         self.registry = registry
         self.admin_hashes = admin_hashes
         self.compiler = compiler
+        self.bundle = bundle
 
     async def _admin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
@@ -63,9 +84,12 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown tenant {request.tenant!r}")
             assert slot is not None
             return pb.GetPolicyStatusResponse(tenants=[slot_status(slot)])
-        return pb.GetPolicyStatusResponse(
+        response = pb.GetPolicyStatusResponse(
             tenants=[slot_status(self.registry.slots[n]) for n in self.registry.names()]
         )
+        if self.bundle is not None:
+            response.bundle.CopyFrom(bundle_status(self.bundle))
+        return response
 
     async def ValidatePolicy(
         self, request: pb.ValidatePolicyRequest, context: grpc.aio.ServicerContext[Any, Any]

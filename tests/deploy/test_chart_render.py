@@ -21,10 +21,18 @@ from deploy.deploy_support import (
 )
 
 from server.cli import build_parser
-from server.config import OPTIONS
+from server.config import DELIVERY_OPTIONS, OPTIONS
 
 DECISION_SERVICE = "ringfence.v1.DecisionService"
 REDIS = {"backend": "redis", "redis": {"url": "redis://:pw@redis:6379/0"}}
+HASH_KEY = {"hashKey": "k" * 32}
+PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAexample\n-----END PUBLIC KEY-----\n"
+BUNDLE = {
+    "url": "https://bundles.example.internal/risk/bundle.tar.gz",
+    "publicKeys": {"release.pem": PUBLIC_KEY},
+    "tokenSecret": "bundle-token",
+    "caConfigMap": "bundle-ca",
+}
 RULES = {
     "_shared": {"common.rf": "# shared\n"},
     "demo": {
@@ -37,7 +45,7 @@ RULES = {
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "production": production_values(),
-    "autoscaling": {"state": REDIS, "autoscaling": {"enabled": True}},
+    "autoscaling": {"state": REDIS, "autoscaling": {"enabled": True}, "auth": HASH_KEY},
     "rules from values": {"rules": RULES},
     "rules from a ConfigMap": {
         "rulesFrom": {
@@ -53,6 +61,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "server": {"metrics": False},
         "auth": {"adminTokenEnabled": False},
     },
+    "bundle": {"bundle": BUNDLE},
+    "demo policy": {"demoPolicy": True},
+    "extras": {
+        "rules": RULES,
+        "initContainers": [{"name": "fetch", "image": "busybox:1.36", "command": ["true"]}],
+        "extraContainers": [{"name": "sync", "image": "{{ .Values.image.repository }}:x"}],
+        "extraVolumes": [{"name": "lists", "emptyDir": {}}],
+        "extraVolumeMounts": [{"name": "lists", "mountPath": "/var/lib/lists"}],
+    },
 }
 
 
@@ -62,8 +79,19 @@ def docs_for(name: str) -> list[dict[str, Any]]:
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
+    assert containers[0]["name"] == "ringfence"
     return containers[0]  # type: ignore[no-any-return]
+
+
+def server_policy(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The NetworkPolicy selecting the server's pods (the other one is the test pod's)."""
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    (policy,) = [
+        p
+        for p in by_kind(docs, "NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"] == selector
+    ]
+    return policy  # type: ignore[no-any-return]
 
 
 def env(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -92,7 +120,7 @@ def test_pods_are_locked_down(variant: str) -> None:
         assert pod["securityContext"]["runAsUser"] == 10001
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["automountServiceAccountToken"] is False
-        for c in pod["containers"]:
+        for c in pod["containers"][:1]:  # extraContainers are the user's to lock down
             sc = c["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True
             assert sc["allowPrivilegeEscalation"] is False
@@ -109,20 +137,16 @@ def test_plain_grpc_gets_native_grpc_probes() -> None:
 
 
 @pytest.mark.parametrize("variant", ["production", "tls without client auth"])
-def test_tls_probes_run_the_health_command(variant: str) -> None:
+def test_tls_probes_use_the_http_health_endpoint(variant: str) -> None:
     docs = docs_for(variant)
     c = container(docs)
-    for probe in ("startupProbe", "readinessProbe"):
-        command = c[probe]["exec"]["command"]
-        assert command[0] == json.loads(_instruction(DOCKERFILE.read_text(), "ENTRYPOINT"))[0]
-        ns = build_parser().parse_args(command[1:])  # the CLI really takes these flags
-        assert (ns.command, ns.address, ns.service) == (
-            "health",
-            "localhost:50051",
-            DECISION_SERVICE,
-        )
-        assert ns.tls_ca == "/etc/ringfence/tls/ca.crt"
-    assert c["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
+    # No exec (a Python process per probe): plain HTTP to the server's health endpoint.
+    assert c["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert not any(k == "exec" and "ringfence" in str(v) for k, v in walk(c))
+    port = next(p["containerPort"] for p in c["ports"] if p["name"] == "health")
+    assert env(docs)["RINGFENCE_HEALTH_LISTEN"] == f"0.0.0.0:{port}"
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts["tls"] == "/etc/ringfence/tls"
 
@@ -138,10 +162,11 @@ def test_shutdown_outlasts_the_drain(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_env_names_are_server_settings(variant: str) -> None:
-    known = {env_name for _flag, env_name, _default, _help in OPTIONS}
+    known = {env_name for _flag, env_name, _default, _help in (*OPTIONS, *DELIVERY_OPTIONS)}
     ours = {k for k in env(docs_for(variant)) if k.startswith("RINGFENCE_")}
     assert ours <= known, ours - known
-    assert {"RINGFENCE_RULES", "RINGFENCE_LISTEN", "RINGFENCE_STATE"} <= ours
+    assert {"RINGFENCE_RULES", "RINGFENCE_LISTEN"} <= ours
+    assert ours & {"RINGFENCE_STATE", "RINGFENCE_STATE_FILE"}
 
 
 def test_serve_args_parse() -> None:
@@ -151,15 +176,34 @@ def test_serve_args_parse() -> None:
 
 
 RULES_VARIANTS = [k for k, v in VARIANTS.items() if "rules" in v or "rulesFrom" in v]
+NO_RULES = [v for v in VARIANTS if v not in RULES_VARIANTS and v not in ("bundle", "demo policy")]
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in RULES_VARIANTS])
-def test_without_rules_the_image_rules_serve(variant: str) -> None:
+@pytest.mark.parametrize("variant", NO_RULES)
+def test_without_rules_the_pod_gets_an_empty_folder_not_the_demo(variant: str) -> None:
+    # An empty folder over the image's example policy: the server loads no tenant and the
+    # pod never turns Ready on a policy nobody chose.
     docs = docs_for(variant)
+    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == "rules")
+    assert mount["mountPath"] == env(docs)["RINGFENCE_RULES"]
+    volume = next(
+        v
+        for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "rules"
+    )
+    assert "emptyDir" in volume
+    assert "WILL NOT become Ready".lower() in render(VARIANTS[variant])[
+        "ringfence/templates/NOTES.txt"
+    ].lower().replace("\n", " ")
+
+
+def test_only_demo_policy_serves_the_image_rules() -> None:
+    docs = docs_for("demo policy")
     assert "rules" not in {m["name"] for m in container(docs)["volumeMounts"]}
     assert by_kind(docs, "ConfigMap") == []
     image_rules = [r for w, r in _instructions() if w == "ENV" and "RINGFENCE_RULES=" in r]
     assert f"RINGFENCE_RULES={env(docs)['RINGFENCE_RULES']}" in image_rules[0]
+    assert "demoPolicy=true" in render(VARIANTS["demo policy"])["ringfence/templates/NOTES.txt"]
 
 
 @pytest.mark.parametrize("variant", RULES_VARIANTS)
@@ -224,7 +268,13 @@ def test_production_shape() -> None:
     deploy = one(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 3
     e = env(docs)
-    assert e["RINGFENCE_STATE"] == {"secretKeyRef": {"name": "ringfence-redis", "key": "url"}}
+    # The Redis URL (with its password) is a mounted file, never an environment variable.
+    assert "RINGFENCE_STATE" not in e
+    assert e["RINGFENCE_STATE_FILE"] == "/etc/ringfence/state/url"
+    state = next(v for v in deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == "state")
+    assert state["secret"]["secretName"] == "ringfence-redis"
+    assert state["secret"]["items"] == [{"key": "url", "path": "url"}]
+    assert not any(k == "secretKeyRef" for k, _ in walk(container(docs)))
     assert e["RINGFENCE_TLS_CLIENT_CA"] == "/etc/ringfence/tls/ca.crt"
     assert e["OTEL_TRACES_EXPORTER"] == "otlp"
     assert e["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4317"
@@ -239,7 +289,7 @@ def test_production_shape() -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert "metrics" in {p["name"] for p in services["rf-ringfence"]["ports"]}
-    policy = one(docs, "NetworkPolicy")["spec"]
+    policy = server_policy(docs)["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == {"grpc", "metrics"}
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
@@ -256,8 +306,11 @@ def test_autoscaling_replaces_replicas() -> None:
 
 
 def test_generated_secret_and_given_secret() -> None:
-    generated = one(docs_for("defaults"), "Secret")["data"]
+    secret = one(docs_for("defaults"), "Secret")
+    generated = secret["data"]
     assert set(generated) == {"hash-key", "admin-token"}
+    # An uninstall or a values change never deletes it: the hash key names every Redis key.
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     given = one(
         manifests(render({"auth": {"hashKey": "k" * 32, "adminToken": "t" * 20}, "state": REDIS})),
         "Secret",
@@ -288,6 +341,26 @@ def test_helm_test_pod_runs_the_health_command(variant: str) -> None:
     assert ns.address == "rf-ringfence.risk.svc:50051"
     assert ns.service == DECISION_SERVICE
     assert c["command"] == json.loads(_instruction(DOCKERFILE.read_text(), "ENTRYPOINT"))
+    # Its own labels: not selected by the Service, the PodDisruptionBudget or the
+    # NetworkPolicy's podSelector (all select the server's labels).
+    labels = pod["metadata"]["labels"]
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= labels.items()
+    for svc in by_kind(docs, "Service"):
+        assert not svc["spec"]["selector"].items() <= labels.items()
+    # ...and the chart's NetworkPolicy (on by default) lets it reach the gRPC port.
+    for policy in [server_policy(docs)] if by_kind(docs, "NetworkPolicy") else []:
+        grpc_rule = next(
+            r
+            for r in policy["spec"]["ingress"]
+            if {"port": "grpc", "protocol": "TCP"} in r["ports"]
+        )
+        assert any(
+            "podSelector" in peer
+            and "namespaceSelector" not in peer
+            and peer["podSelector"].get("matchLabels", {}).items() <= labels.items()
+            for peer in grpc_rule["from"]
+        ), grpc_rule
 
 
 def test_notes_show_grpcurl_with_reflection() -> None:

@@ -54,9 +54,193 @@ app.kubernetes.io/part-of: ringfence
 {{- default (printf "%s-secrets" (include "ringfence.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
 
-{{/* Non-empty when a rules source is configured; without one the image's example rules serve. */}}
+{{/* Non-empty when a rules source is configured (a bundle URL included). */}}
 {{- define "ringfence.hasRules" -}}
-{{- if or .Values.rules .Values.rulesFrom.existingConfigMap .Values.rulesFrom.volume }}true{{ end }}
+{{- if or .Values.rules .Values.rulesFrom.existingConfigMap .Values.rulesFrom.volume .Values.bundle.url }}true{{ end }}
+{{- end }}
+
+{{/*
+Non-empty when the rules folder gets a volume: a real source, or an empty folder over the
+image's example policy when none is given (so the pod is never Ready on a policy nobody
+chose). Only demoPolicy=true leaves the image's example in place; a bundle needs no folder.
+*/}}
+{{- define "ringfence.mountsRules" -}}
+{{- if and (not .Values.bundle.url) (not .Values.demoPolicy) }}true{{ end }}
+{{- end }}
+
+{{/* Labels of the helm test pod: its own name, so no Service, PDB or policy selects it. */}}
+{{- define "ringfence.testLabels" -}}
+helm.sh/chart: {{ include "ringfence.chart" . }}
+app.kubernetes.io/name: {{ include "ringfence.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: test
+{{- end }}
+
+{{- define "ringfence.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "ringfence.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ringfence.bundleKeysName" -}}
+{{- default (printf "%s-bundle-keys" (include "ringfence.fullname" .)) .Values.bundle.keyringConfigMap }}
+{{- end }}
+
+{{/* Environment for delivery: health endpoint, connection age, watching, bundles. */}}
+{{- define "ringfence.deliveryEnv" -}}
+- name: RINGFENCE_HEALTH_LISTEN
+  value: {{ printf "0.0.0.0:%d" (int .Values.healthHttp.port) | quote }}
+- name: RINGFENCE_MAX_CONNECTION_AGE
+  value: {{ .Values.connectionAge.maxSeconds | quote }}
+- name: RINGFENCE_MAX_CONNECTION_AGE_GRACE
+  value: {{ .Values.connectionAge.graceSeconds | quote }}
+- name: RINGFENCE_WATCH_POLL_MS
+  value: {{ .Values.rulesWatch.pollMs | quote }}
+{{- with .Values.bundle }}
+{{- if .url }}
+- name: RINGFENCE_BUNDLE
+  value: {{ .url | quote }}
+- name: RINGFENCE_BUNDLE_DIR
+  value: /var/lib/ringfence/bundle
+- name: RINGFENCE_BUNDLE_POLL
+  value: {{ .pollSeconds | quote }}
+- name: RINGFENCE_BUNDLE_JITTER
+  value: {{ .jitterSeconds | quote }}
+- name: RINGFENCE_BUNDLE_MAX_MB
+  value: {{ .maxSizeMiB | quote }}
+- name: RINGFENCE_BUNDLE_MAX_UNPACKED_MB
+  value: {{ .maxUnpackedMiB | quote }}
+{{- if or .publicKeys .keyringConfigMap }}
+- name: RINGFENCE_BUNDLE_KEYRING
+  value: /etc/ringfence/bundle-keys
+{{- end }}
+{{- if .allowUnsigned }}
+- name: RINGFENCE_BUNDLE_ALLOW_UNSIGNED
+  value: "true"
+{{- end }}
+{{- if .tokenSecret }}
+- name: RINGFENCE_BUNDLE_TOKEN_FILE
+  value: /etc/ringfence/bundle-token/token
+{{- end }}
+{{- if .caConfigMap }}
+- name: RINGFENCE_BUNDLE_CA
+  value: /etc/ringfence/bundle-ca/ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ringfence.deliveryMounts" -}}
+{{- if eq .Values.state.backend "redis" }}
+- name: state
+  mountPath: /etc/ringfence/state
+  readOnly: true
+{{- end }}
+{{- if .Values.state.tenantSecrets.existingSecret }}
+- name: tenant-state
+  mountPath: /etc/ringfence/tenant-state
+  readOnly: true
+{{- end }}
+{{- if .Values.bundle.url }}
+- name: bundle-work
+  mountPath: /var/lib/ringfence/bundle
+{{- if or .Values.bundle.publicKeys .Values.bundle.keyringConfigMap }}
+- name: bundle-keys
+  mountPath: /etc/ringfence/bundle-keys
+  readOnly: true
+{{- end }}
+{{- if .Values.bundle.tokenSecret }}
+- name: bundle-token
+  mountPath: /etc/ringfence/bundle-token
+  readOnly: true
+{{- end }}
+{{- if .Values.bundle.caConfigMap }}
+- name: bundle-ca
+  mountPath: /etc/ringfence/bundle-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ringfence.deliveryVolumes" -}}
+{{- if eq .Values.state.backend "redis" }}
+- name: state
+  secret:
+    {{- if .Values.state.redis.existingSecret }}
+    secretName: {{ .Values.state.redis.existingSecret }}
+    {{- else }}
+    secretName: {{ include "ringfence.secretName" . }}
+    {{- end }}
+    defaultMode: 0440
+    items:
+      - key: {{ ternary .Values.state.redis.existingSecretKey "redis-url" (not (empty .Values.state.redis.existingSecret)) }}
+        path: url
+{{- end }}
+{{- with .Values.state.tenantSecrets.existingSecret }}
+- name: tenant-state
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
+{{- if .Values.bundle.url }}
+# On disk, not in memory: a memory-backed emptyDir would count the download and the
+# unpacked lists against the container's memory limit.
+- name: bundle-work
+  emptyDir:
+    sizeLimit: {{ .Values.bundle.workDirSizeLimit }}
+{{- if or .Values.bundle.publicKeys .Values.bundle.keyringConfigMap }}
+- name: bundle-keys
+  configMap:
+    name: {{ include "ringfence.bundleKeysName" . }}
+{{- end }}
+{{- with .Values.bundle.tokenSecret }}
+- name: bundle-token
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: token
+        path: token
+{{- end }}
+{{- with .Values.bundle.caConfigMap }}
+- name: bundle-ca
+  configMap:
+    name: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Delivery checks: a hash key that is the same on every replica and every render, a bundle
+that can be verified, a rules ConfigMap that fits, scraping that the NetworkPolicy allows.
+*/}}
+{{- define "ringfence.validateDelivery" -}}
+{{- $v := .Values }}
+{{- $shared := or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled (eq $v.state.backend "redis") }}
+{{- if and $shared (not $v.auth.existingSecret) (not $v.auth.hashKey) }}
+{{- fail "several replicas, autoscaling or Redis state need a hash key that never changes: set auth.existingSecret (a Secret with keys hash-key and admin-token; recommended) or auth.hashKey. A generated key differs on every `helm template` (Argo CD, Flux), and replicas with different keys write different Redis keys for the same number." }}
+{{- end }}
+{{- if and $v.bundle.url (not $v.bundle.publicKeys) (not $v.bundle.keyringConfigMap) (not $v.bundle.allowUnsigned) }}
+{{- fail "bundle.url needs bundle.publicKeys or bundle.keyringConfigMap to verify signatures (or bundle.allowUnsigned=true to accept whatever the URL serves)." }}
+{{- end }}
+{{- $size := 0 }}
+{{- range $tenant, $files := $v.rules }}
+{{- range $path, $content := $files }}
+{{- $size = add $size (len $content) (len $path) (len $tenant) 2 }}
+{{- end }}
+{{- end }}
+{{- if gt (int $size) 921600 }}
+{{- fail (printf "rules come to %d bytes, over the ~900 KiB a ConfigMap can safely hold (the API server's limit is 1 MiB): deliver them as a signed bundle (bundle.url, see docs/operations.md \"Deliver big lists\") or from a volume (rulesFrom.volume with rulesWatch.pollMs)." (int $size)) }}
+{{- end }}
+{{- if and $v.networkPolicy.enabled $v.serviceMonitor.enabled $v.server.metrics (not $v.networkPolicy.metricsFrom) }}
+{{- fail "serviceMonitor.enabled with networkPolicy.enabled: set networkPolicy.metricsFrom to the peers that scrape (e.g. the monitoring namespace), or the policy blocks them." }}
+{{- end }}
+{{- if and $v.bundle.url (or $v.rules $v.rulesFrom.existingConfigMap $v.rulesFrom.volume) }}
+{{- fail "choose one rules source: bundle.url replaces rules and rulesFrom." }}
+{{- end }}
 {{- end }}
 
 {{- define "ringfence.rulesConfigMapName" -}}
@@ -107,6 +291,7 @@ when schema validation is skipped. Each failure says what to change.
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- fail (printf "autoscaling.minReplicas (%d) is above autoscaling.maxReplicas (%d)." (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- end }}
+{{- include "ringfence.validateDelivery" . }}
 {{- end }}
 
 {{/* The health check command for exec probes and the helm test pod. */}}
@@ -129,15 +314,15 @@ when schema validation is skipped. Each failure says what to change.
 
 {{/*
 Probes: native gRPC where possible. The kubelet's gRPC probe cannot speak TLS, so with TLS
-on they run `ringfence health` against localhost (the certificate must name localhost).
+on they ask the plain-HTTP health endpoint, which reports the same state (no exec, no
+Python process per probe).
 */}}
 {{- define "ringfence.probe" -}}
 {{- if .root.Values.tls.enabled }}
-exec:
-  command:
-    - /opt/venv/bin/ringfence
-    {{- include "ringfence.healthArgs" (dict "root" .root "host" "localhost" "service" .service) | nindent 4 }}
-timeoutSeconds: 5
+httpGet:
+  path: {{ ternary "/readyz" "/healthz" (ne .service "") }}
+  port: health
+timeoutSeconds: 2
 {{- else }}
 grpc:
   port: {{ .root.Values.server.grpcPort }}

@@ -1,0 +1,178 @@
+"""A real nginx for tests: serves a folder on a free 127.0.0.1 port with a config written here.
+
+    server = NginxServer.start(tmp_path, www)      # raises NginxUnavailable if not installed
+    server.url("bundle.tar.gz")                    # http://127.0.0.1:<port>/bundle.tar.gz
+    server.url("bundle.tar.gz", slow=True)         # the same file at ``rate`` bytes/s
+    server.kill(); server.restart(rate="0")        # SIGKILL (mid-download), start again
+    server.requests()                              # [(status, path), ...] from its access log
+
+One process (``master_process off``), so a SIGKILL really ends every connection at once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_START_TIMEOUT_S = 10.0
+TOKEN = "bundle-token-for-tests"
+
+CONFIG = """\
+{user}
+daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    log_format plain '$status $request_uri';
+    access_log {work}/access.log plain;
+    client_body_temp_path {work}/tmp/body;
+    proxy_temp_path {work}/tmp/proxy;
+    fastcgi_temp_path {work}/tmp/fastcgi;
+    uwsgi_temp_path {work}/tmp/uwsgi;
+    scgi_temp_path {work}/tmp/scgi;
+    types {{ application/gzip gz; }}
+    default_type application/octet-stream;
+    sendfile off;
+    server {{
+        listen 127.0.0.1:{port};
+        root {www};
+        location /slow/ {{
+            alias {www}/;
+            limit_rate {rate};
+        }}
+        location /private/ {{
+            alias {www}/;
+            if ($http_authorization != "Bearer {token}") {{ return 401; }}
+        }}
+    }}
+}}
+"""
+
+
+class NginxUnavailable(RuntimeError):
+    """nginx is not installed or would not start."""
+
+
+def find_nginx() -> str:
+    path = os.environ.get("RINGFENCE_NGINX") or shutil.which("nginx")
+    if not path and Path("/usr/sbin/nginx").exists():
+        path = "/usr/sbin/nginx"
+    if not path:
+        raise NginxUnavailable(
+            "nginx not found: install it (apt-get install nginx) or set RINGFENCE_NGINX; "
+            "make test installs it"
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class NginxServer:
+    binary: str
+    work: Path
+    www: Path
+    port: int
+    rate: str = "64k"
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, work: Path, www: Path, rate: str = "64k") -> NginxServer:
+        (work / "tmp").mkdir(parents=True, exist_ok=True)
+        www.mkdir(parents=True, exist_ok=True)
+        server = cls(find_nginx(), work, www, free_port(), rate)
+        server._spawn()
+        return server
+
+    def url(self, name: str, *, slow: bool = False, private: bool = False) -> str:
+        prefix = "/slow" if slow else "/private" if private else ""
+        return f"http://127.0.0.1:{self.port}{prefix}/{name}"
+
+    def _spawn(self) -> None:
+        conf = self.work / "nginx.conf"
+        # As root nginx would switch to an unprivileged user that cannot read pytest's
+        # private temp folders; the test's own user is enough.
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf.write_text(
+            CONFIG.format(
+                user=user,
+                work=self.work,
+                www=self.www,
+                port=self.port,
+                rate=self.rate,
+                token=TOKEN,
+            )
+        )
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(conf), "-p", str(self.work), "-e", str(self.work / "err")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                log = self.work / "error.log"
+                detail = err or (log.read_text() if log.exists() else "")
+                self.process = None
+                raise NginxUnavailable(f"nginx exited at start: {detail.strip()[-800:]}")
+            if _answers(self.port):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise NginxUnavailable(f"nginx did not listen within {_START_TIMEOUT_S} s")
+
+    def kill(self) -> None:
+        """SIGKILL: every open download breaks off mid-body."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def restart(self, rate: str | None = None) -> None:
+        self.kill()
+        if rate is not None:
+            self.rate = rate
+        self._spawn()
+
+    def requests(self) -> list[tuple[int, str]]:
+        log = self.work / "access.log"
+        if not log.exists():
+            return []
+        out = []
+        for line in log.read_text().splitlines():
+            status, _, path = line.partition(" ")
+            out.append((int(status), path))
+        return out
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
