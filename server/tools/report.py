@@ -226,13 +226,10 @@ def render_html(summary: Mapping[str, Any]) -> str:
     diff = summary.get("diff")
     changes: Sequence[Chart] = diff_charts(diff, timeline) if diff is not None else ()
     charts = [c for s in sections for c in s.charts] + list(changes)
-    figures = {
-        c.id: {
-            "data": c.figure.to_plotly_json()["data"],
-            "layout": {**c.figure.to_plotly_json()["layout"], "height": c.height},
-        }
-        for c in charts
-    }
+    figures: dict[str, dict[str, Any]] = {}
+    for c in charts:
+        fig = c.figure.to_plotly_json()
+        figures[c.id] = {"data": fig["data"], "layout": {**fig["layout"], "height": c.height}}
     return (
         _environment()
         .get_template("report.html.j2")
