@@ -48,7 +48,7 @@ return charts.length > 0 && charts.every(el => el._fullLayout && el.querySelecto
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not binary.exists():
-            pytest.fail(f"{binary} is missing: apt-get install chromium chromium-driver (make test)")
+            pytest.fail(f"{binary} is missing: apt-get install chromium chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in FLAGS:
