@@ -17,6 +17,7 @@ events with its own state and reports the decisions that differ.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ __all__ = ["Diff", "ReplayEvent", "ReplayInputError", "Replayer", "Summary", "re
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 PROGRESS_EVERY = 1000
+_EARLIEST, _LATEST = 0.0, 253402214400.0  # 1970-01-01 and 9999-12-31 (UTC): room for any zone
 
 
 class ReplayInputError(ValueError):
@@ -75,14 +77,19 @@ class _RecordedList:
 
 
 def _timestamp(value: Any, line: int) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise ReplayInputError(f"line {line}: occurred_at must be RFC 3339 or epoch seconds")
+    at: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        at = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            at = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    if at is None:
+        raise ReplayInputError(f"line {line}: occurred_at must be RFC 3339 or epoch seconds")
+    # NaN (json.loads reads it), infinities and times no calendar holds would fail deep in
+    # the windows or the report; one line is refused instead.
+    if not _EARLIEST <= at <= _LATEST:
+        raise ReplayInputError(f"line {line}: occurred_at out of range (1970 to 9999)")
+    return at
 
 
 def parse_line(
