@@ -4,6 +4,8 @@ links to a runbook that exists in docs/operations.md."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 import shutil
 import subprocess
@@ -21,9 +23,17 @@ RULES_FILE = "ringfence.rules.yaml"
 
 
 def rendered_rules(values: dict[str, Any] | None = None) -> dict[str, Any]:
-    docs = manifests(render({"prometheusRule": {"enabled": True}, **(values or {})}))
+    """The rule groups as promtool reads them (defaults rendered once per session)."""
+    if values is None:
+        return copy.deepcopy(_default_rules())
+    docs = manifests(render({"prometheusRule": {"enabled": True}, **values}))
     spec: dict[str, Any] = one(docs, "PrometheusRule")["spec"]
     return {"groups": spec["groups"]}
+
+
+@functools.cache
+def _default_rules() -> dict[str, Any]:
+    return rendered_rules({})
 
 
 def alerts(rules: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -38,6 +38,18 @@ for (const el of document.querySelectorAll('.chart')) {
 }
 return out;
 """
+# Each section's tables as text: {"policy": {"actions": [[cell, ...], ...], "rules": ...}}.
+TABLES = """
+const out = {};
+for (const section of document.querySelectorAll('section')) {
+  out[section.id] = {};
+  for (const table of section.querySelectorAll('table')) {
+    out[section.id][table.className] = Array.from(table.rows).slice(1).map(
+      tr => Array.from(tr.cells).map(td => td.textContent.trim()));
+  }
+}
+return out;
+"""
 PLOTTED = """
 const charts = Array.from(document.querySelectorAll('.chart'));
 return charts.length > 0 && charts.every(el => el._fullLayout && el.querySelector('svg'));
@@ -79,6 +91,7 @@ def page(browser: webdriver.Chrome, backtest: Backtest) -> dict[str, Any]:
             "return performance.getEntriesByType('resource').map(e => e.name)"
         ),
         "pwned": browser.execute_script("return window.__pwned === undefined ? null : 1"),
+        "tables": browser.execute_script(TABLES),
         "samples": browser.execute_script(
             "return Array.from(document.querySelectorAll('table.samples tr'))"
             ".slice(1).map(tr => Array.from(tr.cells).map(td => td.textContent))"
@@ -194,3 +207,24 @@ def test_masked_samples(page: dict[str, Any], backtest: Backtest) -> None:
     assert [row[5] for row in page["samples"]] == [s["phone"] for s in samples]
     assert [row[3] for row in page["samples"]] == [s["app"] for s in samples]
     assert HOSTILE_APP in [row[3] for row in page["samples"]]  # shown as text, verbatim
+
+
+@pytest.mark.parametrize("side", ["policy", "against"])
+def test_tables_show_the_json_numbers(page: dict[str, Any], backtest: Backtest, side: str) -> None:
+    data = backtest.summary[side]
+    tables = page["tables"][side]
+    assert {row[0]: int(row[1]) for row in tables["actions"]} == data["actions"]
+    rules = {row[0]: row[1:] for row in tables["rules"]}
+    assert set(rules) == set(data["rules"])
+    for name, r in data["rules"].items():
+        shown = rules[name]
+        assert shown[:5] == [
+            r["mode"],
+            r["action"],
+            str(r["risk"]),
+            str(r["live"]),
+            str(r["shadow"]),
+        ]
+    before, after = backtest.summary["policy"]["actions"], backtest.summary["against"]["actions"]
+    compare = {row[0]: (int(row[1]), int(row[2])) for row in page["tables"]["diff"]["compare"]}
+    assert compare == {a: (before.get(a, 0), after.get(a, 0)) for a in before.keys() | after}
