@@ -106,59 +106,84 @@ COMMANDS = {
 }
 
 
-def command(name: str, batch: tuple[Path, Path]) -> list[str]:
-    events, candidate = batch
-    return [a.format(events=events, candidate=candidate) for a in COMMANDS[name]]
+MODES = {
+    "piped": {},
+    "terminal": {"tty_out": True},
+    "terminal, NO_COLOR": {"tty_out": True, "no_color": True},
+    "stderr on a terminal": {"tty_err": True},
+}
+
+
+class Runs:
+    """Each (command, mode) run once for the module: every run costs a process start."""
+
+    def __init__(self, batch: tuple[Path, Path]) -> None:
+        self.batch = batch
+        self._done: dict[tuple[str, str], Output] = {}
+
+    def __call__(self, name: str, mode: str) -> Output:
+        key = (name, mode)
+        if key not in self._done:
+            events, candidate = self.batch
+            args = [a.format(events=events, candidate=candidate) for a in COMMANDS[name]]
+            self._done[key] = run(*args, **MODES[mode])
+        return self._done[key]
+
+
+@pytest.fixture(scope="module")
+def runs(batch: tuple[Path, Path]) -> Runs:
+    return Runs(batch)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_plain_when_not_a_terminal(name: str, batch: tuple[Path, Path]) -> None:
-    out = run(*command(name, batch))
+def test_plain_when_not_a_terminal(name: str, runs: Runs) -> None:
+    out = runs(name, "piped")
     assert out.code == 0, out.stderr
     assert ESCAPE not in out.stdout
     assert not BOX.search(out.stdout)
     assert all(line == line.rstrip() for line in out.stdout.splitlines())
     assert ESCAPE not in out.stderr  # and no progress bar
+    assert "━" not in out.stderr
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_rich_on_a_terminal(name: str, batch: tuple[Path, Path]) -> None:
-    out = run(*command(name, batch), tty_out=True)
+def test_rich_on_a_terminal(name: str, runs: Runs) -> None:
+    out = runs(name, "terminal")
     assert out.code == 0, out.stderr
     assert SGR.search(out.stdout)
     assert BOX.search(out.stdout)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_no_color_on_a_terminal_prints_the_plain_text(name: str, batch: tuple[Path, Path]) -> None:
-    plain = run(*command(name, batch))
-    no_color = run(*command(name, batch), tty_out=True, no_color=True)
+def test_no_color_on_a_terminal_prints_the_plain_text(name: str, runs: Runs) -> None:
+    plain, no_color = runs(name, "piped"), runs(name, "terminal, NO_COLOR")
     assert no_color.code == 0, no_color.stderr
     # Only the replay's timing differs between two runs.
     timing = re.compile(r"in \d+\.\d\d s \([\d,]+/s\)")
     assert timing.sub("", no_color.stdout) == timing.sub("", plain.stdout)
 
 
-def test_data_is_never_read_as_markup(batch: tuple[Path, Path]) -> None:
-    for out in (run(*command("replay", batch)), run(*command("replay", batch), tty_out=True)):
-        assert out.code == 0, out.stderr
-        assert MARKUP_APP in SGR.sub("", out.stdout)
+@pytest.mark.parametrize("mode", ["piped", "terminal"])
+def test_data_is_never_read_as_markup(runs: Runs, mode: str) -> None:
+    out = runs("replay", mode)
+    assert out.code == 0, out.stderr
+    assert MARKUP_APP in SGR.sub("", out.stdout)
 
 
 @pytest.mark.parametrize("name", ["check", "replay"])
-def test_progress_bar_on_a_terminal_only(name: str, batch: tuple[Path, Path]) -> None:
-    shown = run(*command(name, batch), tty_err=True)
+def test_progress_bar_on_a_terminal(name: str, runs: Runs) -> None:
+    shown = runs(name, "stderr on a terminal")
     assert shown.code == 0
     assert "━" in shown.stderr  # the bar
     assert name in shown.stderr  # its label
     assert ESCAPE not in shown.stdout  # stdout, not a terminal, stays plain
-    hidden = run(*command(name, batch))
-    assert "━" not in hidden.stderr
 
 
 def test_json_is_unchanged_on_a_terminal(batch: tuple[Path, Path]) -> None:
-    piped = run(*command("replay", batch), "--json")
-    tty = run(*command("replay", batch), "--json", tty_out=True, tty_err=True)
+    events, candidate = batch
+    args = ["replay", str(events), "--rules", str(RULES), "--against", str(candidate), "--json"]
+    piped = run(*args)
+    tty = run(*args, tty_out=True, tty_err=True)
     assert tty.code == piped.code == 0
     a, b = json.loads(piped.stdout), json.loads(tty.stdout)
     for report in (a, b):
