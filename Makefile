@@ -11,7 +11,9 @@ LISTEN ?= 127.0.0.1:50051
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 SBOM    := build/sbom.cdx.json
 
-.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server nginx lock sbom clean
+.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server nginx lock sbom \
+	browser-and-prometheus report clean
+
 
 # Two stamps: `make run` needs only the service; `make test` adds the tools and test
 # dependencies (the Helm libraries alone are a few hundred MB).
@@ -42,14 +44,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server nginx
+pytest: $(STAMP) redis-server nginx browser-and-prometheus
 	$(BIN)/pytest -q
 
 # Generated code is committed; tests/server/test_api_generated.py fails when it is stale.
 protos: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m server.api.generate
 
-tools: $(BUF) redis-server nginx $(CHECKOV)
+tools: $(BUF) redis-server nginx browser-and-prometheus $(CHECKOV)
 
 # checkov pins many libraries of its own: it gets a venv apart from the project's, filled by
 # uv (cold: ~15 s; pip needs ~80 s). tests/deploy/test_checkov.py runs it on the rendered
@@ -98,6 +100,28 @@ nginx:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	  else echo "nginx is missing: install it (e.g. sudo apt-get install nginx)"; exit 1; fi; }
+
+# The report's browser test drives Debian's chromium through its chromedriver; the alert
+# and dashboard tests run Debian's prometheus and promtool. Installed when missing, in one
+# apt-get call, without recommends: about 40 s with the apt-get update on a machine without them.
+browser-and-prometheus:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "apt-get install$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing:$$missing (install them, e.g. sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+# A sample backtest report: bench/traffic.py's day (fixed date and seed) replayed through
+# rules/ and, as the candidate, the same rules with the run threshold lowered from 20 to 10.
+# Writes build/report/{day.jsonl,report.html,report.json}; see docs/replay.md.
+report: $(STAMP)
+	$(BIN)/python bench/sample_report.py --out build/report
 
 # The container image localhost/ringfence:dev, built with podman on a Debian base bootstrapped
 # from this machine's apt mirror (needs root; installs podman and debootstrap with apt-get

@@ -2,6 +2,7 @@
 gRPC load.
 
     .venv/bin/python bench/traffic.py --out events.jsonl          # one simulated day
+    .venv/bin/python bench/traffic.py --day 2026-03-01 --out d.jsonl   # that day, every time
     .venv/bin/python bench/traffic.py --grpc 127.0.0.1:50051      # the same day, live
 
 Scenarios (each event carries a ``label`` that replay ignores and tests count by):
@@ -26,7 +27,7 @@ import json
 import random
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -161,9 +162,13 @@ def main() -> int:
     ap.add_argument("--grpc", help="send to this server instead")
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--day", type=date.fromisoformat, help="YYYY-MM-DD (default: yesterday, Asia/Shanghai)"
+    )
     ap.add_argument("--concurrency", type=int, default=16)
     ns = ap.parse_args()
-    events = generate(seed=ns.seed, users=ns.users)
+    day = datetime.combine(ns.day, time(), TZ) if ns.day else None
+    events = generate(day, seed=ns.seed, users=ns.users)
     if ns.grpc:
         counts = asyncio.run(send(ns.grpc, events, ns.concurrency))
         print(json.dumps(counts, indent=2, sort_keys=True))

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--against", help="a second rules dir: report decisions that differ")
     s.add_argument("--tenant", help="default: the tenant of the first event")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report")
     s.set_defaults(func=replay.run_replay)
 
     s = sub.add_parser("health", help="check a server's health (exit 0 when SERVING)")

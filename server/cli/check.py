@@ -12,6 +12,7 @@ from server.cli.common import registry, tenants
 def run_check(ns: argparse.Namespace) -> int:
     from dsl.diagnostics import render
     from server.bundle.load import read_library, read_sources
+    from server.cli import output
 
     root = Path(ns.rules)
     if not root.is_dir():
@@ -19,27 +20,36 @@ def run_check(ns: argparse.Namespace) -> int:
         return 2
     reg = registry(root)
     names = tenants(reg, ns.tenant)
-    failed = 0
-    for name in names:
-        # A full bundle build, exactly as the server does it: files read inside the
-        # tenant's walls, compiled in a worker with the server's budget, lists loaded.
-        outcome = reg.load_sync([name])[0]
-        if outcome.ok:
-            bundle = reg.get(name)
-            assert bundle is not None
-            if bundle.policy.warnings:
-                texts = {**read_library(root)[0], **read_sources(root, name)[0]}
-                for d in bundle.policy.warnings:
-                    print(render(d, texts.get(d.path, "")))
-            print(
-                f"ok   {name}: {bundle.rule_count} rules, {len(bundle.lists)} lists, "
-                f"version {bundle.version}"
-            )
-        else:
-            failed += 1
-            print(outcome.error)
-            print(f"FAIL {name}")
     if not names:
         print(f"ringfence check: no tenant folders in {root}", file=sys.stderr)
         return 1
-    return 1 if failed else 0
+    messages: list[str] = []
+    rows: list[tuple[str, bool, str, str, str]] = []
+    with output.progress(len(names), "check") as step:
+        for name in names:
+            # A full bundle build, exactly as the server does it: files read inside the
+            # tenant's walls, compiled in a worker with the server's budget, lists loaded.
+            outcome = reg.load_sync([name])[0]
+            bundle = reg.get(name) if outcome.ok else None
+            if bundle is not None:
+                if bundle.policy.warnings:
+                    texts = {**read_library(root)[0], **read_sources(root, name)[0]}
+                    messages.extend(
+                        render(d, texts.get(d.path, "")) for d in bundle.policy.warnings
+                    )
+                rows.append(
+                    (name, True, str(bundle.rule_count), str(len(bundle.lists)), bundle.version)
+                )
+            else:
+                messages.append(str(outcome.error))
+                rows.append((name, False, "-", "-", "-"))
+            if step is not None:
+                step(1)
+    out = output.console()
+    for message in messages:
+        output.line(out, message)
+    t = output.table(out, "tenant", "status", "rules", "lists", "version", right=("rules", "lists"))
+    for name, ok, rules, lists, version in rows:
+        t.add_row(*output.cells(name), output.status(out, ok), *output.cells(rules, lists, version))
+    output.emit(out, t)
+    return 0 if all(ok for _, ok, *_ in rows) else 1

@@ -1,23 +1,40 @@
-"""``ringfence replay``: replay recorded events through a policy (backtest)."""
+"""``ringfence replay``: replay recorded events through a policy (backtest).
+
+One summary (:func:`server.tools.summary.summarize`) feeds every output: the tables here,
+``--json`` and the HTML ``--report``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from server.cli.common import registry
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from server.bundle.load import TenantBundle
+
+TOP_REASONS_SHOWN = 10
+GROUPS_SHOWN = 10
 
 
 def run_replay(ns: argparse.Namespace) -> int:
     import json
 
-    from server.tools.replay import format_table, read_events, run_replay_sync
+    from server.cli import output
+    from server.tools.replay import read_events, run_replay_sync
+    from server.tools.summary import PolicyRun, summarize
 
+    report_path = Path(ns.report) if ns.report else None
+    if report_path is not None:
+        problem = _report_problem(report_path)
+        if problem:
+            print(f"ringfence replay: --report: {problem}", file=sys.stderr)
+            return 2
     reg = registry(Path(ns.rules))
     errors: list[str] = []
     events = read_events(Path(ns.events), reg.parser, ns.tenant or "", errors)
@@ -43,34 +60,119 @@ def run_replay(ns: argparse.Namespace) -> int:
 
     base = load(Path(ns.rules))
     other = load(Path(ns.against)) if ns.against else None
-    summary, other_summary, diff = run_replay_sync(
-        events, base, other, progress=not ns.json and sys.stderr.isatty()
+    with output.progress(len(events), "replay") as step:
+        summary, other_summary, diff = run_replay_sync(events, base, other, step)
+    report = summarize(
+        tenant,
+        PolicyRun(str(ns.rules), base.version, summary),
+        PolicyRun(str(ns.against), other.version, other_summary)
+        if other is not None and other_summary is not None
+        else None,
+        diff,
+        skipped_lines=len(errors),
     )
+    if report_path is not None:
+        from server.tools.report import render_html
+
+        report_path.write_text(render_html(report), encoding="utf-8")
+        print(f"ringfence replay: report written to {report_path}", file=sys.stderr)
     if ns.json:
-        out = {"tenant": tenant, "policy": summary.to_json(), "skipped_lines": len(errors)}
-        if other_summary is not None:
-            out["against"] = other_summary.to_json()
-            out["diff"] = {
-                "changed": diff.total,
-                "transitions": {f"{a}->{b}": n for (a, b), n in sorted(diff.transitions.items())},
-                "samples": diff.samples,
-            }
-        print(json.dumps(out, indent=2, sort_keys=True))
-        return 0
-    for line in format_table(summary, f"{ns.rules} ({base.version})"):
-        print(line)
-    if other_summary is not None:
-        print()
-        assert other is not None
-        for line in format_table(other_summary, f"{ns.against} ({other.version})"):
-            print(line)
-        print()
-        print(f"decisions that differ: {diff.total} of {summary.events}")
-        for (a, b), n in sorted(diff.transitions.items()):
-            print(f"  {a:>6} -> {b:<6} {n}")
-        for s in diff.samples:
-            print(
-                f"  e.g. {s['event']} ({s['scene']}): {s['before']['action']} "
-                f"{s['before']['rules']} -> {s['after']['action']} {s['after']['rules']}"
-            )
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print_report(output.console(), report)
     return 0
+
+
+def _report_problem(path: Path) -> str:
+    """Why the report could not be written, found before a long replay rather than after."""
+    try:
+        import server.tools.report  # noqa: F401 (plotly and jinja2 are an optional extra)
+    except ImportError as exc:
+        return f"{exc.name} is not installed: pip install 'ringfence[report]'"
+    if not path.parent.is_dir():
+        return f"no such directory: {path.parent}"
+    return ""
+
+
+def print_report(out: Console, report: dict[str, Any]) -> None:
+    from server.cli import output
+
+    _print_policy(out, report["policy"])
+    other = report.get("against")
+    if other is None:
+        return
+    out.print()
+    _print_policy(out, other)
+    diff = report["diff"]
+    out.print()
+    output.line(out, f"decisions that differ: {diff['changed']} of {report['policy']['events']}")
+    t = output.table(out, "before", "after", "decisions", title="transitions", right=["decisions"])
+    for key, n in diff["transitions"].items():
+        before, _, after = key.partition("->")
+        t.add_row(*output.cells(before, after, n))
+    output.emit(out, t)
+    heads = ("before only", "after only", "action changed")
+    t = output.table(out, "rule", *heads, title="by rule", right=heads)
+    for rule, c in diff["by_rule"].items():
+        t.add_row(*output.cells(rule, c["before_only"], c["after_only"], c["action_changed"]))
+    output.emit(out, t)
+    for key, title in (("by_segment_kind", "segment kind"), ("by_app", "app")):
+        t = output.table(out, title, "decisions", title=f"by {title}", right=["decisions"])
+        for name, n in list(diff[key].items())[:GROUPS_SHOWN]:
+            t.add_row(*output.cells(name, n))
+        output.emit(out, t)
+    t = output.table(
+        out, "event", "at", "scene", "app", "phone", "before", "after", title="samples"
+    )
+    for s in diff["samples"]:
+        before, after = s["before"], s["after"]
+        t.add_row(
+            *output.cells(
+                s["event"],
+                s["at"],
+                s["scene"],
+                s["app"],
+                s["phone"],
+                f"{before['action']} {','.join(before['rules']) or '-'}",
+                f"{after['action']} {','.join(after['rules']) or '-'}",
+            )
+        )
+    output.emit(out, t)
+
+
+def _print_policy(out: Console, p: dict[str, Any]) -> None:
+    from server.cli import output
+    from server.tools.summary import ACTION_ORDER, RULE_COLUMNS
+
+    rate = f" ({p['events_per_second']:,}/s)" if p["events_per_second"] else ""
+    output.line(
+        out,
+        f"{p['rules_dir']} (version {p['version']}): {p['events']} events "
+        f"in {p['seconds']:.2f} s{rate}",
+        style="bold",
+    )
+    t = output.table(out, "action", "decisions", "share", right=["decisions", "share"])
+    for action, n in p["actions"].items():
+        t.add_row(*output.cells(action, n, f"{n / p['events']:.1%}"))
+    output.emit(out, t)
+    heads = [h for _, h in RULE_COLUMNS]
+    numbers = [h for key, h in RULE_COLUMNS if isinstance(_first(p["rules"], key), int)]
+    t = output.table(out, "rule", *heads, "by action", right=numbers)
+    for name, r in p["rules"].items():
+        t.add_row(
+            *output.cells(
+                name,
+                *(r[key] for key, _ in RULE_COLUMNS),
+                output.counts(r["actions"], ACTION_ORDER) or "-",
+            )
+        )
+    output.emit(out, t)
+    if p["top_reasons"]:
+        t = output.table(out, "rule", "reason", "count", title="top reasons", right=["count"])
+        for r in p["top_reasons"][:TOP_REASONS_SHOWN]:
+            t.add_row(*output.cells(r["rule"], r["reason"], r["count"]))
+        output.emit(out, t)
+
+
+def _first(rules: dict[str, dict[str, Any]], key: str) -> Any:
+    return next((r[key] for r in rules.values()), None)

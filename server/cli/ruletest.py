@@ -12,17 +12,20 @@ from server.cli.common import registry, tenants
 def run_test(ns: argparse.Namespace) -> int:
     from dsl.facts import PhoneFacts
     from dsl.testing import parse_cases, run_case
+    from server.cli import output
 
     root = Path(ns.rules)
     reg = registry(root)
     parser = reg.parser
-    total = failed = 0
+    out = output.console()
+    # One row per case file (per case with -v): tenant, what, passed, failed.
+    rows: list[tuple[str, str, int, int]] = []
+    details: list[str] = []
     for name in tenants(reg, ns.tenant):
         outcome = reg.load_sync([name])[0]
         if not outcome.ok:
-            print(outcome.error)
-            print(f"FAIL {name}: policy does not compile")
-            failed += 1
+            details += [str(outcome.error), f"FAIL {name}: policy does not compile"]
+            rows.append((name, "(policy does not compile)", 0, 1))
             continue
         bundle = reg.get(name)
         assert bundle is not None
@@ -32,19 +35,37 @@ def run_test(ns: argparse.Namespace) -> int:
             return parser.parse(raw, region or fallback)
 
         for case_file in sorted((root / name / "tests").glob("*.toml")):
+            shown = case_file.relative_to(root / name).as_posix()
             try:
                 data = tomllib.loads(case_file.read_text(encoding="utf-8"))
                 cases = parse_cases(data, str(case_file), make_phone)
             except (tomllib.TOMLDecodeError, ValueError) as exc:
-                print(f"{case_file}: error: {exc}")
-                failed += 1
+                details.append(f"{case_file}: error: {exc}")
+                rows.append((name, shown, 0, 1))
                 continue
+            passed = failed = 0
             for case in cases:
-                total += 1
                 result = run_case(bundle.policy, case, bundle.lists)
+                passed += result.passed
+                failed += not result.passed
                 if not result.passed:
-                    failed += 1
-                if ns.verbose or not result.passed:
-                    print(result.report())
-    print(f"{total - min(failed, total)} passed, {failed} failed")
-    return 1 if failed else 0
+                    details.append(result.report())
+                if ns.verbose:
+                    rows.append((name, case.where, int(result.passed), int(not result.passed)))
+            if not ns.verbose:
+                rows.append((name, shown, passed, failed))
+    for text in details:
+        output.line(out, text)
+    if ns.verbose:
+        t = output.table(out, "tenant", "case", "result")
+        for tenant, what, _, failed in rows:
+            t.add_row(*output.cells(tenant, what), output.status(out, not failed))
+    else:
+        t = output.table(out, "tenant", "file", "passed", "failed", "", right=("passed", "failed"))
+        for tenant, what, passed, failed in rows:
+            t.add_row(*output.cells(tenant, what, passed, failed), output.status(out, not failed))
+    output.emit(out, t)
+    total_passed = sum(r[2] for r in rows)
+    total_failed = sum(r[3] for r in rows)
+    output.line(out, f"{total_passed} passed, {total_failed} failed")
+    return 1 if total_failed else 0

@@ -17,12 +17,11 @@ events with its own state and reports the decisions that differ.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import sys
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -34,8 +33,13 @@ from dsl.lists import ListView
 from server.bundle.load import TenantBundle
 from server.phone import PhoneParseError, PhoneParser
 from server.state import MemoryBackend
+from server.tools.summary import SAMPLES, Diff, Summary
+
+__all__ = ["Diff", "ReplayEvent", "ReplayInputError", "Replayer", "Summary", "read_events"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+PROGRESS_EVERY = 1000
+_EARLIEST, _LATEST = 0.0, 253402214400.0  # 1970-01-01 and 9999-12-31 (UTC): room for any zone
 
 
 class ReplayInputError(ValueError):
@@ -73,14 +77,19 @@ class _RecordedList:
 
 
 def _timestamp(value: Any, line: int) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise ReplayInputError(f"line {line}: occurred_at must be RFC 3339 or epoch seconds")
+    at: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        at = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            at = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    if at is None:
+        raise ReplayInputError(f"line {line}: occurred_at must be RFC 3339 or epoch seconds")
+    # NaN (json.loads reads it), infinities and times no calendar holds would fail deep in
+    # the windows or the report; one line is refused instead.
+    if not _EARLIEST <= at <= _LATEST:
+        raise ReplayInputError(f"line {line}: occurred_at out of range (1970 to 9999)")
+    return at
 
 
 def parse_line(
@@ -157,55 +166,13 @@ def read_events(
     return out
 
 
-@dataclass
-class RuleStats:
-    live: int = 0
-    shadow: int = 0
-    by_action: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
-class Summary:
-    events: int = 0
-    actions: Counter[str] = field(default_factory=Counter)
-    rules: dict[str, RuleStats] = field(default_factory=dict)
-    tags: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-
-    def add(self, d: Decision) -> None:
-        self.events += 1
-        self.actions[d.action.name.lower()] += 1
-        for tag in d.tags:
-            self.tags[tag] += 1
-        for m in d.matches:
-            st = self.rules.setdefault(m.rule, RuleStats())
-            if m.shadow:
-                st.shadow += 1
-            else:
-                st.live += 1
-            st.by_action[m.action.name.lower()] += 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "seconds": round(self.seconds, 3),
-            "events_per_second": round(self.events / self.seconds) if self.seconds else None,
-            "actions": dict(self.actions),
-            "tags": dict(self.tags),
-            "rules": {
-                name: {"live": s.live, "shadow": s.shadow, "actions": dict(s.by_action)}
-                for name, s in sorted(self.rules.items())
-            },
-        }
-
-
 class Replayer:
     """One policy, one fresh memory state."""
 
     def __init__(self, bundle: TenantBundle, hash_key: bytes = b"replay") -> None:
         self.bundle = bundle
         self.backend = MemoryBackend(hash_key=hash_key, max_keys=5_000_000)
-        self.summary = Summary()
+        self.summary = Summary.for_policy(bundle.policy)
 
     async def decide(self, ev: ReplayEvent) -> Decision:
         b = self.bundle
@@ -218,15 +185,8 @@ class Replayer:
         refs = b.policy.plan(facts, lists)
         values = await self.backend.apply(b.name, refs, ev.occurred_at, record=True) if refs else {}
         decision = b.policy.evaluate(facts, values, lists)
-        self.summary.add(decision)
+        self.summary.add(ev, decision)
         return decision
-
-
-@dataclass
-class Diff:
-    total: int = 0
-    transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
-    samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def replay(
@@ -234,68 +194,35 @@ async def replay(
     base: TenantBundle,
     other: TenantBundle | None = None,
     *,
-    samples: int = 10,
-    progress: bool = False,
-    total: int = 0,
+    samples: int = SAMPLES,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
+    """Decide every event under ``base`` (and ``other``); ``progress(n)`` is told every
+    :data:`PROGRESS_EVERY` events, and once more with the rest at the end."""
     a = Replayer(base)
     b = Replayer(other) if other is not None else None
-    diff = Diff()
+    diff = Diff(sample_limit=samples)
     t0 = time.perf_counter()
-    for i, ev in enumerate(events, 1):
+    done = 0
+    for done, ev in enumerate(events, 1):
         da = await a.decide(ev)
         if b is not None:
-            db = await b.decide(ev)
-            if da.action != db.action or {m.rule for m in da.matches} != {
-                m.rule for m in db.matches
-            }:
-                diff.total += 1
-                old, new = da.action.name.lower(), db.action.name.lower()
-                diff.transitions[(old, new)] += 1
-                if len(diff.samples) < samples:
-                    diff.samples.append(
-                        {
-                            "event": ev.key,
-                            "scene": ev.event.scene,
-                            "before": {"action": old, "rules": [m.rule for m in da.matches]},
-                            "after": {"action": new, "rules": [m.rule for m in db.matches]},
-                        }
-                    )
-        if progress and i % 5000 == 0:
-            _progress(i, total, time.perf_counter() - t0)
+            diff.add(ev, da, await b.decide(ev))
+        if progress is not None and done % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
     elapsed = time.perf_counter() - t0
-    if progress:
-        _progress(total or a.summary.events, total, elapsed, final=True)
+    if progress is not None:
+        progress(done % PROGRESS_EVERY)
     a.summary.seconds = elapsed
     if b is not None:
         b.summary.seconds = elapsed
     return a.summary, (b.summary if b is not None else None), diff
 
 
-def _progress(done: int, total: int, elapsed: float, final: bool = False) -> None:
-    width = 30
-    frac = done / total if total else 1.0
-    bar = "#" * int(frac * width)
-    rate = done / elapsed if elapsed else 0
-    sys.stderr.write(f"\r[{bar:<{width}}] {done}/{total} events {rate:,.0f}/s")
-    if final:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
-def format_table(summary: Summary, title: str) -> Iterator[str]:
-    yield (
-        f"{title}: {summary.events} events in {summary.seconds:.2f} s "
-        f"({summary.events / summary.seconds if summary.seconds else 0:,.0f}/s)"
-    )
-    yield "  actions: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.actions.items()))
-    yield f"  {'rule':<40} {'live':>8} {'shadow':>8}  actions"
-    for name, s in sorted(summary.rules.items()):
-        acts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_action.items()))
-        yield f"  {name:<40} {s.live:>8} {s.shadow:>8}  {acts}"
-
-
 def run_replay_sync(
-    events: list[ReplayEvent], base: TenantBundle, other: TenantBundle | None, progress: bool
+    events: list[ReplayEvent],
+    base: TenantBundle,
+    other: TenantBundle | None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
-    return asyncio.run(replay(events, base, other, progress=progress, total=len(events)))
+    return asyncio.run(replay(events, base, other, progress=progress))

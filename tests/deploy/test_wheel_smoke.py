@@ -153,3 +153,24 @@ def test_installed_wheel_serves_and_stops_cleanly(installed: Path, tmp_path: Pat
             proc.wait(10)
         log.close()
     assert "Traceback" not in log_path.read_text(errors="replace"), tail(log_path)
+
+
+def test_installed_wheel_writes_a_report(installed: Path, tmp_path: Path) -> None:
+    # The report's page template is package data: an editable install would find it anyway.
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"tenant": "demo", "phone_number": "+8617112340000",'
+        ' "event": {"scene": "register", "occurred_at": 1790000000}}\n'
+    )
+    report = tmp_path / "report.html"
+    run(
+        installed / "ringfence",
+        "replay",
+        events,
+        "--rules",
+        REPO / "rules",
+        "--report",
+        report,
+        cwd=tmp_path,
+    )
+    assert "Plotly.newPlot" in report.read_text(encoding="utf-8")

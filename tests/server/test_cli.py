@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,10 +19,16 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     )
 
 
+def rows(text: str) -> list[list[str]]:
+    """A plain table's rows (output not to a terminal), split on runs of spaces."""
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
 def test_check_passes_on_the_shipped_rules(rules_copy: Path) -> None:
     out = run("check", str(rules_copy))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "ok   demo:" in out.stdout
+    assert rows(out.stdout)[0] == ["tenant", "status", "rules", "lists", "version"]
+    assert rows(out.stdout)[1][:2] == ["demo", "ok"]
 
 
 def test_check_reports_file_line_col_with_a_caret(rules_copy: Path) -> None:
@@ -34,7 +41,7 @@ def test_check_reports_file_line_col_with_a_caret(rules_copy: Path) -> None:
     assert "vaild" in line
     assert "did you mean 'valid'" in out.stdout
     assert "^" in out.stdout
-    assert "FAIL demo" in out.stdout
+    assert ["demo", "FAIL", "-", "-", "-"] in rows(out.stdout)
 
 
 def test_check_reports_bad_list_lines(rules_copy: Path) -> None:
@@ -60,13 +67,17 @@ def test_fmt_check_and_rewrite(rules_copy: Path) -> None:
 def test_rule_tests_pass_and_fail_with_a_diff(rules_copy: Path) -> None:
     out = run("test", str(rules_copy))
     assert out.returncode == 0, out.stdout
-    assert " 0 failed" in out.stdout
+    assert re.fullmatch(r"[1-9]\d* passed, 0 failed", out.stdout.splitlines()[-1])
+    registration = next(r for r in rows(out.stdout) if r[1] == "tests/registration.toml")
+    assert registration[0] == "demo"
+    assert registration[3:] == ["0", "ok"]
     policy = rules_copy / "demo" / "policy.rf"
     policy.write_text(policy.read_text().replace("const RUN_BLOCK = 20", "const RUN_BLOCK = 30"))
     out = run("test", str(rules_copy))
     assert out.returncode == 1
     assert "FAIL" in out.stdout
     assert "expected" in out.stdout
+    assert re.fullmatch(r"\d+ passed, [1-9]\d* failed", out.stdout.splitlines()[-1])
 
 
 def test_eval_explains_each_rule(rules_copy: Path) -> None:

@@ -1,0 +1,248 @@
+"""The backtest report: one self-contained HTML page drawn from replay's summary.
+
+Charts are Plotly figures; plotly.js is inlined once, the figures follow as JSON, so the
+file opens with no network at all (its Content-Security-Policy forbids any fetch). Every
+number comes from the summary dict that ``ringfence replay --json`` prints
+(:func:`server.tools.summary.summarize`): nothing here counts anything.
+
+The page shows data from event files and policies, both untrusted: text goes into the
+HTML through Jinja2's autoescaping, and into the script only as JSON with ``<``, ``>``,
+``&`` and the JavaScript line separators escaped, so no value can close the script.
+
+Needs the ``report`` extra (plotly, jinja2): ``pip install 'ringfence[report]'``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import jinja2
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.utils import PlotlyJSONEncoder
+
+from server.tools.summary import ACTION_ORDER, RULE_COLUMNS
+
+ACTION_COLOURS = {
+    "unspecified": "#7f7f7f",
+    "allow": "#2ca02c",
+    "review": "#ff7f0e",
+    "block": "#d62728",
+}
+DIFF_COLOURS = {"before_only": "#1f77b4", "after_only": "#d62728", "action_changed": "#9467bd"}
+DIFF_NAMES = {
+    "before_only": "fired before only",
+    "after_only": "fires after only",
+    "action_changed": "action changed",
+}
+_JS_ESCAPES = {
+    ord("<"): "\\u003c",
+    ord(">"): "\\u003e",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    id: str  # the element id; also how the browser test finds it
+    title: str
+    figure: go.Figure
+    height: int = 380
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySection:
+    key: str  # "policy" or "against"
+    heading: str
+    data: Mapping[str, Any]
+    charts: tuple[Chart, ...]
+
+
+def _layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": {"text": title},
+        "template": "plotly_white",
+        "xaxis": {"title": {"text": x}, "automargin": True},
+        "yaxis": {"title": {"text": y}, "automargin": True},
+        "legend": {"orientation": "h", "y": -0.25},
+        "margin": {"t": 50, "r": 20},
+        **extra,
+    }
+
+
+def actions_chart(key: str, p: Mapping[str, Any], timeline: Mapping[str, Any]) -> Chart:
+    x = list(timeline["buckets"])
+    fig = go.Figure(
+        [
+            go.Bar(x=x, y=series, name=action, marker_color=ACTION_COLOURS.get(action))
+            for action, series in p["actions_over_time"].items()
+        ],
+        _layout(
+            "Decisions per action over event time",
+            f"event time ({timeline['timezone']}), {_width(timeline['bucket_seconds'])} buckets",
+            "decisions",
+            barmode="stack",
+        ),
+    )
+    return Chart(f"{key}-actions", "Decisions per action", fig)
+
+
+def rules_chart(key: str, p: Mapping[str, Any], timeline: Mapping[str, Any]) -> Chart:
+    x = list(timeline["buckets"])
+    traces = [
+        go.Scatter(
+            x=x,
+            y=series,
+            name=rule if kind == "live" else f"{rule} (shadow)",
+            mode="lines",
+            legendgroup=kind,
+            line={"dash": "solid" if kind == "live" else "dot", "shape": "hv"},
+        )
+        for kind in ("live", "shadow")
+        for rule, series in p["rules_over_time"][kind].items()
+    ]
+    fig = go.Figure(
+        traces,
+        _layout(
+            "Rule fires over event time (dotted: shadow)",
+            f"event time ({timeline['timezone']})",
+            "fires",
+        ),
+    )
+    return Chart(f"{key}-rules", "Rule fires, live and shadow", fig, height=440)
+
+
+def reasons_chart(key: str, p: Mapping[str, Any]) -> Chart:
+    top = list(reversed(p["top_reasons"]))  # largest at the top of a horizontal bar chart
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=[r["count"] for r in top],
+                y=[f"{r['rule']}: {r['reason']}" for r in top],
+                orientation="h",
+                name="reasons",
+                marker_color="#1f77b4",
+            )
+        ],
+        _layout("Top reasons", "matches", "", showlegend=False),
+    )
+    return Chart(f"{key}-reasons", "Top reasons", fig, height=max(260, 40 + 28 * len(top)))
+
+
+def _bar(chart_id: str, title: str, counts: Mapping[str, int], x: str) -> Chart:
+    fig = go.Figure(
+        [go.Bar(x=list(counts), y=list(counts.values()), name="decisions")],
+        _layout(title, x, "decisions", showlegend=False),
+    )
+    return Chart(chart_id, title, fig, height=320)
+
+
+def diff_charts(diff: Mapping[str, Any], timeline: Mapping[str, Any]) -> tuple[Chart, ...]:
+    by_rule = diff["by_rule"]
+    rules_fig = go.Figure(
+        [
+            go.Bar(
+                x=list(by_rule),
+                y=[c[kind] for c in by_rule.values()],
+                name=DIFF_NAMES[kind],
+                marker_color=DIFF_COLOURS[kind],
+            )
+            for kind in ("before_only", "after_only", "action_changed")
+        ],
+        _layout("Changed decisions by rule", "rule", "decisions", barmode="group"),
+    )
+    time_fig = go.Figure(
+        [go.Bar(x=list(timeline["buckets"]), y=diff["over_time"], name="changed")],
+        _layout(
+            "Changed decisions over event time",
+            f"event time ({timeline['timezone']})",
+            "decisions",
+            showlegend=False,
+        ),
+    )
+    return (
+        _bar("diff-transitions", "Changed decisions by transition", diff["transitions"], "change"),
+        Chart("diff-over-time", "Changed decisions over time", time_fig, height=320),
+        Chart("diff-rules", "Changed decisions by rule", rules_fig),
+        _bar(
+            "diff-segments",
+            "Changed decisions by segment kind",
+            diff["by_segment_kind"],
+            "segment kind",
+        ),
+        _bar("diff-apps", "Changed decisions by app", diff["by_app"], "app"),
+    )
+
+
+def _width(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min"
+
+
+def _section(key: str, p: Mapping[str, Any], timeline: Mapping[str, Any]) -> PolicySection:
+    label = "policy" if key == "policy" else "against"
+    return PolicySection(
+        key,
+        f"{label}: {p['rules_dir']} (version {p['version']})",
+        p,
+        (
+            actions_chart(key, p, timeline),
+            rules_chart(key, p, timeline),
+            reasons_chart(key, p),
+        ),
+    )
+
+
+def _script_json(value: Any) -> str:
+    return json.dumps(value, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JS_ESCAPES)
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("server.tools", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(summary: Mapping[str, Any]) -> str:
+    """The report page for one summary (the dict ``ringfence replay --json`` prints)."""
+    timeline = summary["timeline"]
+    sections = [_section("policy", summary["policy"], timeline)]
+    if "against" in summary:
+        sections.append(_section("against", summary["against"], timeline))
+    diff = summary.get("diff")
+    changes: Sequence[Chart] = diff_charts(diff, timeline) if diff is not None else ()
+    charts = [c for s in sections for c in s.charts] + list(changes)
+    figures: dict[str, dict[str, Any]] = {}
+    for c in charts:
+        fig = c.figure.to_plotly_json()
+        figures[c.id] = {"data": fig["data"], "layout": {**fig["layout"], "height": c.height}}
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            summary=summary,
+            timeline=timeline,
+            width=_width(timeline["bucket_seconds"]),
+            sections=sections,
+            diff=diff,
+            changes=changes,
+            rule_columns=RULE_COLUMNS,
+            action_order=ACTION_ORDER,
+            plotly_js=get_plotlyjs(),
+            figures_json=_script_json(figures),
+        )
+    )
