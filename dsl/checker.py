@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dsl import ast, ir, schema
 from dsl.aggregates import AggKind, AggregateSpec, KeyKind, Window
-from dsl.diagnostics import Diagnostic, Severity
+from dsl.diagnostics import Diagnostic, Severity, Suggestion
 from dsl.durations import DurationError, format_duration, parse_duration
 from dsl.folding import fold_and, fold_arith, fold_cmp, fold_not, fold_or, never_true
 from dsl.ir import Type
@@ -48,15 +48,26 @@ class _Ctx:
     reason: bool = False
 
 
-def _span_diag(span: ast.Span, severity: Severity, message: str) -> Diagnostic:
+def _span_diag(
+    span: ast.Span, severity: Severity, message: str, suggestion: Suggestion | None = None
+) -> Diagnostic:
+    if suggestion is not None:
+        message += f"; did you mean '{suggestion.replacement}'?"
     return Diagnostic(
-        span.path, span.line, span.column, severity, message, span.end_line, span.end_column
+        span.path,
+        span.line,
+        span.column,
+        severity,
+        message,
+        span.end_line,
+        span.end_column,
+        suggestion,
     )
 
 
-def _suggest(name: str, candidates: Iterable[str]) -> str:
+def _suggest(name: str, candidates: Iterable[str]) -> Suggestion | None:
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.75)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return Suggestion(name, close[0]) if close else None
 
 
 def _a(t: Type) -> str:
@@ -87,8 +98,8 @@ class Checker:
 
     # -- reporting --------------------------------------------------------------------------
 
-    def error(self, span: ast.Span, message: str) -> ir.Error:
-        self.diags.append(_span_diag(span, Severity.ERROR, message))
+    def error(self, span: ast.Span, message: str, suggestion: Suggestion | None = None) -> ir.Error:
+        self.diags.append(_span_diag(span, Severity.ERROR, message, suggestion))
         return ir.Error()
 
     def warn(self, span: ast.Span, message: str) -> None:
@@ -225,8 +236,8 @@ class Checker:
         if kind is None:
             self.error(
                 d.kind_span,
-                f"unknown aggregate kind '{d.kind}' (use count, distinct or run)"
-                + _suggest(d.kind, schema.AGG_KINDS),
+                f"unknown aggregate kind '{d.kind}' (use count, distinct or run)",
+                _suggest(d.kind, schema.AGG_KINDS),
             )
             ok = False
         field = ""
@@ -285,7 +296,8 @@ class Checker:
             self.error(
                 p.span,
                 f"unknown key '{p.kind}' (use number, list NAME, segment, prefix N, device, ip,"
-                " app or tenant)" + _suggest(p.kind, schema.KEY_KINDS),
+                " app or tenant)",
+                _suggest(p.kind, schema.KEY_KINDS),
             )
             return None, ""
         arg = ""
@@ -295,7 +307,7 @@ class Checker:
                 self.error(p.span, "'per list' needs a list name: per list NAME")
                 return None, ""
             if sym is None or sym.kind != "list":
-                self.error(p.span, f"unknown list '{p.arg}'" + _suggest(p.arg, self.list_names()))
+                self.error(p.span, f"unknown list '{p.arg}'", _suggest(p.arg, self.list_names()))
                 return None, ""
             sym.used = True
             arg = p.arg
@@ -450,8 +462,8 @@ class Checker:
             if action not in schema.ACTIONS:
                 self.error(
                     then.span,
-                    f"unknown action '{action}' (use allow, review or block)"
-                    + _suggest(action, schema.ACTIONS),
+                    f"unknown action '{action}' (use allow, review or block)",
+                    _suggest(action, schema.ACTIONS),
                 )
             elif override and action != "allow":
                 self.error(then.span, "only 'allow' can be an override")
@@ -487,8 +499,8 @@ class Checker:
             if oe.value not in schema.ON_ERROR:
                 self.error(
                     oe.span,
-                    f"unknown on_error '{oe.value}' (use skip, fire, allow, review or block)"
-                    + _suggest(oe.value, schema.ON_ERROR),
+                    f"unknown on_error '{oe.value}' (use skip, fire, allow, review or block)",
+                    _suggest(oe.value, schema.ON_ERROR),
                 )
             else:
                 on_error = oe.value
@@ -611,9 +623,9 @@ class Checker:
         if sym is None:
             if n in schema.EVENT_FIELDS or n in schema.PHONE_FIELDS:
                 obj = "event" if n in schema.EVENT_FIELDS else "phone"
-                return self.error(e.span, f"unknown name '{n}'; did you mean '{obj}.{n}'?")
+                return self.error(e.span, f"unknown name '{n}'", Suggestion(n, f"{obj}.{n}"))
             known = [*self.symbols, "phone", "event", "tenant"]
-            return self.error(e.span, f"unknown name '{n}'" + _suggest(n, known))
+            return self.error(e.span, f"unknown name '{n}'", _suggest(n, known))
         sym.used = True
         if sym.kind == "const":
             return self.const(n)
@@ -633,7 +645,8 @@ class Checker:
             if t is None:
                 return self.error(
                     e.span,
-                    f"unknown field 'phone.{e.name}'" + _suggest(e.name, schema.PHONE_FIELDS),
+                    f"unknown field 'phone.{e.name}'",
+                    _suggest(e.name, schema.PHONE_FIELDS),
                 )
             if ctx.reason and e.name in schema.PHONE_PII:
                 return self.error(
@@ -649,7 +662,8 @@ class Checker:
             if t is None:
                 return self.error(
                     e.span,
-                    f"unknown field 'event.{e.name}'" + _suggest(e.name, schema.EVENT_FIELDS),
+                    f"unknown field 'event.{e.name}'",
+                    _suggest(e.name, schema.EVENT_FIELDS),
                 )
             if e.name in schema.LOCAL_TIME_FIELDS:
                 self.uses_local_time = True
@@ -742,7 +756,7 @@ class Checker:
     def call(self, e: ast.Call, ctx: _Ctx) -> ir.Node:
         if e.func != "sustained":
             return self.error(
-                e.span, f"unknown function '{e.func}'" + _suggest(e.func, ["sustained"])
+                e.span, f"unknown function '{e.func}'", _suggest(e.func, ["sustained"])
             )
         if not ctx.aggregates:
             return self.error(e.span, f"a {ctx.what} cannot read aggregates (sustained)")
