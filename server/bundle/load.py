@@ -87,6 +87,21 @@ def _resolve_list(root: Path, folder: Path, written: str) -> Path | None:
     return candidate
 
 
+class ListPathError(Exception):
+    """A list declaration names no usable file; the message says why."""
+
+
+def find_list_file(root: Path, folder: Path, written: str) -> Path:
+    """The file ``list NAME from "written"`` reads in tenant ``folder``; the language
+    server reports the same problems at the declaration."""
+    path = _resolve_list(root, folder, written)
+    if path is None:
+        raise ListPathError(f"list path {written!r} leaves the rules directory")
+    if not path.is_file():
+        raise ListPathError(f"list file {written!r} not found")
+    return path
+
+
 def load_bundle(root: Path, tenant: str, parser: PhoneParser) -> TenantBundle:
     folder = root / tenant
     if not folder.is_dir():
@@ -120,12 +135,10 @@ def load_bundle(root: Path, tenant: str, parser: PhoneParser) -> TenantBundle:
     region = config.default_region or "CN"
     for decl in policy.lists:
         where = f"{decl.span.path}:{decl.span.line}:{decl.span.column}"
-        path = _resolve_list(root, folder, decl.path)
-        if path is None:
-            errors.append(f"{where}: error: list path {decl.path!r} leaves the rules directory")
-            continue
-        if not path.is_file():
-            errors.append(f"{where}: error: list file {decl.path!r} not found")
+        try:
+            path = find_list_file(root, folder, decl.path)
+        except ListPathError as exc:
+            errors.append(f"{where}: error: {exc}")
             continue
         try:
             raw = path.read_bytes()
