@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +15,11 @@ RINGFENCE = str(Path(sys.executable).parent / "ringfence")
 WAIT_S = 30.0
 
 
+def read(path: Path) -> str:
+    """A small local file (blocking is fine in tests)."""
+    return path.read_text()
+
+
 def uri(path: Path) -> str:
     return path.resolve().as_uri()
 
@@ -22,7 +28,7 @@ async def open_file(client: LanguageClient, path: Path, text: str | None = None)
     u = uri(path)
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            types.TextDocumentItem(u, "ringfence", 1, path.read_text() if text is None else text)
+            types.TextDocumentItem(u, "ringfence", 1, read(path) if text is None else text)
         )
     )
     return u
@@ -42,11 +48,11 @@ Diags = Sequence[types.Diagnostic]
 
 
 async def diagnostics(
-    client: LanguageClient, u: str, until: Callable[[Diags], bool], timeout: float = WAIT_S
+    client: LanguageClient, u: str, until: Callable[[Diags], bool], wait_s: float = WAIT_S
 ) -> Diags:
     """The diagnostics published for ``u`` once ``until`` holds for them."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + wait_s
     while True:
         current = client.diagnostics.get(u)
         if current is not None and until(current):
@@ -54,12 +60,12 @@ async def diagnostics(
         left = deadline - loop.time()
         if left <= 0:
             raise AssertionError(f"diagnostics for {u} never matched; last: {current}")
-        try:
+        # The client may record a notification just after waking us: look again soon.
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS), left
+                client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS),
+                min(left, 0.2),
             )
-        except TimeoutError:
-            continue
 
 
 def messages(diags: Diags) -> list[str]:

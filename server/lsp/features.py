@@ -104,13 +104,12 @@ def complete(
     line = text_before[text_before.rfind("\n") + 1 :]
     kw = reference.keywords()
     defs = scope.definitions()
-    # Inside a string: only label("...") names.
+    # label("...") names, also inside a reason's {interpolation}; else nothing in strings.
+    m = re.search(r"([A-Za-z_][A-Za-z_0-9]*)\.label\(\s*\"[^\"]*$", line)
+    if m:
+        columns = label_columns.get(m.group(1), ())
+        return [Item(c, ItemKind.VALUE, f"label of {m.group(1)}") for c in columns]
     if line.count('"') % 2 == 1:
-        m = re.search(r"([A-Za-z_][A-Za-z_0-9]*)\.label\(\s*\"[^\"]*$", line)
-        if m and m.group(1) in label_columns:
-            return [
-                Item(c, ItemKind.VALUE, f"label of {m.group(1)}") for c in label_columns[m.group(1)]
-            ]
         return []
     stripped = line[: len(line) - len(_WORD_BEFORE.search(line).group(0))]  # type: ignore[union-attr]
     dotted = _DOTTED_BEFORE.search(line)

@@ -438,6 +438,10 @@ def build_server(options: LspOptions) -> RingfenceServer:
             if isinstance(root, str) and root:
                 ls.ws.rules_root = Path(root)
 
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: RingfenceServer, params: types.InitializedParams) -> None:
+        await ls.runner.worker.start()  # warm it up while the editor opens files
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     async def did_open(ls: RingfenceServer, params: types.DidOpenTextDocumentParams) -> None:
         path = to_path(params.text_document.uri)

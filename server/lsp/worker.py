@@ -96,7 +96,10 @@ def main(argv: list[str]) -> int:
         req = read_frame(src)
         if not isinstance(req, CheckRequest):
             return 0
-        write_frame(out, check(cache, req))
+        try:
+            write_frame(out, check(cache, req))
+        except BrokenPipeError:  # the server went away (or killed us): nothing to answer
+            return 0
 
 
 if __name__ == "__main__":

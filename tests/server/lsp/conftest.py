@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import RINGFENCE
+from lsp_support import RINGFENCE, uri
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from support import copy_rules
@@ -21,8 +21,8 @@ async def _start(client: LanguageClient, root: Path) -> None:
     await client.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"),
-            root_uri=root.resolve().as_uri(),
-            workspace_folders=[types.WorkspaceFolder(root.resolve().as_uri(), "rules")],
+            root_uri=uri(root),
+            workspace_folders=[types.WorkspaceFolder(uri(root), "rules")],
         )
     )
 
@@ -44,5 +44,22 @@ async def client(lsp_client: LanguageClient, rules: Path) -> AsyncIterator[Langu
 async def strict_client(lsp_client: LanguageClient, rules: Path) -> AsyncIterator[LanguageClient]:
     """A server with a 2 s checking budget, for slow and hostile policies."""
     await _start(lsp_client, rules)
+    yield lsp_client
+    await lsp_client.shutdown_session()
+
+
+@pytest.fixture(scope="session")
+def shared_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rules copy for tests that only read it (they may open buffers, never write)."""
+    return copy_rules(tmp_path_factory.mktemp("shared"))
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=[RINGFENCE, "lsp", "--check-timeout", "20"]),
+    scope="session",
+)
+async def reader(lsp_client: LanguageClient, shared_rules: Path) -> AsyncIterator[LanguageClient]:
+    """One server shared by the read-only tests (starting one costs about a second)."""
+    await _start(lsp_client, shared_rules)
     yield lsp_client
     await lsp_client.shutdown_session()

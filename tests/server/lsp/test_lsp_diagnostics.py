@@ -3,6 +3,7 @@ across files, lists and tenant.toml."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from lsp_support import change, diagnostics, errors, messages, open_file, uri
@@ -21,7 +22,9 @@ async def test_broken_then_fixed(client: LanguageClient, rules: Path) -> None:
     good = path.read_text()
     u = await open_file(client, path)
     await diagnostics(client, u, lambda d: not errors(d))
-    broken = good.replace("phone.segment_kind in BLACK_CARD_KINDS", "phone.segment_knd in BLACK_CARD_KINDS")
+    broken = good.replace(
+        "phone.segment_kind in BLACK_CARD_KINDS", "phone.segment_knd in BLACK_CARD_KINDS"
+    )
     change(client, u, broken, 2)
     diags = await diagnostics(client, u, lambda d: bool(errors(d)))
     (err,) = errors(diags)
@@ -34,3 +37,78 @@ async def test_broken_then_fixed(client: LanguageClient, rules: Path) -> None:
     assert err.source == "ringfence"
     change(client, u, good, 3)
     await diagnostics(client, u, lambda d: not errors(d))
+
+
+async def test_same_text_and_place_as_ringfence_check(client: LanguageClient, rules: Path) -> None:
+    from lsp_support import RINGFENCE
+
+    path = rules / "demo" / "policy.rf"
+    broken = path.read_text().replace(
+        'then review\n    risk 3\n    tags "black', 'then reviw\n    risk 3\n    tags "black'
+    )
+    path.write_text(broken)
+    u = await open_file(client, path)
+    (err,) = errors(await diagnostics(client, u, lambda d: bool(errors(d))))
+    proc = await asyncio.create_subprocess_exec(
+        RINGFENCE, "check", str(rules), stdout=asyncio.subprocess.PIPE
+    )
+    out = (await proc.communicate())[0].decode()
+    line, col = err.range.start.line + 1, err.range.start.character + 1
+    assert f"demo/policy.rf:{line}:{col}: error: {err.message}" in out
+    assert "did you mean 'review'" in err.message
+
+
+async def test_library_change_rechecks_importing_tenant(
+    client: LanguageClient, rules: Path
+) -> None:
+    lib = rules / "_shared" / "segments.rf"
+    policy_uri = uri(rules / "demo" / "policy.rf")
+    await open_file(client, rules / "demo" / "policy.rf")
+    await diagnostics(client, policy_uri, lambda d: not errors(d))
+    lib_uri = await open_file(client, lib)
+    change(client, lib_uri, lib.read_text().replace("const SMS_CODE", "const SMS_CODES"), 2)
+    diags = await diagnostics(client, policy_uri, lambda d: bool(errors(d)))
+    assert any(m.startswith("unknown name 'SMS_CODE'") for m in messages(diags))
+    # The library's own unused-name warning is never reported (library symbols are shared).
+    change(client, lib_uri, lib.read_text(), 3)
+    await diagnostics(client, policy_uri, lambda d: not errors(d))
+
+
+async def test_library_error_shows_in_the_library_file(client: LanguageClient, rules: Path) -> None:
+    lib = rules / "_shared" / "segments.rf"
+    lib_uri = await open_file(client, lib, lib.read_text() + "\nconst X = 1 +\n")
+    diags = await diagnostics(client, lib_uri, lambda d: bool(errors(d)))
+    assert messages(errors(diags))[0].startswith("unexpected end of file")
+
+
+async def test_tenant_toml_problems(client: LanguageClient, rules: Path) -> None:
+    toml = rules / "demo" / "tenant.toml"
+    toml.write_text('fail_mode = "maybe"\n')
+    u = await open_file(client, rules / "demo" / "policy.rf")
+    await diagnostics(client, u, lambda d: not errors(d))
+    t = await open_file(client, toml, 'fail_mode = "open"\ntimezone = \n')
+    (err,) = await diagnostics(client, uri(toml), lambda d: bool(d) and "Invalid" in d[0].message)
+    assert err.range.start.line == 1
+    change(client, t, 'fail_mode = "maybe"\n', 2)
+    (err,) = await diagnostics(client, uri(toml), lambda d: bool(d) and "fail_mode" in d[0].message)
+    assert err.message == 'fail_mode must be "open" or "closed", not \'maybe\''
+    change(client, t, 'fail_mode = "closed"\n', 3)
+    await diagnostics(client, uri(toml), lambda d: not d)
+
+
+async def test_list_file_problems(client: LanguageClient, rules: Path) -> None:
+    csv = rules / "demo" / "lists" / "privacy_numbers.csv"
+    csv.write_text(csv.read_text() + "not-a-number,risk2,x,2026-01-05,2099-12-31\n")
+    bad_line = csv.read_text().count("\n") - 1
+    path = rules / "demo" / "policy.rf"
+    u = await open_file(client, path)
+    (err,) = await diagnostics(client, uri(csv), lambda d: bool(d))
+    assert err.range.start.line == bad_line
+    # A declaration naming a missing file is an error at the declaration.
+    text = path.read_text().replace("lists/privacy_numbers.csv", "lists/nope.csv")
+    change(client, u, text, 2)
+    diags = await diagnostics(client, u, lambda d: bool(errors(d)))
+    assert messages(errors(diags)) == ["list file 'lists/nope.csv' not found"]
+    assert errors(diags)[0].range.start.line == text.splitlines().index(
+        'list privacy_numbers from "lists/nope.csv"'
+    )
