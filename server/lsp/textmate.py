@@ -68,6 +68,7 @@ def grammar() -> dict[str, Any]:
     )
     units = "".join(sorted(UNITS))
     plain_other = [w for w in kw.other if w not in ("override",)]
+    plain_declarations = [w for w in declarations if w not in ("import", "shadow")]
     repository: dict[str, Any] = {
         "comment": {
             "match": r"(#).*$",
@@ -109,15 +110,15 @@ def grammar() -> dict[str, Any]:
         "keywords": {
             "patterns": [
                 {
-                    "match": rf"\b(import)\b",
+                    "match": r"\b(import)\b",
                     "name": "keyword.control.import.ringfence",
                 },
                 {
-                    "match": rf"\b(shadow)\b",
+                    "match": r"\b(shadow)\b",
                     "name": "storage.modifier.shadow.ringfence",
                 },
                 {
-                    "match": rf"\b({_words(w for w in declarations if w not in ('import', 'shadow'))})\b",
+                    "match": rf"\b({_words(plain_declarations)})\b",
                     "name": "keyword.other.declaration.ringfence",
                 },
                 {
