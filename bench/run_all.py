@@ -25,6 +25,7 @@ BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("state_memory_micro.py", []),
     ("lists_bench.py", []),
     ("memory_bench.py", []),
+    ("lsp_latency.py", []),
 )
 
 

@@ -2,7 +2,9 @@
 with a time budget, newest version wins.
 
 Each tenant (or library file checked alone) has a key. ``request(key)`` restarts that key's
-debounce timer; when it fires, the newest sources are read and checked. A result that
+debounce timer; when it fires, the newest sources are read and checked quickly (only the
+rules that changed, when the worker can do that exactly; see :mod:`server.lsp.worker`),
+and once the key has been quiet for ``settle_s`` a full check follows. A result that
 arrives after a newer request for the same key is dropped (superseded). A check still
 running when its key is requested again is killed if it has already run for longer than
 ``kill_superseded_after`` (a slow file should not hold the newer version back); a check
@@ -18,7 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.lsp.worker import HEADER_SIZE, CheckReply, CheckRequest, decode_frame, encode_frame
 
@@ -81,7 +83,7 @@ class Worker:
         return self.proc.pid if self.proc is not None else None
 
 
-Publish = Callable[[str, CheckReply | None, str], Awaitable[None]]
+Publish = Callable[[str, CheckRequest, CheckReply | None, str], Awaitable[None]]
 Prepare = Callable[[str], Awaitable[CheckRequest | None]]
 
 
@@ -93,7 +95,8 @@ class CheckRunner:
         *,
         debounce_s: float = 0.05,
         budget_s: float = 10.0,
-        kill_superseded_after: float = 1.0,
+        kill_superseded_after: float = 3.0,
+        settle_s: float = 2.0,
         memory_mb: int = 2048,
     ) -> None:
         self.prepare = prepare
@@ -101,6 +104,7 @@ class CheckRunner:
         self.debounce_s = debounce_s
         self.budget_s = budget_s
         self.kill_superseded_after = kill_superseded_after
+        self.settle_s = settle_s
         self.worker = Worker(memory_mb)
         self.generation: dict[str, int] = {}
         self.timers: dict[str, asyncio.Task[None]] = {}
@@ -109,7 +113,7 @@ class CheckRunner:
         self.checks_run = 0
         self.superseded = 0
 
-    def request(self, key: str, *, now: bool = False) -> None:
+    def request(self, key: str, *, now: bool = False, full: bool = False) -> None:
         gen = self.generation.get(key, 0) + 1
         self.generation[key] = gen
         timer = self.timers.pop(key, None)
@@ -123,10 +127,10 @@ class CheckRunner:
         ):
             asyncio.get_running_loop().create_task(self.worker.kill())
         self.timers[key] = asyncio.get_running_loop().create_task(
-            self._after_debounce(key, gen, 0.0 if now else self.debounce_s)
+            self._after_debounce(key, gen, 0.0 if now else self.debounce_s, quick=not full)
         )
 
-    async def _after_debounce(self, key: str, gen: int, delay: float) -> None:
+    async def _after_debounce(self, key: str, gen: int, delay: float, quick: bool = True) -> None:
         try:
             if delay:
                 await asyncio.sleep(delay)
@@ -140,6 +144,7 @@ class CheckRunner:
             req = await self.prepare(key)
             if req is None:
                 return
+            req = replace(req, key=key, quick=quick)
             self.running = _Job(key, gen, time.monotonic())
             reply: CheckReply | None
             try:
@@ -163,7 +168,13 @@ class CheckRunner:
             if self.generation.get(key) != gen:
                 self.superseded += 1
                 return
-        await self.publish(key, reply, failure)
+        await self.publish(key, req, reply, failure)
+        if reply is not None and reply.quick and self.generation.get(key) == gen:
+            # The quick check reused the last full one for what did not change; confirm it
+            # all once the edits pause.
+            self.timers[key] = asyncio.get_running_loop().create_task(
+                self._after_debounce(key, gen, self.settle_s, quick=False)
+            )
 
     async def close(self) -> None:
         for t in self.timers.values():

@@ -93,6 +93,19 @@ class ParsedFile:
         )
 
 
+def _tail_start(text: str, a: int, b: int) -> int:
+    """Where the trailing run of blank and comment-only lines of ``text[a:b]`` starts."""
+    p = b
+    while p > a:
+        nl = text.rfind("\n", a, p - 1)
+        start = nl + 1 if nl >= 0 else a
+        line = text[start:p].strip()
+        if line and not line.startswith("#"):
+            break
+        p = start
+    return p
+
+
 def _span(sp: ast.Span, path: str, shift: int) -> ast.Span:
     return ast.Span(path, sp.line + shift, sp.column, sp.end_line + shift, sp.end_column)
 
@@ -112,8 +125,27 @@ class ChunkCache:
     _split: re.Pattern[str] = field(default_factory=_item_start)
     _offsets: dict[str, dict[int, int]] = field(default_factory=dict)
 
-    def parse(self, text: str, path: str) -> ParsedFile:
+    def bounds(self, text: str) -> list[int]:
+        """Chunk starts: each line that starts an item, and the run of blank and comment
+        lines that ends a chunk (so a blank line added between items re-parses nothing)."""
         starts = [0, *(m.start() for m in self._split.finditer(text) if m.start() > 0)]
+        out: list[int] = []
+        for a, b in zip(starts, [*starts[1:], len(text)], strict=True):
+            out.append(a)
+            tail = _tail_start(text, a, b)
+            if a < tail < b:
+                out.append(tail)
+        return out
+
+    def parse(self, text: str, path: str) -> ParsedFile:
+        parsed = self._parse(text, path, self.bounds(text))
+        if parsed.chunks and not parsed.errors and any(c.errors for c, _ in parsed.chunks):
+            # A chunk fails alone yet the file parses: a cut fell inside an item (an
+            # item keyword starting a continuation line). Parse the file as one chunk.
+            parsed = self._parse(text, path, [0])
+        return parsed
+
+    def _parse(self, text: str, path: str, starts: list[int]) -> ParsedFile:
         ends = [*starts[1:], len(text)]
         chunks: list[tuple[_Chunk, int]] = []
         seen: dict[str, int] = {}
@@ -162,18 +194,33 @@ class ChunkCache:
             parse_module(suffix, path, max_depth=self.max_depth)
         except PolicyError as err:
             return err.diagnostics
-        return ()  # pragma: no cover - a failing chunk always fails in context
+        return ()  # parse() then re-parses the file whole
 
-    def module_parser(self) -> Callable[[str, str, int], ast.Module]:
-        """A ``dsl.compiler.ModuleParser`` backed by this cache (raises like parse_module)."""
+    def module_parser(
+        self, keep: Callable[[int, ast.Item], bool] | None = None
+    ) -> Callable[[str, str, int], ast.Module]:
+        """A ``dsl.compiler.ModuleParser`` backed by this cache (raises like parse_module).
+        ``keep(chunk_id, item)`` may leave items out (the quick check's unchanged rules)."""
 
         def parse(text: str, path: str, max_depth: int) -> ast.Module:
             parsed = self.parse(text, path)
             if parsed.errors:
                 raise PolicyError(parsed.errors)
-            return parsed.module()
+            if keep is None:
+                return parsed.module()
+            items = tuple(
+                i for c, _ in parsed.chunks if c.module for i in c.module.items if keep(c.id, i)
+            )
+            return ast.Module(parsed.path, items)
 
         return parse
+
+    @staticmethod
+    def chunk_of(d: Diagnostic) -> int | None:
+        """The chunk a diagnostic from checking marked modules belongs to."""
+        if MARK not in d.path:
+            return None
+        return int(d.path.split(MARK, 1)[1])
 
     def real(self, d: Diagnostic) -> Diagnostic:
         """A diagnostic from checking marked modules, in real paths and lines."""
@@ -189,6 +236,13 @@ class ChunkCache:
         if (path, line, end_line, message) == (d.path, d.line, d.end_line, d.message):
             return d
         return replace(d, path=path, line=line, end_line=end_line, message=message)
+
+    def real_span(self, sp: ast.Span) -> ast.Span:
+        if MARK not in sp.path:
+            return sp
+        path, cid = sp.path.split(MARK, 1)
+        shift = self._offsets.get(path, {}).get(int(cid), 0)
+        return ast.Span(path, sp.line + shift, sp.column, sp.end_line + shift, sp.end_column)
 
     def _unmark(self, m: re.Match[str]) -> str:
         path, cid, line = m.group(1), int(m.group(2)), int(m.group(3))

@@ -145,12 +145,14 @@ class RingfenceServer(LanguageServer):
         keys = [f"T\x00{place.root}\x00{t}" for t in importers]
         return keys or [self.key(place)]
 
-    async def changed(self, uri: str, *, now: bool = False) -> None:
+    async def changed(self, uri: str, *, now: bool = False, full: bool = False) -> None:
         path = to_path(uri)
         place = self.place(uri)
         if place is None:
             return
-        if path.suffix == POLICY_SUFFIX:
+        if path.suffix == POLICY_SUFFIX and place.tenant:
+            keys = [self.key(place)]  # without waiting for the analysis thread
+        elif path.suffix == POLICY_SUFFIX:
             keys = await self.run(lambda: self.keys_for(place))
         elif path.name == TENANT_TOML and place.tenant:
             keys = [self.key(place)]
@@ -158,7 +160,7 @@ class RingfenceServer(LanguageServer):
             return
         for k in keys:
             self.last_edited[k] = place.rel
-            self.runner.request(k, now=now)
+            self.runner.request(k, now=now, full=full)
 
     async def list_file_changed(self, path: Path) -> None:
         """A saved list file: re-check the tenants whose lists read it."""
@@ -171,24 +173,29 @@ class RingfenceServer(LanguageServer):
     # -- checking ---------------------------------------------------------------------------------
 
     async def _prepare(self, key: str) -> CheckRequest | None:
+        """The newest sources for a check; read beside the analysis thread (which may be
+        busy indexing) from a snapshot of the open buffers."""
         kind, root_s, name = key.split("\x00")
         root = Path(root_s)
+        view = RulesWorkspace(rules_root=self.ws.rules_root, overlay=dict(self.ws.overlay))
 
         def build() -> CheckRequest:
-            library = self.ws.library_sources(root)
+            library = view.library_sources(root)
             if kind == "L":
                 return CheckRequest("", {name + _LIB_CHECK: f'import "{name}"\n'}, library)
-            sources = self.ws.tenant_sources(root, name)
+            sources = view.tenant_sources(root, name)
             tz = "UTC"
-            _, toml = self.ws.tenant_toml(root, name)
+            _, toml = view.tenant_toml(root, name)
             if toml is not None:
                 with contextlib.suppress(TenantConfigError):
                     tz = parse_tenant_config(toml, TENANT_TOML).timezone or "UTC"
             return CheckRequest(name, sources, library, tz)
 
-        return await self.run(build)
+        return await asyncio.to_thread(build)
 
-    async def _publish_check(self, key: str, reply: CheckReply | None, failure: str) -> None:
+    async def _publish_check(
+        self, key: str, req: CheckRequest, reply: CheckReply | None, failure: str
+    ) -> None:
         kind, root_s, name = key.split("\x00")
         root = Path(root_s)
         by_path: dict[str, list[Diagnostic]] = {}
@@ -196,22 +203,18 @@ class RingfenceServer(LanguageServer):
             if d.path.endswith(_LIB_CHECK):
                 continue
             by_path.setdefault(d.path, []).append(d)
-        covered: list[str] = []
-        if kind == "T":
-            sources = await self.run(lambda: self.ws.tenant_sources(root, name))
-            scope, _ = await self.run(lambda: self.ws.tenant_scope(root, name))
-            covered = list(scope.paths())
-        else:
-            covered = [name]
+        covered = list(req.sources) if kind == "T" else [name]
         if failure:
             where = self.last_edited.get(key) or (covered[-1] if covered else "")
             if where:
                 by_path.setdefault(where, []).insert(
                     0, Diagnostic(where, 1, 1, Severity.ERROR, failure)
                 )
+        # Library files this check had findings in before and has none in now are cleared
+        # by replace_owner, which drops the owner everywhere first.
         self.replace_owner(key, root, {p: by_path.get(p, []) for p in {*covered, *by_path}})
-        if kind == "T":
-            await self.publish_extras(key, root, name, sources)
+        if kind == "T" and reply is not None and not reply.quick:
+            await self.publish_extras(key, root, name, reply.lists)
 
     def replace_owner(self, owner: str, root: Path, by_path: dict[str, list[Diagnostic]]) -> None:
         touched: set[str] = set()
@@ -259,7 +262,7 @@ class RingfenceServer(LanguageServer):
     # -- lists and tenant.toml --------------------------------------------------------------------
 
     async def publish_extras(
-        self, key: str, root: Path, tenant: str, sources: dict[str, str]
+        self, key: str, root: Path, tenant: str, lists: Sequence[ast.ListDecl]
     ) -> None:
         def build() -> tuple[dict[str, list[Diagnostic]], dict[str, list[Diagnostic]]]:
             config: dict[str, list[Diagnostic]] = {f"{tenant}/{TENANT_TOML}": []}
@@ -271,29 +274,28 @@ class RingfenceServer(LanguageServer):
                     region = parse_tenant_config(toml, "").default_region or "CN"
                 except TenantConfigError as exc:
                     config[rel].append(_config_diag(rel, str(exc)))
-            return config, self.list_problems(root, tenant, region)
+            return config, self.list_problems(root, tenant, region, lists)
 
-        config, lists = await self.run(build)
+        config, problems = await asyncio.to_thread(build)
         self.replace_owner("config:" + key, root, config)
-        self.replace_owner("lists:" + key, root, lists)
+        self.replace_owner("lists:" + key, root, problems)
 
-    def list_problems(self, root: Path, tenant: str, region: str) -> dict[str, list[Diagnostic]]:
-        scope, _ = self.ws.tenant_scope(root, tenant)
+    def list_problems(
+        self, root: Path, tenant: str, region: str, decls: Sequence[ast.ListDecl]
+    ) -> dict[str, list[Diagnostic]]:
         out: dict[str, list[Diagnostic]] = {}
-        for d in scope.definitions().values():
-            if d.kind is not SymbolKind.LIST or not isinstance(d.item, ast.ListDecl):
-                continue
-            info = self.list_info(root, tenant, d.item, region)
+        for decl in decls:
+            info = self.list_info(root, tenant, decl, region)
             if isinstance(info, str):
-                out.setdefault(d.span.path, []).append(
+                out.setdefault(decl.span.path, []).append(
                     Diagnostic(
-                        d.span.path,
-                        d.span.line,
-                        d.span.column,
+                        decl.span.path,
+                        decl.span.line,
+                        decl.span.column,
                         Severity.ERROR,
                         info,
-                        d.span.end_line,
-                        d.span.end_column,
+                        decl.span.end_line,
+                        decl.span.end_column,
                     )
                 )
             elif isinstance(info, ListLoadError):
@@ -458,7 +460,9 @@ def build_server(options: LspOptions) -> RingfenceServer:
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     async def did_save(ls: RingfenceServer, params: types.DidSaveTextDocumentParams) -> None:
         path = to_path(params.text_document.uri)
-        if path.suffix not in (POLICY_SUFFIX, ".toml"):
+        if path.suffix in (POLICY_SUFFIX, ".toml"):
+            await ls.changed(params.text_document.uri, now=True, full=True)
+        else:
             await ls.list_file_changed(path)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)

@@ -78,3 +78,23 @@ def test_a_duplicate_points_at_the_real_line() -> None:
     got = _chunked(cache, "\n\n" + text)
     assert any("already declared as a const at demo/p.rf:3" in d.message for d in got)
     assert got == _whole("\n\n" + text)
+
+
+def test_a_cut_inside_an_item_falls_back_to_one_chunk() -> None:
+    """`list` starting a continuation line looks like an item start but is not."""
+    text = 'const X = 1\naggregate a = count(per\nlist l, over 1h)\nlist l from "x.csv"\n'
+    assert _chunked(ChunkCache(), text) == _whole(text)
+    parsed = ChunkCache().parse(text, "demo/p.rf")
+    assert parsed.ok
+    assert [type(i).__name__ for i in parsed.module().items] == ["Const", "Aggregate", "ListDecl"]
+
+
+def test_blank_and_comment_lines_between_items_are_chunks_of_their_own() -> None:
+    cache = ChunkCache()
+    text = "# head\nconst A = 1\n\n# about r\nrule r {\n    when A > 0\n    then allow\n}\n"
+    first = cache.parse(text, "demo/p.rf")
+    second = cache.parse(
+        "\n" + text.replace("\n\n# about r", "\n\n\n# about r, edited"), "demo/p.rf"
+    )
+    items = {c.id for c, _ in first.chunks if c.module and c.module.items}
+    assert items == {c.id for c, _ in second.chunks if c.module and c.module.items}
