@@ -42,6 +42,7 @@ class Item:
 
 
 COMMON_WINDOWS = ("10m", "1h", "24h", "7d")
+_MAX_LINE_CONTEXT = 400
 _WORD_BEFORE = re.compile(r"[A-Za-z_0-9]*$")
 _DOTTED_BEFORE = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)\.([A-Za-z_0-9]*)$")
 
@@ -101,7 +102,9 @@ def complete(
     text_before: str, scope: Scope, label_columns: dict[str, tuple[str, ...]]
 ) -> list[Item]:
     """Completion items for the cursor at the end of ``text_before``."""
-    line = text_before[text_before.rfind("\n") + 1 :]
+    # Only the end of the line matters, and a hostile one-line file must not make the
+    # regular expressions below quadratic.
+    line = text_before[text_before.rfind("\n") + 1 :][-_MAX_LINE_CONTEXT:]
     kw = reference.keywords()
     defs = scope.definitions()
     # label("...") names, also inside a reason's {interpolation}; else nothing in strings.

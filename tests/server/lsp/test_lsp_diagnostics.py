@@ -112,3 +112,40 @@ async def test_list_file_problems(client: LanguageClient, rules: Path) -> None:
     assert errors(diags)[0].range.start.line == text.splitlines().index(
         'list privacy_numbers from "lists/nope.csv"'
     )
+
+
+async def test_a_list_outside_the_rules_folder_is_refused_and_not_shown(
+    client: LanguageClient, rules: Path
+) -> None:
+    """An attacker's list path must not make the editor read or describe that file."""
+    secret = rules.parent / "secret.csv"
+    secret.write_text("entry,note\n+8613800000000,classified\n")
+    path = rules / "demo" / "policy.rf"
+    text = path.read_text().replace("lists/privacy_numbers.csv", "../../secret.csv")
+    u = await open_file(client, path, text)
+    diags = await diagnostics(client, u, lambda d: bool(errors(d)))
+    assert "list path '../../secret.csv' leaves the rules directory" in messages(diags)
+    from lsp_support import position_of
+
+    hover = await client.text_document_hover_async(
+        types.HoverParams(
+            types.TextDocumentIdentifier(u), position_of(text, "privacy_numbers from", offset=1)
+        )
+    )
+    assert hover is not None
+    assert isinstance(hover.contents, types.MarkupContent)
+    assert "leaves the rules directory" in hover.contents.value
+    assert "note" not in hover.contents.value
+    assert "entries" not in hover.contents.value
+
+
+async def test_a_huge_line_does_not_stall_completion(client: LanguageClient, rules: Path) -> None:
+    text = "rule x {\n    when " + "a" * 300_000
+    u = await open_file(client, rules / "demo" / "long.rf", text)
+    result = await asyncio.wait_for(
+        client.text_document_completion_async(
+            types.CompletionParams(types.TextDocumentIdentifier(u), types.Position(1, 9 + 300_000))
+        ),
+        20,
+    )
+    assert result is not None
