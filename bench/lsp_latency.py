@@ -134,6 +134,7 @@ def main() -> None:
             in_process.append(time.perf_counter() - t)
         first, in_line, new_line = asyncio.run(measure(path, text, args.edits))
     both = in_line + new_line
+    order = [x for pair in zip(in_line, new_line, strict=False) for x in pair]
     med = statistics.median(both)
     cli = statistics.median(checks)
     alone = statistics.median(in_process)
@@ -148,6 +149,7 @@ def main() -> None:
             f"lsp: {name}: median {statistics.median(xs) * 1000:.0f} ms,"
             f" max {max(xs) * 1000:.0f} ms"
         )
+    print("lsp: every edit, in order (ms):", " ".join(f"{x * 1000:.0f}" for x in order))
     print(
         f"lsp edit-to-diagnostics median {med * 1000:.0f} ms = {med / cli:.2f}x `ringfence check`,"
         f" {med / alone:.2f}x check_policy in process;"
