@@ -149,3 +149,18 @@ async def test_a_huge_line_does_not_stall_completion(client: LanguageClient, rul
         20,
     )
     assert result is not None
+
+
+async def test_ranges_are_in_the_clients_utf16_units(client: LanguageClient, rules: Path) -> None:
+    """Columns are code points in the checker and UTF-16 units in LSP: an emoji (two units)
+    before the error moves its range by one more than a code point count would."""
+    text = 'rule x {\n    when event.scene == "注册😀" and phone.vaild\n    then allow\n}\n'
+    u = await open_file(client, rules / "demo" / "emoji.rf", text)
+    diags = await diagnostics(client, u, lambda d: bool(errors(d)))
+    (err,) = [d for d in errors(diags) if "vaild" in d.message]
+    line = text.split("\n")[1]
+    start = line.index("phone.vaild")
+    units = len(line[:start].encode("utf-16-le")) // 2
+    assert units == start + 1
+    assert err.range.start == types.Position(1, units)
+    assert err.range.end == types.Position(1, units + len("phone.vaild"))
