@@ -214,7 +214,9 @@ class RingfenceServer(LanguageServer):
         # by replace_owner, which drops the owner everywhere first.
         self.replace_owner(key, root, {p: by_path.get(p, []) for p in {*covered, *by_path}})
         if kind == "T" and reply is not None and not reply.quick:
-            await self.publish_extras(key, root, name, reply.lists)
+            # Like the server's loader, lists are read only for a policy that compiles.
+            compiles = not any(d.is_error for d in reply.diagnostics)
+            await self.publish_extras(key, root, name, reply.lists if compiles else ())
 
     def replace_owner(self, owner: str, root: Path, by_path: dict[str, list[Diagnostic]]) -> None:
         touched: set[str] = set()
