@@ -7,12 +7,17 @@ RUN_STAMP := $(VENV)/.installed
 TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 LISTEN ?= 127.0.0.1:50051
+# The VS Code extension: its npm packages (the client, and VS Code's tokenizer for the
+# grammar tests) and the packaging tool, which alone is ~140 MB, kept out of `make test`.
+VSCODE := editors/vscode
+VSCODE_STAMP := $(VSCODE)/node_modules/.installed
+VSCE := $(TOOLS)/vsce/node_modules/.bin/vsce
 
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 SBOM    := build/sbom.cdx.json
 
 .PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server nginx lock sbom \
-	browser-and-prometheus report clean
+	browser-and-prometheus report clean vsix grammar
 
 
 # Two stamps: `make run` needs only the service; `make test` adds the tools and test
@@ -44,14 +49,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server nginx browser-and-prometheus
+pytest: $(STAMP) redis-server nginx browser-and-prometheus $(VSCODE_STAMP)
 	$(BIN)/pytest -q
 
 # Generated code is committed; tests/server/test_api_generated.py fails when it is stale.
 protos: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m server.api.generate
 
-tools: $(BUF) redis-server nginx browser-and-prometheus $(CHECKOV)
+tools: $(BUF) redis-server nginx browser-and-prometheus $(CHECKOV) $(VSCODE_STAMP)
 
 # checkov pins many libraries of its own: it gets a venv apart from the project's, filled by
 # uv (cold: ~15 s; pip needs ~80 s). tests/deploy/test_checkov.py runs it on the rendered
@@ -76,6 +81,27 @@ $(SBOM): requirements.lock pyproject.toml $(STAMP)
 	@mkdir -p $(dir $(SBOM))
 	$(BIN)/cyclonedx-py requirements requirements.lock --pyproject pyproject.toml \
 	  --output-reproducible --of JSON -o $(SBOM)
+
+$(VSCODE_STAMP): $(VSCODE)/package.json $(VSCODE)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the editor tests (Node 20+)"; exit 1; }
+	cd $(VSCODE) && npm ci --silent --no-fund --no-audit
+	@touch $(VSCODE_STAMP)
+
+$(VSCE):
+	@command -v npm >/dev/null || { echo "npm is needed to package the VS Code extension"; exit 1; }
+	mkdir -p $(TOOLS)/vsce
+	cd $(TOOLS)/vsce && npm install --silent --no-fund --no-audit --no-save @vscode/vsce@3.9.1
+	@touch $(VSCE)
+
+# The VS Code extension package, editors/vscode/ringfence-<version>.vsix (CI builds it).
+vsix: $(VSCE) $(VSCODE_STAMP) $(STAMP)
+	$(BIN)/python -m server.lsp.textmate --check
+	cd $(VSCODE) && $(CURDIR)/$(VSCE) package --skip-license --out ringfence.vsix
+	$(BIN)/python -m server.lsp.textmate --check-vsix $(VSCODE)/ringfence.vsix
+
+# Regenerate the TextMate grammar from dsl/ (tests fail when it is stale).
+grammar: $(STAMP)
+	$(BIN)/python -m server.lsp.textmate
 
 $(BUF):
 	@command -v npm >/dev/null || { echo "npm is needed for buf (npm package @bufbuild/buf)"; exit 1; }
@@ -133,4 +159,5 @@ bench: $(STAMP) redis-server
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache \
+	  $(VSCODE)/node_modules $(VSCODE)/*.vsix

@@ -27,6 +27,7 @@ BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("lists_bench.py", []),
     ("memory_bench.py", []),
     ("list_memory.py", []),
+    ("lsp_latency.py", []),
 )
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dsl import ast, ir, schema
 from dsl.aggregates import AggKind, AggregateSpec, KeyKind, Window
-from dsl.diagnostics import Diagnostic, Severity
+from dsl.diagnostics import Diagnostic, Severity, Suggestion
 from dsl.durations import DurationError, format_duration, parse_duration
 from dsl.folding import (
     FoldError,
@@ -28,7 +28,7 @@ from dsl.folding import (
 from dsl.ir import Type
 from dsl.options import CompileOptions
 from dsl.patterns import PatternError, compile_pattern, search
-from dsl.suggest import did_you_mean
+from dsl.suggest import closest
 
 DAY_S = 86400
 
@@ -69,14 +69,26 @@ _KINDS: dict[type, str] = {
 _ORDERED = (Type.INT, Type.DEC, Type.DUR)
 
 
-def _span_diag(span: ast.Span, severity: Severity, message: str) -> Diagnostic:
+def _span_diag(
+    span: ast.Span, severity: Severity, message: str, suggestion: Suggestion | None = None
+) -> Diagnostic:
+    if suggestion is not None:
+        message += f"; did you mean '{suggestion.replacement}'?"
     return Diagnostic(
-        span.path, span.line, span.column, severity, message, span.end_line, span.end_column
+        span.path,
+        span.line,
+        span.column,
+        severity,
+        message,
+        span.end_line,
+        span.end_column,
+        suggestion,
     )
 
 
-def _suggest(name: str, candidates: Iterable[str]) -> str:
-    return did_you_mean(name, candidates)
+def _suggest(name: str, candidates: Iterable[str]) -> Suggestion | None:
+    found = closest(name, candidates)
+    return Suggestion(name, found) if found is not None and found != name else None
 
 
 def _a(t: Type) -> str:
@@ -116,8 +128,8 @@ class Checker:
 
     # -- reporting --------------------------------------------------------------------------
 
-    def error(self, span: ast.Span, message: str) -> ir.Error:
-        self.diags.append(_span_diag(span, Severity.ERROR, message))
+    def error(self, span: ast.Span, message: str, suggestion: Suggestion | None = None) -> ir.Error:
+        self.diags.append(_span_diag(span, Severity.ERROR, message, suggestion))
         return ir.Error()
 
     def warn(self, span: ast.Span, message: str) -> None:
@@ -194,8 +206,8 @@ class Checker:
                             entry.span,
                             f"unknown setting '{entry.name}' (known: "
                             + ", ".join(schema.SETTINGS)
-                            + ")"
-                            + _suggest(entry.name, schema.SETTINGS),
+                            + ")",
+                            _suggest(entry.name, schema.SETTINGS),
                         )
                         continue
                     if entry.name in seen:
@@ -252,8 +264,8 @@ class Checker:
                 if v not in schema.ACTIONS:
                     self.error(
                         entry.value.span,
-                        f"unknown action '{v}' (use allow, review or block)"
-                        + _suggest(str(v), schema.ACTIONS),
+                        f"unknown action '{v}' (use allow, review or block)",
+                        _suggest(str(v), schema.ACTIONS),
                     )
                     return None
             case "review_score" | "block_score":
@@ -332,8 +344,8 @@ class Checker:
         if kind is None:
             self.error(
                 d.kind_span,
-                f"unknown aggregate kind '{d.kind}' (use count, distinct or run)"
-                + _suggest(d.kind, schema.AGG_KINDS),
+                f"unknown aggregate kind '{d.kind}' (use count, distinct or run)",
+                _suggest(d.kind, schema.AGG_KINDS),
             )
             ok = False
         field = ""
@@ -423,7 +435,8 @@ class Checker:
             self.error(
                 p.span,
                 f"unknown key '{p.kind}' (use number, list NAME, segment, prefix N, device, ip,"
-                " app or tenant)" + _suggest(p.kind, schema.KEY_KINDS),
+                " app or tenant)",
+                _suggest(p.kind, schema.KEY_KINDS),
             )
             return None
         arg = ""
@@ -433,7 +446,7 @@ class Checker:
                 self.error(p.span, "'per list' needs a list name: per list NAME")
                 return None
             if sym is None or sym.kind != "list":
-                self.error(p.span, f"unknown list '{p.arg}'" + _suggest(p.arg, self.list_names()))
+                self.error(p.span, f"unknown list '{p.arg}'", _suggest(p.arg, self.list_names()))
                 return None
             sym.used = True
             arg = p.arg
@@ -633,8 +646,8 @@ class Checker:
             if action not in schema.ACTIONS:
                 self.error(
                     then.span,
-                    f"unknown action '{action}' (use allow, review or block)"
-                    + _suggest(action, schema.ACTIONS),
+                    f"unknown action '{action}' (use allow, review or block)",
+                    _suggest(action, schema.ACTIONS),
                 )
             elif override and action != "allow":
                 self.error(then.span, "only 'allow' can be an override")
@@ -671,8 +684,8 @@ class Checker:
             if oe.value not in schema.ON_ERROR:
                 self.error(
                     oe.span,
-                    f"unknown on_error '{oe.value}' (use skip, fire, allow, review or block)"
-                    + _suggest(oe.value, schema.ON_ERROR),
+                    f"unknown on_error '{oe.value}' (use skip, fire, allow, review or block)",
+                    _suggest(oe.value, schema.ON_ERROR),
                 )
             else:
                 on_error = oe.value
@@ -826,7 +839,7 @@ class Checker:
         if sym is None:
             if n in schema.EVENT_FIELDS or n in schema.PHONE_FIELDS:
                 obj = "event" if n in schema.EVENT_FIELDS else "phone"
-                return self.error(e.span, f"unknown name '{n}'; did you mean '{obj}.{n}'?")
+                return self.error(e.span, f"unknown name '{n}'", Suggestion(n, f"{obj}.{n}"))
             known = [
                 *self.symbols,
                 "phone",
@@ -835,7 +848,7 @@ class Checker:
                 *(f"event.{f}" for f in schema.EVENT_FIELDS),
                 *(f"phone.{f}" for f in schema.PHONE_FIELDS if f not in schema.PHONE_PII),
             ]
-            return self.error(e.span, f"unknown name '{n}'" + _suggest(n, known))
+            return self.error(e.span, f"unknown name '{n}'", _suggest(n, known))
         sym.used = True
         if sym.kind == "const":
             return self.const(n)
@@ -857,7 +870,8 @@ class Checker:
             if t is None:
                 return self.error(
                     e.span,
-                    f"unknown field 'phone.{e.name}'" + _suggest(e.name, schema.PHONE_FIELDS),
+                    f"unknown field 'phone.{e.name}'",
+                    _suggest(e.name, schema.PHONE_FIELDS),
                 )
             if ctx.reason and e.name in schema.PHONE_PII:
                 return self.error(
@@ -873,7 +887,8 @@ class Checker:
             if t is None:
                 return self.error(
                     e.span,
-                    f"unknown field 'event.{e.name}'" + _suggest(e.name, schema.EVENT_FIELDS),
+                    f"unknown field 'event.{e.name}'",
+                    _suggest(e.name, schema.EVENT_FIELDS),
                 )
             if e.name in schema.LOCAL_TIME_FIELDS:
                 self.uses_local_time = True
@@ -938,8 +953,8 @@ class Checker:
         if obj.type is not Type.STR or e.name not in schema.STRING_METHODS:
             return self.error(
                 e.span,
-                f"{_a(obj.type)} has no helper '{e.name}'"
-                + (_suggest(e.name, schema.STRING_METHODS) if obj.type is Type.STR else ""),
+                f"{_a(obj.type)} has no helper '{e.name}'",
+                _suggest(e.name, schema.STRING_METHODS) if obj.type is Type.STR else None,
             )
         params, result = schema.STRING_METHODS[e.name]
         args = self.args(e, params, ctx)
@@ -1010,8 +1025,8 @@ class Checker:
                 e.span,
                 f"unknown function '{e.func}' (functions: "
                 + ", ".join(schema.FUNCTIONS.values())
-                + ")"
-                + _suggest(e.func, schema.FUNCTIONS),
+                + ")",
+                _suggest(e.func, schema.FUNCTIONS),
             )
         if not ctx.aggregates:
             return self.error(e.span, f"a {ctx.what} cannot read aggregates ({e.func})")

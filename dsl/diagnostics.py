@@ -13,6 +13,18 @@ class Severity(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A did-you-mean fix: write ``replacement`` where ``original`` stands.
+
+    ``original`` is a whole word inside the diagnostic's range (its last occurrence there),
+    so editors can offer the fix without reading the message text.
+    """
+
+    original: str
+    replacement: str
+
+
+@dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One finding at a 1-based ``line``/``column`` of ``path``; the end is exclusive."""
 
@@ -23,6 +35,7 @@ class Diagnostic:
     message: str
     end_line: int = 0
     end_column: int = 0
+    suggestion: Suggestion | None = None
 
     @property
     def is_error(self) -> bool:

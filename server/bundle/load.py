@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from dsl import CompiledPolicy, CompileOptions, PolicyError, load_policy
-from dsl.diagnostics import render
+from dsl import CompiledPolicy, CompileOptions, ListDecl, PolicyError, load_policy
+from dsl.diagnostics import Diagnostic, Severity, render
 from dsl.lists import ListView
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.files import (
@@ -27,6 +27,7 @@ from server.bundle.files import (
     list_files,
     read_confined,
     real,
+    within,
 )
 from server.bundle.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
 from server.lists import ListLoadError, parse_list
@@ -134,6 +135,54 @@ def _list_path(written: str) -> str | None:
     return norm
 
 
+class ListPathError(Exception):
+    """A list declaration names no usable file; the message says why (never its content)."""
+
+
+def _locate_list(
+    root: Path, folder: Path, written: str, folder_real: Path, shared_real: Path | None
+) -> tuple[Path, Path, str, str]:
+    """(path, the real folder it must stay in, that folder's name for people, the name
+    the list's own errors use) of a declaration: the tenant's own folder, or ``_shared/``
+    for paths that start with it."""
+    norm = _list_path(written)
+    if norm is None:
+        raise ListPathError(
+            f"list path {written!r} leaves the tenant folder: a list comes from the tenant's"
+            f" own folder or from {SHARED}/"
+        )
+    if norm.startswith(f"{SHARED}/"):
+        if shared_real is None:
+            raise ListPathError(f"list file {written!r} not found")
+        return root / norm, shared_real, f"{SHARED}/", norm
+    return folder / norm, folder_real, "the tenant folder", f"{folder.name}/{norm}"
+
+
+def _shared_dir(root: Path, root_real: Path) -> Path | None:
+    try:
+        return confined_dir(root / SHARED, inside=root_real, what=SHARED)
+    except FileRefused:
+        return None  # read_library says why, or there is no _shared/ at all
+
+
+def find_list_file(root: Path, folder: Path, written: str) -> Path:
+    """The file ``list NAME from "written"`` reads in tenant ``folder``, checked the way
+    load_bundle checks it (the language server reports the same problems in the editor)."""
+    root_real = real(root)
+    try:
+        folder_real = confined_dir(folder, inside=root_real, what="the tenant folder")
+    except FileRefused as exc:
+        raise ListPathError(str(exc)) from None
+    shared_real = _shared_dir(root, root_real)
+    path, inside, fence, _ = _locate_list(root, folder, written, folder_real, shared_real)
+    target = real(path)
+    if not within(target, inside):
+        raise ListPathError(f"list file {written!r} leads outside {fence} (through a symlink)")
+    if not target.is_file():
+        raise ListPathError(f"list file {written!r} not found")
+    return target
+
+
 def load_bundle(
     root: Path, tenant: str, parser: PhoneParser, compiler: PolicyCompiler | None = None
 ) -> TenantBundle:
@@ -175,40 +224,40 @@ def load_bundle(
 
     lists: dict[str, ListView] = {}
     region = config.default_region or "CN"
-    try:
-        shared_real: Path | None = confined_dir(root / SHARED, inside=root_real, what=SHARED)
-    except FileRefused:
-        shared_real = None  # read_library said why, or there is no _shared/ at all
+    shared_real = _shared_dir(root, root_real)
+    texts = {**library, **sources}
+
+    def list_error(decl: ListDecl, message: str) -> str:
+        # Rendered like a checker diagnostic: position, the declaring line and a caret.
+        span = decl.span
+        diag = Diagnostic(span.path, span.line, span.column, Severity.ERROR, message)
+        return render(diag, texts.get(span.path, ""))
+
     for decl in policy.lists:
-        where = f"{decl.span.path}:{decl.span.line}:{decl.span.column}"
-        norm = _list_path(decl.path)
-        if norm is None:
-            errors.append(
-                f"{where}: error: list path {decl.path!r} leaves the tenant folder: a list "
-                f"comes from the tenant's own folder or from {SHARED}/"
+        try:
+            path, inside, fence, label = _locate_list(
+                root, folder, decl.path, folder_real, shared_real
             )
-            continue
-        shared = norm.startswith(f"{SHARED}/")
-        if shared and shared_real is None:
-            errors.append(f"{where}: error: list file {decl.path!r} not found")
+        except ListPathError as exc:
+            errors.append(list_error(decl, str(exc)))
             continue
         try:
             raw = read_confined(
-                (root if shared else folder) / norm,
-                inside=(shared_real or folder_real) if shared else folder_real,
+                path,
+                inside=inside,
                 limit=MAX_LIST_FILE,
                 what=f"list file {decl.path!r}",
-                fence=f"{SHARED}/" if shared else "the tenant folder",
+                fence=fence,
             )
             lists[decl.name] = parse_list(
                 raw,
-                f"{tenant}/{norm}" if not shared else norm,
+                label,
                 name=decl.name,
                 default_region=region,
                 parser=parser,
             )
         except FileRefused as exc:
-            errors.append(f"{where}: error: {exc}")
+            errors.append(list_error(decl, str(exc)))
             continue
         except ListLoadError as exc:
             errors.extend(f"{i.path}:{i.line}: error: {i.message}" for i in exc.issues)

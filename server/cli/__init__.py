@@ -10,7 +10,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from server.cli import bundle, check, evaluate, fmt, health, replay, ruletest, serve, tokens
+from server.cli import (
+    bundle,
+    check,
+    evaluate,
+    fmt,
+    health,
+    lsp,
+    replay,
+    ruletest,
+    serve,
+    tokens,
+)
 from server.config import add_serve_arguments
 
 
@@ -77,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=health.run_health)
 
     bundle.add_bundle_parser(sub)
+
+    s = sub.add_parser("lsp", help="the language server for editors (stdio)")
+    lsp.add_arguments(s)
+    s.set_defaults(func=lsp.run_lsp)
 
     s = sub.add_parser("hash-token", help="print the SHA-256 to put in tenant.toml")
     s.add_argument("token", help="the token, or - to read it from stdin")

@@ -110,10 +110,13 @@ def test_a_symlinked_list_into_another_tenant_is_refused(rules: Path) -> None:
     os.symlink("../../alpha/lists/secret.csv", rules / "beta" / "lists" / "mine.csv")
     (rules / "beta" / "policy.rf").write_text(stealing_policy("lists/mine.csv"))
     error = build(rules, "beta")
-    assert error == (
+    # The declaration's line and a caret follow: the file's content never does.
+    assert error.splitlines() == [
         "beta/policy.rf:1:1: error: list file 'lists/mine.csv' leads outside the tenant "
-        "folder (through a symlink)"
-    )
+        "folder (through a symlink)",
+        '    list stolen from "lists/mine.csv"',
+        "    ^",
+    ]
 
 
 def test_a_symlink_inside_the_tenant_folder_is_fine(rules: Path) -> None:
@@ -203,7 +206,7 @@ def test_fifos_and_devices_are_refused_without_a_read(rules: Path, kind: str) ->
     """A FIFO would block the loader's read forever, a device could feed it without end."""
     _special(rules, kind)
     (rules / "beta" / "policy.rf").write_text(stealing_policy("lists/special.csv"))
-    assert build(rules, "beta") == (
+    assert build(rules, "beta").splitlines()[0] == (
         "beta/policy.rf:1:1: error: list file 'lists/special.csv' is not a regular file"
     )
     os.replace(rules / "beta" / "lists" / "special.csv", rules / "beta" / "weird.rf")
@@ -215,7 +218,7 @@ def test_oversized_files_are_refused_before_reading(rules: Path) -> None:
     with open(rules / "beta" / "lists" / "huge.csv", "wb") as f:
         f.truncate(MAX_LIST_FILE + 1)
     (rules / "beta" / "policy.rf").write_text(stealing_policy("lists/huge.csv"))
-    assert build(rules, "beta") == (
+    assert build(rules, "beta").splitlines()[0] == (
         f"beta/policy.rf:1:1: error: list file 'lists/huge.csv' is {MAX_LIST_FILE + 1} "
         f"bytes; at most {MAX_LIST_FILE} are read"
     )

@@ -1,0 +1,289 @@
+"""The language's vocabulary for tools: keywords from the grammar, facts and helpers from
+:mod:`dsl.schema`, each with a one-line doc.
+
+Editors (completion, hover, the TextMate grammar) read these tables instead of keeping a
+copy of the language: a keyword added to ``grammar.lark`` or a fact added to the schema
+shows up in them at once. Docs for names the schema gains later default to "" and
+``tests/dsl/test_dsl_reference.py`` fails until one is written.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+from lark import Lark
+from lark.grammar import NonTerminal, Terminal
+from lark.lexer import PatternStr
+
+from dsl import schema
+from dsl.durations import UNITS
+from dsl.ir import Type
+from dsl.options import CompileOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One name a policy can write, with what it is."""
+
+    name: str  # as written: "phone.segment_kind", "when", "count"
+    detail: str  # the type or signature: "string", "count(per KEY, over WINDOW)"
+    doc: str
+
+
+@dataclass(frozen=True, slots=True)
+class Keywords:
+    """The grammar's reserved words, grouped by where they start something."""
+
+    items: tuple[str, ...]  # start a top-level item: settings, import, const, rule, ...
+    clauses: tuple[str, ...]  # start a rule clause: when, then, risk, ...
+    operators: tuple[str, ...]  # and, or, not, in, between
+    literals: tuple[str, ...]  # true, false
+    other: tuple[str, ...]  # from, per, over, where, override, ...
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.items, *self.clauses, *self.operators, *self.literals, *self.other)
+
+
+_OPERATOR_WORDS = frozenset({"and", "or", "not", "in", "between"})
+_LITERAL_WORDS = frozenset({"true", "false"})
+
+
+@functools.cache
+def _grammar() -> Lark:
+    text = resources.files("dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(text, parser="lalr", lexer="basic", start=["start"])
+
+
+@functools.cache
+def keywords() -> Keywords:
+    """Classify every word-shaped literal terminal of ``grammar.lark``."""
+    lark = _grammar()
+    words = {
+        t.name: t.pattern.value
+        for t in lark.terminals
+        if isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier()
+    }
+    expansions: dict[str, list[list[str]]] = {}
+    for rule in lark.rules:
+        expansions.setdefault(rule.origin.name, []).append(
+            [s.name for s in rule.expansion if isinstance(s, Terminal | NonTerminal)]
+        )
+
+    def first_words(symbol: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        if symbol in words:
+            return {words[symbol]}
+        if symbol in seen or symbol not in expansions:
+            return set()
+        out: set[str] = set()
+        for exp in expansions[symbol]:
+            if exp:
+                out |= first_words(exp[0], seen | {symbol})
+        return out
+
+    def ordered(found: set[str]) -> tuple[str, ...]:
+        order = list(dict.fromkeys(words.values()))
+        return tuple(sorted(found, key=order.index))
+
+    items = first_words("item")
+    clauses = first_words("clause") - items
+    operators = {w for w in words.values() if w in _OPERATOR_WORDS}
+    literals = {w for w in words.values() if w in _LITERAL_WORDS}
+    other = set(words.values()) - items - clauses - operators - literals
+    return Keywords(
+        ordered(items), ordered(clauses), ordered(operators), ordered(literals), ordered(other)
+    )
+
+
+# -- docs ------------------------------------------------------------------------------------
+
+KEYWORD_DOCS: dict[str, str] = {
+    "settings": 'Policy settings, once per tenant: `settings { timezone = "Asia/Shanghai" }`.',
+    "import": 'Use a shared library file: `import "_shared/segments.rf"`.',
+    "const": "A constant, inlined at compile time: `const LIMIT = 100`.",
+    "list": 'An intelligence list: `list NAME from "lists/file.csv"`.',
+    "from": "The file a list is read from.",
+    "aggregate": "A counter over a time window: `aggregate NAME = count(per number, over 1h)`.",
+    "per": "What an aggregate is counted per (its key).",
+    "over": "The time window of an aggregate: a duration, a duration const, or `today`.",
+    "where": "Which events feed an aggregate: a condition on facts (never on aggregates).",
+    "shadow": "A shadow rule is evaluated and reported but never changes the decision.",
+    "rule": "A rule: `rule NAME { when ... then ... }`.",
+    "when": "The rule's condition (required): a bool expression.",
+    "then": "The rule's action (required): allow, review or block.",
+    "override": "`then allow override`: when it matches, the decision is allow.",
+    "risk": "Risk level 0..4 of the rule (default 0).",
+    "tags": 'Tags the rule adds to the decision: `tags "a", "b"`.',
+    "reason": "Text shown to callers and logged; `{expr}` interpolates.",
+    "on_error": "What an unknown condition does: skip, fire, allow, review or block.",
+    "and": "Both sides true (Kleene logic with unknown aggregates).",
+    "or": "Either side true (Kleene logic with unknown aggregates).",
+    "not": "Negation; also `not in`.",
+    "in": 'Membership in a list or a set: `phone in LIST`, `x in {"a", "b"}`.',
+    "between": "`x between lo and hi` is `x >= lo and x <= hi`.",
+    "true": "The bool true.",
+    "false": "The bool false.",
+}
+
+_FACT_DOCS: dict[str, str] = {
+    "phone.e164": "The number in E.164, `+8617012345678` (not allowed in reasons).",
+    "phone.valid": "Parsed, and a valid, assigned number.",
+    "phone.region": "ISO 3166 region of the number, `CN`.",
+    "phone.number_type": "`mobile`, `fixed_line`, `fixed_line_or_mobile`, `voip`, ..., `unknown`.",
+    "phone.carrier": "The carrier's name, when known.",
+    "phone.segment_kind": (
+        "CN segment kind: `mobile`, `mvno`, `data_only`, `iot`, `satellite`, `emergency`,"
+        ' or `""` outside CN.'
+    ),
+    "phone.segment_prefix": 'The segment-table prefix that matched (`1703`), `""` if none.',
+    "phone.country_code": "The country calling code, `86`.",
+    "phone.national_number": "The national significant number (not allowed in reasons).",
+    "phone.masked": "The number with its middle digits hidden, `+86170****5678`: safe in reasons.",
+    "event.scene": 'The scene of the event (`register`, `login`, `sms_code`, ...), `""` if absent.',
+    "event.app_id": 'The calling app, `""` if absent.',
+    "event.ip": 'The client IP, `""` if absent.',
+    "event.device_id": 'The device id, `""` if absent.',
+    "event.occurred_at": "When the event happened: seconds since the epoch.",
+    "event.local_hour": "Hour of the day 0..23 in the policy time zone.",
+    "event.local_weekday": "Day of the week 1 (Monday)..7 (Sunday) in the policy time zone.",
+    "event.attributes": 'A caller-defined attribute, by constant key: `event.attributes["k"]`.',
+    "tenant": "The tenant the request is for.",
+}
+
+_HELPER_DOCS: dict[str, str] = {
+    "lower": "The string in lower case.",
+    "upper": "The string in upper case.",
+    "starts_with": "Whether the string starts with the argument.",
+    "ends_with": "Whether the string ends with the argument.",
+    "contains": "Whether the string contains the argument.",
+    "phone.starts_with": "Whether the E.164 number starts with the argument (`+` optional).",
+    "phone.prefix": "The first N digits of the E.164 number, without `+` (not in reasons).",
+    "label": 'LIST.label("column"): that label of the number\'s list entry, `""` if not on it.',
+    "ago": "AGG.ago(1h): the aggregate over the same-sized window ending that long ago.",
+    "sustained": (
+        "sustained(COND, 3h): COND now and with every aggregate in it shifted back one window,"
+        " two windows, ... to cover the duration."
+    ),
+}
+
+_AGG_KIND_DOCS: dict[str, tuple[str, str]] = {
+    "count": ("count(per KEY, over WINDOW)", "Events in the window."),
+    "distinct": (
+        "distinct(FIELD, per KEY, over WINDOW)",
+        "Distinct values of FIELD in the window (event.app_id, event.device_id, event.ip,"
+        ' event.scene, phone, event.attributes["k"]).',
+    ),
+    "run": (
+        "run(per segment | prefix N, over WINDOW)",
+        "Length of the run of consecutive numbers around this one seen in the window.",
+    ),
+}
+
+_KEY_KIND_DOCS: dict[str, tuple[str, str]] = {
+    "number": ("per number", "The phone number (hashed by the state backend)."),
+    "list": ("per list NAME", "A list: only events whose number is on the list feed it."),
+    "segment": ("per segment", "The CN segment-table prefix that matched."),
+    "prefix": ("per prefix N", "The first N digits of the E.164 number (1..15)."),
+    "device": ("per device", "The event's device id."),
+    "ip": ("per ip", "The event's IP."),
+    "app": ("per app", "The event's app id."),
+    "tenant": ("per tenant", "The whole tenant."),
+}
+
+_ACTION_DOCS: dict[str, str] = {
+    "allow": "Let the event through.",
+    "review": "Send the event to manual review.",
+    "block": "Refuse the event.",
+}
+
+_ON_ERROR_DOCS: dict[str, str] = {
+    "skip": "An unknown condition does not match (the default).",
+    "fire": "An unknown condition matches with the rule's own action.",
+}
+
+_SETTING_DOCS: dict[str, str] = {
+    "timezone": 'IANA time zone for `today` and `event.local_hour`, e.g. "Asia/Shanghai".',
+}
+
+
+def _type_word(t: Type) -> str:
+    return t.value
+
+
+def facts() -> tuple[Entry, ...]:
+    """Every fact a policy can read, with its type, in schema order."""
+    out = [
+        Entry(f"phone.{n}", _type_word(t), _FACT_DOCS.get(f"phone.{n}", ""))
+        for n, t in schema.PHONE_FIELDS.items()
+    ]
+    out += [
+        Entry(f"event.{n}", _type_word(t), _FACT_DOCS.get(f"event.{n}", ""))
+        for n, t in schema.EVENT_FIELDS.items()
+    ]
+    out.append(Entry("event.attributes", "string", _FACT_DOCS["event.attributes"]))
+    out.append(Entry("tenant", "string", _FACT_DOCS["tenant"]))
+    return tuple(out)
+
+
+def _signature(name: str, params: tuple[Type, ...], result: Type) -> str:
+    return f"{name}({', '.join(_type_word(p) for p in params)}) -> {_type_word(result)}"
+
+
+def string_helpers() -> tuple[Entry, ...]:
+    return tuple(
+        Entry(n, _signature(n, p, r), _HELPER_DOCS.get(n, ""))
+        for n, (p, r) in schema.STRING_METHODS.items()
+    )
+
+
+def phone_helpers() -> tuple[Entry, ...]:
+    return tuple(
+        Entry(n, _signature(n, p, r), _HELPER_DOCS.get(f"phone.{n}", ""))
+        for n, (p, r) in schema.PHONE_METHODS.items()
+    )
+
+
+LIST_HELPER = Entry("label", 'label("column") -> string', _HELPER_DOCS["label"])
+AGGREGATE_HELPER = Entry("ago", "ago(duration) -> int", _HELPER_DOCS["ago"])
+FUNCTIONS = (Entry("sustained", "sustained(bool, duration) -> bool", _HELPER_DOCS["sustained"]),)
+
+
+def aggregate_kinds() -> tuple[Entry, ...]:
+    return tuple(Entry(k, *_AGG_KIND_DOCS.get(k, (f"{k}(...)", ""))) for k in schema.AGG_KINDS)
+
+
+def key_kinds() -> tuple[Entry, ...]:
+    return tuple(Entry(k, *_KEY_KIND_DOCS.get(k, (f"per {k}", ""))) for k in schema.KEY_KINDS)
+
+
+def actions() -> tuple[Entry, ...]:
+    return tuple(Entry(a, "action", _ACTION_DOCS.get(a, "")) for a in schema.ACTIONS)
+
+
+def on_error_values() -> tuple[Entry, ...]:
+    return tuple(
+        Entry(v, "on_error", _ON_ERROR_DOCS.get(v) or _ACTION_DOCS.get(v, ""))
+        for v in schema.ON_ERROR
+    )
+
+
+def settings() -> tuple[Entry, ...]:
+    return tuple(
+        Entry(n, _type_word(t), _SETTING_DOCS.get(n, "")) for n, t in schema.SETTINGS.items()
+    )
+
+
+def duration_units() -> tuple[Entry, ...]:
+    words = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    return tuple(Entry(u, f"{size} s", words.get(u, "")) for u, size in UNITS.items())
+
+
+def max_window_s() -> int:
+    """The longest window (plus offset) the checker accepts by default."""
+    return CompileOptions().max_window_s
+
+
+def fact(name: str) -> Entry | None:
+    return next((f for f in facts() if f.name == name), None)

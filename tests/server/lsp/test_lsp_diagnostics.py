@@ -1,0 +1,166 @@
+"""Diagnostics from `ringfence lsp`: on open and change, exact ranges, the checker's text,
+across files, lists and tenant.toml."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from lsp_support import change, diagnostics, errors, messages, open_file, uri
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+
+async def test_shipped_policy_has_no_errors(client: LanguageClient, rules: Path) -> None:
+    u = await open_file(client, rules / "demo" / "policy.rf")
+    diags = await diagnostics(client, u, lambda d: True)
+    assert errors(diags) == []
+
+
+async def test_broken_then_fixed(client: LanguageClient, rules: Path) -> None:
+    path = rules / "demo" / "policy.rf"
+    good = path.read_text()
+    u = await open_file(client, path)
+    await diagnostics(client, u, lambda d: not errors(d))
+    broken = good.replace(
+        "phone.segment_kind in BLACK_CARD_KINDS", "phone.segment_knd in BLACK_CARD_KINDS"
+    )
+    change(client, u, broken, 2)
+    diags = await diagnostics(client, u, lambda d: bool(errors(d)))
+    (err,) = errors(diags)
+    assert err.message == "unknown field 'phone.segment_knd'; did you mean 'segment_kind'?"
+    line = broken.splitlines().index(next(x for x in broken.splitlines() if "segment_knd" in x))
+    col = broken.splitlines()[line].index("phone.segment_knd")
+    assert err.range == types.Range(
+        types.Position(line, col), types.Position(line, col + len("phone.segment_knd"))
+    )
+    assert err.source == "ringfence"
+    change(client, u, good, 3)
+    await diagnostics(client, u, lambda d: not errors(d))
+
+
+async def test_same_text_and_place_as_ringfence_check(client: LanguageClient, rules: Path) -> None:
+    from lsp_support import RINGFENCE
+
+    path = rules / "demo" / "policy.rf"
+    broken = path.read_text().replace(
+        'then review\n    risk 3\n    tags "black', 'then reviw\n    risk 3\n    tags "black'
+    )
+    path.write_text(broken)
+    u = await open_file(client, path)
+    (err,) = errors(await diagnostics(client, u, lambda d: bool(errors(d))))
+    proc = await asyncio.create_subprocess_exec(
+        RINGFENCE, "check", str(rules), stdout=asyncio.subprocess.PIPE
+    )
+    out = (await proc.communicate())[0].decode()
+    line, col = err.range.start.line + 1, err.range.start.character + 1
+    assert f"demo/policy.rf:{line}:{col}: error: {err.message}" in out
+    assert "did you mean 'review'" in err.message
+
+
+async def test_library_change_rechecks_importing_tenant(
+    client: LanguageClient, rules: Path
+) -> None:
+    lib = rules / "_shared" / "segments.rf"
+    policy_uri = uri(rules / "demo" / "policy.rf")
+    await open_file(client, rules / "demo" / "policy.rf")
+    await diagnostics(client, policy_uri, lambda d: not errors(d))
+    lib_uri = await open_file(client, lib)
+    change(client, lib_uri, lib.read_text().replace("const SMS_CODE", "const SMS_CODES"), 2)
+    diags = await diagnostics(client, policy_uri, lambda d: bool(errors(d)))
+    assert any(m.startswith("unknown name 'SMS_CODE'") for m in messages(diags))
+    # The library's own unused-name warning is never reported (library symbols are shared).
+    change(client, lib_uri, lib.read_text(), 3)
+    await diagnostics(client, policy_uri, lambda d: not errors(d))
+
+
+async def test_library_error_shows_in_the_library_file(client: LanguageClient, rules: Path) -> None:
+    lib = rules / "_shared" / "segments.rf"
+    lib_uri = await open_file(client, lib, lib.read_text() + "\nconst X = 1 +\n")
+    diags = await diagnostics(client, lib_uri, lambda d: bool(errors(d)))
+    assert messages(errors(diags))[0].startswith("unexpected end of file")
+
+
+async def test_tenant_toml_problems(client: LanguageClient, rules: Path) -> None:
+    toml = rules / "demo" / "tenant.toml"
+    toml.write_text('fail_mode = "maybe"\n')
+    u = await open_file(client, rules / "demo" / "policy.rf")
+    await diagnostics(client, u, lambda d: not errors(d))
+    t = await open_file(client, toml, 'fail_mode = "open"\ntimezone = \n')
+    (err,) = await diagnostics(client, uri(toml), lambda d: bool(d) and "Invalid" in d[0].message)
+    assert err.range.start.line == 1
+    change(client, t, 'fail_mode = "maybe"\n', 2)
+    (err,) = await diagnostics(client, uri(toml), lambda d: bool(d) and "fail_mode" in d[0].message)
+    assert err.message == 'fail_mode must be "open" or "closed", not \'maybe\''
+    change(client, t, 'fail_mode = "closed"\n', 3)
+    await diagnostics(client, uri(toml), lambda d: not d)
+
+
+async def test_list_file_problems(client: LanguageClient, rules: Path) -> None:
+    csv = rules / "demo" / "lists" / "privacy_numbers.csv"
+    csv.write_text(csv.read_text() + "not-a-number,risk2,x,2026-01-05,2099-12-31\n")
+    bad_line = csv.read_text().count("\n") - 1
+    path = rules / "demo" / "policy.rf"
+    u = await open_file(client, path)
+    (err,) = await diagnostics(client, uri(csv), lambda d: bool(d))
+    assert err.range.start.line == bad_line
+    # A declaration naming a missing file is an error at the declaration.
+    text = path.read_text().replace("lists/privacy_numbers.csv", "lists/nope.csv")
+    change(client, u, text, 2)
+    diags = await diagnostics(client, u, lambda d: bool(errors(d)))
+    assert messages(errors(diags)) == ["list file 'lists/nope.csv' not found"]
+    assert errors(diags)[0].range.start.line == text.splitlines().index(
+        'list privacy_numbers from "lists/nope.csv"'
+    )
+
+
+async def test_a_list_outside_the_rules_folder_is_refused_and_not_shown(
+    client: LanguageClient, rules: Path
+) -> None:
+    """An attacker's list path must not make the editor read or describe that file."""
+    secret = rules.parent / "secret.csv"
+    secret.write_text("entry,note\n+8613800000000,classified\n")
+    path = rules / "demo" / "policy.rf"
+    text = path.read_text().replace("lists/privacy_numbers.csv", "../../secret.csv")
+    u = await open_file(client, path, text)
+    diags = await diagnostics(client, u, lambda d: bool(errors(d)))
+    assert "list path '../../secret.csv' leaves the rules directory" in messages(diags)
+    from lsp_support import position_of
+
+    hover = await client.text_document_hover_async(
+        types.HoverParams(
+            types.TextDocumentIdentifier(u), position_of(text, "privacy_numbers from", offset=1)
+        )
+    )
+    assert hover is not None
+    assert isinstance(hover.contents, types.MarkupContent)
+    assert "leaves the rules directory" in hover.contents.value
+    assert "note" not in hover.contents.value
+    assert "entries" not in hover.contents.value
+
+
+async def test_a_huge_line_does_not_stall_completion(client: LanguageClient, rules: Path) -> None:
+    text = "rule x {\n    when " + "a" * 300_000
+    u = await open_file(client, rules / "demo" / "long.rf", text)
+    result = await asyncio.wait_for(
+        client.text_document_completion_async(
+            types.CompletionParams(types.TextDocumentIdentifier(u), types.Position(1, 9 + 300_000))
+        ),
+        20,
+    )
+    assert result is not None
+
+
+async def test_ranges_are_in_the_clients_utf16_units(client: LanguageClient, rules: Path) -> None:
+    """Columns are code points in the checker and UTF-16 units in LSP: an emoji (two units)
+    before the error moves its range by one more than a code point count would."""
+    text = 'rule x {\n    when event.scene == "注册😀" and phone.vaild\n    then allow\n}\n'
+    u = await open_file(client, rules / "demo" / "emoji.rf", text)
+    diags = await diagnostics(client, u, lambda d: bool(errors(d)))
+    (err,) = [d for d in errors(diags) if "vaild" in d.message]
+    line = text.split("\n")[1]
+    start = line.index("phone.vaild")
+    units = len(line[:start].encode("utf-16-le")) // 2
+    assert units == start + 1
+    assert err.range.start == types.Position(1, units)
+    assert err.range.end == types.Position(1, units + len("phone.vaild"))
