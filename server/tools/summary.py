@@ -49,9 +49,16 @@ RULE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("mode", "mode"),
     ("action", "action"),
     ("risk", "risk"),
+    ("priority", "priority"),
+    ("score", "score"),
     ("live", "live hits"),
     ("shadow", "shadow hits"),
 )
+
+
+def action_word(action: Action) -> str:
+    """A rule's action for people: a rule that only adds a score has none."""
+    return action.name.lower() if action else "score"
 
 
 @dataclass
@@ -62,12 +69,16 @@ class RuleStats:
     live: int = 0
     shadow: int = 0
     by_action: Counter[str] = field(default_factory=Counter)
+    priority: int = 0  # as declared
+    score: int = 0  # as declared: what a match adds to the decision's score
 
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
             "action": self.action,
             "risk": self.risk,
+            "priority": self.priority,
+            "score": self.score,
             "live": self.live,
             "shadow": self.shadow,
             "actions": dict(sorted(self.by_action.items())),
@@ -95,8 +106,10 @@ class Summary:
         for r in policy.rules:
             s.rules[r.name] = RuleStats(
                 mode="shadow" if r.shadow else "live",
-                action=r.action.name.lower(),
+                action=action_word(r.action),
                 risk=r.risk_level,
+                priority=r.priority,
+                score=r.score,
             )
         return s
 
@@ -116,7 +129,7 @@ class Summary:
                 st.shadow += 1
             else:
                 st.live += 1
-            st.by_action[m.action.name.lower()] += 1
+            st.by_action[action_word(m.action)] += 1
             self.rule_minutes[(minute, m.rule, m.shadow)] += 1
             texts = self.reasons.get(m.rule)
             if texts is None:
@@ -135,7 +148,10 @@ class Summary:
         self.rule_minutes.update(other.rule_minutes)
         self.reasons_untracked += other.reasons_untracked
         for name, st in other.rules.items():
-            mine = self.rules.setdefault(name, RuleStats(st.mode, st.action, st.risk))
+            mine = self.rules.setdefault(
+                name,
+                RuleStats(st.mode, st.action, st.risk, priority=st.priority, score=st.score),
+            )
             mine.live += st.live
             mine.shadow += st.shadow
             mine.by_action.update(st.by_action)

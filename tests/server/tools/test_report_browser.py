@@ -18,6 +18,8 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.wait import WebDriverWait
 
+from server.tools.summary import RULE_COLUMNS
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 FLAGS = (
@@ -218,13 +220,8 @@ def test_tables_show_the_json_numbers(page: dict[str, Any], backtest: Backtest, 
     assert set(rules) == set(data["rules"])
     for name, r in data["rules"].items():
         shown = rules[name]
-        assert shown[:5] == [
-            r["mode"],
-            r["action"],
-            str(r["risk"]),
-            str(r["live"]),
-            str(r["shadow"]),
-        ]
+        # The page's columns are summary.RULE_COLUMNS, in order, as --json has them.
+        assert shown[: len(RULE_COLUMNS)] == [str(r[key]) for key, _ in RULE_COLUMNS]
     before, after = backtest.summary["policy"]["actions"], backtest.summary["against"]["actions"]
     compare = {row[0]: (int(row[1]), int(row[2])) for row in page["tables"]["diff"]["compare"]}
     assert compare == {a: (before.get(a, 0), after.get(a, 0)) for a in before.keys() | after}
