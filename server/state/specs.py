@@ -2,7 +2,7 @@
 
 The Redis backend plans a request (``plan.py``) and ships the plan in one round trip; the
 memory backend reads and writes as it walks the refs and never builds a plan. Both start
-from the same per-spec facts kept here: the storage-key prefix, the compiled window
+from the same per-spec facts kept here: the storage-key head and tail, the compiled window
 arithmetic, and the largest offset seen per family (so TTLs and trimming keep what every
 window over the same buckets needs).
 """
@@ -21,7 +21,7 @@ MAX_FAMILIES = 10_000
 
 
 class Family:
-    """The largest window offset seen for one aggregate family (one storage-key prefix)."""
+    """The largest window offset seen for one aggregate family (one key identity)."""
 
     __slots__ = ("max_offset",)
 
@@ -35,22 +35,24 @@ class SpecInfo:
     __slots__ = (
         "error",
         "family",
+        "head",
         "id",
         "kind",
         "last_key",
         "last_raw",
         "offset",
-        "prefix",
         "readable",
         "spec",
+        "tail",
         "window",
     )
 
-    def __init__(self, spec: AggregateSpec, prefix: str, family: Family) -> None:
+    def __init__(self, spec: AggregateSpec, head: str, tail: str, family: Family) -> None:
         self.spec = spec  # kept so a recycled id() can never match another spec
         self.id = spec.id
         self.kind = spec.kind
-        self.prefix = prefix + ":"
+        self.head = head
+        self.tail = tail
         self.readable = is_readable(spec.key)
         self.family = family
         # The last concrete key and its storage key: a list or segment key is the same on
@@ -77,7 +79,7 @@ class SpecTable:
     __slots__ = ("_families", "tenants")
 
     def __init__(self) -> None:
-        self._families: dict[str, Family] = {}  # by storage-key prefix
+        self._families: dict[str, Family] = {}  # by storage-key head + tail
         self.tenants: dict[str, dict[int, SpecInfo]] = {}
 
     def compile(self, tenant: str, spec: AggregateSpec) -> SpecInfo:
@@ -89,11 +91,12 @@ class SpecTable:
         by_spec = self.tenants.get(tenant)
         if by_spec is None or len(by_spec) >= MAX_FAMILIES:
             by_spec = self.tenants[tenant] = {}
-        prefix = family_of(tenant, spec_identity(spec)).prefix
+        keys = family_of(tenant, spec_identity(spec))
+        prefix = keys.head + keys.tail
         family = self._families.get(prefix)
         if family is None:
             family = self._families[prefix] = Family()
-        found = by_spec[id(spec)] = SpecInfo(spec, prefix, family)
+        found = by_spec[id(spec)] = SpecInfo(spec, keys.head, keys.tail, family)
         return found
 
     def resolve(
@@ -125,8 +128,10 @@ class SpecTable:
             else:
                 # A list or segment key is the same on every request: neither hashed nor
                 # joined again.
-                key = c.prefix + (
-                    readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key)
+                key = (
+                    c.head
+                    + (readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key))
+                    + c.tail
                 )
                 c.last_raw, c.last_key = raw_key, key
             out.append((ref, c, max_offset, key))

@@ -50,7 +50,7 @@ async def peek(
 
 async def storage_keys(b: Backend) -> list[str]:
     if isinstance(b, MemoryBackend):
-        return list(b._store)
+        return b.keys()
     return [k.decode() async for k in b.client.scan_iter(count=1000)]
 
 
@@ -160,7 +160,7 @@ async def test_old_events_fall_out_and_keys_expire(backend: Backend) -> None:
         ttl = await backend.client.ttl(key)
         assert expected_ttl - 5 <= ttl <= expected_ttl
     else:
-        (entry,) = backend._store.values()
+        (entry,) = backend.entries()
         assert entry.expires_at == T0 + expected_ttl
         await peek(backend, s, T0 + expected_ttl + 1)  # a read past expiry drops the key
         assert len(backend) == 0
