@@ -79,6 +79,8 @@ class RingfenceServer:
     metric_readers: list[MetricReader] = field(default_factory=list)
     clock: Callable[[], float] = time.time
     backend: StateBackend | None = None
+    # Extra grpc.aio server interceptors, outermost first (tests inject faults with them).
+    interceptors: list[Any] = field(default_factory=list)
 
     port: int = 0
     hasher: NumberHasher = field(init=False)
@@ -124,7 +126,14 @@ class RingfenceServer:
             self.backend = factory(cfg.state)
         self.backends = BackendPool(self.backend, factory)
         self._register_gauges(parser)
-        decider = Decider(self.registry, parser, self.backends, self.telemetry, clock=self.clock)
+        decider = Decider(
+            self.registry,
+            parser,
+            self.backends,
+            self.telemetry,
+            clock=self.clock,
+            idempotency_window_s=cfg.idempotency_window_s,
+        )
 
         self._server = server = self._grpc_server(decider)
         for name in HEALTH_NAMES:
@@ -157,7 +166,7 @@ class RingfenceServer:
 
     def _grpc_server(self, decider: Decider) -> grpc.aio.Server:
         """The services, health (NOT_SERVING until a policy loads) and reflection."""
-        interceptors: list[Any] = []
+        interceptors: list[Any] = list(self.interceptors)
         if self.telemetry.tracer is not None:
             interceptors.append(TracingInterceptor(self.telemetry.tracer))
         server = grpc.aio.server(

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from server.bundle.tenant_config import hash_token
 
+STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+
 
 class ConfigError(ValueError):
     pass
@@ -32,6 +34,8 @@ class ServeConfig:
     segments: Path | None = None
     watch: bool = True
     reload_debounce_ms: int = 200
+    # Idempotent Evaluate (docs/state.md): how long a request_id is remembered; 0 turns it off.
+    idempotency_window_s: float = 600.0
 
 
 # flag, env var, default, help
@@ -53,6 +57,13 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("--decision-log", "RINGFENCE_DECISION_LOG", "", "decision log file, '-' for stdout (off)"),
     ("--segments", "RINGFENCE_SEGMENTS", "", "CN segment table CSV (default: the packaged one)"),
     ("--watch", "RINGFENCE_WATCH", "true", "reload when the rules directory changes"),
+    # Idempotency and state scale-out.
+    (
+        "--idempotency-window",
+        "RINGFENCE_IDEMPOTENCY_WINDOW",
+        "600",
+        "seconds a request_id is remembered: a retry within it is not recorded again (0: off)",
+    ),
 )
 
 
@@ -102,8 +113,11 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
     for p in tls:
         if p is not None and not p.is_file():
             raise ConfigError(f"TLS file not found: {p}")
-    if not (ns.state == "memory://" or ns.state.startswith(("redis://", "rediss://", "unix://"))):
-        raise ConfigError(f"--state: expected memory:// or redis://HOST:PORT/DB, got {ns.state!r}")
+    if not (ns.state == "memory://" or ns.state.startswith(STATE_SCHEMES)):
+        raise ConfigError(
+            f"--state: expected memory://, redis://HOST:PORT/DB or redis+cluster://HOST:PORT,..."
+            f" got {ns.state!r}"
+        )
     if ns.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
     return ServeConfig(
@@ -122,4 +136,5 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         decision_log=ns.decision_log,
         segments=Path(ns.segments) if ns.segments else None,
         watch=str(ns.watch).lower() not in ("0", "false", "no", "off"),
+        idempotency_window_s=_number(ns.idempotency_window, "--idempotency-window", minimum=0),
     )

@@ -145,6 +145,8 @@ def read_events(
                 obj = json.loads(text)
                 if not isinstance(obj, dict):
                     raise ReplayInputError(f"line {n}: not a JSON object")
+                if obj.get("replayed") is True:
+                    continue  # a retry answered from its first attempt: not a new event
                 out.append(parse_line(obj, n, parser, default_tenant))
             except ValueError as exc:  # JSONDecodeError and ReplayInputError
                 msg = str(exc) if isinstance(exc, ReplayInputError) else f"line {n}: {exc}"
