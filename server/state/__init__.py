@@ -11,12 +11,14 @@ from .errors import StateError, StateTimeout
 from .factory import open_backend
 from .memory import MemoryBackend
 from .redis_backend import RedisBackend
+from .redis_cluster import RedisClusterBackend
 
 __all__ = [
     "Applied",
     "Claim",
     "MemoryBackend",
     "RedisBackend",
+    "RedisClusterBackend",
     "StateBackend",
     "StateError",
     "StateStats",

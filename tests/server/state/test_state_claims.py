@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from dsl.aggregates import AggKind, AggregateRef, AggregateSpec, KeyKind, Window
-from server.state import Claim, MemoryBackend, RedisBackend, StateError
+from server.state import Claim, MemoryBackend, RedisBackend, RedisClusterBackend, StateError
 
-Backend = MemoryBackend | RedisBackend
+Backend = MemoryBackend | RedisBackend | RedisClusterBackend
+
 
 T0 = 1_767_225_600.0
 NUMBER = "+8613800138000"
@@ -81,7 +82,13 @@ async def test_concurrent_attempts_count_once(backend: Backend) -> None:
     got = await asyncio.gather(
         *(backend.apply_claimed("t1", refs(), T0, claim()) for _ in range(20))
     )
-    assert sum(not a.replayed for a in got) == 1
+    fresh = sum(not a.replayed for a in got)
+    if isinstance(backend, RedisClusterBackend):
+        # Each slot's part is claimed on its own master: concurrent attempts may each win
+        # some part, so none may be wholly fresh; every part is still recorded once.
+        assert fresh <= 1
+    else:
+        assert fresh == 1
     assert {a.values["codes"] for a in got} == {1}
     assert await stored(backend) == 1
 
@@ -112,10 +119,14 @@ async def test_request_ids_are_hashed_whatever_their_text(
 ) -> None:
     await backend.apply_claimed("t1", refs(), T0, claim(request_id))
     assert (await backend.apply_claimed("t1", refs(), T0, claim(request_id))).replayed
-    if isinstance(backend, RedisBackend):
+    if not isinstance(backend, MemoryBackend):
         keys = [k.decode() async for k in backend.client.scan_iter(count=1000)]
         rid_keys = [k for k in keys if ":rid:" in k]
-        assert len(rid_keys) == 1
-        assert request_id not in rid_keys[0]
-        assert "13800138000" not in rid_keys[0]
-        assert 0 < await backend.client.pttl(rid_keys[0]) <= 600_000
+        # One claim per call; in a cluster one per slot the decision writes (here the
+        # number's and the segment's).
+        assert len(rid_keys) == (2 if isinstance(backend, RedisClusterBackend) else 1)
+        assert len({k.rsplit(":", 1)[1] for k in rid_keys}) == 1
+        for key in rid_keys:
+            assert request_id not in key
+            assert "13800138000" not in key
+            assert 0 < await backend.client.pttl(key) <= 600_000
