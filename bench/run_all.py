@@ -22,6 +22,7 @@ BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("reload_latency.py", []),
     ("isolation_latency.py", []),
     ("state_bench.py", []),
+    ("cluster_bench.py", []),
     ("state_memory_micro.py", []),
     ("lists_bench.py", []),
     ("memory_bench.py", []),
