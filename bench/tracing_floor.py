@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from bench.common import BIN, REPO, child, cpu_seconds, machine
 
@@ -36,7 +37,7 @@ ATTRS = {
     "rpc.service": "ringfence.v1.DecisionService",
     "rpc.method": "Evaluate",
 }
-DECIDED = {
+DECIDED: dict[str, AttributeValue] = {
     "ringfence.tenant": "demo",
     "ringfence.action": "allow",
     "ringfence.policy_version": "0123456789abcdef",
