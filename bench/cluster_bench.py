@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest_redis import RedisClusterServers, RedisServer
 
-from bench.common import machine
+from bench.common import cpu_seconds, machine
 from bench.state_bench import HASH_KEY, T0, refs_for
 from server.state import RedisBackend, RedisClusterBackend, open_backend
 
@@ -49,7 +49,32 @@ async def measure(b: Backend, calls: int, concurrency: int) -> tuple[float, floa
     return calls / elapsed, q[49] * 1000, q[98] * 1000
 
 
-async def run(single_url: str, cluster: RedisClusterServers, calls: int) -> None:
+async def run(single: RedisServer, cluster: RedisClusterServers, calls: int) -> None:
+    await compare(single.url, cluster, calls)
+    # Redis' own CPU per decision: what sizes a node (one core per Redis process).
+    b = open_backend(single.url, hash_key=HASH_KEY, timeout_s=5.0)
+    c = open_backend(cluster.url, hash_key=HASH_KEY, timeout_s=5.0)
+    assert isinstance(b, RedisBackend)
+    assert isinstance(c, RedisClusterBackend)
+    try:
+        for name, backend, pids in (
+            ("one Redis", b, [single.pid]),
+            ("cluster, all masters", c, [n.pid for n in cluster.nodes]),
+        ):
+            before = sum(cpu_seconds(p) for p in pids)
+            await measure(backend, calls, 16)
+            spent = sum(cpu_seconds(p) for p in pids) - before
+            per = spent / calls * 1e6
+            print(
+                f"redis CPU per decision ({name}): {per:.0f} µs"
+                f" -> {1e6 / per:,.0f} decisions/s per fully busy Redis core"
+            )
+    finally:
+        await b.close()
+        await c.close()
+
+
+async def compare(single_url: str, cluster: RedisClusterServers, calls: int) -> None:
     single = open_backend(single_url, hash_key=HASH_KEY, timeout_s=5.0)
     spread = open_backend(cluster.url, hash_key=HASH_KEY, timeout_s=5.0)
     assert isinstance(single, RedisBackend)
@@ -101,7 +126,7 @@ def main() -> int:
         server = RedisServer.start(Path(tmp) / "single")
         cluster = RedisClusterServers.start(Path(tmp) / "cluster")
         try:
-            asyncio.run(run(server.url, cluster, ns.calls))
+            asyncio.run(run(server, cluster, ns.calls))
         finally:
             server.stop()
             cluster.stop()
