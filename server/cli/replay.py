@@ -16,18 +16,11 @@ if TYPE_CHECKING:
 def run_replay(ns: argparse.Namespace) -> int:
     import json
 
-    from server.tools.replay import format_table, read_events, run_replay_sync
+    from server.tools.replay import first_tenant, format_table, replay_file
 
     reg = registry(Path(ns.rules))
-    errors: list[str] = []
-    events = read_events(Path(ns.events), reg.parser, ns.tenant or "", errors)
-    for e in errors[:20]:
-        print(e, file=sys.stderr)
-    if errors:
-        print(f"ringfence replay: {len(errors)} bad line(s) skipped", file=sys.stderr)
-    tenant = ns.tenant or (events[0].tenant if events else "")
-    events = [e for e in events if e.tenant == tenant]
-    if not events:
+    tenant = first_tenant(Path(ns.events), ns.tenant or "")
+    if not tenant:
         print("ringfence replay: no events for the tenant", file=sys.stderr)
         return 1
 
@@ -43,9 +36,23 @@ def run_replay(ns: argparse.Namespace) -> int:
 
     base = load(Path(ns.rules))
     other = load(Path(ns.against)) if ns.against else None
-    summary, other_summary, diff = run_replay_sync(
-        events, base, other, progress=not ns.json and sys.stderr.isatty()
+    # Parsing (in a worker process) and deciding overlap; bad lines are reported after.
+    errors: list[str] = []
+    summary, other_summary, diff = replay_file(
+        Path(ns.events),
+        reg.parser,
+        base,
+        other,
+        errors=errors,
+        progress=not ns.json and sys.stderr.isatty(),
     )
+    for e in errors[:20]:
+        print(e, file=sys.stderr)
+    if errors:
+        print(f"ringfence replay: {len(errors)} bad line(s) skipped", file=sys.stderr)
+    if not summary.events:
+        print("ringfence replay: no events for the tenant", file=sys.stderr)
+        return 1
     if ns.json:
         out = {"tenant": tenant, "policy": summary.to_json(), "skipped_lines": len(errors)}
         if other_summary is not None:

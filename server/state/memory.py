@@ -32,7 +32,7 @@ from .backend import Applied, Claim, StateStats
 from .claims import DEFAULT_CLAIMS_PER_TENANT, MemoryClaims
 from .keys import KeyHasher, run_suffix
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
-from .specs import SpecTable
+from .specs import RefLike, SpecTable
 
 _COUNT = AggKind.COUNT
 _DISTINCT = AggKind.DISTINCT
@@ -137,6 +137,13 @@ class MemoryBackend:
     async def apply(
         self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
     ) -> dict[str, int]:
+        return self.apply_now(tenant, refs, now, record=record)
+
+    def apply_now(
+        self, tenant: str, refs: Sequence[RefLike], now: float, *, record: bool
+    ) -> dict[str, int]:
+        """``apply`` without the coroutine: in-process state never waits, and a replay
+        applies hundreds of thousands of events with no event loop to serve."""
         self.stats.calls += 1
         try:
             hasher = self._hasher

@@ -10,14 +10,29 @@ window over the same buckets needs).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
-from dsl.aggregates import AggKind, AggregateRef, AggregateSpec
+from dsl.aggregates import AggKind, AggregateSpec
 
 from .errors import StateError
 from .keys import KeyHasher, family_of, is_readable, readable_key, spec_identity
 from .windows import CompiledWindow, compile_window
 
 MAX_FAMILIES = 10_000
+
+
+class RefLike(Protocol):
+    """What a backend reads of a ref: AggregateRef, or anything with its four fields (a
+    replay rebuilds refs a worker process planned, more cheaply than the dataclass)."""
+
+    @property
+    def spec(self) -> AggregateSpec: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def member(self) -> str: ...
+    @property
+    def feeds(self) -> bool: ...
 
 
 class Family:
@@ -100,8 +115,8 @@ class SpecTable:
         return found
 
     def resolve(
-        self, tenant: str, refs: Sequence[AggregateRef], hasher: KeyHasher
-    ) -> list[tuple[AggregateRef, SpecInfo, int, str]]:
+        self, tenant: str, refs: Sequence[RefLike], hasher: KeyHasher
+    ) -> list[tuple[RefLike, SpecInfo, int, str]]:
         """Each ref with its spec info, the family's largest offset so far and its storage
         key; raises StateError for a bad window before anything is read or written.
 
@@ -109,7 +124,7 @@ class SpecTable:
         out for this event then covers every offset window over the family seen so far.
         """
         by_spec = self.tenants.get(tenant)
-        out: list[tuple[AggregateRef, SpecInfo, int, str]] = []
+        out: list[tuple[RefLike, SpecInfo, int, str]] = []
         for ref in refs:
             spec = ref.spec
             c = by_spec.get(id(spec)) if by_spec is not None else None

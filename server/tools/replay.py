@@ -12,149 +12,91 @@ Two input formats, one JSON object per line (both documented in docs/replay.md):
 
 Events are replayed in event-time order. ``--against`` runs a second policy over the same
 events with its own state and reports the decisions that differ.
+
+Speed (docs/benchmarks.md): lines are parsed (JSON, phone numbers) in a worker process while
+this one decides, so the two overlap instead of adding up. A file already in time order
+(what the server's decision log and most exports are) is decided as it streams in; if an
+event turns out earlier than one already decided, the decisions made so far are dropped
+and the whole file is decided again in sorted order, so the result is always the sorted
+replay's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from dsl.aggregates import AggregateRef
 from dsl.decision import Decision
 from dsl.facts import EventFacts, Facts, PhoneFacts
-from dsl.lists import ListView
 from server.bundle.load import TenantBundle
-from server.phone import PhoneParseError, PhoneParser
+from server.phone import PhoneParser
 from server.state import MemoryBackend
 
-_EMPTY: Mapping[str, str] = MappingProxyType({})
+from .replay_input import (
+    EMPTY,
+    ReplayEvent,
+    ReplayInputError,
+    first_tenant,
+    lists_for,
+    parse_line,
+)
+from .replay_workers import PlannedRef, Wire, WireDecoder, default_workers, wire_chunks
+
+__all__ = [
+    "Diff",
+    "ReplayEvent",
+    "ReplayInputError",
+    "Replayer",
+    "Summary",
+    "default_workers",
+    "first_tenant",
+    "format_table",
+    "parse_line",
+    "read_events",
+    "replay",
+    "replay_file",
+    "run_replay_sync",
+    "stream_events",
+]
 
 
-class ReplayInputError(ValueError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayEvent:
-    line: int
-    occurred_at: float
-    tenant: str
-    phone: PhoneFacts
-    event: EventFacts
-    recorded_lists: Mapping[str, Mapping[str, str]] | None  # decision-log input only
-    key: str  # what identifies the event in a diff: request_id or line number
-
-
-class _RecordedList:
-    """A ListView answering from what a decision-log line recorded for one number."""
-
-    __slots__ = ("_e164", "_labels")
-
-    def __init__(self, e164: str, labels: Mapping[str, str] | None) -> None:
-        self._e164 = e164
-        self._labels = labels
-
-    def __contains__(self, e164: object) -> bool:
-        return self._labels is not None and e164 == self._e164
-
-    def labels(self, e164: str) -> Mapping[str, str] | None:
-        return self._labels if e164 == self._e164 else None
-
-    def __len__(self) -> int:
-        return 0 if self._labels is None else 1
-
-
-def _timestamp(value: Any, line: int) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise ReplayInputError(f"line {line}: occurred_at must be RFC 3339 or epoch seconds")
-
-
-def parse_line(
-    obj: Mapping[str, Any], line: int, parser: PhoneParser, default_tenant: str
-) -> ReplayEvent:
-    ev = obj.get("event") or {}
-    if not isinstance(ev, Mapping):
-        raise ReplayInputError(f"line {line}: event must be an object")
-    attrs = ev.get("attributes") or {}
-    stamp = ev.get("occurred_at", obj.get("ts"))
-    if stamp is None:
-        raise ReplayInputError(f"line {line}: no occurred_at")
-    at = _timestamp(stamp, line)
-    event = EventFacts(
-        scene=str(ev.get("scene", "")),
-        app_id=str(ev.get("app_id", "")),
-        ip=str(ev.get("ip", "")),
-        device_id=str(ev.get("device_id", "")),
-        occurred_at=at,
-        attributes=MappingProxyType({str(k): str(v) for k, v in attrs.items()})
-        if attrs
-        else _EMPTY,
-    )
-    tenant = str(obj.get("tenant") or default_tenant)
-    if obj.get("v") == 1 and "phone" in obj:  # a decision-log line
-        p = obj["phone"]
-        phone = PhoneFacts(
-            e164=str(p.get("hash", "")),
-            valid=bool(p.get("valid")),
-            region=str(p.get("region", "")),
-            number_type=str(p.get("number_type", "unknown")),
-            carrier=str(p.get("carrier", "")),
-            segment_kind=str(p.get("segment_kind", "")),
-            segment_prefix=str(p.get("segment_prefix", "")),
-            country_code=int(p.get("country_code", 0)),
-            national_number="",
-        )
-        recorded = {str(k): dict(v) for k, v in (obj.get("lists") or {}).items()}
-        key = str(obj.get("request_id") or f"line {line}")
-        return ReplayEvent(line, at, tenant, phone, event, recorded, key)
-    raw = obj.get("phone_number")
-    if not isinstance(raw, str):
-        raise ReplayInputError(f"line {line}: phone_number must be a string")
-    try:
-        phone = parser.parse(raw, str(obj.get("default_region", "")))
-    except PhoneParseError as exc:
-        raise ReplayInputError(f"line {line}: phone_number: {exc.reason}") from None
-    key = str(obj.get("request_id") or f"line {line}")
-    return ReplayEvent(line, at, tenant, phone, event, None, key)
+def stream_events(
+    path: Path,
+    parser: PhoneParser,
+    default_tenant: str,
+    errors: list[str],
+    *,
+    workers: int | None = None,
+) -> Iterator[ReplayEvent]:
+    """Every good line's event in file order (not sorted), parsed ``workers`` processes
+    ahead of the consumer (default: one per spare core; 0 parses here); bad lines are
+    appended to ``errors`` as they are met."""
+    decoder = WireDecoder(None)
+    for wire, errs in wire_chunks(path, parser, default_tenant, workers=workers):
+        errors.extend(errs)
+        for w in wire:
+            yield decoder.event(w)
 
 
 def read_events(
-    path: Path, parser: PhoneParser, default_tenant: str, errors: list[str]
+    path: Path,
+    parser: PhoneParser,
+    default_tenant: str,
+    errors: list[str],
+    *,
+    workers: int | None = None,
 ) -> list[ReplayEvent]:
-    out: list[ReplayEvent] = []
-    with path.open(encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            text = text.strip()
-            if not text or text.startswith("#"):
-                continue
-            try:
-                obj = json.loads(text)
-                if not isinstance(obj, dict):
-                    raise ReplayInputError(f"line {n}: not a JSON object")
-                if obj.get("replayed") is True:
-                    continue  # a retry answered from its first attempt: not a new event
-                out.append(parse_line(obj, n, parser, default_tenant))
-            except ValueError as exc:  # JSONDecodeError and ReplayInputError
-                msg = str(exc) if isinstance(exc, ReplayInputError) else f"line {n}: {exc}"
-                errors.append(
-                    f"{path}:{msg.removeprefix('line ')}"
-                    if msg.startswith("line ")
-                    else f"{path}: {msg}"
-                )
+    """Every good line's event, sorted by event time (then line); bad lines go to
+    ``errors``."""
+    out = list(stream_events(path, parser, default_tenant, errors, workers=workers))
     out.sort(key=lambda e: (e.occurred_at, e.line))
     return out
 
@@ -210,15 +152,27 @@ class Replayer:
         self.summary = Summary()
 
     async def decide(self, ev: ReplayEvent) -> Decision:
+        return self.decide_now(ev)
+
+    def decide_now(self, ev: ReplayEvent) -> Decision:
+        return self.decide_facts(ev.phone, ev.event, ev.recorded_lists)
+
+    def decide_facts(
+        self,
+        phone: PhoneFacts,
+        event: EventFacts,
+        recorded: Mapping[str, Mapping[str, str]] | None,
+        planned: Sequence[AggregateRef | PlannedRef] | None = None,
+    ) -> Decision:
+        """Decide one event; ``planned`` is the policy's plan for it when a parsing
+        worker has already made it."""
         b = self.bundle
-        lists: Mapping[str, ListView] = b.lists
-        if ev.recorded_lists is not None:
-            lists = {
-                name: _RecordedList(ev.phone.e164, ev.recorded_lists.get(name)) for name in b.lists
-            }
-        facts = Facts(tenant=b.name, phone=ev.phone, event=ev.event)
-        refs = b.policy.plan(facts, lists)
-        values = await self.backend.apply(b.name, refs, ev.occurred_at, record=True) if refs else {}
+        lists = lists_for(b, phone.e164, recorded)
+        facts = Facts(tenant=b.name, phone=phone, event=event)
+        refs = b.policy.plan(facts, lists) if planned is None else planned
+        values = (
+            self.backend.apply_now(b.name, refs, event.occurred_at, record=True) if refs else {}
+        )
         decision = b.policy.evaluate(facts, values, lists)
         self.summary.add(decision)
         return decision
@@ -231,6 +185,52 @@ class Diff:
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _Comparison:
+    """One policy's replay, or two side by side over the same events, one event at a time."""
+
+    def __init__(self, base: TenantBundle, other: TenantBundle | None, samples: int) -> None:
+        self.a = Replayer(base)
+        self.b = Replayer(other) if other is not None else None
+        self.diff = Diff()
+        self.samples = samples
+
+    def step(self, ev: ReplayEvent) -> None:
+        self.step_facts(ev.phone, ev.event, ev.recorded_lists, ev.key)
+
+    def step_facts(
+        self,
+        phone: PhoneFacts,
+        event: EventFacts,
+        recorded: Mapping[str, Mapping[str, str]] | None,
+        key: str,
+        planned: Sequence[PlannedRef] | None = None,
+    ) -> None:
+        da = self.a.decide_facts(phone, event, recorded, planned)
+        if self.b is None:
+            return
+        db = self.b.decide_facts(phone, event, recorded)
+        if da.action != db.action or {m.rule for m in da.matches} != {m.rule for m in db.matches}:
+            diff = self.diff
+            diff.total += 1
+            old, new = da.action.name.lower(), db.action.name.lower()
+            diff.transitions[(old, new)] += 1
+            if len(diff.samples) < self.samples:
+                diff.samples.append(
+                    {
+                        "event": key,
+                        "scene": event.scene,
+                        "before": {"action": old, "rules": [m.rule for m in da.matches]},
+                        "after": {"action": new, "rules": [m.rule for m in db.matches]},
+                    }
+                )
+
+    def result(self, elapsed: float) -> tuple[Summary, Summary | None, Diff]:
+        self.a.summary.seconds = elapsed
+        if self.b is not None:
+            self.b.summary.seconds = elapsed
+        return self.a.summary, (self.b.summary if self.b is not None else None), self.diff
+
+
 async def replay(
     events: Iterable[ReplayEvent],
     base: TenantBundle,
@@ -240,38 +240,84 @@ async def replay(
     progress: bool = False,
     total: int = 0,
 ) -> tuple[Summary, Summary | None, Diff]:
-    a = Replayer(base)
-    b = Replayer(other) if other is not None else None
-    diff = Diff()
-    t0 = time.perf_counter()
+    """Replay ``events`` in the order given (callers sort them: :func:`read_events`)."""
+    return _replay_sorted(events, base, other, samples, progress, total, time.perf_counter())
+
+
+def _replay_sorted(
+    events: Iterable[ReplayEvent],
+    base: TenantBundle,
+    other: TenantBundle | None,
+    samples: int,
+    progress: bool,
+    total: int,
+    t0: float,
+) -> tuple[Summary, Summary | None, Diff]:
+    run = _Comparison(base, other, samples)
+    step = run.step
     for i, ev in enumerate(events, 1):
-        da = await a.decide(ev)
-        if b is not None:
-            db = await b.decide(ev)
-            if da.action != db.action or {m.rule for m in da.matches} != {
-                m.rule for m in db.matches
-            }:
-                diff.total += 1
-                old, new = da.action.name.lower(), db.action.name.lower()
-                diff.transitions[(old, new)] += 1
-                if len(diff.samples) < samples:
-                    diff.samples.append(
-                        {
-                            "event": ev.key,
-                            "scene": ev.event.scene,
-                            "before": {"action": old, "rules": [m.rule for m in da.matches]},
-                            "after": {"action": new, "rules": [m.rule for m in db.matches]},
-                        }
-                    )
+        step(ev)
         if progress and i % 5000 == 0:
             _progress(i, total, time.perf_counter() - t0)
     elapsed = time.perf_counter() - t0
     if progress:
-        _progress(total or a.summary.events, total, elapsed, final=True)
-    a.summary.seconds = elapsed
-    if b is not None:
-        b.summary.seconds = elapsed
-    return a.summary, (b.summary if b is not None else None), diff
+        _progress(total or run.a.summary.events, total, elapsed, final=True)
+    return run.result(elapsed)
+
+
+def replay_file(
+    path: Path,
+    parser: PhoneParser,
+    base: TenantBundle,
+    other: TenantBundle | None = None,
+    *,
+    errors: list[str],
+    samples: int = 10,
+    progress: bool = False,
+    workers: int | None = None,
+) -> tuple[Summary, Summary | None, Diff]:
+    """Replay a file's events of ``base``'s tenant, parsing (and planning) in worker
+    processes while deciding here (see the module docstring); the time measured covers
+    both. Bad lines go to ``errors``."""
+    tenant = base.name
+    t0 = time.perf_counter()
+    kept: list[Wire] = []
+    run = _Comparison(base, other, samples)
+    step = run.step_facts
+    decoder = WireDecoder(base)
+    phone_of, refs_of = decoder.phone, decoder.refs
+    last = float("-inf")
+    in_order = True
+    chunks = wire_chunks(path, parser, tenant, bundle=base, workers=workers)
+    for wire, errs in chunks:
+        errors.extend(errs)
+        for w in wire:
+            if w[2] != tenant:
+                continue
+            kept.append(w)
+            if not in_order:
+                continue
+            at = w[1]
+            if at < last:
+                in_order = False  # keep reading; decide again, in order, at the end
+                continue
+            last = at
+            attrs = w[8]
+            event = EventFacts(
+                w[4], w[5], w[6], w[7], at, MappingProxyType(attrs) if attrs else EMPTY
+            )
+            plan = w[11]
+            step(phone_of(w[3]), event, w[9], w[10], None if plan is None else refs_of(plan))
+        if progress:
+            _progress(len(kept), 0, time.perf_counter() - t0)
+    if not in_order:
+        kept.sort(key=lambda w: (w[1], w[0]))
+        events = [decoder.event(w) for w in kept]
+        return _replay_sorted(events, base, other, samples, progress, len(events), t0)
+    elapsed = time.perf_counter() - t0
+    if progress:
+        _progress(len(kept), len(kept), elapsed, final=True)
+    return run.result(elapsed)
 
 
 def _progress(done: int, total: int, elapsed: float, final: bool = False) -> None:
