@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -22,12 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import BIN, load, machine, pid_listening, ringfence_server, rules_copy
+from bench.common import BIN, REPO, child, load, machine, pid_listening, rules_copy
 from bench.echo_ratio import METHOD, requests
 
-# (label, substring of a frame "function (file:line)") — the first part found in a stack,
-# from the leaf up, is where the sample goes.
+# (label, substring of a frame "function (file:line)"): a sample goes to the first row of
+# this table with a frame anywhere in its stack, so the more specific parts come first.
 PARTS: tuple[tuple[str, str], ...] = (
+    ("OpenTelemetry SDK + OTLP export", "opentelemetry/"),
     ("state apply", "server/state/"),
     ("phone facts", "server/phone/"),
     ("policy plan + evaluate", "<policy"),
@@ -74,13 +76,32 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--native", action="store_true", help="sample C and Cython frames too")
+    ap.add_argument(
+        "--trace-all",
+        action="store_true",
+        help="trace every request, exported over OTLP to a local sink (bench/otlp_sink.py)",
+    )
     ap.add_argument("serve_args", nargs="*")
     ns = ap.parse_args()
     spy = shutil.which("py-spy") or str(BIN / "py-spy")
     print(f"# profile of Evaluate at {ns.concurrency} concurrent ({machine()})")
-    with rules_copy() as rules, tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        rules = stack.enter_context(rules_copy())
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
         out = Path(tmp) / "raw.txt"
-        with ringfence_server(rules, *ns.serve_args) as port:
+        env: dict[str, str] = {}
+        if ns.trace_all:
+            sink = stack.enter_context(
+                child([str(BIN / "python"), str(REPO / "bench/otlp_sink.py")])
+            )
+            env = {
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink}",
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+            }
+        serve = [str(BIN / "ringfence"), "serve", "--rules", str(rules), "--listen", "127.0.0.1:0"]
+        with child([*serve, *ns.serve_args], env=env) as port:
             # The server's pid: the process listening on the port.
             pid = pid_listening(port)
             reqs = requests()
