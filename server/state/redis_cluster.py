@@ -4,8 +4,9 @@ Keys are placed by what they count (:func:`keys.hash_tag`): everything about one
 shares a slot, as does everything about one device, IP, app, list or segment. One decision
 touches a handful of slots, usually on several masters. The plan is split by slot, each
 slot's part is one EVALSHA of the same script (a script may only touch one slot), and each
-master involved gets one write carrying its parts; the masters are asked concurrently, so a
-decision still costs one round-trip *time*. A request id's claim is kept in every slot the
+master involved gets one write carrying its parts (and those of every other decision made
+in the same event-loop iteration); the masters are asked concurrently, so a decision still
+costs one round-trip *time*. A request id's claim is kept in every slot the
 decision writes, in the same script call, so a retry is recognised slot by slot: after a
 partial failure a retry records exactly the parts that were not recorded.
 
@@ -45,7 +46,7 @@ from .backend import Applied, Claim, StateStats
 from .errors import StateError, StateTimeout
 from .keys import KeyHasher
 from .plan import Plan, Planner
-from .redis_backend import claim_args, decode, encode, pack
+from .redis_backend import _copy, claim_args, decode, encode, pack
 from .script import LUA, SHA1
 
 _T = TypeVar("_T")
@@ -105,6 +106,18 @@ def split_by_slot(plan: Plan) -> dict[int, Plan]:
     return groups
 
 
+class _NodeQueue:
+    """One master's calls waiting for its next batch."""
+
+    __slots__ = ("calls", "flush_due", "in_flight", "node")
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+        self.calls: list[tuple[bytes, asyncio.Future[object]]] = []
+        self.flush_due = False
+        self.in_flight = False
+
+
 class RedisClusterBackend:
     def __init__(
         self,
@@ -136,6 +149,8 @@ class RedisClusterBackend:
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed_at = 0.0
         self._loading: dict[str, asyncio.Task[None]] = {}
+        self._queues: dict[str, _NodeQueue] = {}
+        self._batches: set[asyncio.Task[None]] = set()
 
     @property
     def client(self) -> RedisCluster:
@@ -205,6 +220,8 @@ class RedisClusterBackend:
     async def close(self) -> None:
         if self._refresh is not None:
             self._refresh.cancel()
+        for task in list(self._batches):
+            task.cancel()
         await self._client.aclose()
 
     async def _dbsize(self) -> int:
@@ -221,21 +238,16 @@ class RedisClusterBackend:
             self._ready = True
         manager = self._client.nodes_manager
         replies: list[object] = [None] * len(commands)
-        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
-        for i, (slot, _) in enumerate(commands):
+        waiting: list[tuple[int, asyncio.Future[object]]] = []
+        for i, (slot, command) in enumerate(commands):
             try:
                 node = manager.get_node_from_slot(slot)
             except RedisError as exc:  # a slot nobody serves (its master is gone)
                 replies[i] = exc
                 continue
-            by_node.setdefault(node.name, (node, []))[1].append(i)
-
-        async def one_node(node: ClusterNode, index: list[int]) -> None:
-            got = await self._exchange(node, [commands[i][1] for i in index])
-            for i, reply in zip(index, got, strict=True):
-                replies[i] = reply
-
-        await asyncio.gather(*(one_node(node, index) for node, index in by_node.values()))
+            waiting.append((i, self._submit(node, command)))
+        for i, future in waiting:
+            replies[i] = await future
         redirected = [
             i
             for i, r in enumerate(replies)
@@ -284,6 +296,56 @@ class RedisClusterBackend:
 
             task = self._loading[node.name] = asyncio.get_running_loop().create_task(load())
         await asyncio.shield(task)
+
+    def _submit(self, node: ClusterNode, command: bytes) -> asyncio.Future[object]:
+        """Queue one command for ``node``'s next batch: the commands of every decision
+        made in the same event-loop iteration leave in one write per master, and while a
+        batch is out, the next one gathers (as in :mod:`redis_backend`)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[object] = loop.create_future()
+        queue = self._queues.get(node.name)
+        if queue is None:
+            queue = self._queues[node.name] = _NodeQueue(node)
+        queue.calls.append((command, future))
+        if not queue.flush_due and not queue.in_flight:
+            queue.flush_due = True
+            loop.call_soon(self._flush, queue)
+        return future
+
+    def _flush(self, queue: _NodeQueue) -> None:
+        queue.flush_due = False
+        batch = [call for call in queue.calls if not call[1].done()]
+        queue.calls = []
+        if batch:
+            queue.in_flight = True
+            task = asyncio.get_running_loop().create_task(self._send(queue.node, batch))
+            self._batches.add(task)
+            task.add_done_callback(lambda t: self._sent(t, queue))
+
+    def _sent(self, task: asyncio.Task[None], queue: _NodeQueue) -> None:
+        self._batches.discard(task)
+        queue.in_flight = False
+        if queue.calls and not queue.flush_due:
+            queue.flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush, queue)
+
+    async def _send(
+        self, node: ClusterNode, batch: list[tuple[bytes, asyncio.Future[object]]]
+    ) -> None:
+        try:
+            # The batch's own limit: its callers give up at timeout_s whatever happens.
+            async with asyncio.timeout(self._timeout_s):
+                replies = await self._exchange(node, [command for command, _ in batch])
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(_copy(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
 
     def _node(self, host: str, port: int) -> ClusterNode:
         manager = self._client.nodes_manager
