@@ -18,7 +18,7 @@ from server.bundle.load import TenantBundle
 from server.phone import PhoneParseError, PhoneParser
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
-CHUNK_LINES = 2_000
+CHUNK_LINES = 1_000  # a pickled chunk of events is ~120 KiB
 
 
 class ReplayInputError(ValueError):
