@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dsl.aggregates import AggKind, AggregateRef, AggregateSpec, KeyKind, Window
-from server.state import MemoryBackend, open_backend
+from server.state import Claim, MemoryBackend, open_backend
 
 T0 = 1_767_225_600.0
 
@@ -110,3 +110,17 @@ async def test_tenant_max_keys_caps_one_tenant() -> None:
 def test_tenant_max_keys_must_be_positive(tenant_max_keys: int) -> None:
     with pytest.raises(ValueError, match="tenant_max_keys"):
         MemoryBackend(hash_key=b"k", tenant_max_keys=tenant_max_keys)
+
+
+async def test_one_tenants_flood_of_request_ids_keeps_anothers_claims() -> None:
+    """Idempotency claims are bounded per tenant (oldest first), like the keys."""
+    b = MemoryBackend(hash_key=b"k", claims_per_tenant=50)
+    s = AggregateSpec("n", AggKind.COUNT, KeyKind.NUMBER, Window(3600))
+    ref = AggregateRef(s, "+8613800138000")
+    assert not (await b.apply_claimed("quiet", [ref], T0, Claim("q-1", "fp", 600))).replayed
+    for i in range(500):
+        await b.apply_claimed("noisy", [ref], T0, Claim(f"n-{i}", "fp", 600))
+    assert (await b.apply_claimed("quiet", [ref], T0, Claim("q-1", "fp", 600))).replayed
+    assert (await b.apply_claimed("noisy", [ref], T0, Claim("n-499", "fp", 600))).replayed
+    # The noisy tenant's oldest claims made room for its newest.
+    assert not (await b.apply_claimed("noisy", [ref], T0, Claim("n-0", "fp", 600))).replayed
