@@ -13,9 +13,10 @@ Two input formats, one JSON object per line (both documented in docs/replay.md):
 Events are replayed in event-time order. ``--against`` runs a second policy over the same
 events with its own state and reports the decisions that differ.
 
-Speed (docs/benchmarks.md): lines are parsed (JSON, phone numbers) in a worker process while
-this one decides, so the two overlap instead of adding up. A file already in time order
-(what the server's decision log and most exports are) is decided as it streams in; if an
+Speed (docs/benchmarks.md): when a core is idle, lines are parsed and planned in a worker
+process (``replay_workers``) while this one decides, so the two overlap instead of adding
+up; on a busy machine they are parsed here, which costs less CPU in all. A file already in
+time order (the server's decision log, most exports) is decided as it streams in; if an
 event turns out earlier than one already decided, the decisions made so far are dropped
 and the whole file is decided again in sorted order, so the result is always the sorted
 replay's.
@@ -44,9 +45,11 @@ from .replay_input import (
     EMPTY,
     ReplayEvent,
     ReplayInputError,
+    chunks,
     first_tenant,
     lists_for,
     parse_line,
+    parse_lines,
 )
 from .replay_workers import PlannedRef, Wire, WireDecoder, default_workers, wire_chunks
 
@@ -79,6 +82,12 @@ def stream_events(
     """Every good line's event in file order (not sorted), parsed ``workers`` processes
     ahead of the consumer (default: one per spare core; 0 parses here); bad lines are
     appended to ``errors`` as they are met."""
+    if (default_workers() if workers is None else workers) <= 0:
+        for first, lines in chunks(path):
+            events, errs = parse_lines(path, first, lines, parser, default_tenant)
+            errors.extend(errs)
+            yield from events
+        return
     decoder = WireDecoder(None)
     for wire, errs in wire_chunks(path, parser, default_tenant, workers=workers):
         errors.extend(errs)
@@ -281,27 +290,34 @@ def replay_file(
     both. Bad lines go to ``errors``."""
     tenant = base.name
     t0 = time.perf_counter()
-    kept: list[Wire] = []
     run = _Comparison(base, other, samples)
+    if (default_workers() if workers is None else workers) <= 0:
+        # Parsing here: no wire format, each event decided as it is parsed.
+        kept_events: list[ReplayEvent] = []
+        order = _InOrder()
+        for first, lines in chunks(path):
+            events, errs = parse_lines(path, first, lines, parser, tenant)
+            errors.extend(errs)
+            for ev in events:
+                if ev.tenant == tenant:
+                    kept_events.append(ev)
+                    if order.next(ev.occurred_at):
+                        run.step(ev)
+        return _finish(run, order, kept_events, base, other, samples, progress, t0)
+    kept: list[Wire] = []
     step = run.step_facts
     decoder = WireDecoder(base)
     phone_of, refs_of = decoder.phone, decoder.refs
-    last = float("-inf")
-    in_order = True
-    chunks = wire_chunks(path, parser, tenant, bundle=base, workers=workers)
-    for wire, errs in chunks:
+    order = _InOrder()
+    for wire, errs in wire_chunks(path, parser, tenant, bundle=base, workers=workers):
         errors.extend(errs)
         for w in wire:
             if w[2] != tenant:
                 continue
             kept.append(w)
-            if not in_order:
-                continue
             at = w[1]
-            if at < last:
-                in_order = False  # keep reading; decide again, in order, at the end
+            if not order.next(at):
                 continue
-            last = at
             attrs = w[8]
             event = EventFacts(
                 w[4], w[5], w[6], w[7], at, MappingProxyType(attrs) if attrs else EMPTY
@@ -310,13 +326,48 @@ def replay_file(
             step(phone_of(w[3]), event, w[9], w[10], None if plan is None else refs_of(plan))
         if progress:
             _progress(len(kept), 0, time.perf_counter() - t0)
-    if not in_order:
-        kept.sort(key=lambda w: (w[1], w[0]))
-        events = [decoder.event(w) for w in kept]
-        return _replay_sorted(events, base, other, samples, progress, len(events), t0)
+    events = [decoder.event(w) for w in kept] if not order.in_order else []
+    return _finish(run, order, events, base, other, samples, progress, t0, len(kept))
+
+
+class _InOrder:
+    """Whether the events met so far are in time order (then each can be decided as it
+    comes); after the first one that is not, nothing more is decided until the sort."""
+
+    __slots__ = ("in_order", "last")
+
+    def __init__(self) -> None:
+        self.in_order = True
+        self.last = float("-inf")
+
+    def next(self, at: float) -> bool:
+        if self.in_order:
+            if at >= self.last:
+                self.last = at
+                return True
+            self.in_order = False
+        return False
+
+
+def _finish(
+    run: _Comparison,
+    order: _InOrder,
+    kept: list[ReplayEvent],
+    base: TenantBundle,
+    other: TenantBundle | None,
+    samples: int,
+    progress: bool,
+    t0: float,
+    count: int | None = None,
+) -> tuple[Summary, Summary | None, Diff]:
+    """The streamed result, or, when the file was out of order, the sorted replay's."""
+    if not order.in_order:
+        kept.sort(key=lambda e: (e.occurred_at, e.line))
+        return _replay_sorted(kept, base, other, samples, progress, len(kept), t0)
     elapsed = time.perf_counter() - t0
     if progress:
-        _progress(len(kept), len(kept), elapsed, final=True)
+        n = len(kept) if count is None else count
+        _progress(n, n, elapsed, final=True)
     return run.result(elapsed)
 
 
