@@ -5,7 +5,8 @@ the cost of just reading the same file (json.loads per line) in the same run.
 
 "end to end" is what ``ringfence replay`` does (server/tools/replay.py), in line and with a
 parsing worker (what it does when a core is idle); the stages are also timed alone, and
-the old way (parse everything, then decide) for comparison. Best of ``--rounds`` (a shared machine is noisy).
+the old way (parse everything, then decide) for comparison. Best of ``--rounds`` (a
+shared machine is noisy).
 Target (issue 8/15): >= 50,000 events/s.
 """
 
@@ -86,7 +87,8 @@ def main() -> int:
     for label, seconds in rows.items():
         print(f"{label:<27}: {n / seconds:10,.0f} events/s")
     print(
-        f"end to end with a worker = {rows['end to end, 1 worker'] / rows['parse, then decide']:.2f}x"
+        f"end to end with a worker ="
+        f" {rows['end to end, 1 worker'] / rows['parse, then decide']:.2f}x"
         f" the time of parse then decide; target >= 50,000 events/s; load average"
         f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
