@@ -4,8 +4,11 @@ the echo benchmark's client drives it, and the samples are summed by part of the
     .venv/bin/pip install py-spy          # a profiling tool, not a dependency
     .venv/bin/python bench/profile_server.py [--seconds 8] [--concurrency 16] [-- serve args]
 
-Prints the share of samples by part (inclusive: a part's callees count in it) and the
-hottest functions by own time. The figures in docs/benchmarks.md were made with this.
+Samples only the thread holding the GIL (``--gil``): the server's throughput is bound by
+that one Python thread, so its samples say where a call's time goes. Prints the share of
+samples by part (inclusive: a part's callees count in it) and the hottest functions by own
+time. gRPC's Cython code has no Python frames of its own: its time shows as the asyncio
+callback that runs it. The figures in docs/benchmarks.md were made with this.
 """
 
 from __future__ import annotations
@@ -29,18 +32,18 @@ from bench.echo_ratio import METHOD, requests
 # (label, substring of a frame "function (file:line)"): a sample goes to the first row of
 # this table with a frame anywhere in its stack, so the more specific parts come first.
 PARTS: tuple[tuple[str, str], ...] = (
-    ("OpenTelemetry SDK + OTLP export", "opentelemetry/"),
-    ("state apply", "server/state/"),
-    ("phone facts", "server/phone/"),
-    ("policy plan + evaluate", "<policy"),
-    ("dsl runtime", "dsl/"),
-    ("validation", "server/rpc/validation.py"),
+    ("OpenTelemetry SDK + OTLP export", "/opentelemetry/"),
+    ("state apply", "/server/state/"),
+    ("phone facts", "/server/phone/"),
+    ("compiled policy (plan, evaluate)", "<ringfence policy"),
+    ("dsl runtime", "/dsl/"),
+    ("validation", "/server/rpc/validation.py"),
     ("response building", "to_response"),
-    ("telemetry + decision log", "server/observability/"),
-    ("request path (decide.py)", "server/rpc/decide.py"),
-    ("servicer", "server/rpc/decision_service.py"),
-    ("grpc aio (Python + Cython)", "grpc/"),
-    ("asyncio event loop", "asyncio/"),
+    ("telemetry + decision log", "/server/observability/"),
+    ("request path (decide.py)", "/server/rpc/decide.py"),
+    ("servicer", "/server/rpc/decision_service.py"),
+    ("grpc (Python parts; Cython shows as the loop)", "/grpc/"),
+    ("event loop + gRPC's Cython callbacks", "/asyncio/"),
 )
 
 
@@ -55,13 +58,13 @@ def summarise(raw: str, top: int = 25) -> None:
         n = int(count)
         total += n
         frames = stack.split(";")
-        own[frames[-1]] += n
+        own[frames[-1].replace(str(REPO) + "/", "").split("site-packages/")[-1]] += n
         for label, needle in PARTS:
             if any(needle in f for f in frames):
                 parts[label] += n
                 break
         else:
-            parts["other (idle, C, threads)"] += n
+            parts["other"] += n
     print(f"{total} samples")
     print("share by part (first match from the table, inclusive):")
     for label, n in parts.most_common():
@@ -110,6 +113,7 @@ def main() -> int:
             )
             spy_proc = subprocess.Popen(
                 [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+                 "--full-filenames", "--gil",
                  "--duration", str(int(ns.seconds)), "--output", str(out),
                  *(["--native"] if ns.native else ["--nonblocking"])],
                 stdout=subprocess.DEVNULL,
