@@ -23,6 +23,8 @@ BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("isolation_latency.py", []),
     ("state_bench.py", []),
     ("cluster_bench.py", []),
+    ("claims_cost.py", []),
+    ("tracing_floor.py", []),
     ("state_memory_micro.py", []),
     ("lists_bench.py", []),
     ("memory_bench.py", []),

@@ -7,11 +7,13 @@ its calls run with ``timeout=None`` because the default wraps every call in
 ``asyncio.wait_for`` (measured ≈ 25 µs a call against ≈ 5 µs without), and because without
 it a call never suspends: checking and claiming an id cannot interleave with another
 request for the same id. Each tenant's cache holds at most ``per_tenant`` claims (the
-oldest go first), so one tenant's flood of ids never drops another tenant's claims.
+oldest go first; checked every 32 claims, so the bound may be passed by that many), so one
+tenant's flood of ids never drops another tenant's claims.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 
 from aiocache import SimpleMemoryCache
@@ -20,6 +22,7 @@ from .backend import Applied, Claim
 from .keys import KeyHasher
 
 DEFAULT_CLAIMS_PER_TENANT = 100_000
+_LEN_CHECK_EVERY = 32
 
 
 class _Record:
@@ -40,6 +43,7 @@ class MemoryClaims:
         self._hasher = hasher
         self._per_tenant = per_tenant
         self._caches: dict[str, SimpleMemoryCache] = {}
+        self._added = 0
 
     async def run(
         self, tenant: str, claim: Claim, now: float, apply: Callable[[], Awaitable[dict[str, int]]]
@@ -49,19 +53,22 @@ class MemoryClaims:
         if cache is None:
             cache = self._caches[tenant] = SimpleMemoryCache(timeout=None)
         key = self._hasher.request_key(claim.request_id)
-        found: _Record | None = await cache.get(key)
-        if found is not None:
-            if found.fingerprint == claim.fingerprint and found.values is not None:
-                return Applied(dict(found.values), True, found.now)
-            # The same id with other content is not a retry: decided afresh, and the id
-            # stays with its first request.
-            return Applied(await apply(), False, now)
-        if await cache.raw("__len__") >= self._per_tenant:
-            oldest = next(iter(await cache.raw("keys")), None)
-            if oldest is not None:
-                await cache.delete(oldest)
         record = _Record(claim.fingerprint, now)
-        await cache.set(key, record, ttl=claim.ttl_s)
+        try:
+            # One call claims a fresh id (most requests) and finds a seen one.
+            await cache.add(key, record, ttl=claim.ttl_s)
+        except ValueError:
+            found: _Record | None = await cache.get(key)
+            if found is not None:
+                if found.fingerprint == claim.fingerprint and found.values is not None:
+                    return Applied(dict(found.values), True, found.now)
+                # The same id with other content is not a retry: decided afresh, and the
+                # id stays with its first request.
+                return Applied(await apply(), False, now)
+            await cache.set(key, record, ttl=claim.ttl_s)  # expired in between
+        self._added += 1
+        if self._added % _LEN_CHECK_EVERY == 0:
+            await self._trim(cache)
         try:
             values = await apply()
         except BaseException:
@@ -69,6 +76,14 @@ class MemoryClaims:
             raise
         record.values = values
         return Applied(values, False, now)
+
+    async def _trim(self, cache: SimpleMemoryCache) -> None:
+        """Drop the oldest claims past the per-tenant bound (checked every few inserts:
+        the bound may be passed by that many)."""
+        excess = await cache.raw("__len__") - self._per_tenant
+        if excess > 0:
+            for oldest in list(itertools.islice(await cache.raw("keys"), excess)):
+                await cache.delete(oldest)
 
     async def clear(self) -> None:
         for cache in self._caches.values():
