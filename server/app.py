@@ -241,6 +241,7 @@ class RingfenceServer:
         tel.add_gauge("ringfence_state_evictions", lambda: stats.evictions)
         tel.add_gauge("ringfence_state_keys", lambda: stats.keys)
         tel.add_gauge("ringfence_state_round_trips", lambda: stats.round_trips)
+        tel.add_gauge("ringfence_state_replays", lambda: stats.replays)  # retried request ids
         if self.decision_log is not None:
             dl = self.decision_log
             tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())
