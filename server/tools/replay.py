@@ -51,7 +51,14 @@ from .replay_input import (
     parse_line,
     parse_lines,
 )
-from .replay_workers import PlannedRef, Wire, WireDecoder, default_workers, wire_chunks
+from .replay_workers import (
+    PlannedRef,
+    Wire,
+    WireDecoder,
+    default_workers,
+    usable_workers,
+    wire_chunks,
+)
 
 __all__ = [
     "Diff",
@@ -82,7 +89,7 @@ def stream_events(
     """Every good line's event in file order (not sorted), parsed ``workers`` processes
     ahead of the consumer (default: one per spare core; 0 parses here); bad lines are
     appended to ``errors`` as they are met."""
-    if (default_workers() if workers is None else workers) <= 0:
+    if usable_workers(workers) <= 0:
         for first, lines in chunks(path):
             events, errs = parse_lines(path, first, lines, parser, default_tenant)
             errors.extend(errs)
@@ -291,7 +298,7 @@ def replay_file(
     tenant = base.name
     t0 = time.perf_counter()
     run = _Comparison(base, other, samples)
-    if (default_workers() if workers is None else workers) <= 0:
+    if usable_workers(workers) <= 0:
         # Parsing here: no wire format, each event decided as it is parsed.
         kept_events: list[ReplayEvent] = []
         order = _InOrder()

@@ -21,6 +21,7 @@ import fcntl
 import multiprocessing
 import os
 import pickle
+import threading
 from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -61,17 +62,34 @@ class PlannedRef:
         self.feeds = feeds
 
 
+WORKERS_ENV = "RINGFENCE_REPLAY_WORKERS"
+
+
 def default_workers() -> int:
-    """Parsing processes beside the deciding one: one per core that is idle now (by the
-    one-minute load average), none when the machine is busy. A worker only pays with a
-    core to itself: the pipeline spends ~1.5x the CPU of parsing in line (every event is
-    pickled and rebuilt), which is pure loss when the cores are taken anyway."""
+    """Parsing processes beside the deciding one: ``RINGFENCE_REPLAY_WORKERS`` when set,
+    else one per core that is idle now (by the one-minute load average), none when the
+    machine is busy. A worker only pays with a core to itself: the pipeline spends ~1.5x
+    the CPU of parsing in line (every event is pickled and rebuilt), which is pure loss
+    when the cores are taken anyway."""
+    forced = os.environ.get(WORKERS_ENV, "").strip()
+    if forced.isdigit():
+        return int(forced)
     cores = os.cpu_count() or 1
     try:
         busy = os.getloadavg()[0]
     except OSError:
         busy = 0.0
     return max(0, min(cores - 1, round(cores - 1 - busy)))
+
+
+def usable_workers(workers: int | None) -> int:
+    """How many workers to fork: the number asked for (default: :func:`default_workers`),
+    or none when this process runs other threads. A fork copies only the calling thread:
+    a lock another thread holds at that moment (gRPC's, a logging handler's) stays held in
+    the child for good. ``ringfence replay`` has no other threads; a server or a test
+    process that has started gRPC does, and parses in line instead."""
+    n = default_workers() if workers is None else workers
+    return n if n > 0 and threading.active_count() == 1 else 0
 
 
 def _phone_wire(p: PhoneFacts) -> PhoneWire:
@@ -131,7 +149,7 @@ def wire_chunks(
 ) -> Iterator[tuple[list[Wire], list[str]]]:
     """The file's parsed events (and bad-line messages) chunk by chunk, in file order.
     ``workers=0`` parses in this process."""
-    n = default_workers() if workers is None else workers
+    n = usable_workers(workers)
     if n <= 0:
         index = {id(s): i for i, s in enumerate(bundle.policy.aggregates)} if bundle else {}
         for first, lines in chunks(path):
