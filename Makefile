@@ -112,12 +112,13 @@ $(BUF):
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint
 
-# The Redis tests start their own redis-server on a free loopback port; install it if missing.
+# The Redis tests start their own redis-server on a free loopback port (and a 3-master
+# cluster, made with redis-cli); install them if missing.
 redis-server:
-	@command -v redis-server >/dev/null || { \
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	  else echo "redis-server is missing: install it (e.g. sudo apt-get install redis-server)"; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
+	  else echo "redis-server or redis-cli is missing: install them (e.g. sudo apt-get install redis-server redis-tools)"; exit 1; fi; }
 
 # The bundle tests serve bundles from a real nginx they start on a free loopback port with a
 # config of their own (tests/conftest_nginx.py); install Debian's nginx if missing.

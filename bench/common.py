@@ -170,6 +170,21 @@ def wait_serving(port: int, timeout: float = 60.0) -> None:
     raise TimeoutError("server never became SERVING")
 
 
+def pid_listening(port: int) -> int:
+    """The pid of the process listening on a loopback TCP port (``ss -ltnp``)."""
+    text = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    for line in text.splitlines():
+        if f":{port} " in line and "pid=" in line:
+            return int(line.split("pid=")[1].split(",")[0])
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"

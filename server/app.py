@@ -87,6 +87,8 @@ class RingfenceServer:
     metric_readers: list[MetricReader] = field(default_factory=list)
     clock: Callable[[], float] = time.time
     backend: StateBackend | None = None
+    # Extra grpc.aio server interceptors, outermost first (tests inject faults with them).
+    interceptors: list[Any] = field(default_factory=list)
 
     port: int = 0
     hasher: NumberHasher = field(init=False)
@@ -151,7 +153,14 @@ class RingfenceServer:
                 self.telemetry.meter_provider.get_meter("ringfence"), self.bundle_source.status
             )
         self._register_gauges(parser)
-        decider = Decider(self.registry, parser, self.backends, self.telemetry, clock=self.clock)
+        decider = Decider(
+            self.registry,
+            parser,
+            self.backends,
+            self.telemetry,
+            clock=self.clock,
+            idempotency_window_s=cfg.idempotency_window_s,
+        )
 
         self._server = server = self._grpc_server(decider)
         for name in HEALTH_NAMES:
@@ -204,7 +213,7 @@ class RingfenceServer:
 
     def _grpc_server(self, decider: Decider) -> grpc.aio.Server:
         """The services, health (NOT_SERVING until a policy loads) and reflection."""
-        interceptors: list[Any] = []
+        interceptors: list[Any] = list(self.interceptors)
         if self.telemetry.tracer is not None:
             interceptors.append(TracingInterceptor(self.telemetry.tracer))
         server = grpc.aio.server(interceptors=interceptors, options=_server_options(self.config))
@@ -307,6 +316,7 @@ class RingfenceServer:
         tel.add_gauge("ringfence_policy_compile_timeouts", lambda: compiles.timeouts)
         tel.add_gauge("ringfence_policy_compile_out_of_memory", lambda: compiles.out_of_memory)
         tel.add_gauge("ringfence_policy_checks_refused", lambda: compiles.refused)
+        tel.add_gauge("ringfence_state_replays", lambda: stats.replays)  # retried request ids
         if self.decision_log is not None:
             dl = self.decision_log
             tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())

@@ -12,6 +12,8 @@ from typing import Any
 from server.bundle.budget import CompileBudget
 from server.bundle.tenant_config import hash_token
 
+STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+
 
 class ConfigError(ValueError):
     pass
@@ -36,6 +38,8 @@ class ServeConfig:
     watch: bool = True
     reload_debounce_ms: int = 200
     compile_budget: CompileBudget = field(default_factory=CompileBudget)
+    # Idempotent Evaluate (docs/state.md): how long a request_id is remembered; 0 turns it off.
+    idempotency_window_s: float = 600.0
     # Delivery: secret files, polling watch, HTTP health, connection age, bundles.
     state_secrets_dir: Path | None = None
     watch_poll_ms: int = 0
@@ -84,6 +88,12 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("--compile-memory-mb", "RINGFENCE_COMPILE_MEMORY_MB", "512", "memory of a compiler process"),
     ("--compile-workers", "RINGFENCE_COMPILE_WORKERS", "2", "policy compiler processes"),
     ("--compile-queue", "RINGFENCE_COMPILE_QUEUE", "8", "ValidatePolicy calls that may wait"),
+    (
+        "--idempotency-window",
+        "RINGFENCE_IDEMPOTENCY_WINDOW",
+        "600",
+        "seconds a request_id is remembered: a retry within it is not recorded again (0: off)",
+    ),
 )
 # A blank admin token must be an error, not an open PolicyService: these two have no
 # default, so "not given" (None) and "given but empty" ("") stay apart.
@@ -256,10 +266,13 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         if p is not None and not p.is_file():
             raise ConfigError(f"TLS file not found: {p}")
     state = _read_secret(ns.state, ns.state_file, "state URL")
-    if not (state == "memory://" or state.startswith(("redis://", "rediss://", "unix://"))):
+    if not (state == "memory://" or state.startswith(STATE_SCHEMES)):
         # The URL may hold a password: name only where it came from.
         where = f"the file {ns.state_file}" if ns.state_file else repr(ns.state)
-        raise ConfigError(f"--state: expected memory:// or redis://HOST:PORT/DB in {where}")
+        raise ConfigError(
+            "--state: expected memory://, redis://HOST:PORT/DB or redis+cluster://HOST:PORT,..."
+            f" in {where}"
+        )
     if ns.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
     return ServeConfig(
@@ -281,6 +294,7 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         compile_budget=_budget(
             ns.compile_timeout, ns.compile_memory_mb, ns.compile_workers, ns.compile_queue
         ),
+        idempotency_window_s=_number(ns.idempotency_window, "--idempotency-window", minimum=0),
         **_delivery(ns),
     )
 

@@ -26,3 +26,4 @@ class Outcome:
     request_id: str
     dry_run: bool
     started: float
+    replayed: bool = False  # a retried request_id: the first attempt's decision, not recorded

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from conftest_redis import RedisServer, RedisUnavailable
+from conftest_redis import RedisClusterServers, RedisServer, RedisUnavailable
 from support import Running, copy_rules, running_server
 
 
@@ -30,6 +30,29 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         pytest.fail(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A real 3-master Redis Cluster on free loopback ports, shared by the whole run (tests
+    flush it); ~2 s to start."""
+    try:
+        cluster = RedisClusterServers.start(tmp_path_factory.mktemp("cluster"))
+    except RedisUnavailable as exc:
+        pytest.fail(str(exc))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster for one test alone: fault tests kill masters and move slots."""
+    try:
+        cluster = RedisClusterServers.start(tmp_path / "cluster")
+    except RedisUnavailable as exc:
+        pytest.fail(str(exc))
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ async def running_server(rules: Path, **overrides: Any) -> AsyncIterator[Running
     """An in-process server on a free 127.0.0.1 port; stopped (grace 0) on exit."""
     server_kwargs = {
         k: overrides.pop(k)
-        for k in ("tracer_provider", "metric_readers", "clock", "backend")
+        for k in ("tracer_provider", "metric_readers", "clock", "backend", "interceptors")
         if k in overrides
     }
     config = replace(ServeConfig(rules=rules, listen="127.0.0.1:0", watch=False), **overrides)

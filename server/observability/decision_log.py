@@ -45,6 +45,8 @@ def record(outcome: Outcome, hasher: NumberHasher) -> dict[str, Any]:
         "policy_version": outcome.bundle.version,
         "dry_run": outcome.dry_run,
         "degraded": outcome.degraded,
+        # A retried request_id answered from its first attempt: not a new event.
+        "replayed": outcome.replayed,
         "phone": {
             "hash": number_hash,
             "valid": p.valid,

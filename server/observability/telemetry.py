@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
 from server.observability.decision_log import DecisionLog
 from server.observability.latency import LatencyHistogram
@@ -37,6 +38,7 @@ _NOOP = contextlib.nullcontext()
 # The tenant label of errors for tenants the server does not have: a caller's text never
 # becomes a label value, so it cannot fill the series cap or crowd out real tenants.
 UNKNOWN_TENANT = "_unknown"
+DEFAULT_SAMPLE_RATIO = 0.1  # of traces the caller has not already decided on
 
 
 def tracing_from_env() -> TracerProvider | None:
@@ -58,7 +60,16 @@ def tracing_from_env() -> TracerProvider | None:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "ringfence"}))
+    # Without OTEL_TRACES_SAMPLER the SDK would trace every request, which costs this server
+    # ~45 % of its throughput and the SDK's floor alone (one span per call, exported) ~20 %
+    # (docs/benchmarks.md); a head sample of 10 % costs <= 15 %. The caller's sampling
+    # decision is followed either way; OTEL_TRACES_SAMPLER / _ARG override the default.
+    sampler = None
+    if not os.environ.get("OTEL_TRACES_SAMPLER"):
+        sampler = ParentBasedTraceIdRatio(DEFAULT_SAMPLE_RATIO)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "ringfence"}), sampler=sampler
+    )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 

@@ -7,6 +7,8 @@ the policy is compiled, and the state backend is one round trip.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import logging
 import time
@@ -28,7 +30,7 @@ from server.rpc.auth import authorize_tenant
 from server.rpc.errors import RequestError, invalid
 from server.rpc.limits import Limiter
 from server.rpc.validation import validate_request
-from server.state import StateError
+from server.state import Claim, StateError
 from server.state.pool import BackendPool
 
 log = logging.getLogger("ringfence.decide")
@@ -48,6 +50,7 @@ class Decider:
         telemetry: Telemetry,
         *,
         clock: Callable[[], float] = time.time,
+        idempotency_window_s: float = 600.0,
     ) -> None:
         self.registry = registry
         self.parser = parser
@@ -55,6 +58,11 @@ class Decider:
         self.telemetry = telemetry
         self.clock = clock
         self.limiter = Limiter()
+        self.idempotency_window_s = idempotency_window_s
+        # Fingerprints are keyed like every stored hash: they are derived from the number.
+        self._fingerprint_key = hashlib.blake2b(
+            telemetry.hasher.key, digest_size=32, person=b"rf-fp"
+        ).digest()
         # Generated request ids: a random per-process prefix and a counter, unique without
         # a uuid4 per request.
         self._id_prefix = uuid.uuid4().hex[:12]
@@ -123,13 +131,28 @@ class Decider:
         policy = bundle.policy
         refs = policy.plan(facts, bundle.lists)
         values: Mapping[str, int | None] = {}
-        degraded = False
+        degraded = replayed = False
         if refs:
             with tel.stage("aggregates"):
                 try:
-                    values = await self.backends.for_url(bundle.config.state).apply(
-                        bundle.name, refs, now, record=not req.dry_run
-                    )
+                    # Opening can fail too (a tenant's state secret that cannot be read):
+                    # that is the backend failing, and the tenant's fail_mode decides.
+                    backend = self.backends.for_url(bundle.config.state)
+                    if req.request_id and not req.dry_run and self.idempotency_window_s > 0:
+                        claim = Claim(
+                            req.request_id, self._fingerprint(req, facts), self.idempotency_window_s
+                        )
+                        applied = await backend.apply_claimed(bundle.name, refs, now, claim)
+                        values = applied.values
+                        if applied.replayed:
+                            replayed = True
+                            if applied.now != now:
+                                # The first attempt's event time: rules reading the time
+                                # (local hour, occurred_at) decide as they did then.
+                                event = dataclasses.replace(facts.event, occurred_at=applied.now)
+                                facts = dataclasses.replace(facts, event=event)
+                    else:
+                        values = await backend.apply(bundle.name, refs, now, record=not req.dry_run)
                 except StateError as exc:
                     tel.backend_failed(bundle.name, exc)
                     if bundle.config.fail_mode == "closed":
@@ -149,7 +172,27 @@ class Decider:
             request_id=req.request_id or f"{self._id_prefix}-{next(self._ids):x}",
             dry_run=req.dry_run,
             started=started,
+            replayed=replayed,
         )
+
+    def _fingerprint(self, req: pb.EvaluateRequest, facts: Facts) -> str:
+        """What the request asks, so that an id reused for another request is no retry:
+        the number as parsed and the event as sent (its time only when the caller set it,
+        since an unset time is each attempt's own clock)."""
+        ev = facts.event
+        stamp = req.event.occurred_at
+        parts = [
+            facts.phone.e164,
+            ev.scene,
+            ev.app_id,
+            ev.ip,
+            ev.device_id,
+            f"{stamp.seconds}.{stamp.nanos}" if req.event.HasField("occurred_at") else "",
+        ]
+        for k in sorted(ev.attributes):
+            parts += (k, ev.attributes[k])
+        text = "\0".join(parts).encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(text, key=self._fingerprint_key, digest_size=12).hexdigest()
 
     def _facts(
         self, req: pb.EvaluateRequest, tenant: str, phone: PhoneFacts
@@ -200,6 +243,8 @@ def to_response(
     phone.segment_kind = p.segment_kind
     resp.degraded = outcome.degraded
     resp.request_id = outcome.request_id
+    if outcome.replayed:
+        resp.replayed = True
     if d.matches:
         add = resp.matches.add
         for m in d.matches:

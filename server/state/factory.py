@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from .backend import StateBackend
 from .memory import MemoryBackend
 from .redis_backend import RedisBackend
+from .redis_cluster import CLUSTER_SCHEMES, RedisClusterBackend
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
@@ -15,15 +16,18 @@ def open_backend(
     url: str, *, hash_key: bytes, timeout_s: float = 0.02, max_keys: int = 1_000_000
 ) -> StateBackend:
     """``memory://`` (embedded, one replica) or ``redis://host:port/db`` / ``rediss://`` /
-    ``unix:///path?db=0`` (shared by replicas). Opening connects lazily: a Redis that is
-    down at start-up surfaces as StateError on the first call, not here."""
+    ``unix:///path?db=0`` (shared by replicas), or ``redis+cluster://host:port,host:port``
+    (``rediss+cluster://``: a Redis Cluster, keys spread over its masters). Opening connects
+    lazily: a Redis that is down at start-up surfaces as StateError on the first call."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
         return MemoryBackend(hash_key=hash_key, max_keys=max_keys)
     if scheme in _REDIS_SCHEMES:
         return RedisBackend(url, hash_key=hash_key, timeout_s=timeout_s)
+    if scheme in CLUSTER_SCHEMES:
+        return RedisClusterBackend(url, hash_key=hash_key, timeout_s=timeout_s)
     # The URL may carry a password: name only the scheme.
     raise ValueError(
         f"unsupported state backend URL scheme {scheme!r}: expected memory://, redis://, "
-        "rediss:// or unix://"
+        "rediss://, unix://, redis+cluster:// or rediss+cluster://"
     )

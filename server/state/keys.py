@@ -1,10 +1,11 @@
 """Storage keys and members: what reaches storage, with every number hashed.
 
-A storage key is the tenant, the aggregate's *identity* and the concrete key. The identity
-is kind, key kind, key_arg, field and the window's bucketing (size or calendar day + zone),
-never the offset or the spec id: ``count over 1h`` and the same count 1h ago read the same
-buckets. The tenant sits in a Redis Cluster hash tag so one tenant's keys share a slot and
-one script can touch them all.
+A storage key is ``rf:{<hash tag>}:<identity>``. The identity is kind, key kind, key_arg,
+field and the window's bucketing (size or calendar day + zone), never the offset or the spec
+id: ``count over 1h`` and the same count 1h ago read the same buckets. The hash tag is the
+tenant, the key kind and the concrete key (:func:`hash_tag`): every aggregate over one
+number (one device, one list, one segment) shares a Redis Cluster slot, and different
+numbers spread over the cluster, so a big tenant is not bound to one node.
 """
 
 from __future__ import annotations
@@ -26,10 +27,38 @@ _READABLE_KEYS = frozenset({KeyKind.SEGMENT, KeyKind.TENANT, KeyKind.APP})
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """Everything of a storage key except the concrete key: what shares buckets."""
+    """Everything of a storage key except the concrete key: what shares buckets. A key is
+    ``head + storage_key + tail``, where ``storage_key`` is the concrete key as stored
+    (quoted or hashed, :meth:`KeyHasher.key`)."""
 
     tenant: str
-    prefix: str  # "rf:{tenant}:count:number::..." without the concrete key
+    head: str  # "rf:{<tenant>:<key kind>:" : the hash tag up to the concrete key
+    tail: str  # "}:count:number:<arg>:<field>:<window>"
+
+
+def hash_tag(tenant: str, key_kind: str, storage_key: str) -> str:
+    """The Redis Cluster hash tag of every storage key about ``storage_key``: the one place
+    that decides which keys share a slot (and so may share one script call).
+
+    By what is counted, not by tenant: aggregates over one number, device, IP, app, list or
+    segment live together; different ones spread over the cluster. The tenant is part of
+    it, so tenants never share a key, and a composite key (``per (number, app)``) is one
+    more ``key_kind`` whose ``storage_key`` hashes the combined value. Every part is
+    quoted or hashed, so no part can contain a brace and end the tag early.
+    """
+    return f"{_q(tenant)}:{key_kind}:{storage_key}"
+
+
+def claim_key(tag: str, request_hash: str) -> str:
+    """Where a request id's claim lives: in the slot of ``tag`` (a tag of the keys the
+    same script call writes, so the claim and the writes are one atomic script)."""
+    return f"{KEY_PREFIX}:{{{tag}}}:rid:{request_hash}"
+
+
+def tag_of(key: str) -> str:
+    """The hash tag of a storage key built here (the text between the first braces)."""
+    start = key.index("{") + 1
+    return key[start : key.index("}", start)]
 
 
 def _q(text: str) -> str:
@@ -47,10 +76,9 @@ def _readable(value: str) -> str:
 def family_of(tenant: str, spec_identity: tuple[object, ...]) -> Family:
     kind, key, key_arg, field, size_s, calendar_day, tz = spec_identity
     window = f"d{_q(str(tz))}" if calendar_day else f"s{size_s}"
-    prefix = (
-        f"{KEY_PREFIX}:{{{_q(tenant)}}}:{kind}:{key}:{_q(str(key_arg))}:{_q(str(field))}:{window}"
-    )
-    return Family(tenant=tenant, prefix=prefix)
+    head = f"{KEY_PREFIX}:{{{hash_tag(tenant, str(key), '')}"
+    tail = f"}}:{kind}:{key}:{_q(str(key_arg))}:{_q(str(field))}:{window}"
+    return Family(tenant=tenant, head=head, tail=tail)
 
 
 def spec_identity(spec: AggregateSpec) -> tuple[object, ...]:
@@ -98,6 +126,16 @@ class KeyHasher:
                 self._keys.clear()
             found = self._keys[value] = "h" + digest.hexdigest()
         return found
+
+    def request_key(self, request_id: str) -> str:
+        """A caller's request id as stored: hashed (it is caller text of any shape) and not
+        remembered (ids are unique per request, so a cache would only churn)."""
+        return hashlib.blake2b(
+            request_id.encode("utf-8", "surrogatepass"),
+            key=self._key,
+            digest_size=16,
+            person=b"rf-rid",
+        ).hexdigest()
 
     def member(self, value: str) -> bytes:
         """8 bytes: collisions are negligible (~1e-13) at the exact-set cap of 1,000."""

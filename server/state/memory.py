@@ -1,4 +1,10 @@
-"""In-process state backend: plain dicts behind one LRU, bounded by ``max_keys``.
+"""In-process state backend: plain dicts, one LRU per tenant, bounded by ``max_keys``.
+
+Each tenant has its own LRU, so a flood of one tenant's numbers evicts that tenant's keys
+and not another's: a key is evicted from the tenant inserting it when that tenant holds at
+least its fair share (``max_keys`` / tenants holding keys), otherwise from the tenant
+holding the most. A tenant within its fair share is never evicted by another's traffic.
+``tenant_max_keys`` caps any one tenant outright.
 
 Chosen over aiocache's SimpleMemoryCache: every aiocache call goes through
 ``asyncio.wait_for`` (≈ 25 µs measured) and a window needs structured values (buckets,
@@ -22,10 +28,11 @@ from collections.abc import Sequence
 from dsl.aggregates import AggKind, AggregateRef
 
 from . import hll
-from .backend import StateStats
+from .backend import Applied, Claim, StateStats
+from .claims import DEFAULT_CLAIMS_PER_TENANT, MemoryClaims
 from .keys import KeyHasher, run_suffix
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
-from .specs import SpecTable
+from .specs import RefLike, SpecTable
 
 _COUNT = AggKind.COUNT
 _DISTINCT = AggKind.DISTINCT
@@ -102,24 +109,48 @@ _Write = tuple[AggKind, int, int, int]
 _Member = bytes | int
 
 
+_Store = OrderedDict[str, _Entry]
+
+
 class MemoryBackend:
-    def __init__(self, *, hash_key: bytes, max_keys: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        *,
+        hash_key: bytes,
+        max_keys: int = 1_000_000,
+        tenant_max_keys: int | None = None,
+        claims_per_tenant: int = DEFAULT_CLAIMS_PER_TENANT,
+    ) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
+        if tenant_max_keys is not None and tenant_max_keys < 1:
+            raise ValueError("tenant_max_keys must be at least 1")
         self.stats = StateStats()
         self._hasher = KeyHasher(hash_key)
         self._specs = SpecTable()
         self._max_keys = max_keys
-        self._store: OrderedDict[str, _Entry] = OrderedDict()
+        self._tenant_max_keys = tenant_max_keys or max_keys
+        self._stores: dict[str, _Store] = {}
+        self._size = 0  # keys across every tenant's store
+        self._claims = MemoryClaims(self._hasher, claims_per_tenant)
 
     async def apply(
         self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
     ) -> dict[str, int]:
+        return self.apply_now(tenant, refs, now, record=record)
+
+    def apply_now(
+        self, tenant: str, refs: Sequence[RefLike], now: float, *, record: bool
+    ) -> dict[str, int]:
+        """``apply`` without the coroutine: in-process state never waits, and a replay
+        applies hundreds of thousands of events with no event loop to serve."""
         self.stats.calls += 1
         try:
             hasher = self._hasher
             resolved = self._specs.resolve(tenant, refs, hasher)
-            store = self._store
+            store = self._stores.get(tenant)
+            if store is None:
+                store = self._stores[tenant] = OrderedDict()
             get = store.get
             values: dict[str, int] = {}
             fixed: list[tuple[str, int]] = []  # values known without storage
@@ -201,32 +232,53 @@ class MemoryBackend:
                 # Where planning put them: first, with a read of the same id winning.
                 values = {**dict(fixed), **values}
             for key in expired:
-                store.pop(key, None)
+                if store.pop(key, None) is not None:
+                    self._size -= 1
             move_to_end = store.move_to_end
             for key in touched:
                 move_to_end(key)
             if writes:
-                self._write(writes, now)
-            self.stats.keys = len(store)
+                self._write(store, writes, now)
+            self.stats.keys = self._size
             return values
         except Exception:
             self.stats.errors += 1
             raise
 
+    async def apply_claimed(
+        self, tenant: str, refs: Sequence[AggregateRef], now: float, claim: Claim
+    ) -> Applied:
+        applied = await self._claims.run(
+            tenant, claim, now, lambda: self.apply(tenant, refs, now, record=True)
+        )
+        if applied.replayed:
+            self.stats.replays += 1
+        return applied
+
     async def ping(self) -> bool:
         return True
 
     async def close(self) -> None:
-        self._store.clear()
+        self._stores.clear()
+        self._size = 0
         self.stats.keys = 0
+        await self._claims.clear()
 
     def __len__(self) -> int:
-        return len(self._store)
+        return self._size
+
+    def keys(self, tenant: str | None = None) -> list[str]:
+        """The storage keys held (of one tenant, or all): for tests and debugging."""
+        if tenant is not None:
+            return list(self._stores.get(tenant, ()))
+        return [key for store in self._stores.values() for key in store]
+
+    def entries(self) -> list[_Entry]:
+        return [entry for store in self._stores.values() for entry in store.values()]
 
     # -- writes --------------------------------------------------------------------
 
-    def _write(self, writes: dict[tuple[str, _Member], _Write], now: float) -> None:
-        store = self._store
+    def _write(self, store: _Store, writes: dict[tuple[str, _Member], _Write], now: float) -> None:
         for (key, member), (kind, pos, cutoff, ttl_s) in writes.items():
             expires_at = now + ttl_s
             # Looked up again: an earlier write of this call may have evicted the key.
@@ -240,8 +292,9 @@ class MemoryBackend:
                     store[key] = _Distinct(expires_at, member, pos)
                 else:
                     store[key] = _Run(expires_at, member, pos)
-                if len(store) > self._max_keys:
-                    self._evict()
+                self._size += 1
+                if len(store) > self._tenant_max_keys or self._size > self._max_keys:
+                    self._evict(store)
                 continue
             store.move_to_end(key)
             if isinstance(entry, _Count):
@@ -254,11 +307,17 @@ class MemoryBackend:
             if expires_at > entry.expires_at:
                 entry.expires_at = expires_at
 
-    def _evict(self) -> None:
-        store = self._store
-        while len(store) > self._max_keys:
-            store.popitem(last=False)
-            self.stats.evictions += 1
+    def _evict(self, store: _Store) -> None:
+        """Make room after ``store`` grew by one key: from ``store`` itself when it is over
+        its own cap or holds at least its fair share, else from the largest store."""
+        victim = store
+        if len(store) <= self._tenant_max_keys:
+            live = [s for s in self._stores.values() if s]
+            if len(store) * len(live) < self._size:
+                victim = max(live, key=len)
+        victim.popitem(last=False)
+        self._size -= 1
+        self.stats.evictions += 1
 
 
 # -- reads and writes by kind ------------------------------------------------------------

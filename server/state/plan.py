@@ -48,17 +48,17 @@ class Planner:
     and trimming keep what every window over the same buckets needs, even when one request
     plans only some of them."""
 
-    __slots__ = ("_hasher", "_specs")
+    __slots__ = ("_specs", "hasher")
 
     def __init__(self, hasher: KeyHasher) -> None:
-        self._hasher = hasher
+        self.hasher = hasher
         self._specs = SpecTable()
 
     def plan(self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool) -> Plan:
         reads: list[ReadOp] = []
         writes: dict[tuple[str, bytes], WriteOp] = {}
         fixed: list[tuple[str, int]] = []
-        hasher = self._hasher
+        hasher = self.hasher
         for ref, c, max_offset, key in self._specs.resolve(tenant, refs, hasher):
             window = c.window
             assert window is not None  # resolve() raised for a bad window

@@ -27,9 +27,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dsl.aggregates import AggKind, AggregateRef
 
-from .backend import StateStats
+from . import records
+from .backend import Applied, Claim, StateStats
 from .errors import StateError, StateTimeout
-from .keys import KeyHasher
+from .keys import KeyHasher, claim_key, tag_of
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
 from .plan import Plan, Planner
 from .script import LUA, SHA1
@@ -44,7 +45,12 @@ _MAX_IN_FLIGHT = 1
 _Call = tuple[bytes, "asyncio.Future[object]"]
 
 
-def encode(plan: Plan) -> tuple[list[str], list[Arg]]:
+ClaimArgs = tuple[str, str, str, str]
+"""``(claim key, fingerprint line, record header, ttl in ms)`` for the script."""
+_NO_CLAIM = ("0", "", "", "0")
+
+
+def encode(plan: Plan, claim: ClaimArgs | None = None) -> tuple[list[str], list[Arg]]:
     """KEYS (each once) and ARGV for the script."""
     index: dict[str, int] = {}
     keys: list[str] = []
@@ -57,12 +63,44 @@ def encode(plan: Plan) -> tuple[list[str], list[Arg]]:
         return str(n)
 
     args: list[Arg] = [*_HEAD, str(len(plan.reads)), str(len(plan.writes))]
+    if claim is None:
+        args += _NO_CLAIM
+    else:
+        args += (key_index(claim[0]), *claim[1:])
     for _, kind, key, lo, hi, member, include in plan.reads:
         args += (_KIND_CODE[kind], key_index(key), str(lo), str(hi), member)
         args.append("1" if include else "0")
     for kind, key, pos, member, ttl_s, cutoff in plan.writes:
         args += (_KIND_CODE[kind], key_index(key), str(pos), member, str(ttl_s), str(cutoff))
     return keys, args
+
+
+def claim_args(hasher: KeyHasher, plan: Plan, claim: Claim, now: float) -> ClaimArgs:
+    """The script's claim for ``plan`` (all of whose keys share one slot in a cluster): the
+    claim key sits in the slot of the plan's first key."""
+    first = plan.reads[0][2] if plan.reads else plan.writes[0][1]
+    return (
+        claim_key(tag_of(first), hasher.request_key(claim.request_id)),
+        records.fingerprint_line(claim.fingerprint),
+        records.header(claim.fingerprint, now, [op[0] for op in plan.reads]),
+        str(max(1, round(claim.ttl_s * 1000))),
+    )
+
+
+def decode(plan: Plan, raw: object) -> tuple[dict[str, int], float | None]:
+    """The script's reply: values by ref id, and the first attempt's event time when the
+    reply is a replayed claim record (None for a fresh apply). Raises StateError."""
+    if isinstance(raw, BaseException):  # this call's own error reply
+        raise StateError(f"redis failed: {type(raw).__name__}: {raw}") from raw
+    if isinstance(raw, bytes):
+        try:
+            then, values = records.parse(raw)
+        except ValueError as exc:
+            raise StateError("state script returned an unreadable claim record") from exc
+        return values, then
+    if not isinstance(raw, list) or len(raw) != len(plan.reads):
+        raise StateError("state script returned an unexpected reply")
+    return {op[0]: int(v) for op, v in zip(plan.reads, raw, strict=True)}, None
 
 
 def pack(head: bytes, nkeys: str, keys: list[str], args: list[Arg]) -> bytes:
@@ -116,6 +154,21 @@ class RedisBackend:
     async def apply(
         self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
     ) -> dict[str, int]:
+        return (await self._apply(tenant, refs, now, record, None)).values
+
+    async def apply_claimed(
+        self, tenant: str, refs: Sequence[AggregateRef], now: float, claim: Claim
+    ) -> Applied:
+        return await self._apply(tenant, refs, now, True, claim)
+
+    async def _apply(
+        self,
+        tenant: str,
+        refs: Sequence[AggregateRef],
+        now: float,
+        record: bool,
+        claim: Claim | None,
+    ) -> Applied:
         self.stats.calls += 1
         try:
             plan = self._planner.plan(tenant, refs, now, record=record)
@@ -124,19 +177,22 @@ class RedisBackend:
             raise
         values = dict(plan.fixed)
         if not plan.reads and not plan.writes:
-            return values
-        keys, args = encode(plan)
+            return Applied(values, False, now)
+        keys, args = encode(
+            plan, None if claim is None else claim_args(self._planner.hasher, plan, claim, now)
+        )
         self.stats.round_trips += 1
         raw = await self._guarded(self._submit(pack(self._evalsha, str(len(keys)), keys, args)))
-        if isinstance(raw, BaseException):  # this call's own error reply
+        try:
+            got, then = decode(plan, raw)
+        except StateError:
             self.stats.errors += 1
-            raise StateError(f"redis failed: {type(raw).__name__}: {raw}") from raw
-        if not isinstance(raw, list) or len(raw) != len(plan.reads):
-            self.stats.errors += 1
-            raise StateError("state script returned an unexpected reply")
-        for op, value in zip(plan.reads, raw, strict=True):
-            values[op[0]] = int(value)
-        return values
+            raise
+        values.update(got)
+        if then is None:
+            return Applied(values, False, now)
+        self.stats.replays += 1
+        return Applied(values, True, then)
 
     async def ping(self) -> bool:
         try:

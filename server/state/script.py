@@ -1,9 +1,16 @@
 """The one Lua script the Redis backend runs: every read, then every write, in one call.
 
-ARGV: exact cap, run walk cap, run member cap, #reads, #writes, then six fields per read
-(kind, key index, lo, hi, member, include) and six per write (kind, key index, pos,
-member, ttl, cutoff); kinds are ``c`` count, ``d`` distinct, ``r`` run (see plan.py).
-Returns one integer per read, in order.
+ARGV: exact cap, run walk cap, run member cap, #reads, #writes, the claim (key index or 0,
+fingerprint line, record header, ttl ms), then six fields per read (kind, key index, lo,
+hi, member, include) and six per write (kind, key index, pos, member, ttl, cutoff); kinds
+are ``c`` count, ``d`` distinct, ``r`` run (see plan.py). Returns one integer per read, in
+order.
+
+Idempotency: with a claim, a claim key holding a record that starts with the fingerprint
+line means this request was applied before: the script changes nothing and returns that
+record (a string: the header, then the values it answered). Otherwise it applies as usual
+and, if the claim key was free, stores header + values there for the ttl. A claim key held
+by a different fingerprint (an id reused for another request) is left alone.
 
 Data model (docs/state.md): a count is a HASH bucket -> n; a distinct is a ZSET member ->
 last bucket seen while it holds at most the exact cap, after which a sentinel member
@@ -21,7 +28,17 @@ local walk_cap = tonumber(ARGV[2])
 local run_max = tonumber(ARGV[3])
 local nr = tonumber(ARGV[4])
 local nw = tonumber(ARGV[5])
+local claim = tonumber(ARGV[6])
 local OVER = '\0over'
+
+if claim > 0 then
+  local rec = redis.call('GET', KEYS[claim])
+  if rec then
+    local fp = ARGV[7]
+    if string.sub(rec, 1, #fp) == fp then return rec end
+    claim = 0
+  end
+end
 
 local function fmt(n) return string.format('%d', n) end
 
@@ -73,7 +90,7 @@ local function buckets(key)
 end
 
 local out = {}
-local i = 6
+local i = 10
 for _ = 1, nr do
   local kind, key, slo, shi = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
   local lo, hi, m, inc = tonumber(slo), tonumber(shi), ARGV[i + 4], tonumber(ARGV[i + 5])
@@ -151,6 +168,9 @@ for _ = 1, nw do
     if n > run_max then redis.call('ZREMRANGEBYRANK', key, 0, n - run_max - 1) end
   end
   extend(key, ttl)
+end
+if claim > 0 then
+  redis.call('SET', KEYS[claim], ARGV[8] .. table.concat(out, ','), 'PX', ARGV[9])
 end
 return out
 """

@@ -2,7 +2,7 @@
 
 The Redis backend plans a request (``plan.py``) and ships the plan in one round trip; the
 memory backend reads and writes as it walks the refs and never builds a plan. Both start
-from the same per-spec facts kept here: the storage-key prefix, the compiled window
+from the same per-spec facts kept here: the storage-key head and tail, the compiled window
 arithmetic, and the largest offset seen per family (so TTLs and trimming keep what every
 window over the same buckets needs).
 """
@@ -10,8 +10,9 @@ window over the same buckets needs).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
-from dsl.aggregates import AggKind, AggregateRef, AggregateSpec
+from dsl.aggregates import AggKind, AggregateSpec
 
 from .errors import StateError
 from .keys import KeyHasher, family_of, is_readable, readable_key, spec_identity
@@ -20,8 +21,22 @@ from .windows import CompiledWindow, compile_window
 MAX_FAMILIES = 10_000
 
 
+class RefLike(Protocol):
+    """What a backend reads of a ref: AggregateRef, or anything with its four fields (a
+    replay rebuilds refs a worker process planned, more cheaply than the dataclass)."""
+
+    @property
+    def spec(self) -> AggregateSpec: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def member(self) -> str: ...
+    @property
+    def feeds(self) -> bool: ...
+
+
 class Family:
-    """The largest window offset seen for one aggregate family (one storage-key prefix)."""
+    """The largest window offset seen for one aggregate family (one key identity)."""
 
     __slots__ = ("max_offset",)
 
@@ -35,22 +50,24 @@ class SpecInfo:
     __slots__ = (
         "error",
         "family",
+        "head",
         "id",
         "kind",
         "last_key",
         "last_raw",
         "offset",
-        "prefix",
         "readable",
         "spec",
+        "tail",
         "window",
     )
 
-    def __init__(self, spec: AggregateSpec, prefix: str, family: Family) -> None:
+    def __init__(self, spec: AggregateSpec, head: str, tail: str, family: Family) -> None:
         self.spec = spec  # kept so a recycled id() can never match another spec
         self.id = spec.id
         self.kind = spec.kind
-        self.prefix = prefix + ":"
+        self.head = head
+        self.tail = tail
         self.readable = is_readable(spec.key)
         self.family = family
         # The last concrete key and its storage key: a list or segment key is the same on
@@ -77,7 +94,7 @@ class SpecTable:
     __slots__ = ("_families", "tenants")
 
     def __init__(self) -> None:
-        self._families: dict[str, Family] = {}  # by storage-key prefix
+        self._families: dict[str, Family] = {}  # by storage-key head + tail
         self.tenants: dict[str, dict[int, SpecInfo]] = {}
 
     def compile(self, tenant: str, spec: AggregateSpec) -> SpecInfo:
@@ -89,16 +106,17 @@ class SpecTable:
         by_spec = self.tenants.get(tenant)
         if by_spec is None or len(by_spec) >= MAX_FAMILIES:
             by_spec = self.tenants[tenant] = {}
-        prefix = family_of(tenant, spec_identity(spec)).prefix
+        keys = family_of(tenant, spec_identity(spec))
+        prefix = keys.head + keys.tail
         family = self._families.get(prefix)
         if family is None:
             family = self._families[prefix] = Family()
-        found = by_spec[id(spec)] = SpecInfo(spec, prefix, family)
+        found = by_spec[id(spec)] = SpecInfo(spec, keys.head, keys.tail, family)
         return found
 
     def resolve(
-        self, tenant: str, refs: Sequence[AggregateRef], hasher: KeyHasher
-    ) -> list[tuple[AggregateRef, SpecInfo, int, str]]:
+        self, tenant: str, refs: Sequence[RefLike], hasher: KeyHasher
+    ) -> list[tuple[RefLike, SpecInfo, int, str]]:
         """Each ref with its spec info, the family's largest offset so far and its storage
         key; raises StateError for a bad window before anything is read or written.
 
@@ -106,7 +124,7 @@ class SpecTable:
         out for this event then covers every offset window over the family seen so far.
         """
         by_spec = self.tenants.get(tenant)
-        out: list[tuple[AggregateRef, SpecInfo, int, str]] = []
+        out: list[tuple[RefLike, SpecInfo, int, str]] = []
         for ref in refs:
             spec = ref.spec
             c = by_spec.get(id(spec)) if by_spec is not None else None
@@ -125,8 +143,10 @@ class SpecTable:
             else:
                 # A list or segment key is the same on every request: neither hashed nor
                 # joined again.
-                key = c.prefix + (
-                    readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key)
+                key = (
+                    c.head
+                    + (readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key))
+                    + c.tail
                 )
                 c.last_raw, c.last_key = raw_key, key
             out.append((ref, c, max_offset, key))

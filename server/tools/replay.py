@@ -11,157 +11,110 @@ Two input formats, one JSON object per line (both documented in docs/replay.md):
   of consecutive numbers cannot be rebuilt (those aggregates replay as 0 ... documented).
 
 Events are replayed in event-time order. ``--against`` runs a second policy over the same
-events with its own state and reports the decisions that differ.
+events with its own state and reports the decisions that differ. What is counted (for
+``--json``, the tables and the HTML report) is :mod:`server.tools.summary`'s.
+
+Speed (docs/benchmarks.md): when a core is idle, lines are parsed and planned in a worker
+process (``replay_workers``) while this one decides, so the two overlap instead of adding
+up; on a busy machine they are parsed here, which costs less CPU in all. A file already in
+time order (the server's decision log, most exports) is decided as it streams in; if an
+event turns out earlier than one already decided, the decisions made so far are dropped
+and the whole file is decided again in sorted order, so the result is always the sorted
+replay's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
+from dsl.aggregates import AggregateRef
 from dsl.decision import Decision
 from dsl.facts import EventFacts, Facts, PhoneFacts
-from dsl.lists import ListView
 from server.bundle.load import TenantBundle
-from server.phone import PhoneParseError, PhoneParser
+from server.phone import PhoneParser
 from server.state import MemoryBackend
 from server.tools.summary import SAMPLES, Diff, Summary
 
-__all__ = ["Diff", "ReplayEvent", "ReplayInputError", "Replayer", "Summary", "read_events"]
+from .replay_input import (
+    EMPTY,
+    ReplayEvent,
+    ReplayInputError,
+    chunks,
+    first_tenant,
+    lists_for,
+    parse_line,
+    parse_lines,
+)
+from .replay_workers import (
+    PlannedRef,
+    Wire,
+    WireDecoder,
+    default_workers,
+    usable_workers,
+    wire_chunks,
+)
 
-_EMPTY: Mapping[str, str] = MappingProxyType({})
+# Told how many more lines or events were handled, now and then (a progress bar's step).
+Progress = Callable[[int], object]
+# Events between two calls of a progress callback while deciding sorted events.
 PROGRESS_EVERY = 1000
-_EARLIEST, _LATEST = 0.0, 253402214400.0  # 1970-01-01 and 9999-12-31 (UTC): room for any zone
+
+__all__ = [
+    "Diff",
+    "ReplayEvent",
+    "ReplayInputError",
+    "Replayer",
+    "Summary",
+    "default_workers",
+    "first_tenant",
+    "parse_line",
+    "read_events",
+    "replay",
+    "replay_file",
+    "run_replay_sync",
+    "stream_events",
+]
 
 
-class ReplayInputError(ValueError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayEvent:
-    line: int
-    occurred_at: float
-    tenant: str
-    phone: PhoneFacts
-    event: EventFacts
-    recorded_lists: Mapping[str, Mapping[str, str]] | None  # decision-log input only
-    key: str  # what identifies the event in a diff: request_id or line number
-
-
-class _RecordedList:
-    """A ListView answering from what a decision-log line recorded for one number."""
-
-    __slots__ = ("_e164", "_labels")
-
-    def __init__(self, e164: str, labels: Mapping[str, str] | None) -> None:
-        self._e164 = e164
-        self._labels = labels
-
-    def __contains__(self, e164: object) -> bool:
-        return self._labels is not None and e164 == self._e164
-
-    def labels(self, e164: str) -> Mapping[str, str] | None:
-        return self._labels if e164 == self._e164 else None
-
-    def __len__(self) -> int:
-        return 0 if self._labels is None else 1
-
-
-def _timestamp(value: Any, line: int) -> float:
-    at: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        at = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            at = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    if at is None:
-        raise ReplayInputError(f"line {line}: occurred_at must be RFC 3339 or epoch seconds")
-    # NaN (json.loads reads it), infinities and times no calendar holds would fail deep in
-    # the windows or the report; one line is refused instead.
-    if not _EARLIEST <= at <= _LATEST:
-        raise ReplayInputError(f"line {line}: occurred_at out of range (1970 to 9999)")
-    return at
-
-
-def parse_line(
-    obj: Mapping[str, Any], line: int, parser: PhoneParser, default_tenant: str
-) -> ReplayEvent:
-    ev = obj.get("event") or {}
-    if not isinstance(ev, Mapping):
-        raise ReplayInputError(f"line {line}: event must be an object")
-    attrs = ev.get("attributes") or {}
-    stamp = ev.get("occurred_at", obj.get("ts"))
-    if stamp is None:
-        raise ReplayInputError(f"line {line}: no occurred_at")
-    at = _timestamp(stamp, line)
-    event = EventFacts(
-        scene=str(ev.get("scene", "")),
-        app_id=str(ev.get("app_id", "")),
-        ip=str(ev.get("ip", "")),
-        device_id=str(ev.get("device_id", "")),
-        occurred_at=at,
-        attributes=MappingProxyType({str(k): str(v) for k, v in attrs.items()})
-        if attrs
-        else _EMPTY,
-    )
-    tenant = str(obj.get("tenant") or default_tenant)
-    if obj.get("v") == 1 and "phone" in obj:  # a decision-log line
-        p = obj["phone"]
-        phone = PhoneFacts(
-            e164=str(p.get("hash", "")),
-            valid=bool(p.get("valid")),
-            region=str(p.get("region", "")),
-            number_type=str(p.get("number_type", "unknown")),
-            carrier=str(p.get("carrier", "")),
-            segment_kind=str(p.get("segment_kind", "")),
-            segment_prefix=str(p.get("segment_prefix", "")),
-            country_code=int(p.get("country_code", 0)),
-            national_number="",
-        )
-        recorded = {str(k): dict(v) for k, v in (obj.get("lists") or {}).items()}
-        key = str(obj.get("request_id") or f"line {line}")
-        return ReplayEvent(line, at, tenant, phone, event, recorded, key)
-    raw = obj.get("phone_number")
-    if not isinstance(raw, str):
-        raise ReplayInputError(f"line {line}: phone_number must be a string")
-    try:
-        phone = parser.parse(raw, str(obj.get("default_region", "")))
-    except PhoneParseError as exc:
-        raise ReplayInputError(f"line {line}: phone_number: {exc.reason}") from None
-    key = str(obj.get("request_id") or f"line {line}")
-    return ReplayEvent(line, at, tenant, phone, event, None, key)
+def stream_events(
+    path: Path,
+    parser: PhoneParser,
+    default_tenant: str,
+    errors: list[str],
+    *,
+    workers: int | None = None,
+) -> Iterator[ReplayEvent]:
+    """Every good line's event in file order (not sorted), parsed ``workers`` processes
+    ahead of the consumer (default: one per spare core; 0 parses here); bad lines are
+    appended to ``errors`` as they are met."""
+    if usable_workers(workers) <= 0:
+        for first, lines in chunks(path):
+            events, errs = parse_lines(path, first, lines, parser, default_tenant)
+            errors.extend(errs)
+            yield from events
+        return
+    decoder = WireDecoder(None)
+    for wire, errs in wire_chunks(path, parser, default_tenant, workers=workers):
+        errors.extend(errs)
+        for w in wire:
+            yield decoder.event(w)
 
 
 def read_events(
-    path: Path, parser: PhoneParser, default_tenant: str, errors: list[str]
+    path: Path,
+    parser: PhoneParser,
+    default_tenant: str,
+    errors: list[str],
+    *,
+    workers: int | None = None,
 ) -> list[ReplayEvent]:
-    out: list[ReplayEvent] = []
-    with path.open(encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            text = text.strip()
-            if not text or text.startswith("#"):
-                continue
-            try:
-                obj = json.loads(text)
-                if not isinstance(obj, dict):
-                    raise ReplayInputError(f"line {n}: not a JSON object")
-                out.append(parse_line(obj, n, parser, default_tenant))
-            except ValueError as exc:  # JSONDecodeError and ReplayInputError
-                msg = str(exc) if isinstance(exc, ReplayInputError) else f"line {n}: {exc}"
-                errors.append(
-                    f"{path}:{msg.removeprefix('line ')}"
-                    if msg.startswith("line ")
-                    else f"{path}: {msg}"
-                )
+    """Every good line's event, sorted by event time (then line); bad lines go to
+    ``errors``."""
+    out = list(stream_events(path, parser, default_tenant, errors, workers=workers))
     out.sort(key=lambda e: (e.occurred_at, e.line))
     return out
 
@@ -175,18 +128,63 @@ class Replayer:
         self.summary = Summary.for_policy(bundle.policy)
 
     async def decide(self, ev: ReplayEvent) -> Decision:
+        return self.decide_now(ev)
+
+    def decide_now(self, ev: ReplayEvent) -> Decision:
+        return self.decide_facts(ev.phone, ev.event, ev.recorded_lists)
+
+    def decide_facts(
+        self,
+        phone: PhoneFacts,
+        event: EventFacts,
+        recorded: Mapping[str, Mapping[str, str]] | None,
+        planned: Sequence[AggregateRef | PlannedRef] | None = None,
+    ) -> Decision:
+        """Decide one event; ``planned`` is the policy's plan for it when a parsing
+        worker has already made it."""
         b = self.bundle
-        lists: Mapping[str, ListView] = b.lists
-        if ev.recorded_lists is not None:
-            lists = {
-                name: _RecordedList(ev.phone.e164, ev.recorded_lists.get(name)) for name in b.lists
-            }
-        facts = Facts(tenant=b.name, phone=ev.phone, event=ev.event)
-        refs = b.policy.plan(facts, lists)
-        values = await self.backend.apply(b.name, refs, ev.occurred_at, record=True) if refs else {}
+        lists = lists_for(b, phone.e164, recorded)
+        facts = Facts(tenant=b.name, phone=phone, event=event)
+        refs = b.policy.plan(facts, lists) if planned is None else planned
+        values = (
+            self.backend.apply_now(b.name, refs, event.occurred_at, record=True) if refs else {}
+        )
         decision = b.policy.evaluate(facts, values, lists)
-        self.summary.add(ev, decision)
+        self.summary.add(event, decision)
         return decision
+
+
+class _Comparison:
+    """One policy's replay, or two side by side over the same events, one event at a time."""
+
+    def __init__(self, base: TenantBundle, other: TenantBundle | None, samples: int) -> None:
+        self.a = Replayer(base)
+        self.b = Replayer(other) if other is not None else None
+        self.diff = Diff(sample_limit=samples)
+
+    def step(self, ev: ReplayEvent) -> None:
+        self.step_facts(ev.phone, ev.event, ev.recorded_lists, ev.key)
+
+    def step_facts(
+        self,
+        phone: PhoneFacts,
+        event: EventFacts,
+        recorded: Mapping[str, Mapping[str, str]] | None,
+        key: str,
+        planned: Sequence[PlannedRef] | None = None,
+    ) -> None:
+        da = self.a.decide_facts(phone, event, recorded, planned)
+        if self.b is None:
+            return
+        db = self.b.decide_facts(phone, event, recorded)
+        ev = ReplayEvent(0, event.occurred_at, self.a.bundle.name, phone, event, recorded, key)
+        self.diff.add(ev, da, db)
+
+    def result(self, elapsed: float) -> tuple[Summary, Summary | None, Diff]:
+        self.a.summary.seconds = elapsed
+        if self.b is not None:
+            self.b.summary.seconds = elapsed
+        return self.a.summary, (self.b.summary if self.b is not None else None), self.diff
 
 
 async def replay(
@@ -195,34 +193,131 @@ async def replay(
     other: TenantBundle | None = None,
     *,
     samples: int = SAMPLES,
-    progress: Callable[[int], object] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
-    """Decide every event under ``base`` (and ``other``); ``progress(n)`` is told every
-    :data:`PROGRESS_EVERY` events, and once more with the rest at the end."""
-    a = Replayer(base)
-    b = Replayer(other) if other is not None else None
-    diff = Diff(sample_limit=samples)
-    t0 = time.perf_counter()
+    """Replay ``events`` in the order given (callers sort them: :func:`read_events`)."""
+    return _replay_sorted(events, base, other, samples, progress, time.perf_counter())
+
+
+def _replay_sorted(
+    events: Iterable[ReplayEvent],
+    base: TenantBundle,
+    other: TenantBundle | None,
+    samples: int,
+    progress: Progress | None,
+    t0: float,
+) -> tuple[Summary, Summary | None, Diff]:
+    run = _Comparison(base, other, samples)
+    step = run.step
     done = 0
     for done, ev in enumerate(events, 1):
-        da = await a.decide(ev)
-        if b is not None:
-            diff.add(ev, da, await b.decide(ev))
+        step(ev)
         if progress is not None and done % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
-    elapsed = time.perf_counter() - t0
     if progress is not None:
         progress(done % PROGRESS_EVERY)
-    a.summary.seconds = elapsed
-    if b is not None:
-        b.summary.seconds = elapsed
-    return a.summary, (b.summary if b is not None else None), diff
+    return run.result(time.perf_counter() - t0)
+
+
+def replay_file(
+    path: Path,
+    parser: PhoneParser,
+    base: TenantBundle,
+    other: TenantBundle | None = None,
+    *,
+    errors: list[str],
+    samples: int = SAMPLES,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> tuple[Summary, Summary | None, Diff]:
+    """Replay a file's events of ``base``'s tenant, parsing (and planning) in worker
+    processes while deciding here (see the module docstring); the time measured covers
+    both. Bad lines go to ``errors``."""
+    tenant = base.name
+    t0 = time.perf_counter()
+    run = _Comparison(base, other, samples)
+    if usable_workers(workers) <= 0:
+        # Parsing here: no wire format, each event decided as it is parsed.
+        kept_events: list[ReplayEvent] = []
+        order = _InOrder()
+        for first, lines in chunks(path):
+            events, errs = parse_lines(path, first, lines, parser, tenant)
+            errors.extend(errs)
+            for ev in events:
+                if ev.tenant == tenant:
+                    kept_events.append(ev)
+                    if order.next(ev.occurred_at):
+                        run.step(ev)
+            if progress is not None and order.in_order:
+                progress(len(lines))
+        return _finish(run, order, kept_events, base, other, samples, progress, t0)
+    kept: list[Wire] = []
+    step = run.step_facts
+    decoder = WireDecoder(base)
+    phone_of, refs_of = decoder.phone, decoder.refs
+    order = _InOrder()
+    for wire, errs in wire_chunks(path, parser, tenant, bundle=base, workers=workers):
+        errors.extend(errs)
+        for w in wire:
+            if w[2] != tenant:
+                continue
+            kept.append(w)
+            at = w[1]
+            if not order.next(at):
+                continue
+            attrs = w[8]
+            event = EventFacts(
+                w[4], w[5], w[6], w[7], at, MappingProxyType(attrs) if attrs else EMPTY
+            )
+            plan = w[11]
+            step(phone_of(w[3]), event, w[9], w[10], None if plan is None else refs_of(plan))
+        if progress is not None and order.in_order:
+            progress(len(wire))
+    events = [decoder.event(w) for w in kept] if not order.in_order else []
+    return _finish(run, order, events, base, other, samples, progress, t0)
+
+
+class _InOrder:
+    """Whether the events met so far are in time order (then each can be decided as it
+    comes); after the first one that is not, nothing more is decided until the sort."""
+
+    __slots__ = ("in_order", "last")
+
+    def __init__(self) -> None:
+        self.in_order = True
+        self.last = float("-inf")
+
+    def next(self, at: float) -> bool:
+        if self.in_order:
+            if at >= self.last:
+                self.last = at
+                return True
+            self.in_order = False
+        return False
+
+
+def _finish(
+    run: _Comparison,
+    order: _InOrder,
+    kept: list[ReplayEvent],
+    base: TenantBundle,
+    other: TenantBundle | None,
+    samples: int,
+    progress: Progress | None,
+    t0: float,
+) -> tuple[Summary, Summary | None, Diff]:
+    """The streamed result, or, when the file was out of order, the sorted replay's."""
+    if not order.in_order:
+        # Progress counted the file's lines once already; the sorted pass adds none.
+        kept.sort(key=lambda e: (e.occurred_at, e.line))
+        return _replay_sorted(kept, base, other, samples, None, t0)
+    return run.result(time.perf_counter() - t0)
 
 
 def run_replay_sync(
     events: list[ReplayEvent],
     base: TenantBundle,
     other: TenantBundle | None,
-    progress: Callable[[int], object] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     return asyncio.run(replay(events, base, other, progress=progress))

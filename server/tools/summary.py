@@ -21,15 +21,23 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from dsl.decision import Action, Decision
 from server.phone.mask import mask
 
+
+class Timed(Protocol):
+    """Anything with an event time: a replayed event, or the event facts of one."""
+
+    @property
+    def occurred_at(self) -> float: ...
+
+
 if TYPE_CHECKING:
     from dsl.policy import CompiledPolicy
-    from server.tools.replay import ReplayEvent
+    from server.tools.replay_input import ReplayEvent
 
 MINUTE = 60
 # Round bucket widths, smallest first; beyond a day, whole days.
@@ -113,7 +121,8 @@ class Summary:
             )
         return s
 
-    def add(self, ev: ReplayEvent, d: Decision) -> None:
+    def add(self, ev: Timed, d: Decision) -> None:
+        """Count one decision; ``ev`` is the event (its time is all a summary reads)."""
         minute = int(ev.occurred_at // MINUTE)
         action = d.action.name.lower()
         self.events += 1

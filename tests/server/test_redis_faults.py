@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest_redis import RedisServer
+from conftest_redis import RedisClusterServers, RedisServer
 from support import Running, request, running_server
 
 from server.api import decision_pb2 as pb
@@ -91,3 +91,62 @@ async def test_traffic_during_a_kill_never_fails_a_fail_open_tenant(
         assert set(results) <= {"ok", "degraded"}
         assert results[:20] == ["ok"] * 20
         assert results[-1] == "ok"  # back on Redis without a restart of the server
+
+
+async def test_a_cluster_master_killed_and_a_slot_moved_under_a_running_server(
+    rules: Path, own_cluster: RedisClusterServers
+) -> None:
+    """On a 3-master Redis Cluster: while one master is dead, decisions whose keys live on
+    it are degraded (fail open) or UNAVAILABLE (fail closed), the others go on; a slot moved
+    under traffic costs no hung request; and all of it ends back on Redis."""
+    numbers = [f"+86138{i:08d}" for i in range(40)]
+
+    async def answer(tenant: str, phone: str) -> str:
+        try:
+            r = await s.decisions.Evaluate(
+                request(phone, tenant=tenant, event=pb.Event(scene="sms_code")),
+                timeout=DEADLINE,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+        return "degraded" if r.degraded else "ok"
+
+    async with running_server(rules, state=own_cluster.url, state_timeout_ms=200) as s:
+        for phone in numbers:
+            assert await answer("demo", phone) == "ok"
+        own_cluster.nodes[0].kill()
+        t0 = time.monotonic()
+        demo = [await answer("demo", phone) for phone in numbers]
+        closed = [await answer("closed", phone) for phone in numbers]
+        assert time.monotonic() - t0 < len(numbers) * DEADLINE
+        # Which decisions fail depends on where their keys live (a tenant-wide key on the
+        # dead master fails them all): each tenant's own fail mode, and nothing else.
+        assert "degraded" in demo
+        assert set(demo) <= {"ok", "degraded"}
+        assert "UNAVAILABLE" in closed
+        assert set(closed) <= {"ok", "UNAVAILABLE"}
+
+        own_cluster.nodes[0].restart()
+        own_cluster.wait_ok()
+
+        async def all_ok() -> None:
+            async with asyncio.timeout(10):
+                while {await answer("demo", p) for p in numbers} != {"ok"}:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+
+        await all_ok()
+        # Move a slot holding keys while both tenants keep deciding.
+        keys = [k for n in own_cluster.nodes for k in own_cluster.cli(n, "--scan").split()]
+        slot = int(own_cluster.cli(own_cluster.nodes[0], "cluster", "keyslot", keys[0]))
+        target = next(n for n in own_cluster.nodes if n is not own_cluster.owner(slot))
+        mover = asyncio.create_task(
+            asyncio.to_thread(own_cluster.migrate_slot, slot, target, lambda: time.sleep(0.01))
+        )
+        seen: set[str] = set()
+        while not mover.done():
+            for phone in numbers[:5]:
+                seen.add(await answer("demo", phone))
+                seen.add(await answer("closed", phone))
+        await mover
+        assert seen <= {"ok", "degraded", "UNAVAILABLE"}
+        await all_ok()

@@ -8,12 +8,14 @@ import json
 import urllib.request
 from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support import request, running_server
 
 from server.api import decision_pb2 as pb
+from server.observability.telemetry import tracing_from_env
 
 NUMBER = "+8613800138000"
 RAW_FORMS = ("8613800138000", "13800138000", "138 0013 8000")
@@ -129,3 +131,30 @@ async def test_debug_logs_mask_the_number(rules_copy: Path, caplog) -> None:  # 
     assert line["request_id"] == "log-1"
     assert line["phone"] == "+8613****00"
     assert _no_raw_number(line)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "ParentBased{root:TraceIdRatioBased{0.1}"),  # the default: 10 % of new traces
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, "ParentBased{root:AlwaysOnSampler"),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"},
+            "ParentBased{root:TraceIdRatioBased{0.5}",
+        ),
+    ],
+)
+def test_tracing_samples_a_tenth_unless_told(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER_ARG", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    provider = tracing_from_env()
+    assert provider is not None
+    try:
+        assert provider.sampler.get_description().startswith(expected)
+    finally:
+        provider.shutdown()

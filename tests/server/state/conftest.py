@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest_redis import RedisServer
+from conftest_redis import RedisClusterServers, RedisServer
 from redis.asyncio import Redis
 
-from server.state import MemoryBackend, RedisBackend, open_backend
+from server.state import MemoryBackend, RedisBackend, RedisClusterBackend, open_backend
+
+Backend = MemoryBackend | RedisBackend | RedisClusterBackend
 
 HASH_KEY = b"test-hash-key-0123456789abcdef"
 
@@ -21,17 +23,21 @@ async def _flush(url: str) -> None:
         await client.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def backend(
     request: pytest.FixtureRequest, redis_server: RedisServer
-) -> AsyncIterator[MemoryBackend | RedisBackend]:
-    """Each backend in turn, empty. The Redis timeout is generous: these tests are about
-    semantics, and CI machines stall."""
+) -> AsyncIterator[Backend]:
+    """Each backend in turn, empty: memory, one Redis, a 3-master Redis Cluster. The Redis
+    timeout is generous: these tests are about semantics, and CI machines stall."""
     if request.param == "memory":
         b = open_backend("memory://", hash_key=HASH_KEY)
-    else:
+    elif request.param == "redis":
         await _flush(redis_server.url)
         b = open_backend(redis_server.url, hash_key=HASH_KEY, timeout_s=2.0)
-    assert isinstance(b, MemoryBackend | RedisBackend)
+    else:
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        b = open_backend(cluster.url, hash_key=HASH_KEY, timeout_s=2.0)
+    assert isinstance(b, Backend)
     yield b
     await b.close()

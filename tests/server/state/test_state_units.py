@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dsl.aggregates import AggKind, AggregateRef, AggregateSpec, KeyKind, Window
-from server.state import MemoryBackend, RedisBackend, StateError, open_backend
+from server.state import MemoryBackend, RedisBackend, RedisClusterBackend, StateError, open_backend
 from server.state.keys import KeyHasher, run_suffix
+from server.state.redis_cluster import parse_cluster_url
 from server.state.windows import bucket_width, read_range, record_bucket, ttl_s
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -86,6 +87,8 @@ def test_hash_key_must_be_bytes(bad: object) -> None:
         ("redis://127.0.0.1:1/0", RedisBackend),
         ("rediss://127.0.0.1:1/0", RedisBackend),
         ("unix:///tmp/redis.sock?db=1", RedisBackend),
+        ("redis+cluster://127.0.0.1:1,127.0.0.1:2", RedisClusterBackend),
+        ("rediss+cluster://u:p@127.0.0.1:1", RedisClusterBackend),
     ],
 )
 async def test_open_backend(url: str, cls: type) -> None:
@@ -98,6 +101,35 @@ async def test_open_backend(url: str, cls: type) -> None:
 def test_open_backend_rejects_unknown_schemes(url: str) -> None:
     with pytest.raises(ValueError, match="unsupported state backend URL") as info:
         open_backend(url, hash_key=b"k")
+    assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "seeds", "settings"),
+    [
+        ("redis+cluster://10.0.0.1:7000", [("10.0.0.1", 7000)], {}),
+        (
+            "redis+cluster://a:7000,b:7001,[::1]:7002",
+            [("a", 7000), ("b", 7001), ("::1", 7002)],
+            {},
+        ),
+        (
+            "rediss+cluster://app:s%40cret@a:7000,b:7001",
+            [("a", 7000), ("b", 7001)],
+            {"username": "app", "password": "s@cret", "ssl": True},
+        ),
+    ],
+)
+def test_cluster_urls(url: str, seeds: list[tuple[str, int]], settings: dict[str, object]) -> None:
+    assert parse_cluster_url(url) == (seeds, settings)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://", "redis+cluster://:secret@a", "redis+cluster://a:b:c,:1"]
+)
+def test_bad_cluster_urls_never_echo_a_password(url: str) -> None:
+    with pytest.raises(ValueError, match="host:port") as info:
+        parse_cluster_url(url)
     assert "secret" not in str(info.value)
 
 
