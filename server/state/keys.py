@@ -86,7 +86,10 @@ def spec_identity(spec: AggregateSpec) -> tuple[object, ...]:
     # Calendar windows bucket by local day whatever size_s says, so size is not identity.
     size = 0 if w.calendar_day else w.size_s
     tz = w.timezone if w.calendar_day else ""
-    return (spec.kind.value, spec.key.value, spec.key_arg, spec.field, size, w.calendar_day, tz)
+    # A composite key (per (number, app)) is its own key kind, "number+app".
+    kinds = "+".join(k.value for k, _ in spec.keys)
+    args = ",".join(arg for _, arg in spec.keys) if spec.more_keys else spec.key_arg
+    return (spec.kind.value, kinds, args, spec.field, size, w.calendar_day, tz)
 
 
 # Recent hashes are remembered: a list name or a segment is hashed on every request and a
@@ -155,6 +158,11 @@ class KeyHasher:
 def is_readable(kind: KeyKind) -> bool:
     """Whether keys of this kind are stored as they are (quoted) rather than hashed."""
     return kind in _READABLE_KEYS
+
+
+def spec_readable(spec: AggregateSpec) -> bool:
+    """Whether a spec's keys are stored as they are: only if every part of it may be."""
+    return all(k in _READABLE_KEYS for k, _ in spec.keys)
 
 
 def readable_key(value: str) -> str:

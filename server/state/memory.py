@@ -36,6 +36,17 @@ from .specs import RefLike, SpecTable
 
 _COUNT = AggKind.COUNT
 _DISTINCT = AggKind.DISTINCT
+_SEEN = AggKind.FIRST_SEEN
+
+
+class _Seen:
+    """age(): when a key was first seen (epoch seconds); renewed at every sighting."""
+
+    __slots__ = ("expires_at", "first")
+
+    def __init__(self, expires_at: float, first: int) -> None:
+        self.expires_at = expires_at
+        self.first = first
 
 
 class _Count:
@@ -100,7 +111,7 @@ class _Run:
         self.trim_at = 64
 
 
-_Entry = _Count | _Distinct | _Run
+_Entry = _Count | _Distinct | _Run | _Seen
 
 # A write kept for after the reads: (kind, pos, cutoff, ttl_s), under (key, member).
 _Write = tuple[AggKind, int, int, int]
@@ -170,6 +181,19 @@ class MemoryBackend:
                 raw_key = ref.key
                 kind = c.kind
                 feeds = ref.feeds
+                if kind is _SEEN:
+                    entry = get(key)
+                    if entry is not None and entry.expires_at < now:
+                        expired.append(key)
+                        entry = None
+                    elif entry is not None:
+                        touched.append(key)
+                    last_key = None  # the memo below is for windows over one key
+                    first = entry.first if isinstance(entry, _Seen) else now
+                    values[c.id] = max(0, int(now - first))
+                    if record and feeds and (key, b"") not in writes:
+                        writes[(key, b"")] = (kind, int(now), 0, c.seen_ttl)
+                    continue
                 if kind is _COUNT:
                     member = b""
                 elif kind is _DISTINCT:
@@ -288,6 +312,8 @@ class MemoryBackend:
             if entry is None:
                 if kind is _COUNT:
                     store[key] = _Count(expires_at, pos)
+                elif kind is _SEEN:
+                    store[key] = _Seen(expires_at, pos)
                 elif isinstance(member, bytes):
                     store[key] = _Distinct(expires_at, member, pos)
                 else:
@@ -302,8 +328,9 @@ class MemoryBackend:
             elif isinstance(entry, _Distinct):
                 if isinstance(member, bytes):
                     _write_distinct(entry, pos, member, cutoff)
-            elif isinstance(member, int):
+            elif isinstance(entry, _Run) and isinstance(member, int):
                 _write_run(entry, pos, member, cutoff)
+            # A _Seen keeps its first sighting: only its life is renewed.
             if expires_at > entry.expires_at:
                 entry.expires_at = expires_at
 

@@ -24,6 +24,7 @@ ReadOp = tuple[str, AggKind, str, int, int, bytes, bool]
 """``(ref_id, kind, key, lo, hi, member, include)``: read one aggregate.
 
 COUNT / DISTINCT: ``lo..hi`` is an inclusive bucket range. RUN: ``(lo, hi]`` in epoch ms.
+FIRST_SEEN: ``hi`` is now in epoch seconds (the value is ``hi`` minus the first sighting).
 ``member`` is the hashed distinct value or the run suffix digits. ``include`` says the
 current event counts in this window (it feeds and the window covers now).
 """
@@ -31,7 +32,8 @@ current event counts in this window (it feeds and the window covers now).
 WriteOp = tuple[AggKind, str, int, bytes, int, int]
 """``(kind, key, pos, member, ttl_s, cutoff)``: record the event into one storage key.
 
-``pos`` is the bucket (COUNT / DISTINCT) or the event time in ms (RUN); ``cutoff`` is the
+``pos`` is the bucket (COUNT / DISTINCT), the event time in ms (RUN) or in seconds
+(FIRST_SEEN, stored only if the key holds none yet); ``cutoff`` is the
 oldest bucket to keep (older are trimmed) or, for RUN, the time at or before which entries
 are dropped; ``ttl_s`` is the key's lifetime after this write.
 """
@@ -64,6 +66,14 @@ class Planner:
             assert window is not None  # resolve() raised for a bad window
             raw_key = ref.key
             kind = c.kind
+            if kind is AggKind.FIRST_SEEN:
+                # age(): read the first sighting against now (seconds); a write sets it
+                # if absent and keeps the key for the window after this sighting.
+                now_s = int(now)
+                reads.append((c.id, kind, key, 0, now_s, b"", False))
+                if record and ref.feeds and (key, b"") not in writes:
+                    writes[(key, b"")] = (kind, key, now_s, b"", c.seen_ttl, 0)
+                continue
             if kind is AggKind.RUN:
                 suffix = run_suffix(raw_key, ref.member)
                 if not suffix.isdigit() or not suffix.isascii():

@@ -35,7 +35,12 @@ from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
 from .plan import Plan, Planner
 from .script import LUA, SHA1
 
-_KIND_CODE = {AggKind.COUNT: "c", AggKind.DISTINCT: "d", AggKind.RUN: "r"}
+_KIND_CODE = {
+    AggKind.COUNT: "c",
+    AggKind.DISTINCT: "d",
+    AggKind.RUN: "r",
+    AggKind.FIRST_SEEN: "s",
+}
 _HEAD = (str(DISTINCT_EXACT_CAP), str(RUN_WALK_CAP), str(RUN_MAX_MEMBERS))
 Arg = str | bytes
 _T = TypeVar("_T")

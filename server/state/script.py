@@ -3,8 +3,8 @@
 ARGV: exact cap, run walk cap, run member cap, #reads, #writes, the claim (key index or 0,
 fingerprint line, record header, ttl ms), then six fields per read (kind, key index, lo,
 hi, member, include) and six per write (kind, key index, pos, member, ttl, cutoff); kinds
-are ``c`` count, ``d`` distinct, ``r`` run (see plan.py). Returns one integer per read, in
-order.
+are ``c`` count, ``d`` distinct, ``r`` run, ``s`` first seen (see plan.py). Returns one
+integer per read, in order.
 
 Idempotency: with a claim, a claim key holding a record that starts with the fingerprint
 line means this request was applied before: the script changes nothing and returns that
@@ -15,7 +15,8 @@ by a different fingerprint (an id reused for another request) is left alone.
 Data model (docs/state.md): a count is a HASH bucket -> n; a distinct is a ZSET member ->
 last bucket seen while it holds at most the exact cap, after which a sentinel member
 marks it and per-bucket HyperLogLogs ``<key>:h:<bucket>`` take over; a run is a ZSET
-suffix digits -> last time seen (ms), walked with ZMSCORE in batches of 64.
+suffix digits -> last time seen (ms), walked with ZMSCORE in batches of 64; a first
+sighting (age()) is a STRING holding the epoch second, its TTL renewed on every sighting.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ for _ = 1, nr do
     for _, bn in ipairs(buckets(key)) do
       if bn[1] >= lo and bn[1] <= hi then v = v + bn[2] end
     end
+  elseif kind == 's' then
+    local f = redis.call('GET', key)
+    v = f and math.max(0, hi - tonumber(f)) or 0
   elseif kind == 'd' then
     if redis.call('ZSCORE', key, OVER) then
       local hk = {}
@@ -138,6 +142,8 @@ for _ = 1, nw do
         if tonumber(f) < c then redis.call('HDEL', key, f) end
       end
     end
+  elseif kind == 's' then
+    redis.call('SET', key, pos, 'NX')
   elseif kind == 'd' then
     local over = redis.call('ZSCORE', key, OVER)
     if not over then

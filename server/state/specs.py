@@ -15,7 +15,7 @@ from typing import Protocol
 from dsl.aggregates import AggKind, AggregateSpec
 
 from .errors import StateError
-from .keys import KeyHasher, family_of, is_readable, readable_key, spec_identity
+from .keys import KeyHasher, family_of, readable_key, spec_identity, spec_readable
 from .windows import CompiledWindow, compile_window
 
 MAX_FAMILIES = 10_000
@@ -57,6 +57,7 @@ class SpecInfo:
         "last_raw",
         "offset",
         "readable",
+        "seen_ttl",
         "spec",
         "tail",
         "window",
@@ -68,7 +69,7 @@ class SpecInfo:
         self.kind = spec.kind
         self.head = head
         self.tail = tail
-        self.readable = is_readable(spec.key)
+        self.readable = spec_readable(spec)
         self.family = family
         # The last concrete key and its storage key: a list or segment key is the same on
         # every request, so it is neither hashed nor joined again.
@@ -84,6 +85,8 @@ class SpecInfo:
         self.window: CompiledWindow | None = (
             None if self.error else compile_window(window, in_ms=spec.kind is AggKind.RUN)
         )
+        # age(): a key holds the first time it was seen and lives this long after the last.
+        self.seen_ttl = window.size_s
 
 
 class SpecTable:

@@ -323,3 +323,55 @@ async def test_storage_never_holds_a_raw_number(backend: Backend) -> None:
             if ":distinct:" in key:
                 members = await backend.client.zrange(key, 0, -1)
                 assert all(b"138" not in m and b"1.2.3.4" not in m for m in members)
+
+
+# -- age(): first sightings; composite keys ------------------------------------------------
+
+
+async def test_first_seen_is_the_age_of_a_key(backend: Backend) -> None:
+    s = spec(AggKind.FIRST_SEEN, size_s=30 * 86_400, id="age")
+    assert await record(backend, s, T0) == 0  # the first sighting is now: 0 s old
+    assert await record(backend, s, T0 + 600) == 600
+    assert await peek(backend, s, T0 + 3600) == 3600
+    # Another number, another tenant: their own first sightings.
+    assert await record(backend, s, T0 + 3600, key="+8613900139000") == 0
+    assert await record(backend, s, T0 + 3600, tenant="t2") == 0
+
+
+async def test_first_seen_is_not_recorded_by_a_dry_run(backend: Backend) -> None:
+    s = spec(AggKind.FIRST_SEEN, size_s=30 * 86_400, id="age")
+    ref = AggregateRef(s, NUMBER)
+    assert (await backend.apply("t1", [ref], T0, record=False))["age"] == 0
+    assert await record(backend, s, T0 + 60) == 0  # still new: the dry run left no trace
+
+
+async def test_first_seen_is_forgotten_after_its_window_without_a_sighting(
+    backend: Backend,
+) -> None:
+    day = 86_400
+    s = spec(AggKind.FIRST_SEEN, size_s=2 * day, id="age")
+    await record(backend, s, T0)
+    assert await record(backend, s, T0 + day) == day  # seen again: kept two more days
+    assert await record(backend, s, T0 + 2 * day) == 2 * day
+    if isinstance(backend, MemoryBackend):
+        # The event clock drives memory expiry; Redis expires by its own clock (below).
+        assert await record(backend, s, T0 + 5 * day) == 0
+
+
+async def test_composite_keys_count_each_pair_apart(backend: Backend) -> None:
+    window = Window(3600)
+    pair = AggregateSpec(
+        "pair", AggKind.COUNT, KeyKind.NUMBER, window, more_keys=((KeyKind.APP, ""),)
+    )
+    alone = AggregateSpec("alone", AggKind.COUNT, KeyKind.NUMBER, window)
+
+    async def hit(app: str) -> dict[str, int]:
+        refs = [AggregateRef(pair, f"14:{NUMBER}{len(app)}:{app}"), AggregateRef(alone, NUMBER)]
+        return await backend.apply("t1", refs, T0, record=True)
+
+    assert await hit("shop") == {"pair": 1, "alone": 1}
+    assert await hit("shop") == {"pair": 2, "alone": 2}
+    assert await hit("ride") == {"pair": 1, "alone": 3}
+    keys = await storage_keys(backend)
+    assert not [k for k in keys if NUMBER in k or "13800138000" in k]  # hashed, every part
+    assert any(":number+app:" in k for k in keys)
