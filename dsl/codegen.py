@@ -288,10 +288,8 @@ class _Expr:
         if node.func == "matches":
             assert isinstance(a[1], ir.Lit)
             regex = _load(self.names.patterns[str(a[1].value)])
-            return self.wrap(
-                [a[0]],
-                lambda x: py.Compare(_call(_attr(regex, "search"), x[0]), [_ISNOT], [_const(None)]),
-            )
+            # RE_n is a dsl.patterns.Matcher: search() answers a bool, memoised per input.
+            return self.wrap([a[0]], lambda x: _call(_attr(regex, "search"), x[0]))
         if node.func == "phone_prefix":
             digits = _attr(phone, "digits")
             return self.wrap(

@@ -20,7 +20,7 @@ from dsl.diagnostics import Diagnostic, PolicyError, Severity
 from dsl.ir import CheckedPolicy
 from dsl.options import CompileOptions
 from dsl.parser import parse_module
-from dsl.patterns import compile_pattern
+from dsl.patterns import Matcher
 from dsl.policy import CompiledPolicy, EvalFn, ListDecl, PlanFn, PolicyArtifact, RuleInfo
 
 _NO_LIBRARY: Mapping[str, str] = MappingProxyType({})
@@ -294,7 +294,7 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
     constants and functions. Cheap, so it can run where the artifact is used."""
     namespace = dict(_RUNTIME)
     namespace.update({f"AGG_{i}": spec for i, spec in enumerate(artifact.aggregates)})
-    namespace.update({f"RE_{i}": compile_pattern(p) for i, p in enumerate(artifact.patterns)})
+    namespace.update({f"RE_{i}": Matcher(p) for i, p in enumerate(artifact.patterns)})
     _exec(artifact.main_code, namespace)
     return CompiledPolicy(
         tenant=artifact.tenant,
