@@ -37,8 +37,8 @@ aggregate hits = count(per number, over 1h) where event.scene == "register"
 
 # about the rule
 shadow rule r {
-    when hits > A  # first operand line
-        and (event.scene == "x" or not phone.valid)
+    when hits > A
+        and (event.scene == "x" or not phone.valid)  # first operand line
         and hits.ago(1h) > 0
     then review
     risk 2
