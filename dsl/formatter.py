@@ -30,6 +30,7 @@ keeps comments without further work.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -212,6 +213,18 @@ def _elements(e: ast.Expr) -> list[tuple[ast.Expr, bool]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Where an operand or item was written (offsets are exclusive at the end)."""
+
+    first_line: int
+    start: int
+    last_line: int
+    end: int
+    node: ast.Expr
+    leading_ok: bool  # may a comment stand on its own line before it
+
+
 def _clause(c: ast.Clause) -> tuple[str, ast.Expr | None]:
     """A rule clause as its head text and the expression after it (if any)."""
     match c:
@@ -286,7 +299,7 @@ class _Printer:
             for c in leading:
                 self.emit(c.text.rstrip())
             self.item(item)
-            prev_end = item.span.end_line
+            prev_end = self.last_line(item)
             prev_kind = type(item)
         rest = self.grab(prev_end + 1, 1 << 30)
         if rest and self.out:
@@ -328,13 +341,13 @@ class _Printer:
         """``head`` then ``e``, wrapped at MAX_LINE, with the comments written inside.
         ``keyword`` (``("where ",)``) goes on the next line before ``e`` if all does not fit.
         """
-        trailing = self.grab(span.end_line, span.end_line)
+        last = max(span.end_line, self.last_line(e)) if e is not None else span.end_line
+        trailing = self.grab(last, last)
         attached = _Attached()
-        loose: list[ast.Comment] = []
         if e is not None:
-            loose = self.attach(e, span, attached)
+            loose = self.attach(e, span.line, last, attached)
         else:
-            loose = self.grab(span.line, span.end_line)
+            loose = self.grab(span.line, last)
         for c in loose:
             self.emit(INDENT * level + c.text.rstrip())
         doc: Doc = head
@@ -346,39 +359,47 @@ class _Printer:
             self.emit(text)
         self.emit(lines[-1], trailing)
 
-    def attach(self, e: ast.Expr, span: ast.Span, attached: _Attached) -> list[ast.Comment]:
-        """Give each comment inside ``span`` (its last line excepted) to the operand or item
-        it was written next to; returns those that fit nowhere (printed before)."""
-        inside = self.grab(span.line, span.end_line - 1)
+    def attach(self, e: ast.Expr, first: int, last: int, attached: _Attached) -> list[ast.Comment]:
+        """Give each comment on lines ``first`` to ``last - 1`` to the operand or item it
+        was written next to; returns those that fit nowhere (printed before)."""
+        inside = self.grab(first, last - 1)
         if not inside:
             return []
-        places = []  # (start line, start offset, end line, end offset, node, leading ok)
+        places = []
         for node, leading_ok in _elements(e):
             start, end, _ = self.written.wrapped(node)
-            if start < 0:
-                continue
-            places.append((self._line(start), start, self._line(end - 1), end, node, leading_ok))
+            if start >= 0:
+                places.append(
+                    _Place(self._line(start), start, self._line(end - 1), end, node, leading_ok)
+                )
         loose = []
         for c in inside:
             text = c.text.rstrip()
-            ending = [p for p in places if p[2] == c.line]
+            ending = [p for p in places if p.last_line == c.line]
             if ending:
                 # The operand that ends last on the line (the outermost, on a tie).
-                best = max(ending, key=lambda p: (p[3], -p[1]))
-                attached.trailing.setdefault(id(best[4]), []).append(text)
+                best = max(ending, key=lambda p: (p.end, -p.start))
+                attached.trailing.setdefault(id(best.node), []).append(text)
                 continue
-            after = [p for p in places if p[0] > c.line]
+            after = [p for p in places if p.first_line > c.line]
             if after:
-                first = min(after, key=lambda p: (p[1], -p[3]))
-                if first[5]:
-                    attached.leading.setdefault(id(first[4]), []).append(text)
+                nearest = min(after, key=lambda p: (p.start, -p.end))
+                if nearest.leading_ok:
+                    attached.leading.setdefault(id(nearest.node), []).append(text)
                     continue
             loose.append(c)
         return loose
 
-    def _line(self, offset: int) -> int:
-        import bisect
+    def last_line(self, node: ast.Item | ast.Expr) -> int:
+        """The line ``node`` really ends on: a span can stop before a closing bracket."""
+        end = node.span.end_line
+        for part in [node] if isinstance(node, ast.Expr) else children(node):
+            stop = self.written.wrapped(part)[1]
+            if stop > 0:
+                end = max(end, self._line(stop - 1))
+        return end
 
+    def _line(self, offset: int) -> int:
         return bisect.bisect_right(self.written.starts, offset)
 
     def settings(self, s: ast.Settings) -> None:

@@ -124,9 +124,9 @@ class WrittenParens:
         return -1
 
 
-def children(e: ast.Expr) -> list[ast.Expr]:
-    """The sub-expressions of a node, whatever its kind (strings are leaves: the formatter
-    prints them as written)."""
+def children(e: object) -> list[ast.Expr]:
+    """The sub-expressions of a node (or the parts of a declaration), whatever its kind;
+    strings are leaves: the formatter prints them as written."""
     if isinstance(e, ast.StrLit) or not is_dataclass(e):
         return []
     out: list[ast.Expr] = []
