@@ -43,8 +43,17 @@ INDENT = "    "
 MAX_LINE = 100
 
 _OR, _AND, _NOT, _CMP, _SUM, _PRODUCT, _NEG, _POSTFIX, _ATOM = range(1, 10)
-_LITERALS = (ast.IntLit, ast.StrLit, ast.DurationLit, ast.BoolLit)
-_CLAUSE_ORDER = {ast.When: 0, ast.Then: 1, ast.Risk: 2, ast.Tags: 3, ast.Reason: 4, ast.OnError: 5}
+_LITERALS = (ast.IntLit, ast.DecimalLit, ast.StrLit, ast.DurationLit, ast.BoolLit)
+_CLAUSE_ORDER = {
+    ast.When: 0,
+    ast.Then: 1,
+    ast.Priority: 2,
+    ast.Score: 3,
+    ast.Risk: 4,
+    ast.Tags: 5,
+    ast.Reason: 6,
+    ast.OnError: 7,
+}
 
 
 def format_source(text: str, path: str = "<input>") -> str:
@@ -117,6 +126,10 @@ class _Docs:
         match e:
             case ast.IntLit(value=v):
                 return str(v)
+            case ast.DecimalLit(text=t):
+                return t
+            case ast.PerRef(kind=k, arg=a):
+                return f"per {k}" + (f" {a}" if a else "")
             case ast.DurationLit(text=t):
                 return t
             case ast.BoolLit(value=v):
@@ -240,11 +253,20 @@ def _clause(c: ast.Clause) -> tuple[str, ast.Expr | None]:
             return f"reason {s.raw}", None
         case ast.OnError(value=v):
             return f"on_error {v}", None
+        case ast.Priority(expr=e):
+            return "priority ", e
+        case ast.Score(expr=e):
+            return "score ", e
     raise AssertionError(f"the formatter cannot print clause {type(c).__name__}: add a case")
 
 
-def _per(p: ast.Per) -> str:
-    return f"per {p.kind}" + (f" {p.arg}" if p.arg else "")
+def _keys(per: Sequence[ast.Per]) -> list[str]:
+    """``per number`` for one key; several keys always in the grouped spelling
+    ``per (number, app)``."""
+    keys = [p.kind + (f" {p.arg}" if p.arg else "") for p in per]
+    if len(keys) > 1:
+        return [f"per ({', '.join(keys)})"]
+    return [f"per {k}" for k in keys]
 
 
 def _quote(text: str) -> str:
@@ -318,12 +340,14 @@ class _Printer:
             case ast.Import(target=t):
                 self.headed(f"import {_quote(t)}", None, (), item.span, 0)
             case ast.Const(name=n, value=v):
-                self.headed(f"const {n} = ", v, (), item.span, 0)
+                self.headed(f"const {n} = ", v, (), item.span, 0, drop=True)
+            case ast.Condition(name=n, value=v):
+                self.headed(f"condition {n} = ", v, (), item.span, 0, drop=True)
             case ast.ListDecl(name=n, path=p):
                 self.headed(f"list {n} from {_quote(p)}", None, (), item.span, 0)
             case ast.Aggregate():
                 args = [expr_text(a) for a in item.args]
-                args += [_per(p) for p in item.per]
+                args += _keys(item.per)
                 args += [f"over {o.text}" for o in item.over]
                 head = f"aggregate {item.name} = {item.kind}({', '.join(args)})"
                 self.headed(head, item.where, ("where ",), item.span, 0)
@@ -337,9 +361,13 @@ class _Printer:
         keyword: tuple[str, ...],
         span: ast.Span,
         level: int,
+        *,
+        drop: bool = False,
     ) -> None:
         """``head`` then ``e``, wrapped at MAX_LINE, with the comments written inside.
         ``keyword`` (``("where ",)``) goes on the next line before ``e`` if all does not fit.
+        ``drop``: if even the first operand of ``e`` does not fit after ``head`` (``const X =
+        ``), ``e`` starts on the next line, one level in.
         """
         last = max(span.end_line, self.last_line(e)) if e is not None else span.end_line
         trailing = self.grab(last, last)
@@ -353,6 +381,9 @@ class _Printer:
         doc: Doc = head
         if e is not None:
             body = _Docs(self.written, attached).expr(e, 0)
+            first = e.operands[0] if isinstance(e, ast.BoolOp) else e
+            if drop and len(INDENT * level + head + expr_text(first)) > MAX_LINE:
+                head, keyword = head.rstrip(), ("",)
             doc = (head, group(nest(Line(), *keyword, body))) if keyword else (head, body)
         lines = render(doc, width=MAX_LINE, indent=INDENT, level=level)
         for text in lines[:-1]:
@@ -407,7 +438,7 @@ class _Printer:
         for entry in s.entries:
             for c in self.grab(s.span.line + 1, entry.span.line - 1):
                 self.emit(INDENT + c.text.rstrip())
-            self.headed(f"{entry.name} = ", entry.value, (), entry.span, 1)
+            self.headed(f"{entry.name} = ", entry.value, (), entry.span, 1, drop=True)
         for c in self.grab(s.span.line + 1, s.span.end_line - 1):
             self.emit(INDENT + c.text.rstrip())
         self.emit("}", self.grab(s.span.end_line, s.span.end_line))

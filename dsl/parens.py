@@ -18,10 +18,12 @@ from dataclasses import fields, is_dataclass
 
 from dsl import ast
 
-# The policy lexer's tokens, as far as brackets go: strings (which may hold `{expr}` with
-# strings of their own, as in dsl/grammar.lark), comments, words, then any one character.
+# The policy lexer's tokens, as far as brackets go: raw strings, strings (which may hold
+# `{expr}` with strings of their own, as in dsl/grammar.lark), comments, words, then any
+# one character.
 _TOKEN = re.compile(
-    r'(?P<string>"(?:[^"\\\n{]|\\.|\{(?:[^"}\n\\]|"(?:[^"\\\n]|\\.)*")*\})*")'
+    r'(?P<raw>r"[^"\n]*")'
+    r'|(?P<string>"(?:[^"\\\n{]|\\.|\{(?:[^"}\n\\]|"(?:[^"\\\n]|\\.)*")*\})*")'
     r"|(?P<comment>#[^\n]*)"
     r"|(?P<space>\s+)"
     r"|(?P<word>[A-Za-z0-9_]+)"

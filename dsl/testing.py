@@ -9,7 +9,6 @@ phone parser, so this module stays pure.
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -23,6 +22,7 @@ from dsl.ir import Type
 from dsl.lists import ListView
 from dsl.policy import CompiledPolicy
 from dsl.schema import PHONE_FIELDS
+from dsl.suggest import closest
 from dsl.toml_positions import Path, Positions, locate
 
 UNKNOWN = "unknown"
@@ -56,45 +56,9 @@ INT_MAX = 2**63 - 1  # policies hold 64-bit integers
 _A = {str: "a string", bool: "true or false", int: "an int"}
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate ``name`` most likely misspells: the fewest edits (up to a third of its
-    length), else a close match by similarity, else the shortest one containing it
-    (``hour`` -> ``local_hour``) or contained in it."""
-    pool = sorted(set(candidates))
-    if not pool:
-        return None
-    limit = max(1, len(name) // 3)
-    scored = sorted((_edits(name.lower(), c.lower(), limit), c) for c in pool)
-    if scored[0][0] <= limit:
-        return scored[0][1]
-    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
-    if close:
-        return close[0]
-    low = name.lower()
-    if len(low) >= 3:
-        within = [c for c in pool if low in c.lower() or (len(c) >= 3 and c.lower() in low)]
-        if within:
-            return min(within, key=len)
-    return None
-
-
-def _edits(a: str, b: str, limit: int) -> int:
-    """Levenshtein distance, or ``limit + 1`` as soon as it must exceed ``limit``."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-        if min(row) > limit:
-            return limit + 1
-    return row[-1]
-
-
 def _hint(name: str, candidates: Iterable[str]) -> str:
     pool = tuple(candidates)
-    guess = did_you_mean(name, pool)
+    guess = closest(name, pool)
     if guess is not None:
         return f"; did you mean '{guess}'?"
     return f" (expected one of: {', '.join(pool)})" if pool else ""
@@ -335,12 +299,14 @@ class _CaseReader:
         self.ok = False
         self.problems.add(self.at + keys, f"{self.label}: {message}", value=value)
 
-    def table(self, raw: object, keys: Path, allowed: Iterable[str]) -> Mapping[str, object]:
+    def table(self, raw: object, keys: Path, allowed: Iterable[str] | None) -> Mapping[str, object]:
         """``raw`` as a table whose keys are all ``allowed`` (None: any); {} if it is not."""
         what = ".".join(str(k) for k in keys)
         if not isinstance(raw, Mapping):
             self.error(keys, f"{what} must be a table", value=True)
             return {}
+        if allowed is None:
+            return raw
         pool = tuple(allowed)
         for key in raw:
             if key not in pool:
@@ -432,7 +398,7 @@ class _CaseReader:
                 self.error(("event", "occurred_at"), f"event.occurred_at: {err}", value=True)
         attrs: dict[str, str] = {}
         if "attributes" in t:
-            a = self.table(t["attributes"], ("event", "attributes"), ())
+            a = self.table(t["attributes"], ("event", "attributes"), None)
             for k, v in a.items():
                 if isinstance(v, str):
                     attrs[str(k)] = v
@@ -454,7 +420,7 @@ class _CaseReader:
             at = ("aggregates", k)
             if ids is not None and k not in ids:
                 have = f" (this policy has: {', '.join(ids) or 'none'})"
-                guess = did_you_mean(k, ids)
+                guess = closest(k, ids)
                 self.error(
                     at,
                     f"unknown aggregate '{k}'" + (f"; did you mean '{guess}'?" if guess else have),
@@ -509,7 +475,7 @@ class _CaseReader:
         if action is _MISSING:
             self.error(("expect",), 'expect.action is required ("allow", "review" or "block")')
         elif not isinstance(action, str) or action not in _ACTIONS:
-            guess = did_you_mean(action, _ACTIONS) if isinstance(action, str) else None
+            guess = closest(action, _ACTIONS) if isinstance(action, str) else None
             self.error(
                 ("expect", "action"),
                 'expect.action must be "allow", "review" or "block"'

@@ -145,7 +145,8 @@ def _with_facts(phone: PhoneFacts, settings: list[str]) -> PhoneFacts:
     from dataclasses import replace
 
     from dsl.schema import EVENT_FIELDS
-    from dsl.testing import PHONE_OVERRIDES, did_you_mean, phone_fact_value
+    from dsl.suggest import closest
+    from dsl.testing import PHONE_OVERRIDES, phone_fact_value
 
     changes: dict[str, object] = {}
     for kv in settings:
@@ -161,7 +162,7 @@ def _with_facts(phone: PhoneFacts, settings: list[str]) -> PhoneFacts:
             known = "" if field in EVENT_FIELDS else f" (no event.{field} either)"
             raise _BadFlag(flag, f"only phone facts can be set here: {hint}{known}")
         if obj != "phone" or not dot:
-            guess = did_you_mean(name, PHONE_OVERRIDES)
+            guess = closest(name, PHONE_OVERRIDES)
             suggestion = f"; did you mean 'phone.{guess}'?" if guess else ""
             raise _BadFlag(flag, f"unknown fact '{name}': write phone.NAME{suggestion}")
         try:

@@ -12,7 +12,7 @@ from dsl_helpers import GOLDEN, DictList, check_golden, make_phone
 from dsl import PolicyError, compile_policy, render_all
 from dsl.decision import Action, Decision, Match, RuleTrace
 from dsl.facts import PhoneFacts
-from dsl.testing import did_you_mean, explain_text, load_cases, parse_cases, run_case
+from dsl.testing import explain_text, load_cases, parse_cases, run_case
 
 POLICY = compile_policy(
     {
@@ -220,18 +220,3 @@ def test_a_wall_clock_time_the_clocks_skip_is_an_error() -> None:
     (d,) = err.value.diagnostics
     assert (d.line, d.column) == (4, 25)
     assert "does not exist in America/New_York" in d.message
-
-
-@pytest.mark.parametrize(
-    ("name", "pool", "expected"),
-    [
-        ("scen", ["scene", "app_id"], "scene"),
-        ("hour", ["local_hour", "scene"], "local_hour"),
-        ("scenario", ["scene", "ip"], "scene"),
-        ("blok", ["allow", "review", "block"], "block"),
-        ("segment_type", ["segment_prefix", "segment_kind", "carrier"], "segment_kind"),
-        ("zzz", ["scene", "ip"], None),
-    ],
-)
-def test_did_you_mean(name: str, pool: list[str], expected: str | None) -> None:
-    assert did_you_mean(name, pool) == expected
