@@ -291,13 +291,20 @@ class _Printer:
     out: list[str] = field(default_factory=list)
     taken: set[int] = field(default_factory=set)  # indexes of comments already printed
 
+    def __post_init__(self) -> None:
+        # Comments come in source order; their lines let grab() find a range by bisection
+        # (a scan per clause made a large, commented file quadratic).
+        self.lines = [c.line for c in self.comments]
+
     def grab(self, first: int, last: int) -> list[ast.Comment]:
         """Unprinted comments on lines first..last, in order; marks them printed."""
         found = []
-        for i, c in enumerate(self.comments):
-            if i not in self.taken and first <= c.line <= last:
+        lo = bisect.bisect_left(self.lines, first)
+        hi = bisect.bisect_right(self.lines, last)
+        for i in range(lo, hi):
+            if i not in self.taken:
                 self.taken.add(i)
-                found.append(c)
+                found.append(self.comments[i])
         return found
 
     def emit(self, text: str, trailing: Sequence[ast.Comment] = ()) -> None:

@@ -129,20 +129,27 @@ class WrittenParens:
 def children(e: object) -> list[ast.Expr]:
     """The sub-expressions of a node (or the parts of a declaration), whatever its kind;
     strings are leaves: the formatter prints them as written."""
-    if isinstance(e, ast.StrLit) or not is_dataclass(e):
+    if isinstance(e, ast.StrLit):
         return []
+    names = _FIELDS.get(type(e))
+    if names is None:
+        names = tuple(f.name for f in fields(e)) if is_dataclass(e) else ()
+        _FIELDS[type(e)] = names
     out: list[ast.Expr] = []
-    for f in fields(e):
-        value = getattr(e, f.name)
-        items = value if isinstance(value, tuple) else (value,)
-        out.extend(v for v in items if _is_expr(v))
+    for name in names:
+        value = getattr(e, name)
+        if isinstance(value, tuple):
+            out.extend(v for v in value if _is_expr(v))
+        elif _is_expr(value):
+            out.append(value)
     return out
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _is_expr(v: object) -> bool:
-    if not is_dataclass(v) or isinstance(v, type):
-        return False
-    return isinstance(getattr(v, "span", None), ast.Span)
+    return not isinstance(v, type) and isinstance(getattr(v, "span", None), ast.Span)
 
 
 def _is_name(tok: str) -> bool:
