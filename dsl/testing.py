@@ -184,11 +184,39 @@ def load_cases(
     """The cases of a rule-test file's text; raises PolicyError with every problem found,
     each at ``path:line:col``. With ``policy``, names (aggregates, lists, rules, tags) are
     checked against it and a local date-time is read in its time zone."""
+    limit = _too_big(text, path)
+    if limit is not None:
+        raise PolicyError([limit])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise PolicyError([_toml_error(err, text, path)]) from None
-    return parse_cases(data, path, make_phone, positions=locate(text), policy=policy)
+    except RecursionError:
+        message = "values nested too deeply (a rule-test case needs a few levels)"
+        raise PolicyError([Diagnostic(path, 1, 1, Severity.ERROR, message)]) from None
+    try:
+        positions = locate(text)
+    except RecursionError:  # pragma: no cover - tomllib refuses such nesting first
+        positions = None
+    return parse_cases(data, path, make_phone, positions=positions, policy=policy)
+
+
+# A rule-test file is a few cases written by hand. Limits keep a hostile one from taking
+# the tools down: tomllib is quadratic in the parts of one dotted key.
+MAX_FILE_CHARS = 1 << 20
+MAX_LINE_CHARS = 10_000
+
+
+def _too_big(text: str, path: str) -> Diagnostic | None:
+    if len(text) > MAX_FILE_CHARS:
+        return Diagnostic(
+            path, 1, 1, Severity.ERROR, f"larger than {MAX_FILE_CHARS} characters: split it"
+        )
+    for number, line in enumerate(text.split("\n"), 1):
+        if len(line) > MAX_LINE_CHARS:
+            message = f"line longer than {MAX_LINE_CHARS} characters"
+            return Diagnostic(path, number, 1, Severity.ERROR, message)
+    return None
 
 
 def _toml_error(err: tomllib.TOMLDecodeError, text: str, path: str) -> Diagnostic:

@@ -220,3 +220,20 @@ def test_a_wall_clock_time_the_clocks_skip_is_an_error() -> None:
     (d,) = err.value.diagnostics
     assert (d.line, d.column) == (4, 25)
     assert "does not exist in America/New_York" in d.message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("a = " + "[\n" * 5000 + "]\n" * 5000, 1, "nested too deeply"),
+        ("a = " + "{b = " * 3000 + "1" + "}" * 3000, 1, "line longer than"),
+        ("x = 1\n" + "a" + ".a" * 6000 + " = 1\n", 2, "line longer than 10000"),
+        ("# big\n" * 200_000, 1, "larger than"),
+    ],
+)
+def test_hostile_case_files_are_errors_not_crashes(text: str, line: int, message: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        load_cases(text, "x.toml", make_phone)
+    (d,) = err.value.diagnostics
+    assert d.line == line
+    assert message in d.message
