@@ -133,7 +133,7 @@ def test_fact_changes_the_decision(rules: Path, fact: str, tag: str) -> None:
         (["--at", "2026-13-01T00:00"], "is not a time"),
         (["--at", "1969-12-31T23:59:59Z"], "must be between 1970-01-01"),
         (["--at", "99999999999999"], "is not a time"),
-        (["--attr", "channel"], "--attr channel: expected KEY=VALUE"),
+        (["--attr", "channel"], "--attr 'channel': expected KEY=VALUE"),
     ],
 )
 def test_bad_flag_values_exit_2_with_one_line(rules: Path, args: list[str], message: str) -> None:
