@@ -1,48 +1,90 @@
 """Rule unit tests kept beside a policy (``rules/<tenant>/tests/*.toml``), and explanations.
 
-The file format (one or more ``[[case]]`` tables) is documented in docs/dsl.md. The caller
-reads the TOML (tomllib) and injects the phone parser, so this module stays pure.
+The file format (one or more ``[[case]]`` tables) is documented in docs/dsl.md.
+:func:`load_cases` reads a file's text (``tomllib`` for the values, :mod:`dsl.toml_positions`
+for where each key was written), so every problem in a case is a ``file:line:col`` error
+at the key it is about, with a did-you-mean for misspelt names. The caller injects the
+phone parser, so this module stays pure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from dsl.decision import Action, Decision
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
+from dsl.event_time import event_epoch
 from dsl.facts import EventFacts, Facts, PhoneFacts
+from dsl.ir import Type
 from dsl.lists import ListView
 from dsl.policy import CompiledPolicy
+from dsl.schema import PHONE_FIELDS
+from dsl.suggest import closest
+from dsl.toml_positions import Path, Positions, locate
 
 UNKNOWN = "unknown"
 _ACTIONS = {"allow": Action.ALLOW, "review": Action.REVIEW, "block": Action.BLOCK}
-_CASE_KEYS = frozenset(
-    {
-        "name",
-        "phone",
-        "default_region",
-        "tenant",
-        "event",
-        "phone_facts",
-        "aggregates",
-        "lists",
-        "expect",
-    }
+_CASE_KEYS = (
+    "name",
+    "phone",
+    "default_region",
+    "tenant",
+    "event",
+    "phone_facts",
+    "aggregates",
+    "lists",
+    "expect",
 )
-_EVENT_KEYS = frozenset({"scene", "app_id", "ip", "device_id", "occurred_at", "attributes"})
-_EXPECT_KEYS = frozenset({"action", "risk", "tags", "rules", "shadow", "unknown_inputs"})
-_PHONE_OVERRIDES = {
-    "valid": bool,
-    "region": str,
-    "number_type": str,
-    "carrier": str,
-    "segment_kind": str,
-    "segment_prefix": str,
-    "country_code": int,
-    "national_number": str,
+_EVENT_KEYS = ("scene", "app_id", "ip", "device_id", "occurred_at", "attributes")
+_EXPECT_KEYS = ("action", "risk", "tags", "rules", "shadow", "unknown_inputs")
+_PY_TYPES: dict[Type, type] = {Type.STR: str, Type.BOOL: bool, Type.INT: int}
+_NOT_SETTABLE = {
+    "e164": "it is the number itself (the phone being tested)",
+    "masked": "it is derived from the number",
 }
+# Phone facts a case (or ``ringfence eval --fact``) may set: every field a policy can read
+# (dsl/schema.py) that PhoneFacts holds, except the number itself.
+PHONE_OVERRIDES: dict[str, type] = {
+    name: _PY_TYPES[t]
+    for name, t in PHONE_FIELDS.items()
+    if name not in _NOT_SETTABLE and t in _PY_TYPES and name in {f.name for f in fields(PhoneFacts)}
+}
+INT_MAX = 2**63 - 1  # policies hold 64-bit integers
+_A = {str: "a string", bool: "true or false", int: "an int"}
+
+
+def _hint(name: str, candidates: Iterable[str]) -> str:
+    pool = tuple(candidates)
+    guess = closest(name, pool)
+    if guess is not None:
+        return f"; did you mean '{guess}'?"
+    return f" (expected one of: {', '.join(pool)})" if pool else ""
+
+
+def phone_fact_value(name: str, text: str) -> str | bool | int:
+    """A phone fact written as text (``ringfence eval --fact``), typed as the policy reads
+    it. Raises ValueError with the reason (a did-you-mean for an unknown name)."""
+    if name in _NOT_SETTABLE:
+        raise ValueError(f"phone.{name} cannot be set: {_NOT_SETTABLE[name]}")
+    want = PHONE_OVERRIDES.get(name)
+    if want is None:
+        pool = [f"phone.{k}" for k in PHONE_OVERRIDES]
+        raise ValueError(f"unknown phone fact 'phone.{name}'{_hint(f'phone.{name}', pool)}")
+    if want is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"phone.{name} is a bool: expected true or false, got {text!r}")
+        return text.lower() == "true"
+    if want is int:
+        digits = text.removeprefix("-")
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 19:
+            raise ValueError(f"phone.{name} is an int: expected digits, got {text!r}")
+        if abs(int(text)) > INT_MAX:
+            raise ValueError(f"phone.{name} is out of range (at most {INT_MAX})")
+        return int(text)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +100,7 @@ class Expectation:
 @dataclass(frozen=True, slots=True)
 class RuleCase:
     name: str
-    where: str  # "path case[i]": for messages
+    where: str  # "path:line case[i] 'name'": for messages
     facts: Facts
     values: Mapping[str, int | None]  # as written; unlisted aggregates are 0
     lists: Mapping[str, Mapping[str, str] | None]  # list -> labels (on it) or None (off it)
@@ -79,156 +121,436 @@ class CaseResult:
         return "\n".join([head, *(f"    {f}" for f in self.failures)])
 
 
-class _CaseError(Exception):
-    pass
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """The names a case may use, from the policy under test."""
+
+    aggregates: tuple[str, ...]
+    lists: tuple[str, ...]
+    rules: tuple[str, ...]
+    shadow_rules: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    @classmethod
+    def of(cls, policy: CompiledPolicy) -> _Known:
+        return cls(
+            policy.aggregate_ids,
+            tuple(d.name for d in policy.lists),
+            tuple(r.name for r in policy.rules if not r.shadow),
+            tuple(r.name for r in policy.rules if r.shadow),
+            tuple(dict.fromkeys(t for r in policy.rules for t in r.tags)),
+        )
 
 
-def _table(value: object, what: str) -> Mapping[str, object]:
-    if not isinstance(value, Mapping):
-        raise _CaseError(f"{what} must be a table")
-    return value
+class _Problems:
+    """Errors of one file, each placed at the key (or value) it is about."""
+
+    def __init__(self, path: str, positions: Positions | None) -> None:
+        self.path = path
+        self.positions = positions
+        self.found: list[Diagnostic] = []
+
+    def line_of(self, at: Path) -> int:
+        hit = self.positions.find(at) if self.positions is not None else None
+        return hit[1].key.line if hit is not None else 1
+
+    def add(self, at: Path, message: str, *, value: bool = False) -> None:
+        hit = self.positions.find(at) if self.positions is not None else None
+        if hit is None:
+            self.found.append(Diagnostic(self.path, 1, 1, Severity.ERROR, message))
+            return
+        found_at, located = hit
+        place = located.value if value and found_at == at else located.key
+        self.found.append(
+            Diagnostic(
+                self.path,
+                place.line,
+                place.column,
+                Severity.ERROR,
+                message,
+                place.end_line,
+                place.end_column,
+            )
+        )
 
 
-def _strs(value: object, what: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _CaseError(f"{what} must be a list of strings")
-    return tuple(value)
+def load_cases(
+    text: str,
+    path: str,
+    make_phone: Callable[[str, str], PhoneFacts],
+    *,
+    policy: CompiledPolicy | None = None,
+) -> list[RuleCase]:
+    """The cases of a rule-test file's text; raises PolicyError with every problem found,
+    each at ``path:line:col``. With ``policy``, names (aggregates, lists, rules, tags) are
+    checked against it and a local date-time is read in its time zone."""
+    limit = _too_big(text, path)
+    if limit is not None:
+        raise PolicyError([limit])
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyError([_toml_error(err, text, path)]) from None
+    except RecursionError:
+        message = "values nested too deeply (a rule-test case needs a few levels)"
+        raise PolicyError([Diagnostic(path, 1, 1, Severity.ERROR, message)]) from None
+    try:
+        positions = locate(text)
+    except RecursionError:  # pragma: no cover - tomllib refuses such nesting first
+        positions = None
+    return parse_cases(data, path, make_phone, positions=positions, policy=policy)
 
 
-def _check_keys(table: Mapping[str, object], allowed: frozenset[str], what: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise _CaseError(f"unknown key(s) in {what}: {', '.join(extra)}")
+# A rule-test file is a few cases written by hand. Limits keep a hostile one from taking
+# the tools down: tomllib is quadratic in the parts of one dotted key.
+MAX_FILE_CHARS = 1 << 20
+MAX_LINE_CHARS = 10_000
 
 
-def _event(raw: object) -> EventFacts:
-    t = _table(raw, "event")
-    _check_keys(t, _EVENT_KEYS, "event")
-    attrs = _table(t.get("attributes", {}), "event.attributes")
-    if not all(isinstance(v, str) for v in attrs.values()):
-        raise _CaseError("event.attributes values must be strings")
-    when = t.get("occurred_at", 0)
-    if not isinstance(when, int | float) or isinstance(when, bool):
-        raise _CaseError("event.occurred_at must be seconds since the epoch")
-    fields = {}
-    for k in ("scene", "app_id", "ip", "device_id"):
-        v = t.get(k, "")
-        if not isinstance(v, str):
-            raise _CaseError(f"event.{k} must be a string")
-        fields[k] = v
-    return EventFacts(
-        occurred_at=float(when),
-        attributes=MappingProxyType({str(k): str(v) for k, v in attrs.items()}),
-        **fields,
-    )
+def _too_big(text: str, path: str) -> Diagnostic | None:
+    if len(text) > MAX_FILE_CHARS:
+        return Diagnostic(
+            path, 1, 1, Severity.ERROR, f"larger than {MAX_FILE_CHARS} characters: split it"
+        )
+    for number, line in enumerate(text.split("\n"), 1):
+        if len(line) > MAX_LINE_CHARS:
+            message = f"line longer than {MAX_LINE_CHARS} characters"
+            return Diagnostic(path, number, 1, Severity.ERROR, message)
+    return None
 
 
-def _phone_overrides(phone: PhoneFacts, raw: object) -> PhoneFacts:
-    t = _table(raw, "phone_facts")
-    _check_keys(t, frozenset(_PHONE_OVERRIDES), "phone_facts")
-    for k, v in t.items():
-        want = _PHONE_OVERRIDES[k]
-        if not isinstance(v, want) or (want is int and isinstance(v, bool)):
-            raise _CaseError(f"phone_facts.{k} must be a {want.__name__}")
-    return replace(phone, **dict(t))  # type: ignore[arg-type]
-
-
-def _values(raw: object) -> dict[str, int | None]:
-    out: dict[str, int | None] = {}
-    for k, v in _table(raw, "aggregates").items():
-        if v == UNKNOWN:
-            out[k] = None
-        elif isinstance(v, int) and not isinstance(v, bool):
-            out[k] = v
-        else:
-            raise _CaseError(f'aggregates.{k} must be an int or "unknown"')
-    return out
-
-
-def _lists(raw: object) -> dict[str, Mapping[str, str] | None]:
-    out: dict[str, Mapping[str, str] | None] = {}
-    for k, v in _table(raw, "lists").items():
-        if v is False:
-            out[k] = None
-        elif v is True:
-            out[k] = MappingProxyType({})
-        elif isinstance(v, Mapping) and all(isinstance(x, str) for x in v.values()):
-            out[k] = MappingProxyType({str(a): str(b) for a, b in v.items()})
-        else:
-            raise _CaseError(f"lists.{k} must be true, false or a table of string labels")
-    return out
-
-
-def _expect(raw: object) -> Expectation:
-    t = _table(raw, "expect")
-    _check_keys(t, _EXPECT_KEYS, "expect")
-    action = t.get("action")
-    if action not in _ACTIONS:
-        raise _CaseError('expect.action must be "allow", "review" or "block"')
-    assert isinstance(action, str)
-    risk = t.get("risk")
-    if risk is not None and (not isinstance(risk, int) or isinstance(risk, bool)):
-        raise _CaseError("expect.risk must be an int")
-    unknown = t.get("unknown_inputs")
-    if unknown is not None and not isinstance(unknown, bool):
-        raise _CaseError("expect.unknown_inputs must be true or false")
-    return Expectation(
-        _ACTIONS[action],
-        risk,
-        _strs(t["tags"], "expect.tags") if "tags" in t else None,
-        _strs(t["rules"], "expect.rules") if "rules" in t else None,
-        _strs(t["shadow"], "expect.shadow") if "shadow" in t else None,
-        unknown,
-    )
+def _toml_error(err: tomllib.TOMLDecodeError, text: str, path: str) -> Diagnostic:
+    message = str(err)
+    line = col = 1
+    where = message.rfind(" (at ")
+    if where >= 0:
+        tail = message[where + 5 : -1]
+        message = message[:where]
+        if tail.startswith("line "):
+            nums = tail.removeprefix("line ").split(", column ")
+            if len(nums) == 2 and all(n.isdigit() for n in nums):
+                line, col = int(nums[0]), int(nums[1])
+        elif tail == "end of document":
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+    if message.startswith("Cannot overwrite") or message.startswith("Cannot declare"):
+        # tomllib finds a repeated key only at the end; the walker knows where it was.
+        try:
+            dup = locate(text).duplicate
+        except RecursionError:  # pragma: no cover - the walker does not recurse deeply
+            dup = None
+        if dup is not None:
+            shown, first, second = dup
+            name = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in shown)[1:]
+            place = second.key
+            return Diagnostic(
+                path,
+                place.line,
+                place.column,
+                Severity.ERROR,
+                f"'{name}' is defined twice (first on line {first.key.line})",
+                place.end_line,
+                place.end_column,
+            )
+    return Diagnostic(path, line, col, Severity.ERROR, f"not valid TOML: {message}")
 
 
 def parse_cases(
-    data: Mapping[str, object], path: str, make_phone: Callable[[str, str], PhoneFacts]
+    data: Mapping[str, object],
+    path: str,
+    make_phone: Callable[[str, str], PhoneFacts],
+    *,
+    positions: Positions | None = None,
+    policy: CompiledPolicy | None = None,
 ) -> list[RuleCase]:
-    """Cases from a parsed TOML document; raises PolicyError naming every bad case."""
-    raw_cases = data.get("case")
-    if not isinstance(raw_cases, list) or not raw_cases:
-        raise PolicyError(
-            [Diagnostic(path, 1, 1, Severity.ERROR, "expected one or more [[case]] tables")]
-        )
-    cases: list[RuleCase] = []
-    errors: list[Diagnostic] = []
-    for i, raw in enumerate(raw_cases):
-        where = f"{path} case[{i}]"
-        try:
-            t = _table(raw, "a case")
-            _check_keys(t, _CASE_KEYS, "case")
-            name = t.get("name")
-            if not isinstance(name, str) or not name:
-                raise _CaseError("every case needs a name")
-            where = f"{path} case[{i}] {name!r}"
-            number = t.get("phone")
-            region = t.get("default_region", "")
-            if not isinstance(number, str) or not isinstance(region, str):
-                raise _CaseError("phone (and default_region) must be strings")
-            phone = make_phone(number, region)
-            if "phone_facts" in t:
-                phone = _phone_overrides(phone, t["phone_facts"])
-            tenant = t.get("tenant", "")
-            if not isinstance(tenant, str):
-                raise _CaseError("tenant must be a string")
-            if "expect" not in t:
-                raise _CaseError("every case needs an [case.expect] table")
-            cases.append(
-                RuleCase(
-                    name=name,
-                    where=where,
-                    facts=Facts(tenant, phone, _event(t.get("event", {}))),
-                    values=MappingProxyType(_values(t.get("aggregates", {}))),
-                    lists=MappingProxyType(_lists(t.get("lists", {}))),
-                    expect=_expect(t["expect"]),
-                )
+    """Cases from a parsed TOML document; raises PolicyError naming every problem.
+    Without ``positions`` every problem is reported at line 1."""
+    problems = _Problems(path, positions)
+    known = _Known.of(policy) if policy is not None else None
+    timezone = policy.timezone if policy is not None else "UTC"
+    for key in data:
+        if key != "case":
+            problems.add(
+                (key,), f"unknown top-level key '{key}': a test file holds [[case]] tables"
             )
-        except (_CaseError, ValueError) as err:
-            errors.append(Diagnostic(path, 1, 1, Severity.ERROR, f"{where}: {err}"))
-    if errors:
-        raise PolicyError(errors)
+    raw_cases = data.get("case")
+    if "case" in data and not (
+        isinstance(raw_cases, list) and all(isinstance(c, Mapping) for c in raw_cases)
+    ):
+        problems.add(("case",), "write each case as a [[case]] table (an array of tables)")
+        raise PolicyError(problems.found)
+    if not raw_cases:
+        problems.add(("case",), "expected one or more [[case]] tables")
+        raise PolicyError(problems.found)
+    assert isinstance(raw_cases, list)
+    cases: list[RuleCase] = []
+    for i, raw in enumerate(raw_cases):
+        reader = _CaseReader(problems, ("case", i), make_phone, known, timezone)
+        case = reader.read(raw, f"{path}:{problems.line_of(('case', i))} case[{i}]")
+        if case is not None:
+            cases.append(case)
+    if problems.found:
+        raise PolicyError(problems.found)
     return cases
+
+
+_MISSING = object()
+
+
+def _short(name: str) -> str:
+    """A case name for messages: quoted, one line, at most 60 characters."""
+    first = name.splitlines()[0] if name.strip() else name
+    cut = first if len(first) <= 60 and first == name else first[:57].rstrip() + "..."
+    return repr(cut)
+
+
+class _CaseReader:
+    """Reads one ``[[case]]`` table, reporting every problem rather than the first."""
+
+    def __init__(
+        self,
+        problems: _Problems,
+        at: Path,
+        make_phone: Callable[[str, str], PhoneFacts],
+        known: _Known | None,
+        timezone: str,
+    ) -> None:
+        self.problems = problems
+        self.at = at
+        self.make_phone = make_phone
+        self.known = known
+        self.timezone = timezone
+        self.label = f"case[{at[-1]}]"
+        self.ok = True
+
+    def error(self, keys: Path, message: str, *, value: bool = False) -> None:
+        self.ok = False
+        self.problems.add(self.at + keys, f"{self.label}: {message}", value=value)
+
+    def table(self, raw: object, keys: Path, allowed: Iterable[str] | None) -> Mapping[str, object]:
+        """``raw`` as a table whose keys are all ``allowed`` (None: any); {} if it is not."""
+        what = ".".join(str(k) for k in keys)
+        if not isinstance(raw, Mapping):
+            self.error(keys, f"{what} must be a table", value=True)
+            return {}
+        if allowed is None:
+            return raw
+        pool = tuple(allowed)
+        for key in raw:
+            if key not in pool:
+                self.error((*keys, key), f"unknown key '{key}' in {what}{_hint(key, pool)}")
+        return raw
+
+    def string(self, t: Mapping[str, object], keys: Path, key: str) -> str:
+        """``t[key]`` (``t`` is the table at ``keys``), a string; "" when absent."""
+        v = t.get(key, "")
+        if not isinstance(v, str):
+            what = ".".join(str(k) for k in (*keys, key))
+            self.error((*keys, key), f"{what} must be a string", value=True)
+            return ""
+        return v
+
+    def read(self, raw: object, where: str) -> RuleCase | None:
+        if not isinstance(raw, Mapping):  # pragma: no cover - parse_cases checks the array
+            self.error((), "a case must be a table")
+            return None
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.error(("name",) if "name" in raw else (), "every case needs a name", value=True)
+            name = ""
+        else:
+            self.label = f"case[{self.at[-1]}] {_short(name)}"
+        for key in raw:
+            if key not in _CASE_KEYS:
+                self.error((key,), f"unknown key '{key}' in the case{_hint(key, _CASE_KEYS)}")
+        phone = self.phone(raw)
+        tenant = self.string(raw, (), "tenant")
+        event = self.event(raw.get("event", {}))
+        values = self.values(raw.get("aggregates", {}))
+        lists = self.lists(raw.get("lists", {}))
+        expect = self.expect(raw.get("expect", _MISSING))
+        if not self.ok or phone is None or expect is None:
+            return None
+        return RuleCase(
+            name=name,
+            where=f"{where} {_short(name)}",
+            facts=Facts(tenant, phone, event),
+            values=MappingProxyType(values),
+            lists=MappingProxyType(lists),
+            expect=expect,
+        )
+
+    def phone(self, raw: Mapping[str, object]) -> PhoneFacts | None:
+        number = raw.get("phone", _MISSING)
+        region = self.string(raw, (), "default_region")
+        if number is _MISSING:
+            self.error((), 'every case needs a phone = "..." number')
+            return None
+        if not isinstance(number, str):
+            self.error(("phone",), "phone must be a string", value=True)
+            return None
+        try:
+            phone = self.make_phone(number, region)
+        except ValueError as err:
+            self.error(("phone",), f"phone: {err}", value=True)
+            return None
+        if "phone_facts" not in raw:
+            return phone
+        t = self.table(raw["phone_facts"], ("phone_facts",), (*PHONE_OVERRIDES, *_NOT_SETTABLE))
+        changes: dict[str, object] = {}
+        for key, v in t.items():
+            if key in _NOT_SETTABLE:
+                self.error(("phone_facts", key), f"phone_facts.{key}: {_NOT_SETTABLE[key]}")
+                continue
+            want = PHONE_OVERRIDES.get(key)
+            if want is None:
+                continue  # reported as an unknown key
+            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                self.error(
+                    ("phone_facts", key), f"phone_facts.{key} must be {_A[want]}", value=True
+                )
+            elif want is int and isinstance(v, int) and not -INT_MAX <= v <= INT_MAX:
+                self.error(("phone_facts", key), f"phone_facts.{key} is out of range", value=True)
+            else:
+                changes[key] = v
+        return replace(phone, **changes)  # type: ignore[arg-type]
+
+    def event(self, raw: object) -> EventFacts:
+        t = self.table(raw, ("event",), _EVENT_KEYS)
+        values = {k: self.string(t, ("event",), k) for k in ("scene", "app_id", "ip", "device_id")}
+        when = 0.0
+        if "occurred_at" in t:
+            try:
+                when = event_epoch(t["occurred_at"], self.timezone)
+            except ValueError as err:
+                self.error(("event", "occurred_at"), f"event.occurred_at: {err}", value=True)
+        attrs: dict[str, str] = {}
+        if "attributes" in t:
+            a = self.table(t["attributes"], ("event", "attributes"), None)
+            for k, v in a.items():
+                if isinstance(v, str):
+                    attrs[str(k)] = v
+                else:
+                    self.error(
+                        ("event", "attributes", k),
+                        f"event.attributes.{k} must be a string",
+                        value=True,
+                    )
+        return EventFacts(occurred_at=when, attributes=MappingProxyType(attrs), **values)
+
+    def values(self, raw: object) -> dict[str, int | None]:
+        if not isinstance(raw, Mapping):
+            self.error(("aggregates",), "aggregates must be a table", value=True)
+            return {}
+        out: dict[str, int | None] = {}
+        ids = self.known.aggregates if self.known is not None else None
+        for k, v in raw.items():
+            at = ("aggregates", k)
+            if ids is not None and k not in ids:
+                have = f" (this policy has: {', '.join(ids) or 'none'})"
+                guess = closest(k, ids)
+                self.error(
+                    at,
+                    f"unknown aggregate '{k}'" + (f"; did you mean '{guess}'?" if guess else have),
+                )
+            elif v == UNKNOWN:
+                out[k] = None
+            elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT_MAX:
+                out[k] = v
+            else:
+                self.error(
+                    at, f'aggregates.{k} must be a count (an int >= 0) or "unknown"', value=True
+                )
+        return out
+
+    def lists(self, raw: object) -> dict[str, Mapping[str, str] | None]:
+        if not isinstance(raw, Mapping):
+            self.error(("lists",), "lists must be a table", value=True)
+            return {}
+        out: dict[str, Mapping[str, str] | None] = {}
+        names = self.known.lists if self.known is not None else None
+        for k, v in raw.items():
+            at = ("lists", k)
+            if names is not None and k not in names:
+                self.error(at, f"unknown list '{k}'{_hint(k, names)}")
+            elif v is False:
+                out[k] = None
+            elif v is True:
+                out[k] = MappingProxyType({})
+            elif isinstance(v, Mapping) and all(isinstance(x, str) for x in v.values()):
+                out[k] = MappingProxyType({str(a): str(b) for a, b in v.items()})
+            else:
+                self.error(
+                    at, f"lists.{k} must be true, false or a table of string labels", value=True
+                )
+        return out
+
+    def names(self, t: Mapping[str, object], key: str) -> tuple[str, ...] | None:
+        if key not in t:
+            return None
+        v = t[key]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            self.error(("expect", key), f"expect.{key} must be a list of strings", value=True)
+            return None
+        return tuple(v)
+
+    def expect(self, raw: object) -> Expectation | None:
+        if raw is _MISSING:
+            self.error((), "every case needs an [case.expect] table")
+            return None
+        t = self.table(raw, ("expect",), _EXPECT_KEYS)
+        action = t.get("action", _MISSING)
+        if action is _MISSING:
+            self.error(("expect",), 'expect.action is required ("allow", "review" or "block")')
+        elif not isinstance(action, str) or action not in _ACTIONS:
+            guess = closest(action, _ACTIONS) if isinstance(action, str) else None
+            self.error(
+                ("expect", "action"),
+                'expect.action must be "allow", "review" or "block"'
+                + (f"; did you mean '{guess}'?" if guess else ""),
+                value=True,
+            )
+        risk = t.get("risk")
+        if risk is not None and (not isinstance(risk, int) or isinstance(risk, bool)):
+            self.error(("expect", "risk"), "expect.risk must be an int", value=True)
+        unknown = t.get("unknown_inputs")
+        if unknown is not None and not isinstance(unknown, bool):
+            self.error(
+                ("expect", "unknown_inputs"),
+                "expect.unknown_inputs must be true or false",
+                value=True,
+            )
+        tags, rules, shadow = self.names(t, "tags"), self.names(t, "rules"), self.names(t, "shadow")
+        if self.known is not None:
+            self.check_names(tags, "tags", self.known.tags, "no rule has the tag")
+            self.check_names(rules, "rules", self.known.rules, "no (non-shadow) rule")
+            self.check_names(shadow, "shadow", self.known.shadow_rules, "no shadow rule")
+        if not isinstance(action, str) or action not in _ACTIONS:
+            return None
+        return Expectation(
+            _ACTIONS[action],
+            risk if isinstance(risk, int) and not isinstance(risk, bool) else None,
+            tags,
+            rules,
+            shadow,
+            unknown if isinstance(unknown, bool) else None,
+        )
+
+    def check_names(
+        self, given: tuple[str, ...] | None, key: str, pool: tuple[str, ...], what: str
+    ) -> None:
+        assert self.known is not None
+        for i, name in enumerate(given or ()):
+            if name in pool:
+                continue
+            note = ""
+            if key == "rules" and name in self.known.shadow_rules:
+                note = ": it is a shadow rule, list it under expect.shadow"
+            elif key == "shadow" and name in self.known.rules:
+                note = ": it is not a shadow rule, list it under expect.rules"
+            else:
+                note = _hint(name, pool) if pool else ""
+            self.error(("expect", key, i), f"{what} '{name}'{note}", value=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,11 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device-id", default="")
     s.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument(
+        "--at",
+        metavar="TIME",
+        help="event time, RFC 3339 / ISO 8601 (2026-01-05T09:30:00+08:00) or epoch seconds; "
+        "without an offset it is read in the policy's time zone (default: now)",
+    )
+    s.add_argument(
+        "--fact",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a phone fact, e.g. phone.segment_kind=mvno, phone.valid=false",
+    )
+    s.add_argument(
         "--agg",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="aggregate value (default: 1 if the event feeds it, else 0)",
+        help="aggregate value (or unknown); those not given are assumed, see --assume",
+    )
+    s.add_argument(
+        "--assume",
+        choices=[evaluate.ASSUME_FIRST, evaluate.ASSUME_UNKNOWN],
+        default=evaluate.ASSUME_FIRST,
+        help="aggregates not given: 'first' (the event is the first in each window: 1 where "
+        "it feeds the aggregate, else 0; the default) or 'unknown'",
     )
     s.add_argument("--show-number", action="store_true", help="print the parsed E.164")
     s.set_defaults(func=evaluate.run_eval)

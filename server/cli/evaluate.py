@@ -1,4 +1,11 @@
-"""``ringfence eval``: decide one number offline and explain why."""
+"""``ringfence eval``: decide one number offline and explain why.
+
+The event time is ``--at`` (RFC 3339 / ISO 8601; without an offset it is a wall-clock time
+in the policy's time zone) or now. ``--fact phone.NAME=VALUE`` overrides a parsed phone
+fact, typed as the policy reads it. Aggregates not given with ``--agg`` are ASSUMED, and
+shown as such: by default the event is taken as the first in every window (1 where it
+feeds the aggregate, 0 where it does not); ``--assume unknown`` makes them unknown instead.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,13 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.cli.common import registry
+
+if TYPE_CHECKING:
+    from dsl.aggregates import AggregateRef
+    from dsl.facts import PhoneFacts
 
 # Aggregate values are counts: whole numbers from 0 to the policy language's int64 maximum.
 _AGG_VALUE = re.compile(r"[0-9]{1,19}")
@@ -45,9 +57,20 @@ def parse_aggs(items: list[str], known: Sequence[str], tenant: str) -> dict[str,
     return out
 
 
+ASSUME_FIRST = "first"
+ASSUME_UNKNOWN = "unknown"
+_EVENT_FLAGS = "--scene, --app-id, --ip, --device-id, --attr and --at"
+
+
+class _BadFlag(Exception):
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+
+
 def run_eval(ns: argparse.Namespace) -> int:
     import time
 
+    from dsl.event_time import parse_time
     from dsl.facts import EventFacts, Facts
     from dsl.testing import explain_text
     from server.phone import PhoneParseError
@@ -59,6 +82,7 @@ def run_eval(ns: argparse.Namespace) -> int:
         return 1
     bundle = reg.get(ns.tenant)
     assert bundle is not None
+    policy = bundle.policy
     try:
         phone = reg.parser.parse(ns.phone, ns.region or bundle.config.default_region)
     except PhoneParseError as exc:
@@ -72,8 +96,19 @@ def run_eval(ns: argparse.Namespace) -> int:
             return 2
         attrs[key] = value
     try:
-        given = parse_aggs(ns.agg, bundle.policy.aggregate_ids, ns.tenant)
+        given = parse_aggs(ns.agg, policy.aggregate_ids, ns.tenant)
     except ValueError as exc:
+        print(f"ringfence eval: {exc}", file=sys.stderr)
+        return 2
+    try:
+        phone = _with_facts(phone, ns.fact)
+        at = time.time()
+        if ns.at is not None:
+            try:
+                at = parse_time(ns.at, policy.timezone)
+            except ValueError as exc:
+                raise _BadFlag(f"--at {ns.at}", str(exc)) from None
+    except _BadFlag as exc:
         print(f"ringfence eval: {exc}", file=sys.stderr)
         return 2
     event = EventFacts(
@@ -81,20 +116,120 @@ def run_eval(ns: argparse.Namespace) -> int:
         app_id=ns.app_id,
         ip=ns.ip,
         device_id=ns.device_id,
-        occurred_at=time.time(),
+        occurred_at=at,
         attributes=attrs,
     )
     facts = Facts(tenant=ns.tenant, phone=phone, event=event)
     values: dict[str, int | None] = dict(given)
-    for ref in bundle.policy.plan(facts, bundle.lists):
-        values.setdefault(ref.id, 1 if ref.feeds else 0)
-    decision = bundle.policy.evaluate(facts, values, bundle.lists, explain=True)
+    refs = policy.plan(facts, bundle.lists)
+    for ref in refs:
+        if ref.id not in given:
+            values[ref.id] = (1 if ref.feeds else 0) if ns.assume == ASSUME_FIRST else None
+    decision = policy.evaluate(facts, values, bundle.lists, explain=True)
     print(f"policy {ns.tenant} version {bundle.version}")
+    print(_time_line(at, policy.timezone, ns.at is not None))
     print(
         f"phone  {phone.e164 if ns.show_number else '(hidden)'} valid={phone.valid} "
         f"region={phone.region} type={phone.number_type} carrier={phone.carrier!r} "
         f"segment={phone.segment_kind or '-'}"
     )
-    print("aggregates " + ", ".join(f"{k}={v}" for k, v in sorted(values.items())))
+    for kv in ns.fact:
+        print(f"fact   {kv.strip()}  (set with --fact)")
+    print(_aggregate_lines(refs, values, given, at, ns.assume))
     print(explain_text(decision))
     return 0
+
+
+def _with_facts(phone: PhoneFacts, settings: list[str]) -> PhoneFacts:
+    """The phone facts with each ``--fact phone.NAME=VALUE`` applied, type-checked."""
+    from dataclasses import replace
+
+    from dsl.schema import EVENT_FIELDS
+    from dsl.suggest import closest
+    from dsl.testing import PHONE_OVERRIDES, phone_fact_value
+
+    changes: dict[str, object] = {}
+    for kv in settings:
+        flag = f"--fact {kv}"
+        name, eq, text = kv.partition("=")
+        name = name.strip()
+        if not eq:
+            raise _BadFlag(flag, "expected NAME=VALUE, such as phone.segment_kind=mvno")
+        obj, dot, field = name.partition(".")
+        if obj == "event" and dot:
+            what = "--at" if field in ("occurred_at", "local_hour", "local_weekday") else None
+            hint = f"set it with {what}" if what else f"event facts come from {_EVENT_FLAGS}"
+            known = "" if field in EVENT_FIELDS else f" (no event.{field} either)"
+            raise _BadFlag(flag, f"only phone facts can be set here: {hint}{known}")
+        if obj != "phone" or not dot:
+            guess = closest(name, PHONE_OVERRIDES)
+            suggestion = f"; did you mean 'phone.{guess}'?" if guess else ""
+            raise _BadFlag(flag, f"unknown fact '{name}': write phone.NAME{suggestion}")
+        try:
+            changes[field] = phone_fact_value(field, text)
+        except ValueError as exc:
+            raise _BadFlag(flag, str(exc)) from None
+    return replace(phone, **changes)  # type: ignore[arg-type]
+
+
+def _time_line(at: float, timezone: str, given: bool) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from dsl.event_time import describe
+
+    local = datetime.fromtimestamp(at, ZoneInfo(timezone))
+    source = "--at" if given else "now; set it with --at"
+    return (
+        f"time   {describe(at, timezone)}  local_hour {local.hour}, "
+        f"local_weekday {local.isoweekday()} ({local:%a})  [{source}]"
+    )
+
+
+def _window(ref: AggregateRef, at: float) -> str:
+    """The window an aggregate reads at ``at``, as people say it."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from dsl.durations import format_duration
+
+    w = ref.spec.window
+    if w.calendar_day:
+        day = datetime.fromtimestamp(at - w.offset_s, ZoneInfo(w.timezone)).date()
+        back = f", {format_duration(w.offset_s)} back" if w.offset_s else ""
+        return f"the day {day.isoformat()} ({w.timezone}){back}"
+    end = f"ending {format_duration(w.offset_s)} before the event" if w.offset_s else "to the event"
+    return f"{format_duration(w.size_s)} {end}"
+
+
+def _aggregate_lines(
+    refs: tuple[AggregateRef, ...],
+    values: dict[str, int | None],
+    given: dict[str, int | None],
+    at: float,
+    assume: str,
+) -> str:
+    if not refs:
+        return "aggregates: none"
+    if assume == ASSUME_FIRST:
+        rule = (
+            "ASSUMED: the event is the first in each window "
+            "(1 where it feeds the aggregate, 0 where it does not)"
+        )
+    else:
+        rule = "ASSUMED: unknown (as if the state backend could not answer)"
+    lines = [f"aggregates (given with --agg, or {rule}):"]
+    width = max(len(r.id) for r in refs)
+    for ref in refs:
+        value = values.get(ref.id)
+        shown = "unknown" if value is None else str(value)
+        if ref.id in given:
+            how = "given"
+        elif assume == ASSUME_FIRST and ref.feeds:
+            how = "ASSUMED: this event is the first"
+        elif assume == ASSUME_FIRST:
+            how = "ASSUMED: this event does not feed it"
+        else:
+            how = "ASSUMED unknown"
+        lines.append(f"  {ref.id:<{width}} = {shown:<7} {how}; window: {_window(ref, at)}")
+    return "\n".join(lines)

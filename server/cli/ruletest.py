@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 
 from server.cli.common import registry, tenants
 
 
 def run_test(ns: argparse.Namespace) -> int:
+    from dsl import PolicyError, render_all
     from dsl.facts import PhoneFacts
-    from dsl.testing import parse_cases, run_case
+    from dsl.testing import load_cases, run_case
     from server.cli import output
 
     root = Path(ns.rules)
@@ -36,11 +36,16 @@ def run_test(ns: argparse.Namespace) -> int:
 
         for case_file in sorted((root / name / "tests").glob("*.toml")):
             shown = case_file.relative_to(root / name).as_posix()
+            # A bad file is a file:line:col error at the key it is about, never a traceback.
             try:
-                data = tomllib.loads(case_file.read_text(encoding="utf-8"))
-                cases = parse_cases(data, str(case_file), make_phone)
-            except (tomllib.TOMLDecodeError, ValueError) as exc:
-                details.append(f"{case_file}: error: {exc}")
+                text = case_file.read_text(encoding="utf-8")
+                cases = load_cases(text, str(case_file), make_phone, policy=bundle.policy)
+            except (OSError, UnicodeDecodeError) as exc:
+                details.append(f"{case_file}: error: cannot read: {exc}")
+                rows.append((name, shown, 0, 1))
+                continue
+            except PolicyError as exc:
+                details.append(render_all(exc.diagnostics, {str(case_file): text}))
                 rows.append((name, shown, 0, 1))
                 continue
             passed = failed = 0

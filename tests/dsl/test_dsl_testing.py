@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from dsl_helpers import DictList, make_phone
+from dsl_helpers import GOLDEN, DictList, check_golden, make_phone
 
-from dsl import PolicyError, compile_policy
+from dsl import PolicyError, compile_policy, render_all
 from dsl.decision import Action, Decision, Match, RuleTrace
-from dsl.testing import explain_text, parse_cases, run_case
+from dsl.facts import PhoneFacts
+from dsl.testing import explain_text, load_cases, parse_cases, run_case
 
 POLICY = compile_policy(
     {
@@ -23,7 +26,7 @@ POLICY = compile_policy(
 
 
 def cases(text: str) -> list:  # type: ignore[type-arg]
-    return parse_cases(tomllib.loads(text), "t/tests/x.toml", make_phone)
+    return load_cases(text, "t/tests/x.toml", make_phone)
 
 
 def test_a_passing_case() -> None:
@@ -35,7 +38,7 @@ def test_a_passing_case() -> None:
     assert case.facts.phone.e164 == "+8613800000001"
     result = run_case(POLICY, case, {})
     assert result.passed, result.report()
-    assert result.report() == "ok   t/tests/x.toml case[0] 'n'"
+    assert result.report() == "ok   t/tests/x.toml:1 case[0] 'n'"
 
 
 def test_list_override_and_failure_report() -> None:
@@ -47,7 +50,7 @@ def test_list_override_and_failure_report() -> None:
     result = run_case(POLICY, case, {"vip": DictList({})})
     assert not result.passed
     report = result.report().splitlines()
-    assert report[0] == "FAIL t/tests/x.toml case[0] 'vip'"
+    assert report[0] == "FAIL t/tests/x.toml:1 case[0] 'vip'"
     assert report[1] == "    action: expected review, got allow"
     assert report[2] == "    tags: expected [many], got [many, vip] (unexpected vip)"
     assert report[3] == "    rules: expected [many], got [many, vip_pass] (unexpected vip_pass)"
@@ -77,17 +80,17 @@ def test_unknown_aggregate_values_and_unknown_names() -> None:
         (
             '[[case]]\nname = "a"\nphone = "1"\naggregates = { h = 1.5 }\n'
             '[case.expect]\naction = "allow"',
-            'aggregates.h must be an int or "unknown"',
+            'aggregates.h must be a count (an int >= 0) or "unknown"',
         ),
         (
             '[[case]]\nname = "a"\nphone = "1"\nevent = { scen = "x" }\n'
             '[case.expect]\naction = "allow"',
-            "unknown key(s) in event: scen",
+            "unknown key 'scen' in event; did you mean 'scene'?",
         ),
         (
             '[[case]]\nname = "a"\nphone = "1"\nphone_facts = { valid = "no" }\n'
             '[case.expect]\naction = "allow"',
-            "phone_facts.valid must be a bool",
+            "phone_facts.valid must be true or false",
         ),
     ],
 )
@@ -119,3 +122,118 @@ def test_explain_text() -> None:
         "  [x] r1: true  (hits=5)\n"
         "  [ ] r3: unknown"
     )
+
+
+def test_parse_cases_without_positions_still_reports() -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_cases(tomllib.loads('[[case]]\nname = 1\nphone = "1"'), "x.toml", make_phone)
+    assert [(d.line, d.column) for d in err.value.diagnostics] == [(1, 1), (1, 1)]
+
+
+# -- golden: every kind of bad file, against a small policy, as `ringfence test` prints it
+
+RULETEST = GOLDEN / "ruletest"
+GOLDEN_POLICY = compile_policy(
+    {"t/policy.rf": (RULETEST / "policy.rf").read_text(encoding="utf-8")}, tenant="t"
+)
+
+
+def strict_phone(raw: str, region: str) -> PhoneFacts:
+    """The test parser, refusing text without digits as the server's parser does."""
+    if not any(ch.isdigit() for ch in raw):
+        raise ValueError("not a phone number (no digits)")
+    return make_phone(raw, region or "CN")
+
+
+@pytest.mark.parametrize("case", sorted(RULETEST.glob("*.toml")), ids=lambda p: p.stem)
+def test_bad_case_file_golden(case: Path) -> None:
+    text = case.read_text(encoding="utf-8")
+    shown = f"t/tests/{case.name}"
+    with pytest.raises(PolicyError) as err:
+        load_cases(text, shown, strict_phone, policy=GOLDEN_POLICY)
+    diags = err.value.diagnostics
+    # Every error points into the file at a real line, never at a made-up 1:1.
+    lines = text.splitlines()
+    assert all(1 <= d.line <= len(lines) for d in diags), diags
+    check_golden(case.with_suffix(".txt"), render_all(diags, {shown: text}) + "\n")
+
+
+def test_there_are_enough_bad_case_files() -> None:
+    assert len(list(RULETEST.glob("*.toml"))) >= 10
+
+
+# -- TOML date-times for occurred_at
+
+
+@pytest.mark.parametrize(
+    ("written", "expected_utc", "local_hour"),
+    [
+        ("2026-01-05T09:30:00+08:00", "2026-01-05T01:30:00", 9),
+        ("2026-01-05T01:30:00Z", "2026-01-05T01:30:00", 9),
+        ("2026-01-05 01:30:00z", "2026-01-05T01:30:00", 9),
+        # Local date-times are wall-clock times in the policy's zone (Asia/Shanghai).
+        ("2026-01-05T09:30:00", "2026-01-05T01:30:00", 9),
+        ("2026-01-05T23:59:59.5", "2026-01-05T15:59:59.500000", 23),
+        ("1767576600", "2026-01-05T01:30:00", 9),
+        ("1767576600.25", "2026-01-05T01:30:00.250000", 9),
+    ],
+)
+def test_occurred_at_accepts_toml_datetimes(
+    written: str, expected_utc: str, local_hour: int
+) -> None:
+    text = (
+        f'[[case]]\nname = "t"\nphone = "13800000001"\nevent = {{ occurred_at = {written} }}\n'
+        '[case.expect]\naction = "allow"\n'
+    )
+    (case,) = load_cases(text, "x.toml", make_phone, policy=GOLDEN_POLICY)
+    when = datetime.fromtimestamp(case.facts.event.occurred_at, UTC)
+    assert when.replace(tzinfo=None).isoformat() == expected_utc
+    decision = run_case(GOLDEN_POLICY, case, {}).decision
+    assert decision is not None
+
+
+def test_local_datetime_without_a_policy_is_utc() -> None:
+    text = (
+        '[[case]]\nname = "t"\nphone = "13800000001"\n'
+        "event = { occurred_at = 2026-01-05T09:30:00 }\n"
+        '[case.expect]\naction = "allow"\n'
+    )
+    (case,) = load_cases(text, "x.toml", make_phone)
+    assert case.facts.event.occurred_at == datetime(2026, 1, 5, 9, 30, tzinfo=UTC).timestamp()
+
+
+def test_a_wall_clock_time_the_clocks_skip_is_an_error() -> None:
+    policy = compile_policy(
+        {
+            "t/p.rf": 'settings { timezone = "America/New_York" }\n'
+            "rule r { when event.local_hour == 2 then review }\n"
+        },
+        tenant="t",
+    )
+    text = (
+        '[[case]]\nname = "gap"\nphone = "13800000001"\n'
+        "event = { occurred_at = 2026-03-08T02:30:00 }\n"
+        '[case.expect]\naction = "allow"\n'
+    )
+    with pytest.raises(PolicyError) as err:
+        load_cases(text, "x.toml", make_phone, policy=policy)
+    (d,) = err.value.diagnostics
+    assert (d.line, d.column) == (4, 25)
+    assert "does not exist in America/New_York" in d.message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("a = " + "[\n" * 5000 + "]\n" * 5000, 1, "nested too deeply"),
+        ("a = " + "{b = " * 3000 + "1" + "}" * 3000, 1, "line longer than"),
+        ("x = 1\n" + "a" + ".a" * 6000 + " = 1\n", 2, "line longer than 10000"),
+        ("# big\n" * 200_000, 1, "larger than"),
+    ],
+)
+def test_hostile_case_files_are_errors_not_crashes(text: str, line: int, message: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        load_cases(text, "x.toml", make_phone)
+    (d,) = err.value.diagnostics
+    assert d.line == line
+    assert message in d.message
