@@ -17,7 +17,7 @@ FILES = [
     *sorted((ROOT / "tests" / "dsl" / "golden").glob("**/*.rf")),
     ROOT / "rules/demo/policy.rf",
 ]
-LIBRARY = read_library(ROOT / "rules")
+LIBRARY = read_library(ROOT / "rules")[0]
 
 
 def _whole(text: str) -> list[Diagnostic]:

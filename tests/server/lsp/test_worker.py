@@ -12,7 +12,7 @@ from server.lsp.worker import Checker, CheckRequest
 
 ROOT = Path(__file__).parents[3]
 POLICY = (ROOT / "rules" / "demo" / "policy.rf").read_text()
-LIBRARY = read_library(ROOT / "rules")
+LIBRARY = read_library(ROOT / "rules")[0]
 EXTRA = "\nrule extra {\n    when phone.valid\n    then allow\n}\n"
 
 EDITS = {
