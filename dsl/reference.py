@@ -275,7 +275,8 @@ AGGREGATE_HELPER = Entry("ago", "ago(duration) -> int", _HELPER_DOCS["ago"])
 # Typed signatures of the built-in functions; schema.FUNCTIONS has the untyped ones.
 _FUNCTION_SIGNATURES: dict[str, str] = {
     "sustained": "sustained(bool, duration) -> bool",
-    "age": "age(per " + " | ".join(sorted(k.value for k in schema.AGE_KEYS)) + ") -> duration",
+    "age": "age(per " + " | ".join(k for k in schema.KEY_KINDS if k in schema.AGE_KEYS) + ")"
+    " -> duration",
 }
 
 
