@@ -257,16 +257,17 @@ def _too_deep(tree: Tree[Token], path: str, max_depth: int) -> Diagnostic | None
     return None
 
 
-# The first syntax error of one declaration's text (parsed on its own), or None.
-DeclarationParser = Callable[[str, str], "Diagnostic | None"]
+# (declaration text, lines above it, path) -> its first syntax error, or None.
+DeclarationParser = Callable[[str, int, str], "Diagnostic | None"]
 
 
-def declaration_error(text: str, path: str) -> Diagnostic | None:
-    """The first syntax error of ``text`` parsed on its own (how recovery parses each
-    declaration of a broken file); None when it parses. Pure, so callers may memoize it;
-    with ``n`` newlines in front of ``text`` the result is the same ``n`` lines lower."""
+def declaration_error(text: str, lines_above: int, path: str) -> Diagnostic | None:
+    """The first syntax error of one declaration parsed on its own, in place (``text``
+    starts on line ``lines_above + 1``), or None when it parses: how recovery parses each
+    declaration of a broken file. Pure; the result for ``lines_above = n`` is the one for
+    0, ``n`` lines lower (a caller may memoize it by text)."""
     try:
-        _lark_parse(text, path, "start")
+        _lark_parse("\n" * lines_above + text, path, "start")
     except PolicyError as err:
         return err.diagnostics[0]
     return None
@@ -313,8 +314,7 @@ def _recover(
     out: list[Diagnostic] = []
     for n, first in enumerate(starts):
         last = starts[n + 1] if n + 1 < len(starts) else len(lines)
-        chunk = "\n" * first + "\n".join(lines[first:last])
-        diag = declarations(chunk, path)
+        diag = declarations("\n".join(lines[first:last]), first, path)
         if diag is not None:
             opened = _unclosed_brace(lines, first, last)
             if opened is not None and (diag.line > last or "end of file" in diag.message):

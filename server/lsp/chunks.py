@@ -134,6 +134,7 @@ class ChunkCache:
     # by (path, text without the blank lines in front), relative to its first line. The
     # current version's only (a file's entries are replaced at each broken parse).
     _declaration_errors: dict[str, dict[str, Diagnostic | None]] = field(default_factory=dict)
+    _last: dict[str, ParsedFile] = field(default_factory=dict)  # each path's newest version
 
     def bounds(self, text: str) -> list[int]:
         """Chunk starts: each line that starts an item, and the run of blank and comment
@@ -148,11 +149,18 @@ class ChunkCache:
         return out
 
     def parse(self, text: str, path: str) -> ParsedFile:
+        last = self._last.get(path)
+        if last is not None and last.text == text:
+            # The same version again (a check reads each file several times): its chunks
+            # are the ones kept, and nothing needs parsing.
+            self._offsets[path] = last.offsets()
+            return last
         parsed = self._parse(text, path, self.bounds(text))
         if parsed.chunks and not parsed.errors and any(c.errors for c, _ in parsed.chunks):
             # A chunk fails alone yet the file parses: a cut fell inside an item (an
             # item keyword starting a continuation line). Parse the file as one chunk.
             parsed = self._parse(text, path, [0])
+        self._last[path] = parsed
         return parsed
 
     def _parse(self, text: str, path: str, starts: list[int]) -> ParsedFile:
@@ -203,15 +211,13 @@ class ChunkCache:
         known = self._declaration_errors.get(path, {})
         used: dict[str, Diagnostic | None] = {}
 
-        def declaration(chunk: str, where: str) -> Diagnostic | None:
+        def declaration(body: str, shift: int, where: str) -> Diagnostic | None:
             # An edit re-parses only the declarations it changed, not every one after the
             # first error (Lark stops at that error; recovery would parse all the rest).
-            body = chunk.lstrip("\n")
-            shift = len(chunk) - len(body)
             if body in used:
                 found = used[body]
             else:
-                found = known[body] if body in known else declaration_error(body, where)
+                found = known[body] if body in known else declaration_error(body, 0, where)
                 used[body] = found
             if found is None or not shift:
                 return found

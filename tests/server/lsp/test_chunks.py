@@ -134,9 +134,9 @@ def test_an_edit_in_a_broken_file_reparses_only_what_it_changed(
     parsed: list[str] = []
     real = chunks.declaration_error
 
-    def counting(text: str, path: str) -> Diagnostic | None:
+    def counting(text: str, lines_above: int, path: str) -> Diagnostic | None:
         parsed.append(text)
-        return real(text, path)
+        return real(text, lines_above, path)
 
     monkeypatch.setattr(chunks, "declaration_error", counting)
     rules = "".join(
