@@ -1,13 +1,17 @@
 """Edit-to-diagnostics latency of `ringfence lsp` on a 2,000-rule file, against
 `ringfence check` on the same file (and the checker alone, in process), same run.
 
-    .venv/bin/python bench/lsp_latency.py [--rules 2000] [--edits 20]
+    .venv/bin/python bench/lsp_latency.py [--rules 2000] [--edits 20] [--broken]
 
 An edit is a full-document change sent by a real LSP client over stdio; its latency ends
 when the server publishes diagnostics that show it (each edit writes a different unknown
 action, so no earlier result can be mistaken for it). Half the edits change a line in the
 middle of the file, half also add a line at the top (every span below it moves). The
 server's 50 ms debounce is included. Target: < 300 ms.
+
+``--broken``: the file keeps a syntax error near the top while it is edited, and each edit
+writes a different syntax error in the middle (the parser reports every one: after the
+first error, each declaration is parsed on its own).
 """
 
 from __future__ import annotations
@@ -58,7 +62,16 @@ async def wait_for(client: Client, uri: str, text: str, wait_s: float = 60.0) ->
             continue
 
 
-async def measure(path: Path, text: str, edits: int) -> tuple[float, list[float], list[float]]:
+def _edit(broken: bool, k: int) -> tuple[str, str]:
+    """The middle rule's `then` line for edit ``k``, and text its diagnostic shows."""
+    if broken:
+        return f"    then review {k}\n", f"number '{k}'"
+    return f"    then blok{k}\n", f"'blok{k}'"
+
+
+async def measure(
+    path: Path, text: str, edits: int, broken: bool = False
+) -> tuple[float, list[float], list[float]]:
     client = Client()
 
     @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)  # type: ignore[untyped-decorator]
@@ -75,19 +88,21 @@ async def measure(path: Path, text: str, edits: int) -> tuple[float, list[float]
     uri = path.as_uri()
     marker = "    then review\n"
     at = text.index(marker, len(text) // 2)
-    base = text[:at] + "    then blok0\n" + text[at + len(marker) :]
+    line, shows = _edit(broken, 0)
+    base = text[:at] + line + text[at + len(marker) :]
     start = time.perf_counter()
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "ringfence", 1, base))
     )
-    first = await wait_for(client, uri, "'blok0'") - start
+    first = await wait_for(client, uri, shows) - start
     in_line: list[float] = []
     new_line: list[float] = []
     prefix = ""
     for k in range(1, edits + 1):
         if k % 2 == 0:
             prefix += "\n"
-        body = prefix + text[:at] + f"    then blok{k}\n" + text[at + len(marker) :]
+        line, shows = _edit(broken, k)
+        body = prefix + text[:at] + line + text[at + len(marker) :]
         sent = time.perf_counter()
         client.text_document_did_change(
             types.DidChangeTextDocumentParams(
@@ -95,7 +110,7 @@ async def measure(path: Path, text: str, edits: int) -> tuple[float, list[float]
                 [types.TextDocumentContentChangeWholeDocument(body)],
             )
         )
-        took = await wait_for(client, uri, f"'blok{k}'") - sent
+        took = await wait_for(client, uri, shows) - sent
         (new_line if k % 2 == 0 else in_line).append(took)
         await asyncio.sleep(0.2)  # an analyst types, pauses, looks
     await client.shutdown_async(None)
@@ -118,8 +133,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rules", type=int, default=2000)
     ap.add_argument("--edits", type=int, default=20)
+    ap.add_argument("--broken", action="store_true", help="edit a file with a syntax error")
     args = ap.parse_args()
     text = generated_policy(args.rules)
+    if args.broken:  # the first rule's condition ends in `&&`: a syntax error near the top
+        cut = text.index("\n", text.index("    when ")) + 1
+        text = text[: cut - 1] + " &&\n" + text[cut:]
     with rules_copy() as rules:
         tenant = rules / "gen"
         (tenant / "lists").mkdir(parents=True)
@@ -132,14 +151,16 @@ def main() -> None:
             t = time.perf_counter()
             check_policy({"gen/policy.rf": text}, tenant="gen")
             in_process.append(time.perf_counter() - t)
-        first, in_line, new_line = asyncio.run(measure(path, text, args.edits))
+        first, in_line, new_line = asyncio.run(measure(path, text, args.edits, args.broken))
     both = in_line + new_line
     order = [x for pair in zip(in_line, new_line, strict=False) for x in pair]
     med = statistics.median(both)
     cli = statistics.median(checks)
     alone = statistics.median(in_process)
+    kind = ", a syntax error near the top" if args.broken else ""
     print(
-        f"machine: {machine()}; {args.rules} rules, {len(text) / 1024:.0f} KiB, {len(both)} edits"
+        f"machine: {machine()}; {args.rules} rules, {len(text) / 1024:.0f} KiB{kind},"
+        f" {len(both)} edits"
     )
     print(f"`ringfence check --tenant gen` (subprocess, median of 3): {cli * 1000:.0f} ms")
     print(f"check_policy in process (parse + check, median of 3): {alone * 1000:.0f} ms")

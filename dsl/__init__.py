@@ -1,8 +1,10 @@
 """Ringfence policy language: grammar, checker, compiler. Pure: no I/O, no asyncio."""
 
 from dsl.compiler import (
+    CheckReport,
     build_policy,
     check_policy,
+    check_policy_report,
     compile_policy,
     generated_python,
     load_policy,
@@ -12,6 +14,7 @@ from dsl.options import CompileOptions
 from dsl.policy import CompiledPolicy, ListDecl, PolicyArtifact, RuleInfo
 
 __all__ = [
+    "CheckReport",
     "CompileOptions",
     "CompiledPolicy",
     "Diagnostic",
@@ -22,6 +25,7 @@ __all__ = [
     "Severity",
     "build_policy",
     "check_policy",
+    "check_policy_report",
     "compile_policy",
     "generated_python",
     "load_policy",

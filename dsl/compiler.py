@@ -8,6 +8,7 @@ import marshal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import cast
 
@@ -191,20 +192,34 @@ def _at(span: ast.Span, message: str) -> Diagnostic:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """A check's diagnostics and what it counted against the policy-wide limits
+    (``CompileOptions.max_aggregate_reads`` and ``max_policy_nodes``): tools that check part
+    of a policy again (the language server's quick check) need them to know whether the
+    whole would reach a limit."""
+
+    diagnostics: tuple[Diagnostic, ...]
+    aggregate_windows: int  # declared, ago() and sustained() windows, age() keys
+    expression_nodes: int  # in all rules' conditions, after expansion
+    truncated: bool  # more than max_diagnostics: the last one says how many were left out
+
+
 def _check(
     sources: Mapping[str, str],
     library: Mapping[str, str],
     tenant: str,
     options: CompileOptions,
     parser: ModuleParser = _parse,
-) -> tuple[CheckedPolicy | None, tuple[Diagnostic, ...]]:
+) -> tuple[CheckedPolicy | None, CheckReport]:
     units, diags = _load(sources, library, options, parser)
     checker = Checker(units, tenant, options)
     checked = checker.check()
     diags.extend(checker.diags)
     ordered = sorted(set(diags), key=Diagnostic.sort_key)
     limit = options.max_diagnostics
-    if len(ordered) > limit:
+    truncated = len(ordered) > limit
+    if truncated:
         # A pathological file can make thousands of findings; nobody reads past the first
         # few hundred, and every one costs a rendered source line.
         last = ordered[limit - 1]
@@ -218,7 +233,10 @@ def _check(
                 f"too many problems: {len(ordered) - limit} more not shown",
             ),
         ]
-    return checked, tuple(ordered)
+    report = CheckReport(
+        tuple(ordered), len(checker.aggs) + len(checker.offsets), checker.policy_nodes, truncated
+    )
+    return checked, report
 
 
 def check_policy(
@@ -230,9 +248,23 @@ def check_policy(
     parser: ModuleParser = _parse,
 ) -> tuple[Diagnostic, ...]:
     """Every diagnostic (errors and warnings) for these files; never raises on bad input."""
+    return check_policy_report(
+        sources, library=library, tenant=tenant, options=options, parser=parser
+    ).diagnostics
+
+
+def check_policy_report(
+    sources: Mapping[str, str],
+    *,
+    library: Mapping[str, str] = _NO_LIBRARY,
+    tenant: str = "",
+    options: CompileOptions = _DEFAULT_OPTIONS,
+    parser: ModuleParser = _parse,
+) -> CheckReport:
+    """:func:`check_policy`, with what the check counted against the policy-wide limits."""
     with _gc_paused():
-        _, diags = _check(sources, library, tenant, options, parser)
-    return diags
+        _, report = _check(sources, library, tenant, options, parser)
+    return report
 
 
 def compile_policy(
@@ -326,7 +358,8 @@ def generated_python(
 def _generate(
     sources: Mapping[str, str], library: Mapping[str, str], tenant: str, options: CompileOptions
 ) -> tuple[CheckedPolicy, tuple[Diagnostic, ...], Generated]:
-    checked, diags = _check(sources, library, tenant, options)
+    checked, report = _check(sources, library, tenant, options)
+    diags = report.diagnostics
     errors = [d for d in diags if d.is_error]
     if errors or checked is None:
         raise PolicyError(errors)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 
 from lark import Lark, Token, Tree
@@ -257,12 +257,36 @@ def _too_deep(tree: Tree[Token], path: str, max_depth: int) -> Diagnostic | None
     return None
 
 
-def parse_module(text: str, path: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> ast.Module:
-    """Parse one policy file; raises PolicyError with every syntax diagnostic found."""
+# (declaration text, lines above it, path) -> its first syntax error, or None.
+DeclarationParser = Callable[[str, int, str], "Diagnostic | None"]
+
+
+def declaration_error(text: str, lines_above: int, path: str) -> Diagnostic | None:
+    """The first syntax error of one declaration parsed on its own, in place (``text``
+    starts on line ``lines_above + 1``), or None when it parses: how recovery parses each
+    declaration of a broken file. Pure; the result for ``lines_above = n`` is the one for
+    0, ``n`` lines lower (a caller may memoize it by text)."""
+    try:
+        _lark_parse("\n" * lines_above + text, path, "start")
+    except PolicyError as err:
+        return err.diagnostics[0]
+    return None
+
+
+def parse_module(
+    text: str,
+    path: str,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    declarations: DeclarationParser = declaration_error,
+) -> ast.Module:
+    """Parse one policy file; raises PolicyError with every syntax diagnostic found.
+    ``declarations`` parses each declaration when recovering from an error (the language
+    server passes a memoized :func:`declaration_error`)."""
     try:
         tree, comments = _lark_parse(text, path, "start")
     except PolicyError as err:
-        raise PolicyError(_recover(text, path) or err.diagnostics) from None
+        raise PolicyError(_recover(text, path, declarations) or err.diagnostics) from None
     deep = _too_deep(tree, path, max_depth)
     if deep is not None:
         raise PolicyError([deep])
@@ -277,7 +301,9 @@ def parse_module(text: str, path: str, *, max_depth: int = DEFAULT_MAX_DEPTH) ->
 _ITEM_START = re.compile(r"(?:shadow\s+)?(?:rule|const|condition|list|aggregate|import|settings)\b")
 
 
-def _recover(text: str, path: str) -> list[Diagnostic]:
+def _recover(
+    text: str, path: str, declarations: DeclarationParser = declaration_error
+) -> list[Diagnostic]:
     """Every syntax error of a broken file, not just the first: each declaration (from a
     line starting with a declaration keyword to the next) is parsed on its own, in place
     (earlier lines blanked, so positions stay true), and reports its first error."""
@@ -288,11 +314,8 @@ def _recover(text: str, path: str) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for n, first in enumerate(starts):
         last = starts[n + 1] if n + 1 < len(starts) else len(lines)
-        chunk = "\n" * first + "\n".join(lines[first:last])
-        try:
-            _lark_parse(chunk, path, "start")
-        except PolicyError as err:
-            diag = err.diagnostics[0]
+        diag = declarations("\n".join(lines[first:last]), first, path)
+        if diag is not None:
             opened = _unclosed_brace(lines, first, last)
             if opened is not None and (diag.line > last or "end of file" in diag.message):
                 line, col = opened

@@ -102,7 +102,11 @@ def keywords() -> Keywords:
 KEYWORD_DOCS: dict[str, str] = {
     "settings": 'Policy settings, once per tenant: `settings { timezone = "Asia/Shanghai" }`.',
     "import": 'Use a shared library file: `import "_shared/segments.rf"`.',
-    "const": "A constant, inlined at compile time: `const LIMIT = 100`.",
+    "const": "A constant, folded at compile time: `const LIMIT = BASE * 3`.",
+    "condition": (
+        "A named condition, checked once and inlined where a rule uses it:"
+        " `condition new_number = age(per number) < 1h`."
+    ),
     "list": 'An intelligence list: `list NAME from "lists/file.csv"`.',
     "from": "The file a list is read from.",
     "aggregate": "A counter over a time window: `aggregate NAME = count(per number, over 1h)`.",
@@ -112,12 +116,20 @@ KEYWORD_DOCS: dict[str, str] = {
     "shadow": "A shadow rule is evaluated and reported but never changes the decision.",
     "rule": "A rule: `rule NAME { when ... then ... }`.",
     "when": "The rule's condition (required): a bool expression.",
-    "then": "The rule's action (required): allow, review or block.",
+    "then": "The rule's action: allow, review or block (required unless the rule has a score).",
     "override": "`then allow override`: when it matches, the decision is allow.",
     "risk": "Risk level 0..4 of the rule (default 0).",
     "tags": 'Tags the rule adds to the decision: `tags "a", "b"`.',
     "reason": "Text shown to callers and logged; `{expr}` interpolates.",
     "on_error": "What an unknown condition does: skip, fire, allow, review or block.",
+    "priority": (
+        "`priority 10` (-1000..1000, default 0): the highest-priority matching rule's action"
+        " wins, whatever its severity."
+    ),
+    "score": (
+        "`score 30` (-1000..1000): added up over the matching rules; review_score and"
+        " block_score in settings turn the sum into an action."
+    ),
     "and": "Both sides true (Kleene logic with unknown aggregates).",
     "or": "Either side true (Kleene logic with unknown aggregates).",
     "not": "Negation; also `not in`.",
@@ -158,6 +170,10 @@ _HELPER_DOCS: dict[str, str] = {
     "starts_with": "Whether the string starts with the argument.",
     "ends_with": "Whether the string ends with the argument.",
     "contains": "Whether the string contains the argument.",
+    "matches": (
+        'Whether the RE2 regular expression (a constant, best a raw string: r"^curl/")'
+        " matches somewhere in the string; anchor with ^ and $."
+    ),
     "phone.starts_with": "Whether the E.164 number starts with the argument (`+` optional).",
     "phone.prefix": "The first N digits of the E.164 number, without `+` (not in reasons).",
     "label": 'LIST.label("column"): that label of the number\'s list entry, `""` if not on it.',
@@ -165,6 +181,10 @@ _HELPER_DOCS: dict[str, str] = {
     "sustained": (
         "sustained(COND, 3h): COND now and with every aggregate in it shifted back one window,"
         " two windows, ... to cover the duration."
+    ),
+    "age": (
+        "age(per number): how long ago this tenant first saw the number (also per device,"
+        " per ip, per app); 0s the first time. Remembered for 30 days."
     ),
 }
 
@@ -205,6 +225,10 @@ _ON_ERROR_DOCS: dict[str, str] = {
 
 _SETTING_DOCS: dict[str, str] = {
     "timezone": 'IANA time zone for `today` and `event.local_hour`, e.g. "Asia/Shanghai".',
+    "default_action": "The decision when no rule decides: allow (the default), review or block.",
+    "review_score": "Summed rule scores at or above this make a review (unset: scores decide"
+    " nothing).",
+    "block_score": "Summed rule scores at or above this make a block.",
 }
 
 
@@ -247,7 +271,24 @@ def phone_helpers() -> tuple[Entry, ...]:
 
 LIST_HELPER = Entry("label", 'label("column") -> string', _HELPER_DOCS["label"])
 AGGREGATE_HELPER = Entry("ago", "ago(duration) -> int", _HELPER_DOCS["ago"])
-FUNCTIONS = (Entry("sustained", "sustained(bool, duration) -> bool", _HELPER_DOCS["sustained"]),)
+
+# Typed signatures of the built-in functions; schema.FUNCTIONS has the untyped ones.
+_FUNCTION_SIGNATURES: dict[str, str] = {
+    "sustained": "sustained(bool, duration) -> bool",
+    "age": "age(per " + " | ".join(k for k in schema.KEY_KINDS if k in schema.AGE_KEYS) + ")"
+    " -> duration",
+}
+
+
+def functions() -> tuple[Entry, ...]:
+    """The built-in functions (``sustained``, ``age``), in schema order."""
+    return tuple(
+        Entry(n, _FUNCTION_SIGNATURES.get(n, sig), _HELPER_DOCS.get(n, ""))
+        for n, sig in schema.FUNCTIONS.items()
+    )
+
+
+FUNCTIONS = functions()
 
 
 def aggregate_kinds() -> tuple[Entry, ...]:
@@ -256,6 +297,11 @@ def aggregate_kinds() -> tuple[Entry, ...]:
 
 def key_kinds() -> tuple[Entry, ...]:
     return tuple(Entry(k, *_KEY_KIND_DOCS.get(k, (f"per {k}", ""))) for k in schema.KEY_KINDS)
+
+
+def age_keys() -> tuple[Entry, ...]:
+    """The keys ``age(per KEY)`` accepts."""
+    return tuple(e for e in key_kinds() if e.name in {k.value for k in schema.AGE_KEYS})
 
 
 def actions() -> tuple[Entry, ...]:

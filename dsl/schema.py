@@ -45,7 +45,8 @@ PHONE_METHODS: dict[str, tuple[tuple[Type, ...], Type]] = {
     "prefix": ((Type.INT,), Type.STR),
 }
 
-AGG_KINDS = {k.value: k for k in AggKind}
+# What an author may write; FIRST_SEEN is made by age() alone (its window is the checker's).
+AGG_KINDS = {k.value: k for k in AggKind if k is not AggKind.FIRST_SEEN}
 KEY_KINDS = {k.value: k for k in KeyKind}
 # Fields a distinct() aggregate may count, by how they are written.
 DISTINCT_FIELDS = {

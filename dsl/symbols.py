@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dsl import ast
+from dsl import ast, schema
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
@@ -33,14 +33,12 @@ class SymbolKind(StrEnum):
     SETTINGS = "settings"
 
 
-# Declarations that put a name in the shared namespace, by AST class name, so a new kind
-# (``condition NAME = expr``) only needs a line here.
-_DECLARATION_KINDS: dict[str, SymbolKind] = {
-    "Const": SymbolKind.CONST,
-    "ListDecl": SymbolKind.LIST,
-    "Aggregate": SymbolKind.AGGREGATE,
-    "Condition": SymbolKind.CONDITION,
-    "NamedCondition": SymbolKind.CONDITION,
+# Declarations that put a name in the shared namespace (the checker's namespace too).
+_DECLARATION_KINDS: dict[type, SymbolKind] = {
+    ast.Const: SymbolKind.CONST,
+    ast.Condition: SymbolKind.CONDITION,
+    ast.ListDecl: SymbolKind.LIST,
+    ast.Aggregate: SymbolKind.AGGREGATE,
 }
 RENAMABLE = frozenset(
     {SymbolKind.CONST, SymbolKind.LIST, SymbolKind.AGGREGATE, SymbolKind.CONDITION}
@@ -164,12 +162,12 @@ def file_symbols(module: ast.Module, text: str) -> FileSymbols:
     facts: list[FactUse] = []
     imports: list[tuple[str, ast.Span]] = []
     for item in module.items:
-        kind = _DECLARATION_KINDS.get(type(item).__name__)
-        name = getattr(item, "name", None)
-        if kind is not None and isinstance(name, str):
-            defs.append(
-                Definition(name, kind, item.span, loc.name_after_keyword(item.span, name), item)
-            )
+        kind = _DECLARATION_KINDS.get(type(item))
+        if kind is not None and isinstance(
+            item, ast.Const | ast.Condition | ast.ListDecl | ast.Aggregate
+        ):
+            name_span = loc.name_after_keyword(item.span, item.name)
+            defs.append(Definition(item.name, kind, item.span, name_span, item))
         elif isinstance(item, ast.Rule):
             rules.append(Definition(item.name, SymbolKind.RULE, item.span, item.name_span, item))
         elif isinstance(item, ast.Settings):
@@ -225,10 +223,20 @@ def _collect(root: object, loc: _Locator, refs: list[Reference], facts: list[Fac
             )
             facts.append(FactUse(f"{node.obj.name}.{node.name}", field))
             continue
-        if isinstance(node, ast.Per):
+        if isinstance(node, ast.Per | ast.PerRef):
+            # `per list NAME` names a list: in an aggregate's keys (`per (list l, app)`
+            # too) and as a function argument (`age(per list l)`, which the checker refuses
+            # with the list's name in the message).
             if node.kind == "list" and node.arg:
                 refs.append(Reference(node.arg, loc.tail_name(node.span, node.arg)))
             continue
+        if (
+            isinstance(node, ast.Setting)
+            and node.name == "default_action"
+            and isinstance(node.value, ast.Name)
+            and node.value.name in schema.ACTIONS
+        ):
+            continue  # `default_action = review` is the action, even if a const is so named
         if isinstance(node, ast.Over):
             if not node.is_duration and node.text != "today":
                 refs.append(Reference(node.text, loc.tail_name(node.span, node.text)))

@@ -10,8 +10,14 @@ Equivalence with parsing the whole file: chunks start at line starts, no token s
 line break, and when chunks 1..k-1 parse cleanly the parser is back in its start state, so
 concatenated clean chunks parse to the same items. When a chunk fails, the file from that
 chunk on is parsed whole (with blank lines in front so lines match) and its diagnostics
-are exactly those ``parse_module`` gives for the whole file. ``tests/server/lsp`` checks
-this equivalence on every golden file and on random edits.
+are exactly those ``parse_module`` gives for the whole file. That holds with its error
+recovery too (it reports every syntax error: each declaration, from a line starting with
+a declaration keyword to the next, parsed alone in place): the declarations before the
+failing chunk are made of clean chunks, so they report nothing in either parse, and the
+suffix starts at a declaration line (a blank or comment chunk cannot fail), so it is cut
+into the same declarations from there on. An unclosed ``{`` names the line of the next
+declaration, which the blank lines in front keep true. ``tests/server/lsp`` checks this
+equivalence on every golden file and on random edits.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from dsl import ast, reference
 from dsl.diagnostics import Diagnostic, PolicyError
-from dsl.parser import DEFAULT_MAX_DEPTH, parse_module
+from dsl.parser import DEFAULT_MAX_DEPTH, declaration_error, parse_module
 from dsl.symbols import Definition, FactUse, FileSymbols, Reference, file_symbols
 
 MARK = "\x00"
@@ -124,6 +130,11 @@ class ChunkCache:
     _next_id: int = 0
     _split: re.Pattern[str] = field(default_factory=_item_start)
     _offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+    # Recovery parses every declaration after a syntax error on its own: its first error,
+    # by (path, text without the blank lines in front), relative to its first line. The
+    # current version's only (a file's entries are replaced at each broken parse).
+    _declaration_errors: dict[str, dict[str, Diagnostic | None]] = field(default_factory=dict)
+    _last: dict[str, ParsedFile] = field(default_factory=dict)  # each path's newest version
 
     def bounds(self, text: str) -> list[int]:
         """Chunk starts: each line that starts an item, and the run of blank and comment
@@ -138,11 +149,18 @@ class ChunkCache:
         return out
 
     def parse(self, text: str, path: str) -> ParsedFile:
+        last = self._last.get(path)
+        if last is not None and last.text == text:
+            # The same version again (a check reads each file several times): its chunks
+            # are the ones kept, and nothing needs parsing.
+            self._offsets[path] = last.offsets()
+            return last
         parsed = self._parse(text, path, self.bounds(text))
         if parsed.chunks and not parsed.errors and any(c.errors for c, _ in parsed.chunks):
             # A chunk fails alone yet the file parses: a cut fell inside an item (an
             # item keyword starting a continuation line). Parse the file as one chunk.
             parsed = self._parse(text, path, [0])
+        self._last[path] = parsed
         return parsed
 
     def _parse(self, text: str, path: str, starts: list[int]) -> ParsedFile:
@@ -190,10 +208,28 @@ class ChunkCache:
     def _suffix_errors(self, text: str, path: str, first_line: int) -> tuple[Diagnostic, ...]:
         lines = text.split("\n")
         suffix = "\n" * (first_line - 1) + "\n".join(lines[first_line - 1 :])
+        known = self._declaration_errors.get(path, {})
+        used: dict[str, Diagnostic | None] = {}
+
+        def declaration(body: str, shift: int, where: str) -> Diagnostic | None:
+            # An edit re-parses only the declarations it changed, not every one after the
+            # first error (Lark stops at that error; recovery would parse all the rest).
+            if body in used:
+                found = used[body]
+            else:
+                found = known[body] if body in known else declaration_error(body, 0, where)
+                used[body] = found
+            if found is None or not shift:
+                return found
+            end = found.end_line + shift if found.end_line else 0
+            return replace(found, line=found.line + shift, end_line=end)
+
         try:
-            parse_module(suffix, path, max_depth=self.max_depth)
+            parse_module(suffix, path, max_depth=self.max_depth, declarations=declaration)
         except PolicyError as err:
             return err.diagnostics
+        finally:
+            self._declaration_errors[path] = used
         return ()  # parse() then re-parses the file whole
 
     def module_parser(

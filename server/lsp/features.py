@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dsl import ast, reference, schema
-from dsl.durations import DurationError, format_duration, parse_duration
+from dsl import CompileOptions, ast, ir, reference, schema
+from dsl.checker import Checker, Unit
+from dsl.durations import format_duration, parse_duration
 from dsl.formatter import expr_text
+from dsl.runtime import fmt_decimal
 from dsl.symbols import Definition, Scope, SymbolKind
 
 
@@ -80,9 +82,11 @@ def _block(text_before: str) -> str:
             i = n if nl < 0 else nl
             continue
         if ch == '"':
+            # r"..." has no escapes: its first '"' ends it.
+            raw = i > 0 and text_before[i - 1] == "r" and not _word_char(text_before, i - 2)
             j = i + 1
             while j < n and text_before[j] not in '"\n':
-                j += 2 if text_before[j] == "\\" else 1
+                j += 2 if text_before[j] == "\\" and not raw else 1
             i = j + 1
             continue
         if ch == "{":
@@ -96,6 +100,16 @@ def _block(text_before: str) -> str:
             depth = max(0, depth - 1)
         i += 1
     return opener if depth > 0 else ""
+
+
+def _word_char(text: str, i: int) -> bool:
+    return 0 <= i < len(text) and (text[i].isalnum() or text[i] == "_")
+
+
+# `per (number, ` / `per number, per (list l, ` ...: a key is expected next.
+_KEY_IN_GROUP = re.compile(r"\bper\s*\(\s*(?:[A-Za-z_]+(?:\s+[A-Za-z_0-9]+)?\s*,\s*)*$")
+_LIST_IN_GROUP = re.compile(r"\bper\s*\(\s*(?:[A-Za-z_]+(?:\s+[A-Za-z_0-9]+)?\s*,\s*)*list\s+$")
+_DEFAULT_ACTION = re.compile(r"(?:^|[{\s])default_action\s*=\s*\"?$")
 
 
 def complete(
@@ -112,9 +126,12 @@ def complete(
     if m:
         columns = label_columns.get(m.group(1), ())
         return [Item(c, ItemKind.VALUE, f"label of {m.group(1)}") for c in columns]
+    stripped = line[: len(line) - len(_WORD_BEFORE.search(line).group(0))]  # type: ignore[union-attr]
+    # `default_action = review` or `= "review"`: the setting takes an action.
+    if _DEFAULT_ACTION.search(stripped) and _block(text_before) == "settings":
+        return _entries(reference.actions(), ItemKind.VALUE)
     if line.count('"') % 2 == 1:
         return []
-    stripped = line[: len(line) - len(_WORD_BEFORE.search(line).group(0))]  # type: ignore[union-attr]
     dotted = _DOTTED_BEFORE.search(line)
     if dotted:
         obj = dotted.group(1)
@@ -154,10 +171,18 @@ def complete(
         return [Item("override", ItemKind.KEYWORD, "", reference.KEYWORD_DOCS.get("override", ""))]
     if last == "on_error":
         return _entries(reference.on_error_values(), ItemKind.VALUE)
-    if last == "per" or last.endswith("(per"):
-        return _entries(reference.key_kinds(), ItemKind.KEYWORD)
-    if len(words) >= 2 and words[-2] == "per" and words[-1] == "list":
+    if re.search(r"\bage\(\s*per\s+$", stripped):
+        return _entries(reference.age_keys(), ItemKind.KEYWORD)
+    if re.search(r"\bage\(\s*$", stripped):
+        return [
+            Item(f"per {e.name}", ItemKind.KEYWORD, e.detail, e.doc) for e in reference.age_keys()
+        ]
+    if _LIST_IN_GROUP.search(stripped) or (
+        len(words) >= 2 and words[-2].endswith("per") and words[-1] == "list"
+    ):
         return [i for i in _name_items(scope) if i.kind is ItemKind.LIST]
+    if last == "per" or last.endswith("(per") or _KEY_IN_GROUP.search(stripped):
+        return _entries(reference.key_kinds(), ItemKind.KEYWORD)
     if last == "over":
         return _window_items(defs)
     if re.search(r"\baggregate\s+[A-Za-z_][A-Za-z_0-9]*\s*=\s*$", stripped):
@@ -187,7 +212,7 @@ def complete(
     tenant = reference.fact("tenant")
     if tenant is not None:
         items.append(Item("tenant", ItemKind.FIELD, tenant.detail, tenant.doc))
-    items += _entries(reference.FUNCTIONS, ItemKind.FUNCTION)
+    items += _entries(reference.functions(), ItemKind.FUNCTION)
     items += [
         Item(k, ItemKind.KEYWORD, "", reference.KEYWORD_DOCS.get(k, ""))
         for k in (*kw.operators, *kw.literals)
@@ -218,9 +243,15 @@ def describe(d: Definition) -> str:
             return f"const {n} = {expr_text(v)}"
         case ast.ListDecl(name=n, path=p):
             return f'list {n} from "{p}"'
+        case ast.Condition(name=n, value=v):
+            return f"condition {n} = {expr_text(v)}"
         case ast.Aggregate():
             args = [expr_text(a) for a in item.args]
-            args += [f"per {p.kind}" + (f" {p.arg}" if p.arg else "") for p in item.per]
+            keys = [p.kind + (f" {p.arg}" if p.arg else "") for p in item.per]
+            if item.per_grouped:
+                args.append(f"per ({', '.join(keys)})")
+            else:
+                args += [f"per {k}" for k in keys]
             args += [f"over {o.text}" for o in item.over]
             head = f"aggregate {item.name} = {item.kind}({', '.join(args)})"
             return head + (f" where {expr_text(item.where)}" if item.where is not None else "")
@@ -234,106 +265,46 @@ def describe(d: Definition) -> str:
     return f"{d.kind.value} {d.name}"
 
 
-_MAX_INT = 10**30
+_MAX_SHOWN = 200  # characters of a const's value shown in a hover
+_OPTIONS = CompileOptions()
 
 
-def const_value(name: str, scope: Scope, depth: int = 0) -> str | None:
-    """A const's value as the checker would fold it, when it is simple enough to show;
-    None otherwise. Bounded: no chain longer than 16, no int beyond 10**30."""
+def const_value(name: str, scope: Scope) -> str | None:
+    """A const's value as the checker folds it (int, decimal, duration, string, bool or
+    set), or None when it does not fold (an error, a name that is not a const). The
+    checker runs on the scope's consts alone: folding is bounded by the language's limits
+    (64-bit ints, set sizes), and a const chain too long to follow gives None."""
     d = scope.resolve(name)
-    if d is None or not isinstance(d.item, ast.Const) or depth > 16:
+    if d is None or not isinstance(d.item, ast.Const):
         return None
-    value = _eval(d.item.value, scope, depth)
-    return None if value is None else _show(value)
-
-
-Value = int | str | bool | tuple[str, int] | frozenset[object]
-
-
-def _show(v: Value) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, tuple):
-        return format_duration(v[1])
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, frozenset):
-        return "{" + ", ".join(sorted(_show(x) for x in v)) + "}"  # type: ignore[arg-type]
-    return str(v)
-
-
-def _eval(e: ast.Expr, scope: Scope, depth: int) -> Value | None:
-    match e:
-        case ast.IntLit(value=v):
-            return v if abs(v) < _MAX_INT else None
-        case ast.BoolLit(value=v):
-            return v
-        case ast.StrLit() if e.is_plain:
-            return e.value
-        case ast.DurationLit(text=t):
-            try:
-                return ("dur", parse_duration(t))
-            except DurationError:
-                return None
-        case ast.Name(name=n):
-            d = scope.resolve(n)
-            if d is None or not isinstance(d.item, ast.Const) or depth > 16:
-                return None
-            return _eval(d.item.value, scope, depth + 1)
-        case ast.Neg(operand=o):
-            inner = _eval(o, scope, depth)
-            if isinstance(inner, int) and not isinstance(inner, bool):
-                return -inner
-            if isinstance(inner, tuple):
-                return ("dur", -inner[1])
-            return None
-        case ast.SetLit(items=items):
-            vals = [_eval(i, scope, depth) for i in items]
-            if any(v is None for v in vals):
-                return None
-            return frozenset(vals)
-        case ast.BinOp(op=op, left=lf, right=rt):
-            a, b = _eval(lf, scope, depth), _eval(rt, scope, depth)
-            return _arith(op, a, b)
-    return None
-
-
-def _arith(op: str, a: Value | None, b: Value | None) -> Value | None:
-    def num(x: Value | None) -> int | None:
-        return x if isinstance(x, int) and not isinstance(x, bool) else None
-
-    ai, bi = num(a), num(b)
-    ad = a[1] if isinstance(a, tuple) else None
-    bd = b[1] if isinstance(b, tuple) else None
-    result: int | None = None
-    dur = False
-    if ai is not None and bi is not None:
-        result = _int_op(op, ai, bi)
-    elif ad is not None and bd is not None and op in "+-":
-        result, dur = _int_op(op, ad, bd), True
-    elif op == "*" and ad is not None and bi is not None:
-        result, dur = ad * bi, True
-    elif op == "*" and ai is not None and bd is not None:
-        result, dur = ai * bd, True
-    elif op == "/" and ad is not None and bi is not None:
-        result, dur = _int_op(op, ad, bi), True
-    if result is None or abs(result) >= _MAX_INT:
+    consts = tuple(x.item for x in scope.definitions().values() if isinstance(x.item, ast.Const))
+    checker = Checker([Unit(ast.Module("<hover>", consts), library=False)], "", _OPTIONS)
+    try:
+        checker.declare()
+        node = checker.const(name)
+    except RecursionError:
         return None
-    return ("dur", result) if dur else result
-
-
-def _int_op(op: str, a: int, b: int) -> int | None:
-    if max(abs(a), abs(b)) >= _MAX_INT:
+    if not isinstance(node, ir.Lit):
         return None
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if op == "/":
-        return None if b == 0 else a // b
-    return None
+    shown = _show(node.value, node.type)
+    return shown if len(shown) <= _MAX_SHOWN else shown[: _MAX_SHOWN - 3] + "..."
+
+
+def _show(value: object, t: ir.Type) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and t is ir.Type.DEC:
+        return fmt_decimal(value)
+    if isinstance(value, int) and t is ir.Type.DUR:
+        return format_duration(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, frozenset):
+        item = ir.Type.INT if t is ir.Type.SET_INT else ir.Type.STR
+        shown = sorted(value, key=lambda v: (str(type(v)), v))[:50]
+        more = f", ... ({len(value)} items)" if len(value) > len(shown) else ""
+        return "{" + ", ".join(_show(v, item) for v in shown) + more + "}"
+    return str(value)
 
 
 def hover_definition(d: Definition, scope: Scope, list_info: str = "") -> str:
@@ -354,6 +325,12 @@ def hover_definition(d: Definition, scope: Scope, list_info: str = "") -> str:
         kinds = {k.name: k for k in reference.aggregate_kinds()}
         if d.item.kind in kinds:
             lines.append(kinds[d.item.kind].doc)
+    elif d.kind is SymbolKind.CONDITION:
+        lines.append("A named condition: checked once, inlined where a rule uses it.")
+    elif d.kind is SymbolKind.SETTINGS:
+        doc = next((e.doc for e in reference.settings() if e.name == d.name), "")
+        if doc:
+            lines.append(doc)
     elif d.kind is SymbolKind.LIST and list_info:
         lines.append(list_info)
     lines.append(f"declared at {where}")
@@ -376,7 +353,7 @@ def hover_word(word: str) -> str | None:
         *reference.string_helpers(),
         reference.LIST_HELPER,
         reference.AGGREGATE_HELPER,
-        *reference.FUNCTIONS,
+        *reference.functions(),
     )
     for e in tables:
         if e.name == word:

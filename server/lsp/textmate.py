@@ -2,10 +2,10 @@
 
 ``python -m server.lsp.textmate`` writes ``editors/vscode/syntaxes/ringfence.tmLanguage.json``;
 ``tests/editors`` fails when the committed file is stale. Keywords come from
-``grammar.lark``, facts, helpers, kinds, actions and settings from ``dsl.schema`` (through
-:mod:`dsl.reference`), duration units from ``dsl.durations``. ``PLANNED`` adds syntax that
-is designed but not parsed yet, so editors colour it the day it lands; once the grammar
-and schema have it, its entries here change nothing and can go.
+``grammar.lark``, facts, helpers, functions, kinds, actions and settings from ``dsl.schema``
+(through :mod:`dsl.reference`), duration units from ``dsl.durations``. The literal
+patterns (numbers, strings, raw strings) mirror the terminals of ``grammar.lark``;
+``tests/editors`` runs VS Code's tokenizer next to the language's lexer to hold them equal.
 """
 
 from __future__ import annotations
@@ -22,16 +22,6 @@ from dsl.durations import UNITS
 
 SCOPE = "source.ringfence"
 OUT = Path(__file__).resolve().parents[2] / "editors/vscode/syntaxes/ringfence.tmLanguage.json"
-
-# Designed for the language's second version (rule priority and scores, named conditions,
-# decimals, regex matches, composite keys, age): coloured before the parser knows them.
-PLANNED: dict[str, tuple[str, ...]] = {
-    "declarations": ("condition",),
-    "clauses": ("priority", "score"),
-    "settings": ("default_action", "review_score", "block_score"),
-    "functions": ("age",),
-    "helpers": ("matches",),
-}
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
@@ -54,17 +44,16 @@ def _named_declarations() -> dict[str, str]:
 
 def grammar() -> dict[str, Any]:
     kw = reference.keywords()
-    declarations = (*kw.items, *PLANNED["declarations"])
+    declarations = kw.items
     named = {k: v for k, v in _named_declarations().items() if k in declarations}
-    clauses = (*kw.clauses, *PLANNED["clauses"])
-    settings = (*schema.SETTINGS, *PLANNED["settings"])
-    functions = (*schema.AGG_KINDS, *(f.name for f in reference.FUNCTIONS), *PLANNED["functions"])
+    clauses = kw.clauses
+    settings = tuple(schema.SETTINGS)
+    functions = (*schema.AGG_KINDS, *(f.name for f in reference.functions()))
     helpers = (
         *schema.STRING_METHODS,
         *schema.PHONE_METHODS,
         reference.LIST_HELPER.name,
         reference.AGGREGATE_HELPER.name,
-        *PLANNED["helpers"],
     )
     units = "".join(sorted(UNITS))
     plain_other = [w for w in kw.other if w not in ("override",)]
@@ -85,6 +74,17 @@ def grammar() -> dict[str, Any]:
                 {"match": r"\\.", "name": "constant.character.escape.ringfence"},
                 {"include": "#interpolation"},
             ],
+        },
+        # r"..." (RAW_STRING): taken as written, so no escapes and no interpolations.
+        "raw_string": {
+            "begin": r'\b(r)(")',
+            "beginCaptures": {
+                "1": {"name": "storage.type.string.raw.ringfence"},
+                "2": {"name": "punctuation.definition.string.begin.ringfence"},
+            },
+            "end": '(")|$',
+            "endCaptures": {"1": {"name": "punctuation.definition.string.end.ringfence"}},
+            "name": "string.quoted.double.raw.ringfence",
         },
         "interpolation": {
             "begin": r"\{",
@@ -165,6 +165,13 @@ def grammar() -> dict[str, Any]:
                     "endCaptures": {"0": {"name": "punctuation.section.parens.end.ringfence"}},
                     "patterns": [
                         {
+                            "match": rf"\b(list)\s+({NAME})",
+                            "captures": {
+                                "1": {"name": "support.type.key.ringfence"},
+                                "2": {"name": "variable.other.list.ringfence"},
+                            },
+                        },
+                        {
                             "match": rf"\b({_words(schema.KEY_KINDS)})\b",
                             "name": "support.type.key.ringfence",
                         },
@@ -194,8 +201,21 @@ def grammar() -> dict[str, Any]:
             ]
         },
         "setting": {
-            "match": rf"^\s*({_words(settings)})\s*(?==)",
-            "captures": {"1": {"name": "variable.other.property.setting.ringfence"}},
+            "patterns": [
+                {
+                    # `default_action = review`: the bare word is an action, as after `then`.
+                    "match": rf"^\s*(default_action)\s*(=)\s*({_words(schema.ACTIONS)})\b",
+                    "captures": {
+                        "1": {"name": "variable.other.property.setting.ringfence"},
+                        "2": {"name": "keyword.operator.assignment.ringfence"},
+                        "3": {"name": "constant.language.action.ringfence"},
+                    },
+                },
+                {
+                    "match": rf"^\s*({_words(settings)})\s*(?==)",
+                    "captures": {"1": {"name": "variable.other.property.setting.ringfence"}},
+                },
+            ]
         },
         "facts": {
             "patterns": [
@@ -246,7 +266,8 @@ def grammar() -> dict[str, Any]:
                     "match": r"\b[0-9]+[A-Za-z_][A-Za-z0-9_]*\b",
                     "name": "invalid.illegal.duration.ringfence",
                 },
-                {"match": r"\b[0-9]+\.[0-9]+\b", "name": "constant.numeric.decimal.ringfence"},
+                # DECIMAL outranks DURATION in the lexer: `1.5h` is 1.5 and a name.
+                {"match": r"\b[0-9]+\.[0-9]+", "name": "constant.numeric.decimal.ringfence"},
                 {"match": r"\b[0-9]+\b", "name": "constant.numeric.integer.ringfence"},
             ]
         },
@@ -283,6 +304,7 @@ def grammar() -> dict[str, Any]:
         "expression": {
             "patterns": [
                 {"include": "#comment"},
+                {"include": "#raw_string"},
                 {"include": "#string"},
                 {"include": "#keywords"},
                 {"include": "#facts"},
@@ -303,6 +325,7 @@ def grammar() -> dict[str, Any]:
         "comment": "Generated by `python -m server.lsp.textmate` from dsl/; do not edit.",
         "patterns": [
             {"include": "#comment"},
+            {"include": "#raw_string"},
             {"include": "#string"},
             {"include": "#declaration"},
             {"include": "#setting"},

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from dsl import CompileOptions, ast, check_policy
+from dsl import CheckReport, CompileOptions, ast, check_policy_report
 from dsl.diagnostics import Diagnostic
 from server.lsp.chunks import ChunkCache
 
@@ -57,6 +57,7 @@ class _FullCheck:
     rules: dict[int, tuple[str, ...]]  # rule chunk -> its rule names
     by_chunk: dict[int, tuple[Diagnostic, ...]]  # marked diagnostics
     seconds: float  # how long it took: a quick check only pays off for slow ones
+    report: CheckReport  # what it counted against the policy-wide limits
 
 
 # Past this many changed rule chunks a full check is about as quick.
@@ -93,10 +94,13 @@ def read_frame(src: BinaryIO) -> object | None:
 class Checker:
     """The worker's state: parsed chunks, and each key's last full check."""
 
-    def __init__(self, quick_above_s: float = QUICK_ABOVE_S) -> None:
+    def __init__(
+        self, quick_above_s: float = QUICK_ABOVE_S, options: CompileOptions | None = None
+    ) -> None:
         self.cache = ChunkCache(with_symbols=False)
         self.full: dict[str, _FullCheck] = {}
         self.quick_above_s = quick_above_s
+        self.options = options or CompileOptions()
 
     def check(self, req: CheckRequest) -> CheckReply:
         try:
@@ -114,12 +118,12 @@ class Checker:
 
     def _run(
         self, req: CheckRequest, keep: Callable[[int, ast.Item], bool] | None = None
-    ) -> tuple[Diagnostic, ...]:
-        return check_policy(
+    ) -> CheckReport:
+        return check_policy_report(
             req.sources,
             library=req.library,
             tenant=req.tenant,
-            options=CompileOptions(default_timezone=req.timezone or "UTC"),
+            options=replace(self.options, default_timezone=req.timezone or "UTC"),
             parser=self.cache.module_parser(keep),
         )
 
@@ -148,7 +152,8 @@ class Checker:
 
     def _full(self, req: CheckRequest) -> CheckReply:
         started = time.perf_counter()
-        diags = self._run(req)
+        report = self._run(req)
+        diags = report.diagnostics
         seconds = time.perf_counter() - started
         chunks = self._chunks(req) if req.key else None
         if chunks is not None:
@@ -167,6 +172,7 @@ class Checker:
                     chunks[1],
                     {k: tuple(v) for k, v in by_chunk.items()},
                     seconds,
+                    report,
                 )
             else:
                 self.full.pop(req.key, None)
@@ -202,12 +208,18 @@ class Checker:
 
     def _quick(self, req: CheckRequest) -> CheckReply | None:
         """Check declarations and the changed rules only, and reuse the last full check's
-        findings for everything else; None when that would not be exact (a declaration
-        changed, a file does not parse, a changed rule's name is shared, ...). Warnings that
-        depend on every rule (unused declarations) stay as the last full check found them
-        until the full check that follows."""
+        findings for everything else; None when that would not be exact.
+
+        A rule's findings depend on the rule, on the declarations (consts, named conditions
+        it inlines, lists, aggregates, settings: a ``score`` warns when no threshold is
+        set), on which other rules share its name, and on policy-wide limits (rule count,
+        aggregate windows, expression nodes, diagnostics shown). So: any declaration chunk
+        changed (settings and conditions are declarations), a file does not parse, a changed
+        rule's name is shared, or the policy could reach a limit -> None, and a full check
+        answers. Warnings that depend on every rule (unused declarations) stay as the last
+        full check found them until the full check that follows."""
         last = self.full.get(req.key)
-        if last is None or last.seconds < self.quick_above_s:
+        if last is None or last.seconds < self.quick_above_s or last.report.truncated:
             return None
         if (req.tenant, req.timezone) != (
             last.request.tenant,
@@ -231,11 +243,28 @@ class Checker:
         # (a rule edited in place is both gone and touched: only other rules named so count)
         if any(names[n] > 1 for n in touched) or any(names[n] > touched[n] for n in gone):
             return None
-        diags = self._run(req, lambda cid, item: cid in changed or not isinstance(item, ast.Rule))
-        out = [d for d in diags if self.cache.chunk_of(d) in changed]
+        # 'too many rules' lands on whichever rule is one too many.
+        if sum(names.values()) > self.options.max_rules:
+            return None
+        report = self._run(req, lambda cid, item: cid in changed or not isinstance(item, ast.Rule))
+        diags = report.diagnostics
         if any(self.cache.chunk_of(d) is None for d in diags):
             return None
+        # The policy-wide limits: the whole policy after the edit counts at most what the
+        # last full check counted plus what the changed rules count (declarations are in
+        # both), so below the limits that bound means no limit error anywhere.
+        if (
+            report.truncated
+            or last.report.aggregate_windows + report.aggregate_windows
+            > self.options.max_aggregate_reads
+            or last.report.expression_nodes + report.expression_nodes
+            > self.options.max_policy_nodes
+        ):
+            return None
+        out = [d for d in diags if self.cache.chunk_of(d) in changed]
         out += [d for c, ds in last.by_chunk.items() if c in decls or c in rules for d in ds]
+        if len(out) >= self.options.max_diagnostics:  # the full check would cut the list
+            return None
         return CheckReply(self._real(out).diagnostics, quick=True)
 
 

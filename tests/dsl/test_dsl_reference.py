@@ -13,8 +13,26 @@ GOLDEN = Path(__file__).parent / "golden" / "diagnostics"
 
 def test_keywords_come_from_the_grammar() -> None:
     kw = reference.keywords()
-    assert set(kw.items) == {"settings", "import", "const", "list", "aggregate", "rule", "shadow"}
-    assert set(kw.clauses) == {"when", "then", "risk", "tags", "reason", "on_error"}
+    assert set(kw.items) == {
+        "settings",
+        "import",
+        "const",
+        "condition",
+        "list",
+        "aggregate",
+        "rule",
+        "shadow",
+    }
+    assert set(kw.clauses) == {
+        "when",
+        "then",
+        "risk",
+        "tags",
+        "reason",
+        "on_error",
+        "priority",
+        "score",
+    }
     assert set(kw.operators) == {"and", "or", "not", "in", "between"}
     assert {"from", "per", "over", "where", "override"} <= set(kw.other)
 
@@ -34,6 +52,8 @@ def test_every_keyword_has_a_doc() -> None:
         reference.actions,
         reference.on_error_values,
         reference.settings,
+        reference.functions,
+        reference.age_keys,
     ],
     ids=lambda f: f.__name__,
 )
@@ -42,6 +62,14 @@ def test_every_schema_name_has_a_doc(table: object) -> None:
     entries = table()  # type: ignore[operator]
     assert entries
     assert [e.name for e in entries if not e.doc] == []
+
+
+def test_functions_and_kinds_follow_the_schema() -> None:
+    assert [f.name for f in reference.functions()] == list(schema.FUNCTIONS)
+    assert reference.functions() == reference.FUNCTIONS
+    assert {e.name for e in reference.age_keys()} == {k.value for k in schema.AGE_KEYS}
+    # age() keeps first sightings as an aggregate of its own; authors never write that kind.
+    assert [k.name for k in reference.aggregate_kinds()] == ["count", "distinct", "run"]
 
 
 def test_facts_follow_the_schema() -> None:

@@ -83,3 +83,30 @@ def test_import_cycles_are_cut() -> None:
     a = _symbols('import "b.rf"\nconst A = 1\n', "a.rf")
     b = _symbols('import "a.rf"\nconst B = 1\n', "b.rf")
     assert import_closure({"a.rf": a, "b.rf": b}, ["a.rf"]) == ["b.rf", "a.rf"]
+
+
+def test_second_version_declarations_and_uses() -> None:
+    """Named conditions are declarations; `per list NAME` inside a composite key and in a
+    function argument uses the list; `default_action = review` is an action, not a name."""
+    text = (
+        "settings {\n    default_action = review\n}\n"
+        "const review = 1\n"
+        'list vip from "vip.csv"\n'
+        "condition  busy = hits > review\n"
+        "aggregate hits = count(per (list vip, app), over 30d)\n"
+        "rule r {\n    when busy and age(per list vip) < 1h\n    score 2\n}\n"
+    )
+    s = _symbols(text)
+    by_name = {d.name: d for d in s.definitions}
+    assert by_name["busy"].kind is SymbolKind.CONDITION
+    assert by_name["busy"].name_span == ast.Span("t/p.rf", 6, 12, 6, 16)
+    assert isinstance(by_name["busy"].item, ast.Condition)
+    refs = [(r.name, r.span.line, r.span.column) for r in s.references]
+    assert refs == [
+        ("hits", 6, 19),
+        ("review", 6, 26),
+        ("vip", 7, 34),
+        ("busy", 9, 10),
+        ("vip", 9, 32),
+    ]
+    assert [d.name for d in s.outline()] == ["default_action", "review", "vip", "busy", "hits", "r"]

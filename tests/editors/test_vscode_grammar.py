@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from functools import cache
@@ -23,7 +22,7 @@ VSCODE = ROOT / "editors" / "vscode"
 GRAMMAR = VSCODE / "syntaxes" / "ringfence.tmLanguage.json"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("RINGFENCE_UPDATE_GOLDEN") == "1"
-PLANNED = Path(__file__).resolve().parent / "planned.rf"
+SECOND = Path(__file__).resolve().parent / "second_version.rf"
 RULES = sorted((ROOT / "rules").glob("**/*.rf"))
 DSL_GOLDEN = sorted((ROOT / "tests" / "dsl" / "golden").glob("**/*.rf"))
 ROOT_SCOPE = "source.ringfence"
@@ -36,7 +35,7 @@ def tokenize_all() -> dict[Path, list[Token]]:
     node = shutil.which("node")
     if node is None or not (VSCODE / "node_modules" / "vscode-textmate").is_dir():
         pytest.fail("node and editors/vscode/node_modules are needed: run `make test`")
-    files = [*RULES, *DSL_GOLDEN, PLANNED]
+    files = [*RULES, *DSL_GOLDEN, SECOND]
     out = subprocess.run(
         [node, str(VSCODE / "test" / "tokenize.js"), str(GRAMMAR), *map(str, files)],
         capture_output=True,
@@ -87,7 +86,7 @@ def _dump(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("path", [*RULES, PLANNED], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*RULES, SECOND], ids=lambda p: p.stem)
 def test_golden_scope_dump(path: Path) -> None:
     golden = GOLDEN / f"{path.stem}.scopes"
     dump = _dump(path)
@@ -100,8 +99,10 @@ def test_golden_scope_dump(path: Path) -> None:
 # What the real lexer (grammar.lark) says each token is, and the scopes that fit it.
 _TERMINAL_SCOPES: dict[str, tuple[str, ...]] = {
     "INT": ("constant.numeric.integer",),
+    "DECIMAL": ("constant.numeric.decimal",),
     "DURATION": ("constant.numeric.duration", "invalid.illegal.duration"),
     "STRING": ("string.quoted.double",),
+    "RAW_STRING": ("string.quoted.double.raw",),
     "NAME": (
         "variable.",
         "entity.name.",
@@ -134,7 +135,7 @@ def _expected(tok_type: str, text: str) -> tuple[str, ...]:
     return ("punctuation.",)
 
 
-@pytest.mark.parametrize("path", [*RULES, *DSL_GOLDEN], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*RULES, *DSL_GOLDEN, SECOND], ids=lambda p: p.stem)
 def test_every_token_is_scoped_as_the_lexer_reads_it(path: Path) -> None:
     text = path.read_text()
     lexer = reference._grammar()
@@ -159,7 +160,7 @@ def test_every_token_is_scoped_as_the_lexer_reads_it(path: Path) -> None:
     assert checked or not text.strip()
 
 
-@pytest.mark.parametrize("path", [*RULES, *DSL_GOLDEN, PLANNED], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*RULES, *DSL_GOLDEN, SECOND], ids=lambda p: p.stem)
 def test_no_text_is_left_unscoped_and_comments_are_comments(path: Path) -> None:
     for ln, col, text, scopes in tokens(path):
         if text.strip():
@@ -213,11 +214,19 @@ def test_targeted_scopes_in_the_demo_policy() -> None:
     assert len(lines) > 100
 
 
-def test_planned_syntax_is_already_coloured() -> None:
-    p = PLANNED
+def test_second_version_syntax_is_coloured() -> None:
+    p = SECOND
+    text = p.read_text()
+
+    def at(needle: str, offset: int = 0) -> tuple[str, ...]:
+        i = text.index(needle) + offset
+        ln = text.count("\n", 0, i) + 1
+        return scope_at(p, ln, i - (text.rfind("\n", 0, i) + 1) + 1)
+
     assert "keyword.other.declaration.ringfence" in find(p, "condition")
     assert "entity.name.function.condition.ringfence" in find(p, "risky_segment")
     assert "constant.numeric.decimal.ringfence" in find(p, "0.25")
+    assert "constant.numeric.decimal.ringfence" in find(p, "1.5")
     assert "constant.numeric.duration.ringfence" in find(p, "30d")
     assert "support.type.key.ringfence" in find(p, "app")
     assert "support.function.builtin.ringfence" in find(p, "age")
@@ -226,4 +235,24 @@ def test_planned_syntax_is_already_coloured() -> None:
         assert "keyword.control.clause.ringfence" in find(p, word)
     for key in ("default_action", "review_score", "block_score"):
         assert "variable.other.property.setting.ringfence" in find(p, key)
-    assert re.search(r"matches", p.read_text())
+    assert "constant.language.action.ringfence" in at("= review", 2)
+    # Composite keys: `per (list vip, ip)` and `per list vip, per app`.
+    assert "variable.other.list.ringfence" in at("(list vip", 6)
+    assert "support.type.key.ringfence" in at("(list vip, ip)", 11)
+    assert "variable.other.list.ringfence" in at("per list vip, per app", 9)
+    assert "support.type.key.ringfence" in at("per list vip, per app", 18)
+    # A raw string: no escapes, no interpolation, `r` part of the string.
+    raw = 'r"^shop-\\d{2,}$"'
+    assert raw in text
+    assert "storage.type.string.raw.ringfence" in at(raw)
+    for offset in range(1, len(raw)):
+        scopes = at(raw, offset)
+        assert "string.quoted.double.raw.ringfence" in scopes, offset
+        assert "meta.interpolation.ringfence" not in scopes, offset
+        assert "constant.character.escape.ringfence" not in scopes, offset
+    assert "keyword.operator.arithmetic.ringfence" in at("score -5", 6)
+    # ... also inside an interpolation, where its '}' does not end the interpolation.
+    inner = 'r"^curl}")}"'
+    assert "meta.interpolation.ringfence" in at(inner, 7)
+    assert "string.quoted.double.raw.ringfence" in at(inner, 7)
+    assert "punctuation.section.interpolation.end.ringfence" in at(inner, 10)

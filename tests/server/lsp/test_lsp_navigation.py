@@ -89,6 +89,22 @@ async def test_completion_of_names_in_scope_including_imports(
         ("rule x {\n    when privacy_numbers.", "privacy_numbers.", {"label"}),
         ("rule x {\n    when privacy_hits_1h.", "privacy_hits_1h.", {"ago"}),
         ("settings {\n    ", "{\n    ", set(schema.SETTINGS)),
+        # The language's second version.
+        ("settings {\n    default_action = ", "= ", set(schema.ACTIONS)),
+        ('settings {\n    default_action = "', '"', set(schema.ACTIONS)),
+        ("aggregate a = count(per (", "(per (", set(schema.KEY_KINDS)),
+        ("aggregate a = count(per (number, ", "number, ", set(schema.KEY_KINDS)),
+        (
+            "aggregate a = count(per (app, list ",
+            "list ",
+            {"privacy_numbers", "code_platform_numbers"},
+        ),
+        ("aggregate a = count(per number, per ", "per number, per ", set(schema.KEY_KINDS)),
+        ("rule x {\n    when age(", "age(", {"per number", "per device", "per ip", "per app"}),
+        ("rule x {\n    when event.app_id.", "app_id.", {"matches", "contains"}),
+        ("rule x {\n    when ", "when ", {"age", "sustained", "phone"}),
+        ("rule x {\n    when true\n    ", "true\n    ", {"priority", "score", "then"}),
+        ("const A = 1\n", "\n", {"condition"}),
     ],
 )
 async def test_completion_in_context(
@@ -96,6 +112,16 @@ async def test_completion_in_context(
 ) -> None:
     items = await _complete(reader, shared_rules, text, at)
     assert expected <= set(items), sorted(items)
+
+
+async def test_completion_of_age_keys_is_only_what_age_keeps(
+    reader: LanguageClient, shared_rules: Path
+) -> None:
+    items = await _complete(reader, shared_rules, RULE_HEAD + "age(per ", "age(per ")
+    assert set(items) == {k.value for k in schema.AGE_KEYS}
+    assert items["number"].kind == types.CompletionItemKind.Keyword
+    items = await _complete(reader, shared_rules, RULE_HEAD + "a", RULE_HEAD)
+    assert items["age"].detail == "age(per number | device | ip | app) -> duration"
 
 
 async def test_completion_of_list_label_names(reader: LanguageClient, shared_rules: Path) -> None:
@@ -140,6 +166,33 @@ async def test_hover_shows_a_computed_const_value(
     u = await open_file(reader, shared_rules / "demo" / "extra.rf", text)
     assert "value: `2h`" in await _hover(reader, u, text, "B =")
     assert "value: `14`" in await _hover(reader, u, text, "C =")
+
+
+async def test_hover_on_second_version_declarations(
+    reader: LanguageClient, shared_rules: Path
+) -> None:
+    text = (
+        "const RATE = 1 / 4\nconst TRIPLE = RATE * 3\nconst EXACT = 0.5\n"
+        "condition busy = phone.valid and per_app > 2\n"
+        "aggregate per_app = count(per (number, app), over 30d)\n"
+        "rule extra {\n    when busy and age(per device) < 1h\n    score 5\n}\n"
+    )
+    u = await open_file(reader, shared_rules / "demo" / "extra.rf", text)
+    # Decimals are millionths in the checker; hovers show them as written by fmt_decimal.
+    assert "value: `0.25`" in await _hover(reader, u, text, "RATE =")
+    assert "value: `0.75`" in await _hover(reader, u, text, "TRIPLE =")
+    exact = await _hover(reader, u, text, "EXACT =")
+    assert "const EXACT = 0.5" in exact
+    assert "value:" not in exact  # nothing to add to the literal
+    busy = await _hover(reader, u, text, "busy and age")
+    assert "condition busy = phone.valid and per_app > 2" in busy
+    assert "named condition" in busy
+    agg = await _hover(reader, u, text, "per_app > 2")
+    assert "aggregate per_app = count(per (number, app), over 30d)" in agg
+    age = await _hover(reader, u, text, "age(per device)")
+    assert "age(per number | device | ip | app) -> duration" in age
+    assert "first saw" in age
+    assert "added up" in await _hover(reader, u, text, "score 5")
 
 
 async def test_definition_across_files(reader: LanguageClient, shared_rules: Path) -> None:
@@ -240,3 +293,34 @@ async def test_rename_refuses_a_clash_or_a_keyword(
     for bad in ("RUN_REVIEW", "when", "phone", "9x"):
         with pytest.raises(Exception, match=bad):
             await reader.text_document_rename_async(types.RenameParams(_doc(u), pos, bad))
+
+
+async def test_rename_and_references_of_a_condition_and_a_list_in_keys(
+    reader: LanguageClient, shared_rules: Path
+) -> None:
+    text = (
+        "condition busy = phone.valid\n"
+        "aggregate hits = count(per (list privacy_numbers, app), over 1h)\n"
+        "rule extra {\n    when busy and hits > 1 and not busy\n    then review\n}\n"
+    )
+    u = await open_file(reader, shared_rules / "demo" / "extra.rf", text)
+    pos = position_of(text, "busy and", offset=1)
+    edit = await reader.text_document_rename_async(types.RenameParams(_doc(u), pos, "crowded"))
+    assert edit is not None
+    assert edit.changes is not None
+    assert sorted((e.range.start.line, e.range.start.character) for e in edit.changes[u]) == [
+        (0, 10),
+        (3, 9),
+        (3, 35),
+    ]
+    # `per (list NAME, ...)` is a use of the list.
+    pos = position_of(text, "privacy_numbers, app", offset=1)
+    refs = await reader.text_document_references_async(
+        types.ReferenceParams(
+            text_document=_doc(u),
+            position=pos,
+            context=types.ReferenceContext(include_declaration=False),
+        )
+    )
+    assert refs is not None
+    assert (u, 1) in {(r.uri, r.range.start.line) for r in refs}

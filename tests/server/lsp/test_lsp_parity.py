@@ -18,7 +18,7 @@ CASES = sorted(GOLDEN.glob("**/*.rf"))
 
 @pytest.mark.slow
 async def test_every_golden_file_matches_the_checker(client: LanguageClient, rules: Path) -> None:
-    library = read_library(rules)
+    library = read_library(rules)[0]
     opened = []
     for i, case in enumerate(CASES):
         folder = rules / f"golden{i}"
