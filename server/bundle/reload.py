@@ -22,6 +22,11 @@ from server.bundle.registry import TenantRegistry
 log = logging.getLogger("ringfence.reload")
 # How often the real path of the rules directory is looked up, to follow a swapped symlink.
 FOLLOW_SYMLINK_S = 0.5
+# inotify can miss a change: one made before its watch is armed (watchfiles arms it on its
+# own thread, a moment after start), or one it drops on overflow. The tree's fingerprint is
+# compared with what the last reload saw this soon after start, and then this often.
+RECONCILE_FIRST_S = 1.0
+RECONCILE_EVERY_S = 10.0
 
 
 def fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -51,6 +56,7 @@ class Reloader:
         self._seen: tuple[tuple[str, int, int], ...] | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._reconciler: asyncio.Task[None] | None = None
         self.generation = 0  # completed reloads
 
     async def reload_now(self) -> None:
@@ -68,6 +74,26 @@ class Reloader:
     def start(self) -> None:
         run = self._poll if self.poll_ms > 0 else self._run
         self._task = asyncio.create_task(run(), name="rules-watcher")
+        if self.poll_ms <= 0:
+            self._reconciler = asyncio.create_task(self._reconcile(), name="rules-reconcile")
+
+    async def _reconcile(self) -> None:
+        """The safety net under inotify: reload if the tree differs from the last reload's."""
+        root = self.registry.root
+        wait = RECONCILE_FIRST_S
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._stop.wait()
+            if self._stop.is_set():
+                return
+            wait = RECONCILE_EVERY_S
+            try:
+                if await asyncio.to_thread(fingerprint, root) != self._seen:
+                    log.info("rules directory changed without a watch event; reloading")
+                    await self.reload_now()
+            except Exception:
+                log.exception("rules reconcile failed; trying again")
 
     async def _poll(self) -> None:
         """Compare the tree's fingerprint with the one the last reload saw. (watchfiles'
@@ -131,7 +157,8 @@ class Reloader:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._reconciler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

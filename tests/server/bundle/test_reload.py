@@ -14,6 +14,7 @@ from support import Running, request, running_server
 
 from server.api import decision_pb2 as pb
 from server.api import policy_pb2 as ppb
+from server.bundle import reload as reload_module
 
 POLICY = """\
 rule invalid_numbers {{
@@ -193,3 +194,26 @@ async def test_100_reloads_under_traffic_lose_nothing(tenant_rules: Path) -> Non
         assert answered > 100
         assert seen_versions <= live_versions
         assert len(live_versions) >= 2
+
+
+async def test_a_change_the_watch_missed_is_reconciled(
+    tenant_rules: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inotify misses changes made before its watch is armed (and on overflow): the tree's
+    fingerprint is compared with the last reload's soon after start and then regularly."""
+    monkeypatch.setattr(reload_module, "RECONCILE_FIRST_S", 0.1)
+    monkeypatch.setattr(reload_module, "RECONCILE_EVERY_S", 0.1)
+    write_policy(tenant_rules / "acme", action="review", reason="before")
+    async with running_server(tenant_rules, watch=True) as s:
+        reloader = s.server.reloader
+        assert reloader is not None
+        assert reloader._task is not None
+        # Stand-in for a watch that never heard of the change: no inotify at all.
+        reloader._task.cancel()
+        write_policy(tenant_rules / "acme", action="block", reason="after")
+
+        async def reconciled() -> bool:
+            r = await s.decisions.Evaluate(request("+86 123", tenant="acme"), timeout=5)
+            return r.matches[0].reason == "after"
+
+        await wait_for(reconciled)
