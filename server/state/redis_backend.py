@@ -15,7 +15,6 @@ Redis is back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -25,15 +24,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dsl.aggregates import AggKind, AggregateRef
+from dsl.aggregates import AggKind
 
 from . import records
-from .backend import Applied, Claim, StateStats
-from .errors import StateError, StateTimeout
+from .backend import Claim, StateStats
+from .errors import StateError
 from .keys import KeyHasher, claim_key, tag_of
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
 from .plan import Plan, Planner
 from .script import LUA, SHA1
+from .scripted import ScriptedBackend
 
 _KIND_CODE = {
     AggKind.COUNT: "c",
@@ -118,7 +118,9 @@ def pack(head: bytes, nkeys: str, keys: list[str], args: list[Arg]) -> bytes:
     return b"".join(parts)
 
 
-class RedisBackend:
+class RedisBackend(ScriptedBackend):
+    _client: Redis
+
     def __init__(
         self,
         url: str,
@@ -156,64 +158,14 @@ class RedisBackend:
         """The underlying client (tests inspect TTLs through it)."""
         return self._client
 
-    async def apply(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
-    ) -> dict[str, int]:
-        return (await self._apply(tenant, refs, now, record, None)).values
-
-    async def apply_claimed(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, claim: Claim
-    ) -> Applied:
-        return await self._apply(tenant, refs, now, True, claim)
-
-    async def _apply(
-        self,
-        tenant: str,
-        refs: Sequence[AggregateRef],
-        now: float,
-        record: bool,
-        claim: Claim | None,
-    ) -> Applied:
-        self.stats.calls += 1
-        try:
-            plan = self._planner.plan(tenant, refs, now, record=record)
-        except StateError:
-            self.stats.errors += 1
-            raise
-        values = dict(plan.fixed)
-        if not plan.reads and not plan.writes:
-            return Applied(values, False, now)
-        keys, args = encode(
-            plan, None if claim is None else claim_args(self._planner.hasher, plan, claim, now)
-        )
-        self.stats.round_trips += 1
-        raw = await self._guarded(self._submit(pack(self._evalsha, str(len(keys)), keys, args)))
-        try:
-            got, then = decode(plan, raw)
-        except StateError:
-            self.stats.errors += 1
-            raise
-        values.update(got)
-        if then is None:
-            return Applied(values, False, now)
-        self.stats.replays += 1
-        return Applied(values, True, then)
-
-    async def ping(self) -> bool:
-        try:
-            self.stats.keys = int(await self._guarded(self._dbsize()))
-        except StateError:
-            return False
-        return True
-
     async def close(self) -> None:
         for task in list(self._batches):
             task.cancel()
         await self._client.aclose()
 
-    async def _dbsize(self) -> int:
-        self.stats.round_trips += 1
-        return int(await self._client.dbsize())
+    async def _exchange(self, commands: list[tuple[int, bytes]]) -> list[object]:
+        # One plan, one call: it joins the next batch on the pipelined connection.
+        return [await self._submit(commands[0][1])]
 
     def _submit(self, command: bytes) -> asyncio.Future[object]:
         """Queue one EVALSHA for the next batch; the future gets its reply (an exception
@@ -295,20 +247,6 @@ class RedisBackend:
             finally:
                 await pool.release(conn)
         raise AssertionError("unreachable")
-
-    async def _guarded(self, call: Awaitable[_T]) -> _T:
-        """Wait for one network exchange under the per-call timeout; map failures to
-        StateError."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await call
-        except (TimeoutError, RedisTimeoutError) as exc:
-            self.stats.errors += 1
-            self.stats.timeouts += 1
-            raise StateTimeout(f"redis did not answer within {self._timeout_s:g} s") from exc
-        except (RedisError, OSError) as exc:
-            self.stats.errors += 1
-            raise StateError(f"redis failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _copy(exc: BaseException) -> BaseException:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -38,16 +37,13 @@ from redis.exceptions import (
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dsl.aggregates import AggregateRef
-
-from .backend import Applied, Claim, StateStats
-from .errors import StateError, StateTimeout
+from .backend import StateStats
 from .keys import KeyHasher
 from .plan import Plan, Planner
-from .redis_backend import _copy, claim_args, decode, encode, pack
+from .redis_backend import _copy
 from .script import LUA, SHA1
+from .scripted import ScriptedBackend
 
 _T = TypeVar("_T")
 _REDIRECTS = 5  # per slot part and call: a slot moves at most once or twice meanwhile
@@ -118,7 +114,10 @@ class _NodeQueue:
         self.in_flight = False
 
 
-class RedisClusterBackend:
+class RedisClusterBackend(ScriptedBackend):
+    _what = "redis cluster"
+    _client: RedisCluster
+
     def __init__(
         self,
         url: str,
@@ -157,65 +156,15 @@ class RedisClusterBackend:
         """The underlying cluster client (tests read keys and TTLs through it)."""
         return self._client
 
-    async def apply(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
-    ) -> dict[str, int]:
-        return (await self._apply(tenant, refs, now, record, None)).values
+    def _parts(self, plan: Plan) -> list[tuple[int, Plan]]:
+        return list(split_by_slot(plan).items())
 
-    async def apply_claimed(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, claim: Claim
-    ) -> Applied:
-        return await self._apply(tenant, refs, now, True, claim)
+    def _bad_replies(self, replies: list[object]) -> None:
+        if any(isinstance(r, RedisConnectionError | OSError) for r in replies):
+            self._schedule_refresh()
 
-    async def _apply(
-        self,
-        tenant: str,
-        refs: Sequence[AggregateRef],
-        now: float,
-        record: bool,
-        claim: Claim | None,
-    ) -> Applied:
-        self.stats.calls += 1
-        try:
-            plan = self._planner.plan(tenant, refs, now, record=record)
-        except StateError:
-            self.stats.errors += 1
-            raise
-        values = dict(plan.fixed)
-        if not plan.reads and not plan.writes:
-            return Applied(values, False, now)
-        hasher = self._planner.hasher
-        parts: list[tuple[int, Plan, bytes]] = []
-        for slot, part in split_by_slot(plan).items():
-            keys, args = encode(
-                part, None if claim is None else claim_args(hasher, part, claim, now)
-            )
-            parts.append((slot, part, pack(self._evalsha, str(len(keys)), keys, args)))
-        self.stats.round_trips += 1
-        replies = await self._guarded(self._execute([(slot, cmd) for slot, _, cmd in parts]))
-        replayed_at: float | None = None
-        try:
-            for (_, part, _), raw in zip(parts, replies, strict=True):
-                got, then = decode(part, raw)
-                values.update(got)
-                if then is not None:
-                    replayed_at = then if replayed_at is None else min(replayed_at, then)
-        except StateError:
-            self.stats.errors += 1
-            if any(isinstance(r, RedisConnectionError | OSError) for r in replies):
-                self._schedule_refresh()
-            raise
-        if replayed_at is None:
-            return Applied(values, False, now)
-        self.stats.replays += 1
-        return Applied(values, True, replayed_at)
-
-    async def ping(self) -> bool:
-        try:
-            self.stats.keys = int(await self._guarded(self._dbsize()))
-        except StateError:
-            return False
-        return True
+    def _failed(self) -> None:
+        self._schedule_refresh()
 
     async def close(self) -> None:
         if self._refresh is not None:
@@ -224,13 +173,9 @@ class RedisClusterBackend:
             task.cancel()
         await self._client.aclose()
 
-    async def _dbsize(self) -> int:
-        self.stats.round_trips += 1
-        return int(await self._client.dbsize())
-
     # -- exchanges ---------------------------------------------------------------------
 
-    async def _execute(self, commands: list[tuple[int, bytes]]) -> list[object]:
+    async def _exchange(self, commands: list[tuple[int, bytes]]) -> list[object]:
         """Every (slot, command) answered: one write per master, concurrently; then any
         redirected part followed on its own. A reply is a value or an exception instance."""
         if not self._ready:
@@ -269,19 +214,19 @@ class RedisClusterBackend:
             if isinstance(reply, MovedError):
                 await manager.move_slot(reply)
                 node = manager.get_node_from_slot(slot)
-                (reply,) = await self._exchange(node, [command])
+                (reply,) = await self._on_node(node, [command])
             elif isinstance(reply, AskError):
                 node = self._node(reply.host, reply.port)
-                _, reply = await self._exchange(node, [_ASKING, command])
+                _, reply = await self._on_node(node, [_ASKING, command])
             elif isinstance(reply, TryAgainError):
                 # A multi-key script on a slot whose keys are half migrated: Redis asks to
                 # come back once the keys it needs are on one side.
                 await asyncio.sleep(_TRYAGAIN_WAIT_S)
-                (reply,) = await self._exchange(manager.get_node_from_slot(slot), [command])
+                (reply,) = await self._on_node(manager.get_node_from_slot(slot), [command])
             elif isinstance(reply, NoScriptError):
                 node = manager.get_node_from_slot(slot)
                 await self._load_script(node)
-                (reply,) = await self._exchange(node, [command])
+                (reply,) = await self._on_node(node, [command])
             else:
                 return reply
         return reply
@@ -292,7 +237,7 @@ class RedisClusterBackend:
         if task is None or task.done():
 
             async def load() -> None:
-                await self._exchange(node, [_script_load()])
+                await self._on_node(node, [_script_load()])
 
             task = self._loading[node.name] = asyncio.get_running_loop().create_task(load())
         await asyncio.shield(task)
@@ -335,7 +280,7 @@ class RedisClusterBackend:
         try:
             # The batch's own limit: its callers give up at timeout_s whatever happens.
             async with asyncio.timeout(self._timeout_s):
-                replies = await self._exchange(node, [command for command, _ in batch])
+                replies = await self._on_node(node, [command for command, _ in batch])
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():
@@ -355,7 +300,7 @@ class RedisClusterBackend:
             manager.set_nodes(manager.nodes_cache, {node.name: node})
         return node
 
-    async def _exchange(self, node: ClusterNode, commands: list[bytes]) -> list[object]:
+    async def _on_node(self, node: ClusterNode, commands: list[bytes]) -> list[object]:
         """One write to ``node`` and its replies in order (an error reply as its exception
         instance). A lost connection fails every command of the exchange."""
         self.node_calls += 1
@@ -394,21 +339,6 @@ class RedisClusterBackend:
                 await self._client.nodes_manager.initialize()
 
         self._refresh = asyncio.get_running_loop().create_task(refresh())
-
-    async def _guarded(self, call: Awaitable[_T]) -> _T:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await call
-        except (TimeoutError, RedisTimeoutError) as exc:
-            self.stats.errors += 1
-            self.stats.timeouts += 1
-            raise StateTimeout(
-                f"redis cluster did not answer within {self._timeout_s:g} s"
-            ) from exc
-        except (RedisError, OSError) as exc:
-            self.stats.errors += 1
-            self._schedule_refresh()
-            raise StateError(f"redis cluster failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _script_load() -> bytes:

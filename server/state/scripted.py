@@ -1,0 +1,136 @@
+"""What the Redis backends share: plan a request, ship it as script calls, read the replies.
+
+:class:`~server.state.redis_backend.RedisBackend` sends the whole plan as one call to one
+server; :class:`~server.state.redis_cluster.RedisClusterBackend` splits it by hash slot and
+sends one call per slot (one write per master). Everything around that exchange — the
+plan, the encoding, decoding replies and claim records, the counters, the timeout and the
+errors it maps to — is the same and lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dsl.aggregates import AggregateRef
+
+from .backend import Applied, Claim, StateStats
+from .errors import StateError, StateTimeout
+from .plan import Plan, Planner
+
+_T = TypeVar("_T")
+
+
+class ScriptedBackend:
+    """The shared half of a backend that runs :mod:`server.state.script` in Redis.
+
+    Subclasses set ``stats``, ``_planner``, ``_timeout_s``, ``_evalsha``, ``_client`` and
+    ``_what`` (how messages name the store) and implement :meth:`_parts` (how a plan is
+    split) and :meth:`_exchange` (how the calls travel)."""
+
+    stats: StateStats
+    _planner: Planner
+    _timeout_s: float
+    _evalsha: bytes
+    _client: Any
+    _what: str = "redis"
+
+    async def apply(
+        self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
+    ) -> dict[str, int]:
+        return (await self._apply(tenant, refs, now, record, None)).values
+
+    async def apply_claimed(
+        self, tenant: str, refs: Sequence[AggregateRef], now: float, claim: Claim
+    ) -> Applied:
+        return await self._apply(tenant, refs, now, True, claim)
+
+    async def _apply(
+        self,
+        tenant: str,
+        refs: Sequence[AggregateRef],
+        now: float,
+        record: bool,
+        claim: Claim | None,
+    ) -> Applied:
+        # Imported here: redis_backend defines the wire helpers and imports this module.
+        from .redis_backend import claim_args, decode, encode, pack
+
+        self.stats.calls += 1
+        try:
+            plan = self._planner.plan(tenant, refs, now, record=record)
+        except StateError:
+            self.stats.errors += 1
+            raise
+        values = dict(plan.fixed)
+        if not plan.reads and not plan.writes:
+            return Applied(values, False, now)
+        hasher = self._planner.hasher
+        parts = self._parts(plan)
+        commands: list[tuple[int, bytes]] = []
+        for route, part in parts:
+            keys, args = encode(
+                part, None if claim is None else claim_args(hasher, part, claim, now)
+            )
+            commands.append((route, pack(self._evalsha, str(len(keys)), keys, args)))
+        self.stats.round_trips += 1
+        replies = await self._guarded(self._exchange(commands))
+        replayed_at: float | None = None
+        try:
+            for (_, part), raw in zip(parts, replies, strict=True):
+                got, then = decode(part, raw)
+                values.update(got)
+                if then is not None:
+                    replayed_at = then if replayed_at is None else min(replayed_at, then)
+        except StateError:
+            self.stats.errors += 1
+            self._bad_replies(replies)
+            raise
+        if replayed_at is None:
+            return Applied(values, False, now)
+        self.stats.replays += 1
+        return Applied(values, True, replayed_at)
+
+    def _parts(self, plan: Plan) -> list[tuple[int, Plan]]:
+        """The script calls a plan becomes, each with where it goes (a slot, or 0)."""
+        return [(0, plan)]
+
+    async def _exchange(self, commands: list[tuple[int, bytes]]) -> list[object]:
+        """Every command answered, in order; a reply is a value or an exception instance."""
+        raise NotImplementedError
+
+    def _bad_replies(self, replies: list[object]) -> None:
+        """Told of replies that did not decode (the cluster refreshes its slot map)."""
+
+    def _failed(self) -> None:
+        """Told of an exchange that failed (the cluster refreshes its slot map)."""
+
+    async def ping(self) -> bool:
+        try:
+            self.stats.keys = int(await self._guarded(self._dbsize()))
+        except StateError:
+            return False
+        return True
+
+    async def _dbsize(self) -> int:
+        self.stats.round_trips += 1
+        return int(await self._client.dbsize())
+
+    async def _guarded(self, call: Awaitable[_T]) -> _T:
+        """Wait for one network exchange under the per-call timeout; map failures to
+        StateError."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await call
+        except (TimeoutError, RedisTimeoutError) as exc:
+            self.stats.errors += 1
+            self.stats.timeouts += 1
+            raise StateTimeout(f"{self._what} did not answer within {self._timeout_s:g} s") from exc
+        except (RedisError, OSError) as exc:
+            self.stats.errors += 1
+            self._failed()
+            raise StateError(f"{self._what} failed: {type(exc).__name__}: {exc}") from exc
