@@ -13,7 +13,10 @@ from dsl import check_policy
 from server.bundle.load import read_library
 
 GOLDEN = Path(__file__).parents[2] / "dsl" / "golden"
-CASES = sorted(GOLDEN.glob("**/*.rf"))
+# The checker's goldens. (Other golden policies declare lists that do not exist beside
+# them: the editor reports those files missing, as `ringfence check` does, and
+# check_policy, which reads no files, does not.)
+CASES = sorted([*GOLDEN.glob("diagnostics/*.rf"), *GOLDEN.glob("codegen/*.rf")])
 
 
 @pytest.mark.slow
