@@ -176,10 +176,14 @@ _SOURCES: list[str] = []
 
 
 def _hostile_process(
-    address: str, rules: Path, seconds: float, parts: str, out: Connection
+    address: str, rules: Path, seconds: float, parts: str, nice: int, out: Connection
 ) -> None:
     # A process of its own, as in isolation_latency.py: the hostile client competes for
-    # the server, not for the event loop of the client that measures.
+    # the server, not for the event loop of the client that measures. On a real network it
+    # would run on other machines; --hostile-nice shows what its share of this box's two
+    # cores (serialising a megabyte per call) adds to the server's tail.
+    if nice:
+        os.nice(nice)
     out.send(asyncio.run(_hostile_traffic(address, rules, seconds, parts)))
 
 
@@ -193,6 +197,7 @@ def main() -> int:
     ap.add_argument(
         "--only", choices=("both", "validate", "reload"), default="both", help="hostile traffic"
     )
+    ap.add_argument("--hostile-nice", type=int, default=0, help="niceness of the hostile client")
     # Below the largest legal policy's compile time, so the kill path is in the mix.
     ap.add_argument("--compile-timeout", default="5")
     ns = ap.parse_args()
@@ -216,7 +221,8 @@ def main() -> int:
                 receive, send = multiprocessing.Pipe(duplex=False)
                 t0 = time.perf_counter()
                 hostile_client = multiprocessing.Process(
-                    target=_hostile_process, args=(address, rules, ns.seconds + 2.5, ns.only, send)
+                    target=_hostile_process,
+                    args=(address, rules, ns.seconds + 2.5, ns.only, ns.hostile_nice, send),
                 )
                 hostile_client.start()
                 time.sleep(1.0)  # let the hostile load build up first

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 
 class Severity(StrEnum):
@@ -58,20 +59,41 @@ class PolicyError(Exception):
         super().__init__(first + (f" (and {more} more)" if more > 0 else ""))
 
 
+# A source line longer than this is shown as a window around the caret.
+SHOWN_LINE = 160
+
+
+@lru_cache(maxsize=8)
+def _lines(source_text: str) -> list[str]:
+    # Diagnostics of one file come together (a check reports up to 200): split it once.
+    return source_text.splitlines()
+
+
 def render(diag: Diagnostic, source_text: str | None) -> str:
-    """``path:line:col: severity: message``, the source line, and a caret/tilde underline."""
+    """``path:line:col: severity: message``, the source line, and a caret/tilde underline.
+
+    A long line (a whole policy written on one line, say) is cut to a window around the
+    caret, marked with ``...``, so a rendering stays a few lines whatever the input."""
     head = diag.header()
     if source_text is None:
         return head
-    lines = source_text.splitlines()
+    lines = _lines(source_text)
     if not 1 <= diag.line <= len(lines):
         return head
-    text = lines[diag.line - 1].expandtabs(1)
+    text = lines[diag.line - 1]
     start = max(diag.column, 1)
     if diag.end_line == diag.line and diag.end_column > start:
         end = diag.end_column
     else:
         end = max(start + 1, len(text.rstrip()) + 1) if diag.end_line > diag.line else start + 1
+    lead = ""
+    if len(text) > SHOWN_LINE:
+        first = max(0, start - 1 - SHOWN_LINE // 2)
+        lead = "..." if first else ""
+        tail = "..." if first + SHOWN_LINE < len(text) else ""
+        text = lead + text[first : first + SHOWN_LINE] + tail
+        start, end = start - first + len(lead), end - first + len(lead)
+    text = text.expandtabs(1)
     width = max(1, min(end, len(text) + 1) - start)
     underline = " " * (start - 1) + "^" + "~" * (width - 1)
     return f"{head}\n    {text}\n    {underline}"

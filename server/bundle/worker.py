@@ -96,6 +96,10 @@ def _limit_self(memory_mb: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     with contextlib.suppress(OSError):
         os.nice(10)
+    # Idle priority where the kernel has it: a compile only gets CPU that requests leave
+    # free, so a hostile policy cannot take a core from Evaluate (nice alone still shares).
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     # Raising one's own OOM score needs no privilege: under memory pressure the kernel
     # then kills a worker (the job fails with a diagnostic), not the server.
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:

@@ -154,3 +154,18 @@ def test_all_rules_together_are_bounded() -> None:
     errors = _errors("aggregate a = count(per number, over 1h)\n" + rules + "\n")
     assert len(errors) == 1
     assert "a policy holds at most 400000" in errors[0].message
+
+
+def test_a_one_line_policy_renders_short_diagnostics() -> None:
+    """Rendered diagnostics quote their line: a 1 MiB policy on one line once made each of
+    up to 200 renderings a megabyte (past gRPC's message limit in ValidatePolicy)."""
+    from dsl.diagnostics import render
+
+    text = " ".join(f"rule r{i} {{ when nope{i} then review }}" for i in range(20_000))
+    diags = check_policy({"t/p.rf": text}, tenant="t")
+    assert len(diags) == 201
+    rendered = [render(d, text) for d in diags]
+    assert max(len(r) for r in rendered) < 600
+    caret = rendered[5].splitlines()
+    col = caret[2].index("^")
+    assert caret[1][col : col + 6] == "nope5 "
