@@ -94,7 +94,9 @@ $(VSCODE_STAMP): $(VSCODE)/package.json $(VSCODE)/package-lock.json
 $(VSCE):
 	@command -v npm >/dev/null || { echo "npm is needed to package the VS Code extension"; exit 1; }
 	mkdir -p $(TOOLS)/vsce
-	cd $(TOOLS)/vsce && npm install --silent --no-fund --no-audit --no-save @vscode/vsce@3.9.1
+	@# --prefix: without it npm installs into the nearest folder above that has a
+	@# node_modules (.tools/, where buf is), and vsce never lands here.
+	npm install --prefix $(TOOLS)/vsce --silent --no-fund --no-audit --no-save @vscode/vsce@3.9.1
 	@touch $(VSCE)
 
 # The VS Code extension package, editors/vscode/ringfence-<version>.vsix (CI builds it).

@@ -86,9 +86,9 @@ def _span_diag(
     )
 
 
-def _suggest(name: str, candidates: Iterable[str]) -> Suggestion | None:
-    found = closest(name, candidates)
-    return Suggestion(name, found) if found is not None and found != name else None
+# Did-you-mean compares a name with every candidate: with thousands of long names in scope
+# that is milliseconds a lookup, so one check makes at most this many.
+MAX_SUGGESTIONS = 100
 
 
 def _a(t: Type) -> str:
@@ -124,9 +124,17 @@ class Checker:
         self.rule_conditions: list[str] = []
         self.first_seen: list[str] = []  # age() aggregates, made on first use
         self.policy_nodes = 0
+        self.suggestions_left = MAX_SUGGESTIONS
         self.reported_node_limit = False
 
     # -- reporting --------------------------------------------------------------------------
+
+    def suggest(self, name: str, candidates: Iterable[str]) -> Suggestion | None:
+        if self.suggestions_left <= 0:
+            return None
+        self.suggestions_left -= 1
+        found = closest(name, candidates)
+        return Suggestion(name, found) if found is not None and found != name else None
 
     def error(self, span: ast.Span, message: str, suggestion: Suggestion | None = None) -> ir.Error:
         self.diags.append(_span_diag(span, Severity.ERROR, message, suggestion))
@@ -207,7 +215,7 @@ class Checker:
                             f"unknown setting '{entry.name}' (known: "
                             + ", ".join(schema.SETTINGS)
                             + ")",
-                            _suggest(entry.name, schema.SETTINGS),
+                            self.suggest(entry.name, schema.SETTINGS),
                         )
                         continue
                     if entry.name in seen:
@@ -265,7 +273,7 @@ class Checker:
                     self.error(
                         entry.value.span,
                         f"unknown action '{v}' (use allow, review or block)",
-                        _suggest(str(v), schema.ACTIONS),
+                        self.suggest(str(v), schema.ACTIONS),
                     )
                     return None
             case "review_score" | "block_score":
@@ -345,7 +353,7 @@ class Checker:
             self.error(
                 d.kind_span,
                 f"unknown aggregate kind '{d.kind}' (use count, distinct or run)",
-                _suggest(d.kind, schema.AGG_KINDS),
+                self.suggest(d.kind, schema.AGG_KINDS),
             )
             ok = False
         field = ""
@@ -436,7 +444,7 @@ class Checker:
                 p.span,
                 f"unknown key '{p.kind}' (use number, list NAME, segment, prefix N, device, ip,"
                 " app or tenant)",
-                _suggest(p.kind, schema.KEY_KINDS),
+                self.suggest(p.kind, schema.KEY_KINDS),
             )
             return None
         arg = ""
@@ -446,7 +454,9 @@ class Checker:
                 self.error(p.span, "'per list' needs a list name: per list NAME")
                 return None
             if sym is None or sym.kind != "list":
-                self.error(p.span, f"unknown list '{p.arg}'", _suggest(p.arg, self.list_names()))
+                self.error(
+                    p.span, f"unknown list '{p.arg}'", self.suggest(p.arg, self.list_names())
+                )
                 return None
             sym.used = True
             arg = p.arg
@@ -647,7 +657,7 @@ class Checker:
                 self.error(
                     then.span,
                     f"unknown action '{action}' (use allow, review or block)",
-                    _suggest(action, schema.ACTIONS),
+                    self.suggest(action, schema.ACTIONS),
                 )
             elif override and action != "allow":
                 self.error(then.span, "only 'allow' can be an override")
@@ -685,7 +695,7 @@ class Checker:
                 self.error(
                     oe.span,
                     f"unknown on_error '{oe.value}' (use skip, fire, allow, review or block)",
-                    _suggest(oe.value, schema.ON_ERROR),
+                    self.suggest(oe.value, schema.ON_ERROR),
                 )
             else:
                 on_error = oe.value
@@ -848,7 +858,7 @@ class Checker:
                 *(f"event.{f}" for f in schema.EVENT_FIELDS),
                 *(f"phone.{f}" for f in schema.PHONE_FIELDS if f not in schema.PHONE_PII),
             ]
-            return self.error(e.span, f"unknown name '{n}'", _suggest(n, known))
+            return self.error(e.span, f"unknown name '{n}'", self.suggest(n, known))
         sym.used = True
         if sym.kind == "const":
             return self.const(n)
@@ -871,7 +881,7 @@ class Checker:
                 return self.error(
                     e.span,
                     f"unknown field 'phone.{e.name}'",
-                    _suggest(e.name, schema.PHONE_FIELDS),
+                    self.suggest(e.name, schema.PHONE_FIELDS),
                 )
             if ctx.reason and e.name in schema.PHONE_PII:
                 return self.error(
@@ -888,7 +898,7 @@ class Checker:
                 return self.error(
                     e.span,
                     f"unknown field 'event.{e.name}'",
-                    _suggest(e.name, schema.EVENT_FIELDS),
+                    self.suggest(e.name, schema.EVENT_FIELDS),
                 )
             if e.name in schema.LOCAL_TIME_FIELDS:
                 self.uses_local_time = True
@@ -954,7 +964,7 @@ class Checker:
             return self.error(
                 e.span,
                 f"{_a(obj.type)} has no helper '{e.name}'",
-                _suggest(e.name, schema.STRING_METHODS) if obj.type is Type.STR else None,
+                self.suggest(e.name, schema.STRING_METHODS) if obj.type is Type.STR else None,
             )
         params, result = schema.STRING_METHODS[e.name]
         args = self.args(e, params, ctx)
@@ -1026,7 +1036,7 @@ class Checker:
                 f"unknown function '{e.func}' (functions: "
                 + ", ".join(schema.FUNCTIONS.values())
                 + ")",
-                _suggest(e.func, schema.FUNCTIONS),
+                self.suggest(e.func, schema.FUNCTIONS),
             )
         if not ctx.aggregates:
             return self.error(e.span, f"a {ctx.what} cannot read aggregates ({e.func})")

@@ -214,7 +214,15 @@ def _check(
 ) -> tuple[CheckedPolicy | None, CheckReport]:
     units, diags = _load(sources, library, options, parser)
     checker = Checker(units, tenant, options)
-    checked = checker.check()
+    try:
+        checked: CheckedPolicy | None = checker.check()
+    except RecursionError:
+        # Constants and conditions resolve recursively; a chain thousands long is not a
+        # policy anyone writes, and is refused rather than reported as an internal error.
+        first = next(iter(sorted(sources)), "<policy>")
+        message = "constants or conditions depend on each other in a chain too long to check"
+        checked = None
+        diags.append(Diagnostic(first, 1, 1, Severity.ERROR, message))
     diags.extend(checker.diags)
     ordered = sorted(set(diags), key=Diagnostic.sort_key)
     limit = options.max_diagnostics

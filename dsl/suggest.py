@@ -8,8 +8,10 @@ Candidates may be dotted (``event.local_hour``); the last part is what is compar
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
+
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
 
 # Words people bring from other systems, and ours.
 SYNONYMS = {
@@ -52,22 +54,6 @@ def _tail(candidate: str) -> str:
     return candidate.rsplit(".", 1)[-1]
 
 
-def distance(a: str, b: str) -> int:
-    """Optimal string alignment distance (Levenshtein plus adjacent transpositions)."""
-    if abs(len(a) - len(b)) > 3:
-        return 99
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        prev2, prev = prev, cur
-    return prev[-1]
-
-
 def closest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate ``name`` most likely stands for, or None if none is close."""
     pool = sorted(set(candidates))
@@ -92,15 +78,17 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
         containing = [c for t, cs in by_tail.items() if lower in t.split("_") for c in cs]
         if len(containing) == 1:
             return containing[0]
-    # A typo: the fewest edits, allowing about one per three characters.
+    # A typo: the fewest edits (transpositions count as one), about one per three
+    # characters allowed; rapidfuzz does the comparisons in C, so thousands of names in
+    # scope cost a fraction of a millisecond.
     limit = max(1, len(lower) // 3)
-    scored = [(distance(lower, t), c) for t, cs in by_tail.items() for c in cs]
-    best = min(scored, default=(99, ""))
-    if best[0] <= limit:
-        ties = [c for d, c in scored if d == best[0]]
-        ranked = difflib.get_close_matches(name, ties, n=1, cutoff=0.0)
-        return ranked[0] if ranked else best[1]
-    close = difflib.get_close_matches(lower, list(by_tail), n=1, cutoff=0.75)
+    tails = list(by_tail)
+    found = process.extract(lower, tails, scorer=OSA.distance, score_cutoff=limit, limit=None)
+    if found:
+        best = min(d for _, d, _ in found)
+        ties = [by_tail[t][0] for t, d, _ in found if d == best]
+        return max(ties, key=lambda c: (fuzz.ratio(name, c), c)) if len(ties) > 1 else ties[0]
+    close = process.extractOne(lower, tails, scorer=fuzz.ratio, score_cutoff=75)
     return by_tail[close[0]][0] if close else None
 
 

@@ -169,3 +169,35 @@ def test_a_one_line_policy_renders_short_diagnostics() -> None:
     caret = rendered[5].splitlines()
     col = caret[2].index("^")
     assert caret[1][col : col + 6] == "nope5 "
+
+
+def test_a_very_long_chain_of_constants_is_a_diagnostic() -> None:
+    """Constants resolve recursively: a chain thousands long once ended in RecursionError,
+    reported as an internal error."""
+    lines = ["const C0 = 1", *(f"const C{i} = C{i - 1} + 1" for i in range(1, 5000))]
+    text = (
+        "\n".join(reversed(lines)) + "\nrule r {\n when event.local_hour > C4999\n then review\n}\n"
+    )
+    errors = _errors(text)
+    assert [e.message for e in errors] == [
+        "constants or conditions depend on each other in a chain too long to check"
+    ]
+
+
+def test_did_you_mean_is_bounded() -> None:
+    """Each suggestion compares a name with every name in scope: 2,000 long names and 150
+    typos once took minutes. Past MAX_SUGGESTIONS the errors come without a suggestion."""
+    from dsl.checker import MAX_SUGGESTIONS
+
+    consts = "".join(f"const {'n' * 50}{i} = {i}\n" for i in range(2000))
+    rules = 'import "_shared/c.rf"\n' + "".join(
+        f"rule r{i} {{\n when event.local_hour > {'n' * 49}x{i}\n then review\n}}\n"
+        for i in range(150)
+    )
+    diags = check_policy({"t/p.rf": rules}, library={"_shared/c.rf": consts}, tenant="t")
+    errors = [d for d in diags if d.is_error]
+    assert len(errors) == 150
+    suggested = [e for e in errors if e.suggestion is not None]
+    assert len(suggested) == MAX_SUGGESTIONS
+    assert suggested[0].suggestion is not None
+    assert suggested[0].suggestion.replacement == f"{'n' * 50}0"
