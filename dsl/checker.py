@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dsl import ast, ir, schema
 from dsl.aggregates import AggKind, AggregateSpec, KeyKind, Window
@@ -29,6 +28,7 @@ from dsl.ir import Type
 from dsl.options import CompileOptions
 from dsl.patterns import PatternError, compile_pattern, search
 from dsl.suggest import closest
+from dsl.zones import zone
 
 DAY_S = 86400
 
@@ -260,12 +260,10 @@ class Checker:
         match entry.name:
             case "timezone":
                 assert isinstance(v, str)
-                try:
-                    ZoneInfo(v)
-                except (ZoneInfoNotFoundError, ValueError):
+                if zone(v) is None:
                     self.error(
                         entry.value.span,
-                        f"unknown time zone '{v}' (use an IANA name such as 'Asia/Shanghai')",
+                        f"unknown time zone '{v[:60]}' (use an IANA name such as 'Asia/Shanghai')",
                     )
                     return None
             case "default_action":
@@ -1003,12 +1001,24 @@ class Checker:
         if not isinstance(arg, ir.Lit):
             return self.error(e.args[0].span, "matches() needs a constant pattern")
         pattern = str(arg.value)
+        limit = self.options.max_pattern_chars
+        if len(pattern) > limit:
+            return self.error(
+                e.args[0].span, f"a pattern holds at most {limit} characters, not {len(pattern)}"
+            )
         try:
             compile_pattern(pattern)
         except PatternError as err:
-            return self.error(e.args[0].span, f"invalid regular expression: {err}")
+            # RE2's reason can quote the whole pattern: keep the message short.
+            return self.error(e.args[0].span, f"invalid regular expression: {str(err)[:120]}")
         if isinstance(obj, ir.Lit):
             return ir.Lit(search(pattern, str(obj.value)), Type.BOOL)
+        if pattern not in self.patterns and len(self.patterns) >= self.options.max_patterns:
+            return self.error(
+                e.args[0].span,
+                f"a policy uses at most {self.options.max_patterns} different patterns"
+                " (each is compiled when the policy loads)",
+            )
         self.patterns.setdefault(pattern, len(self.patterns))
         return ir.StrCall("matches", (obj, arg), result, obj.nullable)
 

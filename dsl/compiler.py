@@ -8,7 +8,7 @@ import marshal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import cast
 
@@ -21,7 +21,7 @@ from dsl.diagnostics import Diagnostic, PolicyError, Severity
 from dsl.ir import CheckedPolicy
 from dsl.options import CompileOptions
 from dsl.parser import parse_module
-from dsl.patterns import Matcher
+from dsl.patterns import Matcher, MatchMemo
 from dsl.policy import CompiledPolicy, EvalFn, ListDecl, PlanFn, PolicyArtifact, RuleInfo
 
 _NO_LIBRARY: Mapping[str, str] = MappingProxyType({})
@@ -186,6 +186,18 @@ def _load(
     return units + tenant_units, diags
 
 
+def _shortened(diag: Diagnostic, limit: int) -> Diagnostic:
+    """A diagnostic whose message and path fit ``limit`` characters: messages quote what
+    the author wrote, and a check's messages travel in replies, logs and status fields."""
+    if len(diag.message) <= limit and len(diag.path) <= limit:
+        return diag
+    return replace(diag, message=_cut(diag.message, limit), path=_cut(diag.path, limit))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _at(span: ast.Span, message: str) -> Diagnostic:
     return Diagnostic(
         span.path, span.line, span.column, Severity.ERROR, message, span.end_line, span.end_column
@@ -224,7 +236,9 @@ def _check(
         checked = None
         diags.append(Diagnostic(first, 1, 1, Severity.ERROR, message))
     diags.extend(checker.diags)
-    ordered = sorted(set(diags), key=Diagnostic.sort_key)
+    ordered = sorted(
+        set(_shortened(d, options.max_message_chars) for d in diags), key=Diagnostic.sort_key
+    )
     limit = options.max_diagnostics
     truncated = len(ordered) > limit
     if truncated:
@@ -334,7 +348,8 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
     constants and functions. Cheap, so it can run where the artifact is used."""
     namespace = dict(_RUNTIME)
     namespace.update({f"AGG_{i}": spec for i, spec in enumerate(artifact.aggregates)})
-    namespace.update({f"RE_{i}": Matcher(p) for i, p in enumerate(artifact.patterns)})
+    memo = MatchMemo()
+    namespace.update({f"RE_{i}": Matcher(p, memo, i) for i, p in enumerate(artifact.patterns)})
     _exec(artifact.main_code, namespace)
     return CompiledPolicy(
         tenant=artifact.tenant,

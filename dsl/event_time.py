@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime, time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from dsl.zones import zone
 
 _EPOCH = re.compile(r"\d{1,12}(?:\.\d+)?")
 EXAMPLE = "2026-01-05T09:30:00+08:00"
@@ -22,13 +24,12 @@ MAX_EPOCH = 253_402_300_799
 
 def local_epoch(wall: datetime, timezone: str) -> float:
     """Seconds since the epoch of a naive wall-clock time in ``timezone``."""
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {timezone!r}") from exc
-    aware = wall.replace(tzinfo=zone, fold=0)
+    found = zone(timezone)
+    if found is None:
+        raise ValueError(f"unknown time zone {timezone[:60]!r}")
+    aware = wall.replace(tzinfo=found, fold=0)
     stamp = _bounded(aware.timestamp())
-    if datetime.fromtimestamp(stamp, zone).replace(tzinfo=None) != wall.replace(fold=0):
+    if datetime.fromtimestamp(stamp, found).replace(tzinfo=None) != wall.replace(fold=0):
         raise ValueError(
             f"{wall.isoformat()} does not exist in {timezone} (the clocks skip it); "
             "give an offset to say which instant you mean"
@@ -85,5 +86,9 @@ def _bounded(epoch: float) -> float:
 
 def describe(epoch: float, timezone: str) -> str:
     """``2026-01-05T09:30:00+08:00 (Asia/Shanghai)``: how a time is shown back."""
-    local = datetime.fromtimestamp(epoch, ZoneInfo(timezone))
+    try:
+        local = datetime.fromtimestamp(epoch, zone(timezone) or ZoneInfo("UTC"))
+    except (OverflowError, ValueError, OSError):
+        # Past the last local date of the zone (9999-12-31 ends early east of UTC).
+        return f"{epoch:.0f} s since the epoch, past the calendar's end in {timezone}"
     return f"{local.isoformat(timespec='seconds')} ({timezone})"

@@ -35,5 +35,11 @@ class CompileOptions:
     # ... and in all rules together (the demo policy has ~150; 5,000 ordinary rules ~110k).
     max_policy_nodes: int = 400_000
     max_set_items: int = 10_000
+    # Regular expressions: each is compiled when the server loads the policy (RE2 keeps
+    # each program within dsl.patterns.MAX_MEMORY).
+    max_patterns: int = 256
+    max_pattern_chars: int = 1000
     # Diagnostics reported per check: past this, one more says how many were left out.
     max_diagnostics: int = 200
+    # Characters of one diagnostic's message (a message can quote what the author wrote).
+    max_message_chars: int = 500

@@ -7,8 +7,10 @@ from typing import Any
 
 import re2
 
-# RE2 refuses patterns whose compiled program would exceed this (a{1000}{1000}...).
-MAX_MEMORY = 1 << 20
+# RE2 refuses patterns whose compiled program would exceed this (a{1000}{1000}..., \pL{55}):
+# a pattern is compiled again when the server loads the policy, on a thread that holds the
+# GIL while RE2 compiles, so its cost must stay small (~1 ms at this budget).
+MAX_MEMORY = 1 << 18
 
 
 class PatternError(ValueError):
@@ -33,31 +35,47 @@ def compile_pattern(pattern: str) -> Any:
         raise PatternError(str(reason)) from None
 
 
-# Inputs remembered per pattern: attribute values (user agents, channels) repeat across
+# Inputs remembered per policy: attribute values (user agents, channels) repeat across
 # requests, and one RE2 search through its Python binding costs 2-4 us, a dict hit 50 ns.
-MEMO_SIZE = 4096
+# One memo serves all of a policy's patterns, bounded in entries and in the length of what
+# it keeps, so neither many patterns nor varied inputs can grow it (a memo per pattern
+# once let 240 patterns and 512-character inputs hold 2 GB).
+MEMO_ENTRIES = 8192
+MEMO_TEXT = 256
+
+
+class MatchMemo:
+    """Answers of one policy's patterns, keyed by (pattern number, input). Shared by the
+    threads that evaluate the policy: a dict get or set is atomic under the GIL, and a
+    clear racing a set only costs a search again."""
+
+    __slots__ = ("answers",)
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[int, str], bool] = {}
 
 
 class Matcher:
-    """A compiled pattern that answers "does it match anywhere?" with a bounded memo.
+    """A compiled pattern that answers "does it match anywhere?", through a memo."""
 
-    Shared by the threads of one policy: a dict get or set is atomic under the GIL, and a
-    clear racing a set only costs a search again."""
+    __slots__ = ("_memo", "_number", "_regexp", "pattern")
 
-    __slots__ = ("_memo", "_regexp", "pattern")
-
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, memo: MatchMemo | None = None, number: int = 0) -> None:
         self.pattern = pattern
         self._regexp = compile_pattern(pattern)
-        self._memo: dict[str, bool] = {}
+        self._memo = (memo or MatchMemo()).answers
+        self._number = number
 
     def search(self, text: str) -> bool:
-        hit = self._memo.get(text)
+        if len(text) > MEMO_TEXT:
+            return self._regexp.search(text) is not None
+        key = (self._number, text)
+        hit = self._memo.get(key)
         if hit is None:
             hit = self._regexp.search(text) is not None
-            if len(self._memo) >= MEMO_SIZE:
+            if len(self._memo) >= MEMO_ENTRIES:
                 self._memo.clear()
-            self._memo[text] = hit
+            self._memo[key] = hit
         return hit
 
 

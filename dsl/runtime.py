@@ -51,9 +51,15 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+# The last moment with a local date in every zone (UTC+14 runs past 9999-12-31 earlier).
+_LAST_LOCAL = 253_402_300_799 - 14 * 3600
+
+
 def local_time(ts: float, tz: str) -> tuple[int, int]:
-    """(hour 0..23, ISO weekday 1..7) of ``ts`` in time zone ``tz``."""
-    dt = datetime.fromtimestamp(ts, _zone(tz))
+    """(hour 0..23, ISO weekday 1..7) of ``ts`` in time zone ``tz``; times past the
+    calendar's end read as its last day (the server never passes them: it clamps future
+    event times to now, but a tool may)."""
+    dt = datetime.fromtimestamp(min(max(ts, 0.0), _LAST_LOCAL), _zone(tz))
     return dt.hour, dt.isoweekday()
 
 

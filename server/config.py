@@ -84,7 +84,12 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("--decision-log", "RINGFENCE_DECISION_LOG", "", "decision log file, '-' for stdout (off)"),
     ("--segments", "RINGFENCE_SEGMENTS", "", "CN segment table CSV (default: the packaged one)"),
     ("--watch", "RINGFENCE_WATCH", "true", "reload when the rules directory changes"),
-    ("--compile-timeout", "RINGFENCE_COMPILE_TIMEOUT", "20", "seconds one policy compile may take"),
+    (
+        "--compile-timeout",
+        "RINGFENCE_COMPILE_TIMEOUT",
+        "20",
+        "CPU seconds a policy compile may use",
+    ),
     ("--compile-memory-mb", "RINGFENCE_COMPILE_MEMORY_MB", "512", "memory of a compiler process"),
     ("--compile-workers", "RINGFENCE_COMPILE_WORKERS", "2", "policy compiler processes"),
     ("--compile-queue", "RINGFENCE_COMPILE_QUEUE", "8", "ValidatePolicy calls that may wait"),

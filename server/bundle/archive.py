@@ -264,6 +264,13 @@ def parse_manifest(data: bytes, limits: Limits) -> Manifest:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BundleRejected(f"manifest: {name}: bad size")
         entries[name] = FileEntry(sha, size)
+    for name in entries:
+        # A file may not also be a folder: "t/a" and "t/a/b" cannot both be unpacked.
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in entries:
+                raise BundleRejected(f"manifest: {folder} is a file and also a folder of {name}")
     manifest = Manifest(revision, created, tuple(tenants), MappingProxyType(entries))
     if manifest.total_bytes > limits.max_unpacked_bytes:
         raise BundleRejected(
@@ -331,15 +338,16 @@ def unpack(
     dest.mkdir(parents=False, exist_ok=False)
     try:
         return _unpack(archive, dest, keyring, limits)
-    except BundleRejected:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+    except _CORRUPT as exc:
         shutil.rmtree(dest, ignore_errors=True)
         raise BundleRejected(f"corrupt archive: {exc}") from None
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+# What a damaged or foreign file makes the gzip and tar readers raise.
+_CORRUPT = (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error)
 
 
 def _unpack(archive: Path, dest: Path, keyring: Keyring | None, limits: Limits) -> Unpacked:
@@ -397,12 +405,15 @@ def _unpack(archive: Path, dest: Path, keyring: Keyring | None, limits: Limits) 
 
 def read_manifest(archive: Path, limits: Limits = Limits()) -> Manifest:
     """Only the manifest (for ``ringfence bundle inspect``); nothing is verified."""
-    with archive.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-        bounded = _BoundedReader(gz, limits.max_manifest_bytes + _STREAM_SLACK)
-        with tarfile.open(fileobj=io.BufferedReader(bounded), mode="r|") as tar:
-            first = next(iter(tar), None)
-            if first is None or first.name != MANIFEST:
-                raise BundleRejected(f"the first member must be {MANIFEST}")
-            return parse_manifest(
-                _read_member(tar, first, limits.max_manifest_bytes, MANIFEST), limits
-            )
+    try:
+        with archive.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+            bounded = _BoundedReader(gz, limits.max_manifest_bytes + _STREAM_SLACK)
+            with tarfile.open(fileobj=io.BufferedReader(bounded), mode="r|") as tar:
+                first = next(iter(tar), None)
+                if first is None or first.name != MANIFEST:
+                    raise BundleRejected(f"the first member must be {MANIFEST}")
+                return parse_manifest(
+                    _read_member(tar, first, limits.max_manifest_bytes, MANIFEST), limits
+                )
+    except _CORRUPT as exc:
+        raise BundleRejected(f"corrupt archive: {exc}") from None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 class CompileBudget:
     """What one compile may cost, and how many may run or wait at once."""
 
-    timeout_s: float = 20.0  # wall clock per job; the worker is killed past it
+    timeout_s: float = 20.0  # CPU seconds per job; the worker is killed past it
     memory_mb: int = 512  # address space of each worker process (RLIMIT_AS)
     workers: int = 2  # worker processes
     queue: int = 8  # ValidatePolicy calls that may wait for a worker; more are refused

@@ -34,6 +34,8 @@ from server.lists import ListLoadError, parse_list
 from server.phone import PhoneParser
 
 SHARED = "_shared"
+# The most of a failed build's rendered diagnostics kept (GetPolicyStatus.last_error, logs).
+MAX_ERROR_TEXT = 16 * 1024
 POLICY_SUFFIX = ".rf"
 
 
@@ -46,7 +48,17 @@ class BundleError(Exception):
         self.messages = tuple(messages)
 
     def text(self) -> str:
-        return "\n".join(self.messages)
+        """Every message, within MAX_ERROR_TEXT: the text goes into GetPolicyStatus and the
+        log, and one tenant's broken file must not make either too big for anyone."""
+        out: list[str] = []
+        size = 0
+        for i, message in enumerate(self.messages):
+            if size + len(message) > MAX_ERROR_TEXT:
+                out.append(f"... and {len(self.messages) - i} more")
+                break
+            out.append(message)
+            size += len(message) + 1
+        return "\n".join(out)
 
 
 @dataclass(frozen=True, slots=True)

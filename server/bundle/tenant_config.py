@@ -26,8 +26,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dsl.zones import zone
 from server.bundle.files import MAX_CONFIG_FILE, FileRefused, read_confined, real
 
 FILE_NAME = "tenant.toml"
@@ -101,11 +101,8 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
     tz = data.get("timezone", "")
     if not isinstance(tz, str):
         raise fail('timezone must be a string such as "Asia/Shanghai"')
-    if tz:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise fail(f"unknown timezone {tz!r}") from None
+    if tz and zone(tz) is None:
+        raise fail(f"unknown timezone {tz[:60]!r}")
     state = data.get("state", "")
     if not isinstance(state, str) or (state and not state.startswith(_STATE_SCHEMES)):
         raise fail(f"state must be memory:// or redis://HOST:PORT/DB, not {state!r}")

@@ -10,8 +10,9 @@ ever does that work: a small pool of long-lived worker processes does, and hands
 Each worker is started by ``forkserver`` (never a fork of the server with its gRPC
 threads), with ``RLIMIT_AS`` as its memory budget, a per-job ``RLIMIT_CPU`` as a backstop,
 a lower CPU priority than the server and the highest OOM score, so under pressure the
-kernel takes a worker, never the server. The parent waits for an answer for at most the
-time budget; past it the worker is killed and a fresh one is started on the next job.
+kernel takes a worker, never the server. The time budget is the job's CPU time, which the
+parent watches; past it (or past a wall-clock backstop several times longer, for a worker
+that gets no CPU at all) the worker is killed and a fresh one is started on the next job.
 Each worker has a pipe of its own, so a kill only ever affects the job it was running
 (libraries whose workers share one pipe behind a lock can wedge the pool when a worker is
 killed holding it).
@@ -35,6 +36,7 @@ import os
 import resource
 import signal
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -295,9 +297,8 @@ class CompilePool:
         try:
             try:
                 worker.conn.send(job)
-                if not worker.conn.poll(self.budget.timeout_s):
-                    status = "timeout"
-                else:
+                status = self._wait(worker)
+                if status == "done":
                     status, value = worker.conn.recv()
             except (EOFError, OSError):
                 # The worker died: SIGXCPU is the CPU backstop, SIGKILL the OOM killer.
@@ -313,7 +314,7 @@ class CompilePool:
         finally:
             with self._cond:
                 self.stats.jobs += 1
-                if status == "timeout":
+                if status in ("timeout", "starved"):
                     self.stats.timeouts += 1
                 elif status == "memory":
                     self.stats.out_of_memory += 1
@@ -322,6 +323,29 @@ class CompilePool:
             worker.jobs += 1
             healthy = status in ("ok", "policy") and worker.jobs < self.max_jobs_per_worker
             self._release(worker, healthy)
+
+    def _wait(self, worker: _Worker) -> str:
+        """Wait for the answer: "done", "timeout" once the job has used its budget of CPU
+        time, or "starved" when it got too little CPU to finish within the wall-clock
+        backstop. The budget is CPU time, not time waited: workers run at idle priority,
+        and on a busy machine a cheap policy may wait long for a core without costing
+        anything, so waiting must not read as an expensive policy."""
+        budget = self.budget.timeout_s
+        pid = worker.proc.pid
+        start = _cpu_seconds(pid)
+        if start is None:  # no /proc: the wall clock is all there is
+            return "done" if worker.conn.poll(budget) else "timeout"
+        step = min(0.1, budget / 4)
+        deadline = time.monotonic() + max(_STARVED_MIN_S, _STARVED_FACTOR * budget)
+        while not worker.conn.poll(step):
+            used = _cpu_seconds(pid)
+            if used is None:  # /proc stopped answering: fall back to the wall clock
+                return "done" if worker.conn.poll(budget) else "timeout"
+            if used - start > budget:
+                return "timeout"
+            if time.monotonic() > deadline:
+                return "starved"
+        return "done"
 
     def _acquire(self, urgent: bool) -> _Worker:
         with self._cond:
@@ -415,6 +439,12 @@ class CompilePool:
         budget = self.budget
         if status == "timeout":
             message = f"policy check exceeded its time budget of {_seconds(budget.timeout_s)} s"
+        elif status == "starved":
+            wall = max(_STARVED_MIN_S, _STARVED_FACTOR * budget.timeout_s)
+            message = (
+                f"policy check did not finish in {_seconds(wall)} s: the compiler got too "
+                "little CPU (the machine is busy), not more than its budget"
+            )
         elif status == "memory":
             message = f"policy check exceeded its memory budget of {budget.memory_mb} MB"
         elif status == "error":
@@ -427,6 +457,25 @@ class CompilePool:
 
 # How long a new compiler process may take to start (imports), apart from any job budget.
 _START_TIMEOUT_S = 60.0
+# How long a job may wait in all, however little CPU it used: the larger of these.
+_STARVED_MIN_S = 120.0
+_STARVED_FACTOR = 6
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User plus system CPU time of a process, from /proc; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (IndexError, ValueError):
+        return None
 
 
 def _seconds(value: float) -> str:

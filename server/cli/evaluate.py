@@ -173,31 +173,37 @@ def _with_facts(phone: PhoneFacts, settings: list[str]) -> PhoneFacts:
 
 
 def _time_line(at: float, timezone: str, given: bool) -> str:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
     from dsl.event_time import describe
+    from dsl.runtime import local_time
 
-    local = datetime.fromtimestamp(at, ZoneInfo(timezone))
+    # local_time reads times past the calendar's end (9999-12-31 ends early east of UTC)
+    # as its last day, the way the compiled policy sees them.
+    hour, weekday = local_time(at, timezone)
     source = "--at" if given else "now; set it with --at"
     return (
-        f"time   {describe(at, timezone)}  local_hour {local.hour}, "
-        f"local_weekday {local.isoweekday()} ({local:%a})  [{source}]"
+        f"time   {describe(at, timezone)}  local_hour {hour}, "
+        f"local_weekday {weekday} ({_WEEKDAYS[weekday - 1]})  [{source}]"
     )
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def _window(ref: AggregateRef, at: float) -> str:
     """The window an aggregate reads at ``at``, as people say it."""
     from datetime import datetime
-    from zoneinfo import ZoneInfo
 
     from dsl.durations import format_duration
+    from dsl.zones import zone
 
     w = ref.spec.window
     if w.calendar_day:
-        day = datetime.fromtimestamp(at - w.offset_s, ZoneInfo(w.timezone)).date()
         back = f", {format_duration(w.offset_s)} back" if w.offset_s else ""
-        return f"the day {day.isoformat()} ({w.timezone}){back}"
+        try:
+            day = datetime.fromtimestamp(at - w.offset_s, zone(w.timezone)).date().isoformat()
+        except (OverflowError, ValueError, OSError):
+            day = "past the calendar's end"
+        return f"the day {day} ({w.timezone}){back}"
     end = f"ending {format_duration(w.offset_s)} before the event" if w.offset_s else "to the event"
     return f"{format_duration(w.size_s)} {end}"
 

@@ -35,6 +35,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ringfence.telemetry")
 _NOOP = contextlib.nullcontext()
+# Rule names are a tenant author's text: each tenant labels at most this many rules in the
+# rule metrics, and the rest are counted together, so one tenant's thousands of rules (or
+# renames on every reload) cannot fill a metric's series limit and push other tenants'
+# rules into its overflow.
+RULE_LABELS = 200
+OTHER_RULES = "_other"
+
+
+def _rule_label(labels: dict[str, str], rule: str) -> str:
+    label = rule if len(labels) < RULE_LABELS else OTHER_RULES
+    if len(labels) < 4 * RULE_LABELS:  # remembered, up to a bound, so the next hit is a get
+        labels[rule] = label
+    return label
+
+
 # The tenant label of errors for tenants the server does not have: a caller's text never
 # becomes a label value, so it cannot fill the series cap or crowd out real tenants.
 UNKNOWN_TENANT = "_unknown"
@@ -99,6 +114,9 @@ class Telemetry:
         self._rule_counts: Counter[tuple[str, str, bool]] = Counter()
         self._degraded_counts: Counter[str] = Counter()
         self._rule_error_counts: Counter[tuple[str, str]] = Counter()
+        # tenant -> rule name -> its label: the first RULE_LABELS names a tenant's rules hit
+        # keep theirs, later ones share OTHER_RULES (see _rule_label).
+        self._rule_labels: dict[str, dict[str, str]] = {}
         m.create_observable_counter(
             "ringfence_decisions",
             callbacks=[self._observe(self._decision_counts, ("tenant", "action"))],
@@ -179,11 +197,19 @@ class Telemetry:
         elapsed = time.perf_counter() - outcome.started
         self._decision_counts[(tenant, action)] += 1
         self.latency.observe(tenant, elapsed)
-        for match in d.matches:
-            self._rule_counts[(tenant, match.rule, match.shadow)] += 1
+        if d.matches:
+            labels = self._rule_labels.get(tenant)
+            if labels is None:
+                labels = self._rule_labels[tenant] = {}
+            for match in d.matches:
+                rule = labels.get(match.rule) or _rule_label(labels, match.rule)
+                self._rule_counts[(tenant, rule, match.shadow)] += 1
         if d.failed_rules:
+            labels = self._rule_labels.setdefault(tenant, {})
             for rule in d.failed_rules:
-                self._rule_error_counts[(tenant, rule)] += 1
+                self._rule_error_counts[
+                    (tenant, labels.get(rule) or _rule_label(labels, rule))
+                ] += 1
         if outcome.degraded:
             self._degraded_counts[tenant] += 1
         if self.tracer is not None:

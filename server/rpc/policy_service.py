@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import grpc
@@ -20,6 +21,7 @@ from server.rpc.auth import authorize_admin, bearer_token
 from server.rpc.errors import RequestError, invalid
 
 MAX_SOURCE = 1 << 20
+POLICY_PATH = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_./-]{0,190}\.rf")
 
 
 def _ts(seconds: float) -> timestamp_pb2.Timestamp:
@@ -28,8 +30,16 @@ def _ts(seconds: float) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def slot_status(slot: TenantSlot) -> pb.TenantPolicyStatus:
-    status = pb.TenantPolicyStatus(tenant=slot.name, last_error=slot.last_error)
+# In a listing of every tenant, each last_error is cut to this: a thousand broken tenants
+# must still fit one reply. Asking for one tenant gives its whole (bounded) text.
+LISTED_ERROR = 2048
+
+
+def slot_status(slot: TenantSlot, error_limit: int = 0) -> pb.TenantPolicyStatus:
+    error = slot.last_error
+    if error_limit and len(error) > error_limit:
+        error = error[:error_limit] + f"\n... (GetPolicyStatus tenant={slot.name!r} has all of it)"
+    status = pb.TenantPolicyStatus(tenant=slot.name, last_error=error)
     if slot.bundle is not None:
         status.version = slot.bundle.version
         status.loaded_at.CopyFrom(_ts(slot.bundle.loaded_at))
@@ -85,7 +95,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             assert slot is not None
             return pb.GetPolicyStatusResponse(tenants=[slot_status(slot)])
         response = pb.GetPolicyStatusResponse(
-            tenants=[slot_status(self.registry.slots[n]) for n in self.registry.names()]
+            tenants=[
+                slot_status(self.registry.slots[n], LISTED_ERROR) for n in self.registry.names()
+            ]
         )
         if self.bundle is not None:
             response.bundle.CopyFrom(bundle_status(self.bundle))
@@ -100,6 +112,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             error = invalid("source", f"larger than {MAX_SOURCE} bytes")
         elif request.tenant and not TENANT_NAME.fullmatch(request.tenant):
             error = invalid("tenant", "must match [a-z0-9][a-z0-9_-]*")
+        elif request.path and not POLICY_PATH.fullmatch(request.path):
+            # The path is quoted in every diagnostic: a plain, short relative .rf path.
+            error = invalid("path", "must be a relative path like 'tenant/policy.rf' (<= 200)")
         if error is not None:
             await context.abort(error.code, error.message, error.trailing_metadata())
         path = request.path or f"{request.tenant or 'policy'}/policy.rf"
@@ -143,5 +158,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         await self._admin(context)
         await self.registry.reload()
         return pb.ReloadPolicyResponse(
-            tenants=[slot_status(self.registry.slots[n]) for n in self.registry.names()]
+            tenants=[
+                slot_status(self.registry.slots[n], LISTED_ERROR) for n in self.registry.names()
+            ]
         )

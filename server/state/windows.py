@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from dsl.aggregates import Window
+from dsl.zones import zone
 
 from .errors import StateError
 
@@ -40,10 +41,10 @@ def bucket_width(size_s: int) -> int:
 
 @lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise StateError(f"unknown timezone {name!r} in a calendar-day window") from exc
+    found = zone(name)
+    if found is None:
+        raise StateError(f"unknown timezone {name[:60]!r} in a calendar-day window")
+    return found
 
 
 def _midnight(tz: str, day: date) -> float:

@@ -4,22 +4,42 @@ from __future__ import annotations
 
 import pytest
 
-from dsl.patterns import MEMO_SIZE, Matcher, PatternError, compile_pattern
+from dsl.patterns import (
+    MEMO_ENTRIES,
+    MEMO_TEXT,
+    Matcher,
+    MatchMemo,
+    PatternError,
+    compile_pattern,
+)
 
 
 def test_matcher_answers_like_re2_and_remembers_boundedly() -> None:
-    m = Matcher(r"^(curl|python-requests)/")
+    memo = MatchMemo()
+    matchers = [Matcher(rf"^(curl|python-requests)/{i}?", memo, i) for i in range(50)]
+    m = matchers[0]
     assert m.search("curl/8.5") is True
     assert m.search("Mozilla/5.0 curl/8.5") is False
-    for i in range(MEMO_SIZE * 2):
-        assert m.search(f"agent-{i}") is False
-    assert len(m._memo) <= MEMO_SIZE
+    # Many patterns and varied inputs share one memo with one bound (a memo per pattern
+    # once grew without a total limit): entries, and the length of what is kept.
+    for i in range(MEMO_ENTRIES):
+        for p in matchers[:5]:
+            assert p.search(f"agent-{i}") is False
+        assert m.search("x" * (MEMO_TEXT + 1) + str(i)) is False
+    assert len(memo.answers) <= MEMO_ENTRIES
+    assert all(len(text) <= MEMO_TEXT for _, text in memo.answers)
     assert m.search("python-requests/2.31") is True
+    assert matchers[7].search("curl/7") is True
 
 
 @pytest.mark.parametrize(
     ("pattern", "reason"),
-    [("(a", r"missing \)"), (r"(a)\1", "invalid escape"), ("a{1001}", "invalid repetition")],
+    [
+        ("(a", r"missing \)"),
+        (r"(a)\1", "invalid escape"),
+        ("a{1001}", "invalid repetition"),
+        (r"\pL{55}", "pattern too large"),  # ~19 ms to compile at a 1 MiB budget; refused now
+    ],
 )
 def test_bad_patterns_are_errors_not_crashes(pattern: str, reason: str) -> None:
     with pytest.raises(PatternError, match=reason):

@@ -10,11 +10,14 @@ without end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import grpc
@@ -31,6 +34,7 @@ from bench.hostile_policies import (
 from dsl import CompileOptions, PolicyError
 from server.api import decision_pb2 as pb
 from server.api import policy_pb2 as ppb
+from server.bundle import worker as worker_module
 from server.bundle.budget import CompileBudget
 from server.bundle.worker import CompilePool
 
@@ -255,3 +259,55 @@ def test_without_a_temporary_folder_compilers_are_spawned(tmp_path: Path) -> Non
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["spawn", "r"]
+
+
+def _stopped_while_building(pool: CompilePool, stopped_s: float) -> object:
+    """Build SMALL with its worker stopped (SIGSTOP) for ``stopped_s``: the job waits
+    for a core that long and uses almost no CPU, as on a busy machine where workers at
+    idle priority get nothing."""
+    pool.build(SMALL, tenant="t")  # a worker, started and idle
+    (worker,) = pool._all  # the test stands in for the kernel's scheduler
+    pid = worker.proc.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    timer = threading.Timer(stopped_s, os.kill, (pid, signal.SIGCONT))
+    timer.start()
+    try:
+        return pool.build(SMALL, tenant="t")
+    except PolicyError as err:
+        return err
+    finally:
+        timer.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_waiting_for_a_core_is_not_spending_the_budget() -> None:
+    # Once the budget was wall-clock time: a cheap policy on a loaded machine (CI with a
+    # test process per core) failed with "exceeded its time budget".
+    pool = CompilePool(CompileBudget(timeout_s=0.5, memory_mb=512, workers=1, queue=0))
+    try:
+        artifact = _stopped_while_building(pool, stopped_s=2.0)
+    finally:
+        pool.close()
+    assert not isinstance(artifact, PolicyError), artifact
+    assert pool.stats.timeouts == 0
+
+
+def test_a_job_that_gets_no_cpu_at_all_still_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_module, "_STARVED_MIN_S", 1.0)
+    monkeypatch.setattr(worker_module, "_STARVED_FACTOR", 1)
+    pool = CompilePool(CompileBudget(timeout_s=0.5, memory_mb=512, workers=1, queue=0))
+    try:
+        failed = _stopped_while_building(pool, stopped_s=60.0)
+        assert isinstance(failed, PolicyError)
+        (diag,) = failed.diagnostics
+        assert diag.message == (
+            "policy check did not finish in 1 s: the compiler got too little CPU "
+            "(the machine is busy), not more than its budget"
+        )
+        # The stopped worker was killed; the next job gets a fresh one.
+        assert [r.name for r in pool.build(SMALL, tenant="t").rules] == ["invalid"]
+        assert pool.stats.workers_started == 2
+    finally:
+        pool.close()

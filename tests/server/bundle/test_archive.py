@@ -246,6 +246,12 @@ def _huge_pax_header() -> list[Any]:
     return with_manifest(GOOD, (info, data))
 
 
+def _file_and_folder() -> list[Any]:
+    # "acme/a" as a file and as the folder of "acme/a/b": once a FileExistsError traceback.
+    files = {**GOOD, "acme/a": POLICY, "acme/a/b": POLICY}
+    return with_manifest(files, *(member(n, d) for n, d in files.items()))
+
+
 def _signature_garbage() -> list[Any]:
     return with_manifest(GOOD, member(SIGNATURE, b"garbage"), member("acme/policy.rf", POLICY))
 
@@ -271,6 +277,7 @@ ATTACKS: dict[str, tuple[Callable[[], list[Any]], str]] = {
     "dot-file": (_dotfile, "bad member name"),
     "huge PAX header": (_huge_pax_header, "decompression bomb"),
     "garbage signature": (_signature_garbage, "signature: not JSON"),
+    "file and folder": (_file_and_folder, "acme/a is a file and also a folder of acme/a/b"),
 }
 
 
@@ -333,6 +340,13 @@ def test_corrupt_archives(tmp_path: Path, damage: str) -> None:
     with pytest.raises(BundleRejected, match="corrupt archive"):
         unpack(archive, tmp_path / "out", keyring=None)
     assert not (tmp_path / "out").exists()
+    if damage == "truncated":
+        return  # inspect reads only the manifest, which may come before the cut
+    # inspect says the same, without a traceback.
+    out = run("inspect", str(archive))
+    assert out.returncode == 1
+    assert "corrupt archive" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 # --- the command ------------------------------------------------------------------------

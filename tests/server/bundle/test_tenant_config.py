@@ -50,3 +50,16 @@ def test_limits_and_state() -> None:
     for bad in ('state = "mysql://x"', "[limits]\nmax_rps = -1", "[limits]\nburst = 3"):
         with pytest.raises(TenantConfigError):
             parse_tenant_config(bad, "x/tenant.toml")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["America", "Europe/", "x" * 300, "../../../etc/passwd", "Asia/Shanghai\\u0000", "UTC/../UTC"],
+    ids=["a-folder", "trailing-slash", "too-long", "dot-dot", "nul", "dot-dot-inside"],
+)
+def test_odd_timezone_names_are_unknown_not_crashes(name: str) -> None:
+    # Folders and over-long names once raised IsADirectoryError / OSError with a path.
+    with pytest.raises(TenantConfigError) as caught:
+        parse_tenant_config(f'timezone = "{name}"\n', "x/tenant.toml")
+    assert "unknown timezone" in str(caught.value)
+    assert len(str(caught.value)) < 120
