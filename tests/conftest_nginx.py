@@ -16,11 +16,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_START_TIMEOUT_S = 10.0
+import processes
+
 TOKEN = "bundle-token-for-tests"
 
 CONFIG = """\
@@ -124,24 +124,14 @@ class NginxServer:
                 token=TOKEN,
             )
         )
-        self.process = subprocess.Popen(
+        self.process = processes.start(
             [self.binary, "-c", str(conf), "-p", str(self.work), "-e", str(self.work / "err")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            what="nginx",
+            ready=lambda: _answers(self.port),
+            readiness="listen",
+            log=self.work / "error.log",
+            error=NginxUnavailable,
         )
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                log = self.work / "error.log"
-                detail = err or (log.read_text() if log.exists() else "")
-                self.process = None
-                raise NginxUnavailable(f"nginx exited at start: {detail.strip()[-800:]}")
-            if _answers(self.port):
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise NginxUnavailable(f"nginx did not listen within {_START_TIMEOUT_S} s")
 
     def kill(self) -> None:
         """SIGKILL: every open download breaks off mid-body."""
@@ -169,10 +159,5 @@ class NginxServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        processes.stop(self.process)
         self.process = None

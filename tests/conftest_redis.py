@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import processes
+
 REDIS_SERVER_ENV = "RINGFENCE_REDIS_SERVER"  # override the binary's path
-_START_TIMEOUT_S = 10.0
 
 
 class RedisUnavailable(RuntimeError):
@@ -91,20 +92,14 @@ class RedisServer:
             "--daemonize", "no",
             "--logfile", str(self.workdir / "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                log = self.workdir / "redis.log"
-                detail = err or (log.read_text() if log.exists() else "")
-                self.process = None
-                raise RedisUnavailable(f"redis-server exited at start: {detail.strip()[-500:]}")
-            if answers_ping(self.port):
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise RedisUnavailable(f"redis-server did not answer PING within {_START_TIMEOUT_S} s")
+        self.process = processes.start(
+            args,
+            what="redis-server",
+            ready=lambda: answers_ping(self.port),
+            readiness="answer PING",
+            log=self.workdir / "redis.log",
+            error=RedisUnavailable,
+        )
 
     def pause(self) -> None:
         """SIGSTOP: the socket stays open and accepts connections, nothing answers."""
@@ -129,12 +124,7 @@ class RedisServer:
         if self.process is None:
             return
         self.resume()  # a stopped process cannot act on SIGTERM
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        processes.stop(self.process)
         self.process = None
 
 
@@ -183,17 +173,14 @@ class ClusterNodeServer(RedisServer):
             # The slots of a dead master fail alone; the rest of the cluster serves on.
             "--cluster-require-full-coverage", "no",
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.process = None
-                raise RedisUnavailable("cluster node exited at start")
-            if answers_ping(self.port):
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise RedisUnavailable(f"cluster node did not answer PING within {_START_TIMEOUT_S} s")
+        self.process = processes.start(
+            args,
+            what="cluster node",
+            ready=lambda: answers_ping(self.port),
+            readiness="answer PING",
+            log=self.workdir / "redis.log",
+            error=RedisUnavailable,
+        )
 
 
 @dataclass

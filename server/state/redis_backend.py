@@ -27,11 +27,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dsl.aggregates import AggKind
 
 from . import records
-from .backend import Claim, StateStats
+from .backend import Claim
 from .errors import StateError
 from .keys import KeyHasher, claim_key, tag_of
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
-from .plan import Plan, Planner
+from .plan import Plan
 from .script import LUA, SHA1
 from .scripted import ScriptedBackend
 
@@ -129,17 +129,12 @@ class RedisBackend(ScriptedBackend):
         timeout_s: float = 0.02,
         max_connections: int = 64,
     ) -> None:
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        self.stats = StateStats()
-        self._planner = Planner(KeyHasher(hash_key))
-        self._timeout_s = timeout_s
-        backstop = max(1.0, 10 * timeout_s)  # asyncio.timeout is the real limit
+        super().__init__(hash_key=hash_key, timeout_s=timeout_s)
         self._client = Redis.from_url(
             url,
             max_connections=max_connections,
-            socket_timeout=backstop,
-            socket_connect_timeout=backstop,
+            socket_timeout=self._backstop,
+            socket_connect_timeout=self._backstop,
             # One immediate retry on a fresh connection: a pooled socket that died with a
             # Redis restart fails once, then the pool reconnects. No backoff: the caller's
             # timeout budget is milliseconds.

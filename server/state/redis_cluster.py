@@ -38,9 +38,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from .backend import StateStats
-from .keys import KeyHasher
-from .plan import Plan, Planner
+from .plan import Plan
 from .redis_backend import _copy
 from .script import LUA, SHA1
 from .scripted import ScriptedBackend
@@ -126,20 +124,15 @@ class RedisClusterBackend(ScriptedBackend):
         timeout_s: float = 0.02,
         max_connections: int = 64,
     ) -> None:
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+        super().__init__(hash_key=hash_key, timeout_s=timeout_s)
         seeds, kwargs = parse_cluster_url(url)
-        self.stats = StateStats()
         self.node_calls = 0  # exchanges with one master (a decision makes one per master)
-        self._planner = Planner(KeyHasher(hash_key))
-        self._timeout_s = timeout_s
-        backstop = max(1.0, 10 * timeout_s)  # asyncio.timeout is the real limit
         self._client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in seeds],
             require_full_coverage=False,
             max_connections=max_connections,
-            socket_timeout=backstop,
-            socket_connect_timeout=backstop,
+            socket_timeout=self._backstop,
+            socket_connect_timeout=self._backstop,
             decode_responses=False,
             **kwargs,
         )

@@ -20,6 +20,7 @@ from dsl.aggregates import AggregateRef
 
 from .backend import Applied, Claim, StateStats
 from .errors import StateError, StateTimeout
+from .keys import KeyHasher
 from .plan import Plan, Planner
 
 _T = TypeVar("_T")
@@ -28,16 +29,22 @@ _T = TypeVar("_T")
 class ScriptedBackend:
     """The shared half of a backend that runs :mod:`server.state.script` in Redis.
 
-    Subclasses set ``stats``, ``_planner``, ``_timeout_s``, ``_evalsha``, ``_client`` and
-    ``_what`` (how messages name the store) and implement :meth:`_parts` (how a plan is
-    split) and :meth:`_exchange` (how the calls travel)."""
+    Subclasses call ``__init__``, set ``_evalsha``, ``_client`` and ``_what`` (how
+    messages name the store) and implement :meth:`_parts` (how a plan is split) and
+    :meth:`_exchange` (how the calls travel)."""
 
-    stats: StateStats
-    _planner: Planner
-    _timeout_s: float
     _evalsha: bytes
     _client: Any
     _what: str = "redis"
+
+    def __init__(self, *, hash_key: bytes, timeout_s: float) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self.stats = StateStats()
+        self._planner = Planner(KeyHasher(hash_key))
+        self._timeout_s = timeout_s
+        # The client's socket timeouts: asyncio.timeout(timeout_s) is the real limit.
+        self._backstop = max(1.0, 10 * timeout_s)
 
     async def apply(
         self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
