@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -175,6 +176,30 @@ async def _hostile_traffic(
 _SOURCES: list[str] = []
 
 
+def _spin(seconds: float) -> None:
+    """A busy loop at idle priority, as the compile workers run: the machine's own floor."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def _spinners(seconds: float) -> dict[str, int]:
+    """As many busy loops as the server has compile workers (which a hostile policy keeps
+    busy): the same share of the machine, doing nothing the server sees."""
+    from server.bundle.budget import default_workers
+
+    procs = [
+        multiprocessing.Process(target=_spin, args=(seconds,)) for _ in range(default_workers())
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    return {"validated": 0, "refused": 0, "rewrites": 0}
+
+
 def _hostile_process(
     address: str, rules: Path, seconds: float, parts: str, nice: int, out: Connection
 ) -> None:
@@ -184,6 +209,9 @@ def _hostile_process(
     # cores (serialising a megabyte per call) adds to the server's tail.
     if nice:
         os.nice(nice)
+    if parts == "spin":
+        out.send(_spinners(seconds))
+        return
     out.send(asyncio.run(_hostile_traffic(address, rules, seconds, parts)))
 
 
@@ -195,14 +223,26 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument(
-        "--only", choices=("both", "validate", "reload"), default="both", help="hostile traffic"
+        "--only",
+        choices=("both", "validate", "reload", "spin"),
+        default="both",
+        help="hostile traffic; spin: no traffic, an idle-priority busy loop per compile worker "
+        "instead (the floor: what any work beside the server costs its tail on this machine)",
     )
     ap.add_argument("--hostile-nice", type=int, default=0, help="niceness of the hostile client")
     # Below the largest legal policy's compile time, so the kill path is in the mix.
     ap.add_argument("--compile-timeout", default="5")
+    ap.add_argument(
+        "--sources",
+        default=",".join(HOSTILE),
+        help="comma-separated hostile sources to send (default: all of them)",
+    )
     ns = ap.parse_args()
     reqs = requests()
-    _SOURCES[:] = [make() for make in HOSTILE.values()]
+    wanted = ns.sources.split(",")
+    if unknown := sorted(set(wanted) - set(HOSTILE)):
+        ap.error(f"unknown --sources {', '.join(unknown)}; known: {', '.join(HOSTILE)}")
+    _SOURCES[:] = [HOSTILE[name]() for name in wanted]
     print(f"# Evaluate latency while hostile policies are validated and reloaded ({machine()})")
     with rules_copy() as rules:
         (rules / "hostile").mkdir()

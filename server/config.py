@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.bundle.budget import CompileBudget
+from server.bundle.budget import CompileBudget, default_workers
 from server.bundle.tenant_config import hash_token
 
 STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
@@ -91,8 +91,13 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "CPU seconds a policy compile may use",
     ),
     ("--compile-memory-mb", "RINGFENCE_COMPILE_MEMORY_MB", "512", "memory of a compiler process"),
-    ("--compile-workers", "RINGFENCE_COMPILE_WORKERS", "2", "policy compiler processes"),
-    ("--compile-queue", "RINGFENCE_COMPILE_QUEUE", "8", "ValidatePolicy calls that may wait"),
+    (
+        "--compile-workers",
+        "RINGFENCE_COMPILE_WORKERS",
+        "auto",
+        "policy compiler processes (auto: half the CPUs this process may use, at least 1)",
+    ),
+    ("--compile-queue", "RINGFENCE_COMPILE_QUEUE", "32", "ValidatePolicy calls that may wait"),
     (
         "--idempotency-window",
         "RINGFENCE_IDEMPOTENCY_WINDOW",
@@ -380,9 +385,18 @@ def _budget(timeout: str, memory_mb: str, workers: str, queue: str) -> CompileBu
     return CompileBudget(
         timeout_s=_number(timeout, "--compile-timeout", minimum=0.1),
         memory_mb=_whole(memory_mb, "--compile-memory-mb", minimum=64),
-        workers=_whole(workers, "--compile-workers", minimum=1),
+        workers=_workers(workers),
         queue=_whole(queue, "--compile-queue", minimum=0),
     )
+
+
+def _workers(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return default_workers()
+    try:
+        return _whole(text, "--compile-workers", minimum=1)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (or 'auto': half the usable CPUs)") from None
 
 
 def compile_budget_from_env() -> CompileBudget:

@@ -31,6 +31,7 @@ from typing import Any
 from dsl.aggregates import AggregateSpec
 from dsl.facts import EventFacts, Facts, PhoneFacts
 from server.bundle.load import TenantBundle
+from server.host import usable_cpus
 from server.phone import PhoneParser
 
 from .replay_input import EMPTY, ReplayEvent, chunks, lists_for, parse_lines
@@ -74,7 +75,7 @@ def default_workers() -> int:
     forced = os.environ.get(WORKERS_ENV, "").strip()
     if forced.isdigit():
         return int(forced)
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     try:
         busy = os.getloadavg()[0]
     except OSError:

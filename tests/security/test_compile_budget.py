@@ -311,3 +311,28 @@ def test_a_job_that_gets_no_cpu_at_all_still_ends(monkeypatch: pytest.MonkeyPatc
         assert pool.stats.workers_started == 2
     finally:
         pool.close()
+
+
+async def test_a_check_whose_caller_left_gives_up_its_place_unrun() -> None:
+    """Queued checks wait for a worker; one whose caller went away (its deadline passed)
+    leaves the queue without compiling, so a burst of abandoned calls costs nothing."""
+    budget = CompileBudget(timeout_s=0.5, memory_mb=512, workers=1, queue=3)
+    pool = CompilePool(budget)
+    try:
+        busy = asyncio.create_task(pool.check_async({"t/p.rf": max_size_file()}))
+        await asyncio.sleep(0.2)  # the one worker has it
+        waiting = [asyncio.create_task(pool.check_async(SMALL)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(worker_module.PoolBusy):
+            await pool.check_async(SMALL)  # 1 running + 3 waiting: full
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await busy
+        assert pool.stats.jobs == 1, "a check whose caller left was compiled anyway"
+        # Their places are free again: a full queue's worth is admitted and answered.
+        answers = await asyncio.gather(*(pool.check_async(SMALL) for _ in range(4)))
+        assert answers == [()] * 4
+        assert pool.stats.jobs == 5
+    finally:
+        pool.close()

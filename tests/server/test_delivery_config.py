@@ -92,3 +92,37 @@ def test_serve_reports_a_bad_bundle_flag_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("ringfence serve: --bundle needs")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("auto", "auto"), ("AUTO", "auto"), ("3", 3), ("1", 1)],
+)
+def test_compile_workers(value: str, expected: object) -> None:
+    from server.bundle.budget import default_workers
+
+    cfg = from_namespace(parse("--compile-workers", value))
+    want = default_workers() if expected == "auto" else expected
+    assert cfg.compile_budget.workers == want
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("two", "--compile-workers: not a number: 'two' (or 'auto'"),
+        ("0", "--compile-workers: must be >= 1 (or 'auto'"),
+        ("1.5", "--compile-workers: must be a whole number, not '1.5' (or 'auto'"),
+    ],
+)
+def test_compile_workers_errors(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        from_namespace(parse("--compile-workers", value))
+    assert str(exc.value).startswith(message)
+
+
+def test_compile_defaults_leave_the_server_a_core() -> None:
+    from server.host import usable_cpus
+
+    budget = from_namespace(parse()).compile_budget
+    assert budget.workers == max(1, usable_cpus() // 2)
+    assert budget.queue == 32
