@@ -95,7 +95,7 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "--compile-workers",
         "RINGFENCE_COMPILE_WORKERS",
         "auto",
-        "policy compiler processes (auto: half the CPUs this process may use, at least 1)",
+        "policy compiler processes (auto: half the CPUs this process may use, 1 or 2)",
     ),
     ("--compile-queue", "RINGFENCE_COMPILE_QUEUE", "32", "ValidatePolicy calls that may wait"),
     (

@@ -12,11 +12,13 @@ from server.host import usable_cpus
 
 
 def default_workers() -> int:
-    """Half the CPUs this process may use, at least one: compiles and checks must never
-    take every core from the event loop that answers Evaluate. Measured on two cores
-    (docs/benchmarks.md): two workers busy with hostile policies put the quiet tenant's
-    p99 at 3.5-4.4x its steady value, one worker at 1.7-1.9x."""
-    return max(1, usable_cpus() // 2)
+    """Half the CPUs this process may use, one at least and two at most: compiles and
+    checks must never take every core from the event loop that answers Evaluate. Measured
+    on two cores (docs/benchmarks.md): two workers busy with hostile policies put the quiet
+    tenant's p99 at 3.5-4.4x its steady value, one worker at 1.7-1.9x. Two at most because
+    each worker may grow to ``memory_mb`` and a pod without a CPU limit sees the whole
+    node's cores; more workers is an explicit choice (``--compile-workers``)."""
+    return max(1, min(2, usable_cpus() // 2))
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,5 +124,5 @@ def test_compile_defaults_leave_the_server_a_core() -> None:
     from server.host import usable_cpus
 
     budget = from_namespace(parse()).compile_budget
-    assert budget.workers == max(1, usable_cpus() // 2)
+    assert budget.workers == max(1, min(2, usable_cpus() // 2))
     assert budget.queue == 32
