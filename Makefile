@@ -16,7 +16,7 @@ VSCE := $(TOOLS)/vsce/node_modules/.bin/vsce
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 SBOM    := build/sbom.cdx.json
 
-.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server nginx lock sbom \
+.PHONY: run test lint typecheck protos buf-lint pytest bench image tools redis-server bundle-servers lock sbom \
 	browser-and-prometheus report clean vsix grammar
 
 
@@ -53,14 +53,14 @@ typecheck: $(STAMP)
 # image builds, so two processes on two cores take ~60 % of the time of one. Tests start
 # their own servers on free loopback ports, so the processes never share one.
 PYTEST_PROCS ?= auto
-pytest: $(STAMP) redis-server nginx browser-and-prometheus $(VSCODE_STAMP)
+pytest: $(STAMP) redis-server bundle-servers browser-and-prometheus $(VSCODE_STAMP)
 	$(BIN)/pytest -q -n $(PYTEST_PROCS)
 
 # Generated code is committed; tests/server/test_api_generated.py fails when it is stale.
 protos: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m server.api.generate
 
-tools: $(BUF) redis-server nginx browser-and-prometheus $(CHECKOV) $(VSCODE_STAMP)
+tools: $(BUF) redis-server bundle-servers browser-and-prometheus $(CHECKOV) $(VSCODE_STAMP)
 
 # checkov pins many libraries of its own: it gets a venv apart from the project's, filled by
 # uv (cold: ~15 s; pip needs ~80 s). tests/deploy/test_checkov.py runs it on the rendered
@@ -126,13 +126,19 @@ redis-server:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
 	  else echo "redis-server or redis-cli is missing: install them (e.g. sudo apt-get install redis-server redis-tools)"; exit 1; fi; }
 
-# The bundle tests serve bundles from a real nginx they start on a free loopback port with a
-# config of their own (tests/conftest_nginx.py); install Debian's nginx if missing.
-nginx:
-	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+# The bundle tests serve bundles from a real nginx and a real OCI registry (Debian's
+# docker-registry) they start on free loopback ports with configs of their own
+# (tests/conftest_nginx.py, tests/conftest_registry.py); installed when missing.
+bundle-servers:
+	@missing=""; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
-	  else echo "nginx is missing: install it (e.g. sudo apt-get install nginx)"; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing:$$missing (install them, e.g. sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
 
 # The report's browser test drives Debian's chromium through its chromedriver; the alert
 # and dashboard tests run Debian's prometheus and promtool. Installed when missing, in one

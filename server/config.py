@@ -148,7 +148,7 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "--bundle",
         "RINGFENCE_BUNDLE",
         "",
-        "pull rules as a bundle from this http(s) URL (replaces --rules)",
+        "pull rules as a bundle from an http(s) URL or oci://registry/repo:tag (replaces --rules)",
     ),
     (
         "--bundle-public-key",
@@ -194,7 +194,7 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "--bundle-token-file",
         "RINGFENCE_BUNDLE_TOKEN_FILE",
         "",
-        "file holding a bearer token for the bundle server",
+        "file holding a bearer token for the bundle server (oci://: user:password, or a token)",
     ),
 )
 
@@ -333,9 +333,18 @@ def _delivery(ns: argparse.Namespace) -> dict[str, Any]:
 def _bundle(ns: argparse.Namespace) -> BundleConfig:
     import tempfile
 
+    from server.bundle import oci
+
     url = ns.bundle
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError("--bundle: expected an http:// or https:// URL")
+    if oci.is_oci(url):
+        try:
+            oci.parse_reference(url)
+        except ValueError as exc:
+            raise ConfigError(f"--bundle: {exc}") from None
+    elif not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "--bundle: expected an http:// or https:// URL, or oci://registry/repository:tag"
+        )
     keys = tuple(Path(p) for p in ns.bundle_public_key.split(",") if p)
     keyring = Path(ns.bundle_keyring) if ns.bundle_keyring else None
     unsigned = _flag(ns.bundle_allow_unsigned)

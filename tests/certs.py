@@ -103,3 +103,8 @@ def make_pki(folder: Path) -> Pki:
         client_key=folder / "client.key",
         other_ca=folder / "other-ca.pem",
     )
+
+
+def self_signed(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A P-256 key and a self-signed certificate for it (a token signer, say)."""
+    return _ca(cn)

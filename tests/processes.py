@@ -18,11 +18,17 @@ def start(
     readiness: str,
     log: Path,
     error: type[Exception],
+    output_to_log: bool = False,
 ) -> subprocess.Popen[bytes]:
     """The process, once ``ready()`` says so. If it exits first, ``error`` carries the
     tail of its stderr (or of ``log``); if it is not ready in time it is stopped and
-    ``error`` says it did not ``readiness``."""
-    process = subprocess.Popen(list(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ``error`` says it did not ``readiness``. ``output_to_log``: the process logs to its
+    stdout and stderr, which go to ``log`` (a pipe nobody reads would fill and stall it)."""
+    if output_to_log:
+        with log.open("ab") as out:
+            process = subprocess.Popen(list(args), stdout=out, stderr=out)
+    else:
+        process = subprocess.Popen(list(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from server.bundle import oci
 from server.bundle.archive import BundleRejected, Limits, Manifest, unpack
 from server.bundle.registry import ReloadOutcome
 from server.bundle.signing import Keyring
@@ -37,6 +38,7 @@ from server.bundle.signing import Keyring
 log = logging.getLogger("ringfence.bundle")
 
 PART = "download.part"
+_AGENT = "ringfence-bundle/1"
 EMPTY = "empty"
 REV_PREFIX = "rev-"
 
@@ -114,6 +116,12 @@ class BundleSource:
         self._serial = 0
         self._failures = 0
         self.polls = 0  # completed polls, for tests and the log
+        # An oci:// source: the reference and the registry's credentials (config checked
+        # the URL parses).
+        self._oci: tuple[oci.OciReference, oci.RegistryAuth] | None = None
+        if oci.is_oci(settings.url):
+            ref = oci.parse_reference(settings.url)
+            self._oci = (ref, oci.RegistryAuth(ref, settings.token))
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -204,7 +212,7 @@ class BundleSource:
                 raise
         except TimeoutError:
             return self._failed("error", f"download took longer than {self.settings.timeout_s} s")
-        except (httpx.HTTPError, OSError, FetchError) as exc:
+        except (httpx.HTTPError, OSError, FetchError, oci.OciError) as exc:
             return self._failed("error", f"download failed: {_describe(exc)}")
         finally:
             st.downloading = False
@@ -242,36 +250,66 @@ class BundleSource:
 
     async def _download(self, part: Path) -> tuple[str, str] | None:
         """Stream the bundle to ``part``: (etag, sha256), or None on 304 Not Modified."""
+        if self._oci is not None:
+            return await self._download_oci(part, *self._oci)
         s = self.settings
-        st = self.status
-        headers = {"Accept-Encoding": "identity", "User-Agent": "ringfence-bundle/1"}
+        headers = {"Accept-Encoding": "identity", "User-Agent": _AGENT}
         if self._sent_etag:
             headers["If-None-Match"] = self._sent_etag
         if s.token:
             headers["Authorization"] = f"Bearer {s.token}"
-        limit = s.limits.max_archive_bytes
         async with self._http().stream("GET", s.url, headers=headers) as resp:
             if resp.status_code == 304:
                 return None
             if resp.status_code != 200:
-                raise FetchError(f"HTTP {resp.status_code} from {st.source}")
-            length = resp.headers.get("content-length", "")
-            if length.isdigit() and int(length) > limit:
-                raise FetchError(f"bundle is {length} bytes, more than the limit {limit}")
-            st.downloading = True
-            st.bytes_received = 0
-            digest = hashlib.sha256()
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                # Raw bytes: a Content-Encoding is not undone here, so no decompression
-                # happens before the bounded, checked one in unpack().
-                async for chunk in resp.aiter_raw(64 * 1024):
-                    st.bytes_received += len(chunk)
-                    if st.bytes_received > limit:
-                        raise FetchError(f"bundle exceeds the limit of {limit} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-            return resp.headers.get("etag", ""), digest.hexdigest()
+                raise FetchError(f"HTTP {resp.status_code} from {self.status.source}")
+            return resp.headers.get("etag", ""), await self._save(resp, part)
+
+    async def _download_oci(
+        self, part: Path, ref: oci.OciReference, auth: oci.RegistryAuth
+    ) -> tuple[str, str] | None:
+        """The artifact's bundle layer to ``part``: (manifest digest, sha256), or None when
+        the manifest has not changed since the last one processed."""
+        client = self._http()
+        layer = await oci.resolve(client, auth, ref, self._sent_etag)
+        if layer is None:
+            return None
+        limit = self.settings.limits.max_archive_bytes
+        if layer.size > limit:
+            raise FetchError(f"bundle is {layer.size} bytes, more than the limit {limit}")
+        headers = {"Accept-Encoding": "identity", "User-Agent": _AGENT}
+        resp = await oci.get(client, auth, f"{ref.base}/blobs/{layer.digest}", headers, stream=True)
+        try:
+            if resp.status_code != 200:
+                raise FetchError(f"HTTP {resp.status_code} for the bundle layer of {ref}")
+            digest = await self._save(resp, part)
+        finally:
+            await resp.aclose()
+        if f"sha256:{digest}" != layer.digest:
+            raise FetchError(f"the bundle layer's content does not match its digest {layer.digest}")
+        return layer.manifest_digest, digest
+
+    async def _save(self, resp: httpx.Response, part: Path) -> str:
+        """Stream a response body to ``part`` within the archive limit; its sha256."""
+        st = self.status
+        limit = self.settings.limits.max_archive_bytes
+        length = resp.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise FetchError(f"bundle is {length} bytes, more than the limit {limit}")
+        st.downloading = True
+        st.bytes_received = 0
+        digest = hashlib.sha256()
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            # Raw bytes: a Content-Encoding is not undone here, so no decompression
+            # happens before the bounded, checked one in unpack().
+            async for chunk in resp.aiter_raw(64 * 1024):
+                st.bytes_received += len(chunk)
+                if st.bytes_received > limit:
+                    raise FetchError(f"bundle exceeds the limit of {limit} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+        return digest.hexdigest()
 
     def _after_activation(
         self,

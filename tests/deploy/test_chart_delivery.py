@@ -77,6 +77,15 @@ def test_bundle_mode_wiring() -> None:
     assert (ns.bundle, float(ns.bundle_poll), float(ns.bundle_jitter)) == (BUNDLE["url"], 30.0, 5.0)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["oci://registry.example/risk/rules:prod", "oci+http://10.0.0.5:5000/rules@sha256:" + "a" * 64],
+)
+def test_an_oci_bundle_reference_is_passed_as_it_is(url: str) -> None:
+    e = env({"bundle": {**BUNDLE, "url": url}})
+    assert e["RINGFENCE_BUNDLE"] == url
+
+
 def test_existing_keyring_configmap() -> None:
     values = {"bundle": {"url": BUNDLE["url"], "keyringConfigMap": "risk-keys"}}
     assert volumes(values)["bundle-keys"]["configMap"]["name"] == "risk-keys"
@@ -205,6 +214,7 @@ def test_chart_refuses(tmp_path: Path, values: dict[str, Any], message: str) -> 
 
 BAD_SCHEMA: list[tuple[str, dict[str, Any], str]] = [
     ("bundle URL not http", {"bundle": {"url": "ftp://x/b.tgz"}}, "/bundle/url"),
+    ("bundle URL oci in name only", {"bundle": {"url": "ocix://r/rules:prod"}}, "/bundle/url"),
     (
         "public key not PEM",
         {"bundle": {"publicKeys": {"k.pem": "hello"}}},

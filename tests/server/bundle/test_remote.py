@@ -3,190 +3,32 @@ and wrongly signed bundles, a tenant that does not compile; Evaluate never fails
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import random
 import re
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest_nginx import TOKEN, NginxServer, NginxUnavailable
-from support import Running, request, running_server
+from bundle_support import (
+    PHONE,
+    Keys,
+    bundle_status,
+    holds,
+    publish,
+    readyz,
+    reason,
+    rules,
+    scrape,
+    serving,
+    traffic_running,
+    wait_for,
+    wait_revision,
+)
+from conftest_nginx import TOKEN, NginxServer
+from support import request
 
 from server.api import policy_pb2 as ppb
-from server.bundle.archive import build, manifest_for
-from server.bundle.signing import generate, load_private_key
-from server.config import BundleConfig
-
-POLICY = """\
-rule invalid_numbers {{
-  when not phone.valid
-  then {action}
-  reason "{reason}"
-}}
-"""
-PHONE = "+86 123"  # parses, not valid: the rule above fires
-
-
-@dataclass
-class Keys:
-    key: Path
-    pub: Path
-    other_key: Path
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Keys:
-    out = []
-    for name in ("good", "other"):
-        private, public = generate("ed25519")
-        (tmp_path / f"{name}.key").write_bytes(private)
-        (tmp_path / f"{name}.pub.pem").write_bytes(public)
-        out.append(tmp_path / name)
-    return Keys(
-        out[0].with_suffix(".key"), out[0].with_suffix(".pub.pem"), out[1].with_suffix(".key")
-    )
-
-
-@pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[NginxServer]:
-    try:
-        server = NginxServer.start(tmp_path / "nginx", tmp_path / "www")
-    except NginxUnavailable as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop()
-
-
-def rules(root: Path, action: str, reason: str, *, extra: dict[str, bytes] | None = None) -> Path:
-    folder = root / "acme"
-    folder.mkdir(parents=True)
-    (folder / "policy.rf").write_text(POLICY.format(action=action, reason=reason))
-    for name, data in (extra or {}).items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-    return root
-
-
-def publish(www: Path, root: Path, key: Path | None, revision: str, name: str = "b.tar.gz") -> None:
-    """Build the bundle beside its final name and rename it into place, as CI would."""
-    tmp = www / f".{name}.tmp"
-    with tmp.open("wb") as fh:
-        build(
-            root,
-            fh,
-            manifest=manifest_for(root, revision=revision),
-            key=load_private_key(key) if key else None,
-        )
-    os.replace(tmp, www / name)
-
-
-@dataclass
-class Traffic:
-    """Evaluate in a loop for the whole test: every call must succeed."""
-
-    running: Running
-    reasons: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                resp = await self.running.decisions.Evaluate(
-                    request(PHONE, tenant="acme"), timeout=5
-                )
-                self.reasons.append(resp.matches[0].reason)
-            except grpc.aio.AioRpcError as exc:
-                self.failures.append(f"{exc.code().name}: {exc.details()}")
-            await asyncio.sleep(0.005)
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    tmp_path: Path, url: str, keys: Keys | None, **bundle: object
-) -> AsyncIterator[tuple[Running, Traffic]]:
-    config = BundleConfig(
-        url=url,
-        work_dir=tmp_path / "bundle-work",
-        public_keys=(keys.pub,) if keys else (),
-        allow_unsigned=keys is None,
-        poll_s=float(bundle.pop("poll_s", 0.1)),  # type: ignore[arg-type]
-        jitter_s=0.0,
-        timeout_s=30.0,
-        **bundle,  # type: ignore[arg-type]
-    )
-    async with running_server(
-        tmp_path / "unused",
-        bundle=config,
-        health_listen="127.0.0.1:0",
-        metrics_listen="127.0.0.1:0",
-    ) as s:
-        yield s, Traffic(s)
-
-
-@contextlib.asynccontextmanager
-async def traffic_running(traffic: Traffic) -> AsyncIterator[None]:
-    task = asyncio.create_task(traffic.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    assert traffic.failures == []
-    assert traffic.reasons, "the traffic loop made no call"
-
-
-async def bundle_status(s: Running) -> ppb.BundleStatus:
-    resp = await s.policies.GetPolicyStatus(ppb.GetPolicyStatusRequest(), timeout=5)
-    return resp.bundle
-
-
-async def wait_for(predicate) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(20):
-        while not await predicate():  # noqa: ASYNC110 - the condition lives in the server
-            await asyncio.sleep(0.02)
-
-
-async def wait_revision(s: Running, revision: str) -> None:
-    async def active() -> bool:
-        return (await bundle_status(s)).revision == revision
-
-    await wait_for(active)
-
-
-async def reason(s: Running) -> str:
-    resp = await s.decisions.Evaluate(request(PHONE, tenant="acme"), timeout=5)
-    return resp.matches[0].reason
-
-
-async def scrape(s: Running) -> str:
-    url = f"http://127.0.0.1:{s.server.metrics_port}/metrics"
-
-    def get() -> str:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.read().decode()  # type: ignore[no-any-return]
-
-    return await asyncio.to_thread(get)
-
-
-async def readyz(s: Running) -> int:
-    """GET /readyz from a thread: the endpoint is served by this test's own event loop."""
-    url = f"http://127.0.0.1:{s.server.health_port}/readyz"
-
-    def get() -> int:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-
-    return await asyncio.to_thread(get)
 
 
 async def test_update_is_picked_up_and_unchanged_polls_get_304(
@@ -200,7 +42,7 @@ async def test_update_is_picked_up_and_unchanged_polls_get_304(
             source = s.server.bundle_source
             assert source is not None
             polls = source.polls
-            await wait_for(lambda: _true(source.polls >= polls + 3))
+            await wait_for(lambda: holds(source.polls >= polls + 3))
             st = await bundle_status(s)
             assert (st.revision, st.last_error) == ("v1", "")
             assert st.key_id
@@ -228,10 +70,6 @@ async def test_update_is_picked_up_and_unchanged_polls_get_304(
         assert set(statuses) == {200, 304}
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_nginx_killed_mid_download_keeps_the_live_policy(
     tmp_path: Path, nginx: NginxServer, keys: Keys
 ) -> None:
@@ -250,10 +88,10 @@ async def test_nginx_killed_mid_download_keeps_the_live_policy(
         source = s.server.bundle_source
         assert source is not None
         async with traffic_running(traffic):
-            await wait_for(lambda: _true(source.status.bytes_received > 64 * 1024))
+            await wait_for(lambda: holds(source.status.bytes_received > 64 * 1024))
             assert source.status.downloading
             nginx.kill()
-            await wait_for(lambda: _true("download failed" in source.status.last_error))
+            await wait_for(lambda: holds("download failed" in source.status.last_error))
             st = await bundle_status(s)
             assert st.revision == "v1"
             assert await reason(s) == "v1"
@@ -292,7 +130,7 @@ async def test_bad_bundles_are_refused_and_not_fetched_again(
             os.replace(tmp, nginx.www / "b.tar.gz")
             source = s.server.bundle_source
             assert source is not None
-            await wait_for(lambda: _true(source.status.results["rejected"] == 1))
+            await wait_for(lambda: holds(source.status.results["rejected"] == 1))
             st = await bundle_status(s)
             assert st.revision == "v1"
             assert st.last_error.startswith("bundle refused:"), st.last_error
@@ -306,7 +144,7 @@ async def test_bad_bundles_are_refused_and_not_fetched_again(
             assert await reason(s) == "v1"
             # The refused bytes are not downloaded again: later polls are 304s.
             polls = source.polls
-            await wait_for(lambda: _true(source.polls >= polls + 3))
+            await wait_for(lambda: holds(source.polls >= polls + 3))
             assert source.status.results["rejected"] == 1
             assert (await bundle_status(s)).last_error.startswith("bundle refused:")
             # A good bundle replaces it.
@@ -344,7 +182,7 @@ async def test_not_ready_until_the_first_bundle_arrives(
     async with serving(tmp_path, nginx.url("b.tar.gz"), keys, poll_s=0.2) as (s, _):
         source = s.server.bundle_source
         assert source is not None
-        await wait_for(lambda: _true(source.status.results["error"] >= 1))
+        await wait_for(lambda: holds(source.status.results["error"] >= 1))
         assert "HTTP 404" in (await bundle_status(s)).last_error
         assert await readyz(s) == 503
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -364,7 +202,7 @@ async def test_a_private_bundle_server_gets_the_bearer_token(
     async with serving(tmp_path / "without", url, keys) as (s, _):
         source = s.server.bundle_source
         assert source is not None
-        await wait_for(lambda: _true(source.status.results["error"] >= 1))
+        await wait_for(lambda: holds(source.status.results["error"] >= 1))
         assert "HTTP 401" in (await bundle_status(s)).last_error
     async with serving(tmp_path / "with", url + "?sig=SECRET", keys, token=TOKEN) as (s, _):
         await wait_revision(s, "v1")
@@ -383,9 +221,9 @@ async def test_an_outage_of_the_bundle_server_clears_once_it_answers_again(
         assert source is not None
         async with traffic_running(traffic):
             nginx.kill()
-            await wait_for(lambda: _true("download failed" in source.status.last_error))
+            await wait_for(lambda: holds("download failed" in source.status.last_error))
             nginx.restart()
             # The same bundle, answered with a 304: current again, error gone.
-            await wait_for(lambda: _true(source.status.last_error == ""))
+            await wait_for(lambda: holds(source.status.last_error == ""))
             assert (await bundle_status(s)).revision == "v1"
         assert set(traffic.reasons) == {"v1"}
