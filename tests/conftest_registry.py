@@ -258,6 +258,6 @@ class TokenService:
         sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return f"{signed}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
+
+import pytest
 
 START_TIMEOUT_S = 10.0
 
@@ -50,3 +54,25 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Stoppable)
+
+
+@contextlib.contextmanager
+def running(start: Callable[[], S], unavailable: type[Exception]) -> Iterator[S]:
+    """The server ``start()`` returns, stopped on exit. One that cannot start (not installed,
+    would not listen) fails the test with the reason: these servers are part of the suite,
+    so their absence is a failure, never a skip."""
+    try:
+        server = start()
+    except unavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

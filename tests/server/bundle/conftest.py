@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import processes
 import pytest
 from bundle_support import Keys, make_keys
 from conftest_nginx import NginxServer, NginxUnavailable
@@ -18,19 +19,15 @@ def keys(tmp_path: Path) -> Keys:
 
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[NginxServer]:
-    try:
-        server = NginxServer.start(tmp_path / "nginx", tmp_path / "www")
-    except NginxUnavailable as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop()
+    with processes.running(
+        lambda: NginxServer.start(tmp_path / "nginx", tmp_path / "www"), NginxUnavailable
+    ) as server:
+        yield server
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[RegistryServer]:
-    try:
-        server = RegistryServer.start(tmp_path / "registry")
-    except RegistryUnavailable as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop()
+    with processes.running(
+        lambda: RegistryServer.start(tmp_path / "registry"), RegistryUnavailable
+    ) as server:
+        yield server

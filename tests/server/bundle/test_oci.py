@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import processes
 import pytest
 from bundle_support import (
     Keys,
@@ -100,11 +101,10 @@ async def test_a_pinned_digest_is_what_is_served(
 async def test_credentials_are_sent_to_a_registry_that_wants_them(
     tmp_path: Path, keys: Keys
 ) -> None:
-    try:
-        registry = RegistryServer.start(tmp_path / "registry", user="ci", password="s3cret")
-    except RegistryUnavailable as exc:
-        pytest.fail(str(exc))
-    try:
+    def start() -> RegistryServer:
+        return RegistryServer.start(tmp_path / "registry", user="ci", password="s3cret")
+
+    with processes.running(start, RegistryUnavailable) as registry:
         registry.push(bundle(tmp_path, "v1", keys.key), TAG)
         url = registry.reference(TAG)
         async with serving(tmp_path / "without", url, keys) as (s, _):
@@ -116,8 +116,6 @@ async def test_credentials_are_sent_to_a_registry_that_wants_them(
         async with serving(tmp_path / "with", url, keys, token="ci:s3cret") as (s, _):
             await wait_revision(s, "v1")
             assert await reason(s) == "v1"
-    finally:
-        registry.stop()
 
 
 async def test_a_registry_with_a_token_service_gets_a_pull_token(
@@ -127,14 +125,13 @@ async def test_a_registry_with_a_token_service_gets_a_pull_token(
     server asks the realm for a token for pulling this repository only, with its
     credentials, and pulls with the token; credentials never go to the registry itself."""
     tokens = TokenService(tmp_path / "tokens", "ci", "s3cret")
-    try:
-        registry = RegistryServer.start(
+
+    def start() -> RegistryServer:
+        return RegistryServer.start(
             tmp_path / "registry", user="ci", password="s3cret", tokens=tokens
         )
-    except RegistryUnavailable as exc:
-        tokens.stop()
-        pytest.fail(str(exc))
-    try:
+
+    with contextlib.closing(tokens), processes.running(start, RegistryUnavailable) as registry:
         registry.push(bundle(tmp_path, "v1", keys.key), TAG)
         url = registry.reference(TAG)
         pushed = len(tokens.seen)
@@ -154,9 +151,6 @@ async def test_a_registry_with_a_token_service_gets_a_pull_token(
         ours = tokens.seen[pushed:]
         assert {scope for scope, _ in ours} == {f"repository:{REPO}:pull"}
         assert any(auth.startswith("Basic ") for _, auth in ours)
-    finally:
-        registry.stop()
-        tokens.stop()
 
 
 @pytest.mark.parametrize(
