@@ -178,16 +178,19 @@ async def get(
     stream: bool = False,
 ) -> httpx.Response:
     """GET with the registry's authentication; a 401 is answered once, then retried."""
-    for attempt in range(2):
+
+    async def send() -> httpx.Response:
         request = client.build_request("GET", url, headers={**headers, **auth.headers()})
-        resp = await client.send(request, stream=stream)
-        if resp.status_code != 401 or attempt:
-            return resp
-        challenge = resp.headers.get("www-authenticate", "")
-        await resp.aclose()
-        if not challenge or not await auth.answer(client, challenge):
-            return resp
-    raise AssertionError("unreachable")
+        return await client.send(request, stream=stream)
+
+    resp = await send()
+    if resp.status_code != 401:
+        return resp
+    challenge = resp.headers.get("www-authenticate", "")
+    await resp.aclose()
+    if not challenge or not await auth.answer(client, challenge):
+        return resp
+    return await send()
 
 
 async def resolve(

@@ -62,17 +62,33 @@ def test_serve_refuses_a_bad_reference_with_the_reason() -> None:
         from_namespace(ns)
 
 
-async def test_credentials_for_a_tls_registry_never_go_to_a_plain_http_realm() -> None:
-    """The token realm is the registry's to name; pointing it at http:// must not make the
-    server send its Basic credentials in the clear (nothing is sent at all: the client has
-    no route anywhere)."""
-    auth = RegistryAuth(parse_reference("oci://r.example/rules:prod"), "ci:s3cret")
+def _no_requests(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"a request was sent to {request.url}")
 
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise AssertionError(f"a request was sent to {request.url}")
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
-        challenge = 'Bearer realm="http://evil.example/token",service="r"'
-        with pytest.raises(OciError, match="token service is plain http"):
-            await auth.answer(client, challenge)
-    assert auth.headers() == {}
+@pytest.mark.parametrize(
+    ("challenge", "error"),
+    [
+        # The realm is the registry's to name: never the credentials in the clear...
+        ('Bearer realm="http://evil.example/token",service="r"', "token service is plain http"),
+        # ...nor anything but an http(s) URL (a file, the instance metadata by other means).
+        ('Bearer realm="file:///etc/passwd"', ""),
+        ('Bearer realm="gopher://10.0.0.1/"', ""),
+        ("Bearer", ""),
+        ('Negotiate realm="x"', "'negotiate' authentication, which is not supported"),
+        ("Basic realm=x", ""),  # a token credential is no Basic credential
+    ],
+)
+async def test_a_challenge_the_server_will_not_answer(challenge: str, error: str) -> None:
+    """Nothing is sent anywhere for these challenges (the client has no route at all):
+    either an error says why, or there is nothing to offer and the 401 stands."""
+    creds = "ci:s3cret" if "plain http" in error else "a-token"
+    auth = RegistryAuth(parse_reference("oci://r.example/rules:prod"), creds)
+    before = auth.headers()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(_no_requests)) as client:
+        if error:
+            with pytest.raises(OciError, match=error):
+                await auth.answer(client, challenge)
+        else:
+            assert await auth.answer(client, challenge) is False
+    assert auth.headers() == before
