@@ -21,8 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, ResponseError
 
 from dsl.aggregates import AggKind
 
@@ -33,7 +32,7 @@ from .keys import KeyHasher, claim_key, tag_of
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
 from .plan import Plan
 from .script import LUA, SHA1
-from .scripted import ScriptedBackend
+from .scripted import Call, ScriptedBackend, fail, settle
 
 _KIND_CODE = {
     AggKind.COUNT: "c",
@@ -47,7 +46,6 @@ _T = TypeVar("_T")
 # Batches out at once. While they are, calls queue and leave together when one returns:
 # under load a batch carries what arrived during a round trip, at no cost when idle.
 _MAX_IN_FLIGHT = 1
-_Call = tuple[bytes, "asyncio.Future[object]"]
 
 
 ClaimArgs = tuple[str, str, str, str]
@@ -143,7 +141,7 @@ class RedisBackend(ScriptedBackend):
         )
         # Pre-encoded once: redis-py would encode the command name and SHA on every call.
         self._evalsha = b"$7\r\nEVALSHA\r\n$40\r\n" + SHA1.encode("ascii") + b"\r\n"
-        self._queue: list[_Call] = []
+        self._queue: list[Call] = []
         self._batches: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._flush_due = False
@@ -192,7 +190,7 @@ class RedisBackend(ScriptedBackend):
             self._flush_due = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _send(self, batch: list[_Call]) -> None:
+    async def _send(self, batch: list[Call]) -> None:
         try:
             # The batch's own limit: callers give up at ``timeout_s`` whatever happens
             # here, and this frees the connection (a cut read disconnects it) instead
@@ -207,15 +205,11 @@ class RedisBackend(ScriptedBackend):
                     for i, reply in zip(missing, again, strict=True):
                         replies[i] = reply
         except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(_copy(exc))
+            fail(batch, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if not future.done():
-                future.set_result(reply)
+        settle(batch, replies)
 
     async def _pipeline(self, commands: list[bytes]) -> list[object]:
         """Send packed commands in one write and read their replies in order (an error
@@ -242,15 +236,3 @@ class RedisBackend(ScriptedBackend):
             finally:
                 await pool.release(conn)
         raise AssertionError("unreachable")
-
-
-def _copy(exc: BaseException) -> BaseException:
-    """A fresh instance per waiting caller: one exception object raised in several tasks
-    would collect all their tracebacks."""
-    if isinstance(exc, asyncio.CancelledError):
-        return asyncio.CancelledError()
-    if isinstance(exc, TimeoutError | RedisTimeoutError):
-        return TimeoutError()
-    if isinstance(exc, RedisError | OSError):
-        return RedisConnectionError(f"{type(exc).__name__}: {exc}")
-    return RedisError(f"{type(exc).__name__}: {exc}")

@@ -39,9 +39,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .plan import Plan
-from .redis_backend import _copy
 from .script import LUA, SHA1
-from .scripted import ScriptedBackend
+from .scripted import Call, ScriptedBackend, fail, settle
 
 _T = TypeVar("_T")
 _REDIRECTS = 5  # per slot part and call: a slot moves at most once or twice meanwhile
@@ -107,7 +106,7 @@ class _NodeQueue:
 
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
-        self.calls: list[tuple[bytes, asyncio.Future[object]]] = []
+        self.calls: list[Call] = []
         self.flush_due = False
         self.in_flight = False
 
@@ -267,23 +266,17 @@ class RedisClusterBackend(ScriptedBackend):
             queue.flush_due = True
             asyncio.get_running_loop().call_soon(self._flush, queue)
 
-    async def _send(
-        self, node: ClusterNode, batch: list[tuple[bytes, asyncio.Future[object]]]
-    ) -> None:
+    async def _send(self, node: ClusterNode, batch: list[Call]) -> None:
         try:
             # The batch's own limit: its callers give up at timeout_s whatever happens.
             async with asyncio.timeout(self._timeout_s):
                 replies = await self._on_node(node, [command for command, _ in batch])
         except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(_copy(exc))
+            fail(batch, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if not future.done():
-                future.set_result(reply)
+        settle(batch, replies)
 
     def _node(self, host: str, port: int) -> ClusterNode:
         manager = self._client.nodes_manager

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,6 +25,35 @@ from .keys import KeyHasher
 from .plan import Plan, Planner
 
 _T = TypeVar("_T")
+
+# A script call waiting in a batch: its packed command and the caller's future.
+Call = tuple[bytes, "asyncio.Future[object]"]
+
+
+def settle(batch: Sequence[Call], replies: Sequence[object]) -> None:
+    """Hand each waiting caller its reply (one that gave up is skipped)."""
+    for (_, future), reply in zip(batch, replies, strict=True):
+        if not future.done():
+            future.set_result(reply)
+
+
+def fail(batch: Sequence[Call], exc: BaseException) -> None:
+    """Fail every waiting caller of a batch that could not be sent or read."""
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(_copy(exc))
+
+
+def _copy(exc: BaseException) -> BaseException:
+    """A fresh instance per waiting caller: one exception object raised in several tasks
+    would collect all their tracebacks."""
+    if isinstance(exc, asyncio.CancelledError):
+        return asyncio.CancelledError()
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return TimeoutError()
+    if isinstance(exc, RedisError | OSError):
+        return RedisConnectionError(f"{type(exc).__name__}: {exc}")
+    return RedisError(f"{type(exc).__name__}: {exc}")
 
 
 class ScriptedBackend:
