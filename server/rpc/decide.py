@@ -264,6 +264,13 @@ def to_response(
         resp.failed_rules.extend(d.failed_rules)
     if explain:
         resp.decided_by = d.decided_by
+    if explain and outcome.values_read:
+        add_value = resp.aggregates.add
+        for agg_id, value in outcome.values_read:
+            if value is None:
+                add_value(id=agg_id, known=False)
+            else:
+                add_value(id=agg_id, value=value, known=True)
     if explain and d.trace:
         add_line = resp.explanation.add
         for tr in d.trace:

@@ -226,3 +226,20 @@ async def test_fail_closed_is_unavailable_and_fail_open_is_degraded(rules_copy: 
         resp = await srv.decisions.Evaluate(request("+8613800138000"), timeout=5)
         assert resp.degraded is True
         assert resp.action != pb.ACTION_UNSPECIFIED
+
+
+async def test_explain_lists_every_aggregate_with_its_value(multi: Running) -> None:
+    """explain=true answers the value of each aggregate the policy read, in policy order;
+    without explain the list stays empty (it costs a message field per aggregate)."""
+    number = "+8613800000123"
+    sms = {"scene": "sms_code", "app_id": "shop"}
+    for _ in range(2):
+        await multi.decisions.Evaluate(request(number, event=sms), timeout=5)
+    plain = await multi.decisions.Evaluate(request(number, event=sms), timeout=5)
+    assert list(plain.aggregates) == []
+    resp = await multi.decisions.Evaluate(request(number, event=sms, explain=True), timeout=5)
+    values = {a.id: (a.value, a.known) for a in resp.aggregates}
+    assert values["codes_today"] == (4, True)
+    assert values["code_apps_today"] == (1, True)
+    assert values["segment_run_today"] == (0, True)  # not a registration, never seen
+    assert "privacy_hits_1h@1h" in values  # sustained() windows are listed by id
