@@ -53,6 +53,8 @@ class TenantRegistry:
     slots: dict[str, TenantSlot] = field(default_factory=dict)
     # Called with each outcome (metrics, logs); must not raise.
     listeners: list[Callable[[ReloadOutcome], None]] = field(default_factory=list)
+    # What "today" is for list rows' expiry dates (tests move it).
+    clock: Callable[[], float] = time.time
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, name: str) -> TenantBundle | None:
@@ -74,6 +76,16 @@ class TenantRegistry:
             for p in self.root.iterdir()
             if is_tenant_dir(p) and TENANT_NAME.fullmatch(p.name)
         )
+
+    def refresh_due(self, now: float) -> list[str]:
+        """Tenants whose bundle holds a list row that has expired since it was built."""
+        return [
+            name
+            for name, slot in self.slots.items()
+            if slot.bundle is not None
+            and slot.bundle.refresh_at is not None
+            and slot.bundle.refresh_at <= now
+        ]
 
     def load_sync(self, names: Iterable[str] | None = None) -> list[ReloadOutcome]:
         """Build and swap in one go; for start-up and the CLI, where nothing else runs."""
@@ -103,7 +115,7 @@ class TenantRegistry:
 
     def _build_one(self, name: str) -> TenantBundle | str:
         try:
-            return load_bundle(self.root, name, self.parser, self.compiler)
+            return load_bundle(self.root, name, self.parser, self.compiler, now=self.clock())
         except BundleError as exc:
             return exc.text()
         except Exception as exc:  # a loader bug must not take the old policy down with it
