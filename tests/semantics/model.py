@@ -381,7 +381,10 @@ class Model:
         ident = identity(agg, tz)
         stored = st.stored.get((ident, key), Stored())
         if r - stored.written_at > st.reaches()[ident]:
-            stored.forget_beyond(math.inf)  # an idle key may have expired (see the report)
+            # Nobody wrote the key for longer than its reach on the receipt clock: a path
+            # may have let it expire (Redis keys expire on Redis's clock), which only a
+            # back-dated event can notice.
+            stored.forget_beyond(math.inf)
         entries = list(stored.entries)
         fed = fed_item(agg, ev, facts)
         if fed is not None:
@@ -393,6 +396,9 @@ class Model:
             return len(sure), len(inside)
         if agg.kind == "distinct":
             return len({e.item for e in sure}), len({e.item for e in inside})
+        # An event that does not feed still looks its member up. §5 names the digits after
+        # the event's own segment; that is how `per segment` stores members, and for
+        # `per prefix N` the model looks the member up as that key stores it.
         m = fed[1] if fed is not None else member(agg, ev, key)
         return run_length({e.item for e in sure}, m), run_length({e.item for e in inside}, m)
 

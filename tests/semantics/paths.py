@@ -317,7 +317,7 @@ def replay_line(ev: Event, tenant: str, key: str) -> str:
     )
 
 
-DECISIONS = ("--json", "--decisions")
+DECISIONS = ("--decisions",)
 
 
 def replay_has_decisions() -> bool:
@@ -329,9 +329,10 @@ def replay_has_decisions() -> bool:
 
 def replay(root: Path, tenant: str, events: Sequence[Event], work: Path) -> list[Values]:
     """`ringfence replay` over ``events`` (each with ``occurred_at`` set): the values each
-    event was decided with, in the order given. Through ``--decisions FILE`` (JSON lines
-    with each event's ``request_id`` and ``aggregates``) when the CLI has it, else through
-    the replay module's Python API."""
+    event was decided with, in the order given. Through ``--decisions FILE`` when the CLI
+    has it (JSON lines, one per event: its ``request_id``, ``key`` or input ``line``, and
+    ``aggregates`` as ``[{id, value, known}]`` or ``{id: value}``), else through the
+    replay module's Python API."""
     path = work / "events.jsonl"
     keys = [f"e{i}" for i in range(len(events))]
     lines = (replay_line(ev, tenant, k) + "\n" for ev, k in zip(events, keys, strict=True))
@@ -357,7 +358,8 @@ def replay(root: Path, tenant: str, events: Sequence[Event], work: Path) -> list
         by_key = {}
         for line in out.read_text().splitlines():
             d = json.loads(line)
-            by_key[str(d.get("request_id") or d.get("key"))] = _values(d["aggregates"])
+            key = d.get("request_id") or d.get("key") or keys[int(d["line"]) - 1]
+            by_key[str(key)] = _values(d["aggregates"])
         return [by_key[k] for k in keys]
     return _replay_api(root, tenant, path, keys)
 
@@ -484,9 +486,13 @@ def describe(ev: Event) -> str:
 
 
 def mismatches(
-    events: Sequence[Event], model: Sequence[Outcome], product: Sequence[Answer]
+    events: Sequence[Event],
+    model: Sequence[Outcome],
+    product: Sequence[Answer],
+    meaning: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
-    """One line per value where the product is not what the model allows, first first."""
+    """One line per value where the product is not what the model allows, first first;
+    ``meaning[tenant][id]`` says what an id is (its declaration)."""
     assert len(model) == len(product) == len(events)
     out = []
     for i, (ev, want, got) in enumerate(zip(events, model, product, strict=True)):
@@ -502,7 +508,9 @@ def mismatches(
             value = got.values.get(agg_id, "missing")
             if not (isinstance(value, int) and lo <= value <= hi):
                 shown = str(lo) if lo == hi else f"{lo}..{hi}"
-                out.append(f"{where}: {agg_id}: model {shown}, product {value}")
+                said = (meaning or {}).get(ev.tenant, {}).get(agg_id)
+                what = f" [{said}]" if said else ""
+                out.append(f"{where}: {agg_id}{what}: model {shown}, product {value}")
         for agg_id in sorted(set(got.values) - set(want.values)):
             out.append(f"{where}: {agg_id}: not in the model, product {got.values[agg_id]}")
     return out

@@ -177,9 +177,23 @@ class Generated:
     timezone: str
     lists: tuple[frozenset[str], ...]
 
+    def __repr__(self) -> str:
+        lists = ", ".join(f"{t}: {sorted(n)}" for t, n in zip(TENANTS, self.lists, strict=True))
+        return f"Generated(vip lists {{{lists}}}, policy:\n{self.text()})"
+
     def value_ids(self) -> list[str]:
         ids = [value_id(d.agg, o) for d in self.decls for o in d.agg.offsets]
         return ids + [f"age(per {k})" for k in self.ages]
+
+    def meaning(self) -> dict[str, str]:
+        """What each value id reads, for failure messages."""
+        out = {}
+        for d in self.decls:
+            decl = d.text().removeprefix("aggregate ")
+            for o in d.agg.offsets:
+                back = f", read {format_duration(o)} back" if o else ""
+                out[value_id(d.agg, o)] = f"{decl}{back}"
+        return out
 
     def probe(self, index: int) -> str:
         """The expression that reads value id number ``index``."""

@@ -31,7 +31,8 @@ def modelled(gen: Generated, stream: Sequence[Event]) -> list[Outcome]:
 def run_live(live: Live, gen: Generated, stream: Sequence[Event], via: Path_) -> list[Answer]:
     prefix = install(live.server, live.ws, {t: gen.files(t) for t in TENANTS})
     got = via(live.server, stream, prefix)
-    found = mismatches(stream, modelled(gen, stream), got)
+    meaning = {t: gen.meaning() for t in TENANTS}
+    found = mismatches(stream, modelled(gen, stream), got, meaning)
     assert not found, report(f"{via.__name__} on {live.state.split(':')[0]}", found, gen.text())
     return got
 
@@ -114,7 +115,7 @@ def test_replay(tmp_path: Path, gen: Generated, stream: tuple[Event, ...]) -> No
     for i in order:
         want[i] = model.decide(events[i])
     got = [Answer(values=v) for v in paths.replay(ws.root, "a", events, work)]
-    found = mismatches(events, want, got)
+    found = mismatches(events, want, got, {"a": gen.meaning()})
     assert not found, report("replay", found, gen.text())
 
 
@@ -141,7 +142,7 @@ def test_eval_and_rule_tests_assume_the_first_event(
         cases += paths.rule_test_case(ev, f"event {i}", fired)
     ws.write("a", {**gen.files("a"), "tests/cases.toml": cases})
     got = [Answer(values=paths.eval_values(ws.root, "a", ev)) for ev in events]
-    found = mismatches(events, want, got)
+    found = mismatches(events, want, got, {"a": gen.meaning()})
     assert not found, report("ringfence eval", found, gen.text())
     passed, text = paths.rule_tests(ws.root, "a")
     first = next((line.strip() for line in text.splitlines() if "expected" in line), text[:200])

@@ -107,7 +107,8 @@ def test_the_model_reads_the_sign_up_as_an_analyst_does() -> None:
 @pytest.mark.parametrize("name", ["memory", *SHARED])
 def test_filters_count_apart(request: pytest.FixtureRequest, name: str) -> None:
     answers = decide(backend(request, name), FILTERED, SIGN_UP)
-    assert dict(answers[-1].values) == AFTER_SIGN_UP
+    got = dict(answers[-1].values)
+    assert got == AFTER_SIGN_UP, f"a register, three codes and a login read {got}"
     assert action(answers[-1]) == "ACTION_REVIEW"
 
 
@@ -115,8 +116,8 @@ def test_filters_count_apart_in_replay(tmp_path: Path) -> None:
     ws = paths.Workspace(tmp_path / "rules")
     ws.write("a", {"policy.rf": FILTERED})
     stamped = [replace(ev, occurred_at=ev.received_at) for ev in SIGN_UP]
-    values = paths.replay(ws.root, "a", stamped, tmp_path)
-    assert dict(values[-1]) == AFTER_SIGN_UP
+    got = dict(paths.replay(ws.root, "a", stamped, tmp_path)[-1])
+    assert got == AFTER_SIGN_UP, f"a register, three codes and a login read {got}"
 
 
 # 2. sustained() keeps its history across a restart (shared state) -------------------
@@ -183,12 +184,17 @@ def test_a_five_year_old_stamp_is_refused_and_ages_nothing(
     prefix = install(live.server, live.ws, {"a": {"policy.rf": AGE}})
     live.server.clock.now = T0
     old = event(T0, "login", occurred_at=T0 - 5 * 365 * 86_400)
-    with pytest.raises(grpc.RpcError) as refused:
+    try:
         live.server.decisions.Evaluate(to_request(old, prefix), timeout=paths.GUARD_S)
-    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert bad_fields(refused.value) == ["event.occurred_at"]
+        code, fields = grpc.StatusCode.OK, []
+    except grpc.RpcError as exc:
+        code, fields = exc.code(), bad_fields(exc)
     later = paths.unary(live.server, [event(T0 + 5, "login"), event(T0 + 65, "login")], prefix)
-    assert [a.values["age(per number)"] for a in later] == [0, 60]
+    ages = [a.values["age(per number)"] for a in later]
+    said = f"a stamp five years old: {code.name} {fields}; ages after it {ages}"
+    assert code is grpc.StatusCode.INVALID_ARGUMENT, said
+    assert fields == ["event.occurred_at"], said
+    assert ages == [0, 60], said
     assert [action(a) for a in later] == ["ACTION_REVIEW"] * 2
 
 
@@ -202,8 +208,8 @@ def test_a_back_dated_first_sighting_is_new(request: pytest.FixtureRequest, name
         event(T0 + 10, "login", occurred_at=T0 - 22 * 3_600),
         event(T0 + 20, "login"),
     ]
-    answers = decide(live, AGE, events)
-    assert [a.values["age(per number)"] for a in answers] == [0, 10, 20]
+    ages = [decided.values["age(per number)"] for decided in decide(live, AGE, events)]
+    assert ages == [0, 10, 20], f"a first sighting stamped 23 h back, then 10 s and 20 s: {ages}"
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -214,8 +220,8 @@ def test_the_lateness_bound_is_exact(request: pytest.FixtureRequest, name: str) 
         event(T0, "login", occurred_at=T0 - LATENESS_S),
         event(T0 + 1, "login", occurred_at=T0 + 1 - LATENESS_S - 0.25),
     ]
-    answers = decide(live, AGE, events)
-    assert [a.code for a in answers] == [grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT]
+    codes = [a.code.name for a in decide(live, AGE, events)]
+    assert codes == ["OK", "INVALID_ARGUMENT"], f"1d old, then 1d and a quarter second: {codes}"
 
 
 # 4. A first sighting is 0 s old on every path -----------------------------------------
@@ -247,7 +253,8 @@ def test_a_first_sighting_is_0s_old_in_eval(tmp_path: Path) -> None:
     ws = paths.Workspace(tmp_path / "rules")
     ws.write("a", {"policy.rf": FIRST})
     ev = event(T0, "login", device_id="d1", occurred_at=float(int(T0)))
-    assert dict(paths.eval_values(ws.root, "a", ev)) == {"age(per number)": 0, "age(per device)": 0}
+    shown = dict(paths.eval_values(ws.root, "a", ev))
+    assert shown == {"age(per number)": 0, "age(per device)": 0}, f"eval shows {shown}"
     assert assumed(Policy(aggregates=(), ages=("number", "device")), ev).values == {
         "age(per number)": (0, 0),
         "age(per device)": (0, 0),
@@ -299,5 +306,5 @@ def test_window_edges(
     model = Model()
     model.load("a", Policy(aggregates=(hits,)))
     assert [model.decide(ev).values["hits"] for ev in events][-1] == (1 + counted,) * 2
-    answers = decide(backend(request, name), policy, events)
-    assert answers[-1].values == {"hits": 1 + counted}
+    got = decide(backend(request, name), policy, events)[-1].values["hits"]
+    assert got == 1 + counted, f"over {text}, {age:g} s old, probe {phase:g} s into its bucket"

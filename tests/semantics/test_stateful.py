@@ -61,7 +61,8 @@ class Traffic(RuleBasedStateMachine):
         want = [self.model.decide(ev) for ev in events]
         got = paths.unary(self.live.server, events, self.prefix)
         self.history.append(what)
-        found = mismatches(events, want, got)
+        meaning = {t: self.gens[t].meaning() for t in TENANTS}
+        found = mismatches(events, want, got, meaning)
         texts = "\n".join(f"--- {t} ---\n{g.text()}" for t, g in self.gens.items())
         steps = "; ".join(self.history)
         assert not found, report(f"after {steps}", found, texts)
