@@ -18,7 +18,8 @@ from semantics.policies import Generated, policies
 
 from server.phone import PhoneParser, SegmentTable
 
-Path_ = Callable[[ServerThread, Sequence[Event], str], list[Answer]]
+# A live path: (server, events, tenant prefix) -> what it answered for each event.
+Via = Callable[[ServerThread, Sequence[Event], str], list[Answer]]
 
 
 def modelled(gen: Generated, stream: Sequence[Event]) -> list[Outcome]:
@@ -28,7 +29,7 @@ def modelled(gen: Generated, stream: Sequence[Event]) -> list[Outcome]:
     return [model.decide(ev) for ev in stream]
 
 
-def run_live(live: Live, gen: Generated, stream: Sequence[Event], via: Path_) -> list[Answer]:
+def run_live(live: Live, gen: Generated, stream: Sequence[Event], via: Via) -> list[Answer]:
     prefix = install(live.server, live.ws, {t: gen.files(t) for t in TENANTS})
     got = via(live.server, stream, prefix)
     meaning = {t: gen.meaning() for t in TENANTS}
