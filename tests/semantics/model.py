@@ -163,7 +163,7 @@ def key_part(kind: str, arg: str, ev: Event, lists: frozenset[str]) -> str:
     if kind == "number":
         return p.e164
     if kind == "list":
-        return arg if arg in lists else ""
+        return arg  # every event has the list's name; only those on it feed (fed_item)
     if kind == "segment":
         return p.segment
     if kind == "prefix":
@@ -222,6 +222,8 @@ def fed_item(agg: Aggregate, ev: Event, facts: Facts) -> tuple[tuple[str, ...], 
     key = concrete_key(agg, ev, facts.lists)
     if key is None:
         return None
+    if any(kind == "list" and arg not in facts.lists for kind, arg in agg.keys):
+        return None  # §2: a list key feeds only for numbers on the list
     item = ""
     if agg.kind == "distinct":
         item = field_value(agg.field, ev)
