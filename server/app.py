@@ -52,6 +52,8 @@ def _server_options(config: ServeConfig) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.so_reuseport", 0),
+        # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: one connection cannot hold every slot.
+        ("grpc.max_concurrent_streams", config.max_streams_per_connection),
     ]
     if config.max_connection_age_s > 0:
         # GOAWAY after this age: clients reconnect and their balancer (or the Service's
@@ -121,7 +123,12 @@ class RingfenceServer:
         # loads what they hand back (server/bundle/worker.py).
         self.compiler = CompilePool(cfg.compile_budget)
         self.registry = TenantRegistry(
-            rules, parser, compiler=self.compiler, build_threads=cfg.compile_budget.workers
+            rules,
+            parser,
+            compiler=self.compiler,
+            build_threads=cfg.compile_budget.workers,
+            # A tenant.toml naming a backend the operator did not offer it never loads.
+            admit=cfg.state_backends.admission_error,
         )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:
@@ -146,8 +153,7 @@ class RingfenceServer:
 
         if self.backend is None:
             self.backend = factory(cfg.state)
-        self.backends = BackendPool(self.backend, factory, cfg.state_secrets_dir)
-        self.registry.listeners.append(self._open_tenant_backend)
+        self.backends = BackendPool(self.backend, factory, cfg.state_backends)
         if self.bundle_source is not None:
             register_metrics(
                 self.telemetry.meter_provider.get_meter("ringfence"), self.bundle_source.status
@@ -198,6 +204,11 @@ class RingfenceServer:
                     "tenant has no tokens: anyone who can reach the port may use it",
                     extra={"tenant": slot.name},
                 )
+        for name in cfg.state_backends.unused():
+            log.warning(
+                "state backend is offered to no tenant (--state-backend-tenants NAME=TENANT)",
+                extra={"backend": name},
+            )
         if not cfg.admin_token_hashes:
             log.warning(
                 "PolicyService has no admin token: anyone who can reach the port may read "
@@ -216,11 +227,17 @@ class RingfenceServer:
         interceptors: list[Any] = list(self.interceptors)
         if self.telemetry.tracer is not None:
             interceptors.append(TracingInterceptor(self.telemetry.tracer))
-        server = grpc.aio.server(interceptors=interceptors, options=_server_options(self.config))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=_server_options(self.config),
+            # Past this many calls in flight, new ones are refused RESOURCE_EXHAUSTED at
+            # once: idle streams cannot pile up without bound.
+            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+        )
         add_service(
             server,
             decision_pb2.DESCRIPTOR.services_by_name["DecisionService"],
-            DecisionService(decider),
+            DecisionService(decider, stream_idle_timeout_s=self.config.stream_idle_timeout_s),
         )
         bundle_status = self.bundle_source.status if self.bundle_source is not None else None
         add_service(
@@ -248,20 +265,6 @@ class RingfenceServer:
 
     async def _activate_bundle(self, directory: Path) -> list[ReloadOutcome]:
         return await self.registry.reload(root=directory)
-
-    def _open_tenant_backend(self, outcome: ReloadOutcome) -> None:
-        """Open a tenant's own state backend when its policy loads, so a missing or bad
-        state secret is reported now rather than on its first request."""
-        bundle = self.registry.get(outcome.tenant) if outcome.ok else None
-        if bundle is None or not bundle.config.state or self.backends is None:
-            return
-        try:
-            self.backends.for_url(bundle.config.state)
-        except Exception as exc:
-            log.error(
-                "tenant state backend cannot be opened; its fail_mode will apply",
-                extra={"tenant": outcome.tenant, "error": str(exc)},
-            )
 
     def _schedule_health_update(self, _outcome: object) -> None:
         task = asyncio.ensure_future(self._update_health())
