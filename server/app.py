@@ -98,6 +98,7 @@ class RingfenceServer:
     compiler: CompilePool = field(init=False)
     reloader: Reloader | None = field(init=False, default=None)
     health: HealthServicer = field(init=False)
+    decision_service: DecisionService = field(init=False)
     telemetry: Telemetry = field(init=False)
     decision_log: DecisionLog | None = field(init=False, default=None)
     _server: grpc.aio.Server | None = field(init=False, default=None)
@@ -234,10 +235,13 @@ class RingfenceServer:
             # once: idle streams cannot pile up without bound.
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
+        self.decision_service = DecisionService(
+            decider, stream_idle_timeout_s=self.config.stream_idle_timeout_s
+        )
         add_service(
             server,
             decision_pb2.DESCRIPTOR.services_by_name["DecisionService"],
-            DecisionService(decider, stream_idle_timeout_s=self.config.stream_idle_timeout_s),
+            self.decision_service,
         )
         bundle_status = self.bundle_source.status if self.bundle_source is not None else None
         add_service(
@@ -320,6 +324,8 @@ class RingfenceServer:
         tel.add_gauge("ringfence_policy_compile_out_of_memory", lambda: compiles.out_of_memory)
         tel.add_gauge("ringfence_policy_checks_refused", lambda: compiles.refused)
         tel.add_gauge("ringfence_state_replays", lambda: stats.replays)  # retried request ids
+        # The service is made after the gauges; the gauge reads it when scraped.
+        tel.add_gauge("ringfence_streams_open", lambda: self.decision_service.open_streams)
         if self.decision_log is not None:
             dl = self.decision_log
             tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())

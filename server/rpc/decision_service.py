@@ -26,6 +26,7 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         self.decider = decider
         # 0: a stream may wait for its next message for ever.
         self.stream_idle_timeout_s = stream_idle_timeout_s
+        self.open_streams = 0  # authenticated streams running now (a gauge)
 
     async def Evaluate(
         self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -77,6 +78,19 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
             authorize_stream(token, (s.bundle.config for s in slots if s.bundle is not None))
         except RequestError as exc:
             await context.abort(exc.code, exc.message, exc.trailing_metadata())
+        self.open_streams += 1
+        try:
+            async for response in self._stream(request_iterator, context, token):
+                yield response
+        finally:
+            self.open_streams -= 1
+
+    async def _stream(
+        self,
+        request_iterator: AsyncIterator[pb.EvaluateRequest | Undecodable],
+        context: grpc.aio.ServicerContext[Any, Any],
+        token: str | None,
+    ) -> AsyncIterator[pb.EvaluateResponse]:
         idle = self.stream_idle_timeout_s
         items = aiter(request_iterator)
         while True:
