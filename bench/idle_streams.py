@@ -115,7 +115,7 @@ async def flood(
     for c in calls:
         c.cancel()
     for ch in channels:
-        await ch.close()
+        await ch.close(None)
     return Result(name, before, measured)
 
 
