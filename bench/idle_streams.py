@@ -138,13 +138,25 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=4000, help="streams per wave")
     ap.add_argument("--waves", type=int, default=2, help="waves, each held open")
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument(
+        "--plain",
+        action="store_true",
+        help="servers without limit flags (tokens required, then an open tenant): for a "
+        "tree without them (PYTHONPATH pointing at an export of it)",
+    )
     ns = ap.parse_args()
     shape = (ns.streams, ns.connections, ns.waves)
-    results = [
-        run("unbounded", *shape, tokens=False, args=UNBOUNDED),
-        run("tokens", *shape, tokens=True, args=()),
-        run("open-tenant", *shape, tokens=False, args=()),
-    ]
+    if ns.plain:
+        results = [
+            run("plain-tokens", *shape, tokens=True, args=()),
+            run("plain-open", *shape, tokens=False, args=()),
+        ]
+    else:
+        results = [
+            run("unbounded", *shape, tokens=False, args=UNBOUNDED),
+            run("tokens", *shape, tokens=True, args=()),
+            run("open-tenant", *shape, tokens=False, args=()),
+        ]
     print(
         f"# idle_streams.py: {ns.waves} waves of {ns.streams} idle streams with no token, "
         f"over {ns.connections} connections ({machine()})"
@@ -157,7 +169,7 @@ def main() -> int:
             print(
                 f"wave {w + 1} {r.name:12}: RSS {r.rss_before / MIB:6.1f} -> "
                 f"{wave.rss / MIB:6.1f} MiB (+{r.growth(w) / MIB:5.1f} MiB = "
-                f"{r.growth(w) / base:4.2f}x unbounded); {wave.held} streams held; "
+                f"{r.growth(w) / base:4.2f}x {results[0].name}); {wave.held} streams held; "
                 f"ended: {ended}"
             )
     return 0
