@@ -92,13 +92,16 @@ async def load(
 
 
 @contextlib.contextmanager
-def child(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Iterator[int]:
+def child(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[int]:
     """Run a server that logs a JSON line {"msg": "listening", "port": N}; yield the port."""
     proc = subprocess.Popen(
         list(argv),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     assert proc.stderr is not None
     try:

@@ -21,22 +21,48 @@ from contextlib import contextmanager
 
 from redis.asyncio import Redis
 
-from dsl.aggregates import AggKind, AggregateRef, AggregateSpec, KeyKind, Window
+from dsl.aggregates import (
+    AggKind,
+    AggregateRef,
+    AggregateSpec,
+    KeyKind,
+    Window,
+    calendar_day,
+    sliding,
+)
 from server.state import RedisBackend, StateBackend, open_backend
 
 HASH_KEY = b"bench-hash-key"
 T0 = 1_767_225_600.0
 
 SPECS = (
-    AggregateSpec("codes_1h", AggKind.COUNT, KeyKind.NUMBER, Window(3600)),
-    AggregateSpec("codes_1h_ago", AggKind.COUNT, KeyKind.NUMBER, Window(3600, 3600)),
     AggregateSpec(
-        "codes_today", AggKind.COUNT, KeyKind.NUMBER, Window(86_400, 0, True, "Asia/Shanghai")
+        id="codes_1h", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=3600)
     ),
-    AggregateSpec("apps_1d", AggKind.DISTINCT, KeyKind.NUMBER, Window(86_400), field="app_id"),
-    AggregateSpec("segment_1h", AggKind.COUNT, KeyKind.SEGMENT, Window(3600)),
     AggregateSpec(
-        "run_today", AggKind.RUN, KeyKind.SEGMENT, Window(86_400, 0, True, "Asia/Shanghai")
+        id="codes_1h_ago", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=sliding(3600, 3600)
+    ),
+    AggregateSpec(
+        id="codes_today",
+        kind=AggKind.COUNT,
+        key=KeyKind.NUMBER,
+        window=calendar_day("Asia/Shanghai", 0),
+    ),
+    AggregateSpec(
+        id="apps_1d",
+        kind=AggKind.DISTINCT,
+        key=KeyKind.NUMBER,
+        window=Window(size_s=86_400),
+        field="app_id",
+    ),
+    AggregateSpec(
+        id="segment_1h", kind=AggKind.COUNT, key=KeyKind.SEGMENT, window=Window(size_s=3600)
+    ),
+    AggregateSpec(
+        id="run_today",
+        kind=AggKind.RUN,
+        key=KeyKind.SEGMENT,
+        window=calendar_day("Asia/Shanghai", 0),
     ),
 )
 

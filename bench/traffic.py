@@ -95,6 +95,15 @@ def consecutive_batch(day: datetime, rnd: random.Random) -> Iterator[dict[str, A
         yield _event("consecutive_batch", f"+86{base + k}", "register", at, "shop", rnd)
 
 
+def code_farm(day: datetime, rnd: random.Random) -> Iterator[dict[str, Any]]:
+    # Five numbers that only ever receive codes: a dozen each through the day, no login.
+    for n in range(5):
+        phone = f"+86{rnd.choice(ORDINARY)}{rnd.randrange(10**8):08d}"
+        for k in range(12):
+            at = day + timedelta(hours=9 + k, seconds=n * 60 + rnd.randrange(600))
+            yield _event("code_farm", phone, "sms_code", at, rnd.choice(APPS), rnd)
+
+
 def trickle(day: datetime, rnd: random.Random) -> Iterator[dict[str, Any]]:
     # One privacy-list hit an hour from 08:00 to 23:00, well away from the platform's hours.
     listed = [f"+861700000000{d}" for d in "12345"] + [f"+861700000001{d}" for d in "01234"]
@@ -123,6 +132,7 @@ def generate(
         *normal(day, rnd, users),
         *privacy_platform(day, rnd),
         *consecutive_batch(day, rnd),
+        *code_farm(day, rnd),
         *trickle(day, rnd),
     ]
     events.sort(key=lambda e: e["event"]["occurred_at"])

@@ -1,27 +1,32 @@
 """Aggregates over time windows: what a compiled policy reads and what an event feeds.
 
 The policy language never does I/O. A compiled policy *plans*: for given facts it returns
-the :class:`AggregateRef` values to fetch (one round trip) and to record (one more). The
-state backend (server side) answers a fetch with one value per ``ref.id``; an aggregate it
-could not fetch is ``None`` (unknown), never 0.
+the :class:`AggregateRef` values to fetch and record, in one round trip. The state backend
+(server side) answers with one value per ``ref.id``; an aggregate it could not fetch is
+``None`` (unknown), never 0. docs/state.md ("What every value means") is the
+specification of every value.
 
-Values **include the current event** when the event feeds the aggregate (``ref.feeds``):
-a count is the stored count + 1, a distinct count includes ``ref.member``, a run counts the
-current number as present. So ``codes_today > 4`` is true on the fifth code of the day,
-whether or not the request is a ``dry_run``.
+**Identity.** Two aggregates count the same events, and so share storage, exactly when
+their :func:`identity` is equal. The identity is derived from the declared fields of
+:class:`AggregateSpec` and :class:`Window` minus each class's ``IDENTITY_EXCLUDE``, so a
+field added later counts by default; only what provably does not change the meaning
+(the name, the offset a window is read at, the retention derived from the policy) is
+excluded, by name, here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
+from typing import ClassVar, Protocol
 
 
 class AggKind(StrEnum):
     COUNT = "count"  # events in the window
     DISTINCT = "distinct"  # distinct values of a field in the window
     RUN = "run"  # length of the run of consecutive numbers around this one, in the window
-    # Seconds since the key was first seen within the window (0 the first time): age().
+    # Seconds since the key was first seen, on the receipt clock (0 the first time): age().
     FIRST_SEEN = "first_seen"
 
 
@@ -38,43 +43,118 @@ class KeyKind(StrEnum):
     TENANT = "tenant"
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A sliding window of ``size_s`` seconds ending ``offset_s`` seconds ago, or
-    (``calendar_day``) the calendar day in ``timezone`` containing (now - offset_s).
+DAY_S = 86_400
 
-    Offsets express "sustained": the same hourly count 0h, 1h and 2h ago.
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Window:
+    """A sliding window of ``size_s`` seconds, or (``calendar_day``) the calendar day in
+    ``timezone``, read ``offset_s`` seconds back: "sustained" reads the same hourly count
+    0h, 1h and 2h ago.
+
+    Canonical by construction (:func:`sliding` and :func:`calendar_day`): a sliding window
+    has no time zone and a calendar day's size is one day, so equal meaning is equal data.
     """
+
+    IDENTITY_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"offset_s"})
 
     size_s: int
     offset_s: int = 0
     calendar_day: bool = False
-    timezone: str = "UTC"
+    timezone: str = ""
 
     @property
     def span_s(self) -> int:
-        """How far back this window reaches: what a key's TTL must cover."""
+        """How far back this window reaches from the event."""
         return self.size_s + self.offset_s
 
 
-@dataclass(frozen=True, slots=True)
+def sliding(size_s: int, offset_s: int = 0) -> Window:
+    return Window(size_s=size_s, offset_s=offset_s)
+
+
+def calendar_day(timezone: str, offset_s: int = 0) -> Window:
+    return Window(size_s=DAY_S, offset_s=offset_s, calendar_day=True, timezone=timezone)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AggregateSpec:
-    """One aggregate a policy declares. ``id`` is stable and unique within a policy."""
+    """One aggregate window a policy reads: a declaration, an ``ago()`` / ``sustained()``
+    variant of one (``window.offset_s`` > 0, id ``NAME@1h``), or an ``age()`` key.
+
+    ``filter`` is the canonical text of the checked ``where`` expression
+    (:func:`dsl.ir.canonical`), "" for none. ``horizon_s`` is derived by the lowering stage:
+    the largest offset of any window of the policy over this identity, so storage keeps
+    what every one of them reads (docs/state.md §9).
+    """
+
+    IDENTITY_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"id", "horizon_s"})
 
     id: str
     kind: AggKind
     key: KeyKind
-    window: Window
     key_arg: str = ""  # list name for LIST, digit count for PREFIX
-    field: str = ""  # for DISTINCT: "app_id", "device_id", "ip", "scene", "phone", "attr:<k>"
     # Further keys counted together with the first: per (number, app) is NUMBER + ((APP, ""),).
     # A ref's key then joins the values, each prefixed with its length (runtime.join_key),
     # so caller text in one part can never pass for another split.
     more_keys: tuple[tuple[KeyKind, str], ...] = ()
+    field: str = ""  # for DISTINCT: "app_id", "device_id", "ip", "scene", "phone", "attr:<k>"
+    filter: str = ""
+    window: Window
+    horizon_s: int = 0
 
     @property
     def keys(self) -> tuple[tuple[KeyKind, str], ...]:
         return ((self.key, self.key_arg), *self.more_keys)
+
+
+IdentityPart = tuple[str, str | int | bool | tuple[object, ...]]
+
+
+def identity(value: AggregateSpec | Window) -> tuple[IdentityPart, ...]:
+    """``(field name, value)`` for every declared field not in the class's
+    ``IDENTITY_EXCLUDE``, nested dataclasses flattened as ``window.size_s`` and so on.
+    Enums become their values, so the identity is plain data that formats the same
+    everywhere (storage keys, marshal, tests)."""
+    out: list[IdentityPart] = []
+    _identity_into(value, "", out)
+    return tuple(out)
+
+
+def _identity_into(value: object, prefix: str, out: list[IdentityPart]) -> None:
+    exclude: frozenset[str] = getattr(value, "IDENTITY_EXCLUDE", frozenset())
+    for f in dataclasses.fields(value):  # type: ignore[arg-type]
+        if f.name in exclude:
+            continue
+        v = getattr(value, f.name)
+        if dataclasses.is_dataclass(v):
+            _identity_into(v, f"{prefix}{f.name}.", out)
+        else:
+            out.append((prefix + f.name, _plain(v)))
+
+
+def _plain(v: object) -> str | int | bool | tuple[object, ...]:
+    if isinstance(v, Enum):
+        return str(v.value)
+    if isinstance(v, tuple):
+        return tuple(_plain(x) for x in v)
+    assert isinstance(v, str | int | bool), f"identity field of type {type(v).__name__}"
+    return v
+
+
+class RefLike(Protocol):
+    """What a state backend reads of a ref: :class:`AggregateRef`, or anything with its four
+    fields (a replay rebuilds refs a worker process planned, more cheaply than the
+    dataclass)."""
+
+    @property
+    def spec(self) -> AggregateSpec: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def member(self) -> str: ...
+    @property
+    def feeds(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +165,9 @@ class AggregateRef:
     the device id, ``""`` for TENANT); the backend hashes numbers before they reach storage.
     ``member`` is what the event adds: the distinct value for DISTINCT, the number's
     national significant number for RUN, ``""`` for COUNT. ``feeds`` says whether this
-    event is recorded into the aggregate (False e.g. for a LIST aggregate read for a number
-    that is not on the list).
+    event feeds the aggregate's identity (docs/state.md §2): False e.g. for a LIST
+    aggregate read for a number that is not on the list, or an event its filter rejects.
+    Offset windows feed exactly as the aggregate they are read from.
     """
 
     spec: AggregateSpec

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from dsl import ast, ir, schema
-from dsl.aggregates import AggKind, AggregateSpec, KeyKind, Window
+from dsl.aggregates import AggKind, KeyKind, Window, calendar_day, sliding
 from dsl.diagnostics import Diagnostic, Severity, Suggestion
 from dsl.durations import DurationError, format_duration, parse_duration
 from dsl.folding import (
@@ -25,12 +25,12 @@ from dsl.folding import (
     never_true,
 )
 from dsl.ir import Type
+from dsl.lists import LabelUse
+from dsl.lowering import Lowering
 from dsl.options import CompileOptions
 from dsl.patterns import PatternError, compile_pattern, search
 from dsl.suggest import closest
 from dsl.zones import zone
-
-DAY_S = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +112,15 @@ class Checker:
         self.resolving: list[str] = []
         self.timezone = options.default_timezone
         self.uses_local_time = False
-        # aggregate name -> (spec, where) once checked; offset variants by (name, offset)
-        self.aggs: dict[str, ir.CheckedAggregate] = {}
-        self.offsets: dict[tuple[str, int], ir.CheckedAggregate] = {}
+        # Declared aggregates, their ago()/sustained() windows and age() keys.
+        self.aggregates = Lowering(options, self.error, self.warn)
         self.rule_reads: list[str] = []
-        self.reported_aggregate_limit = False
+        self.label_uses: list[LabelUse] = []  # checked against list headers once loaded
         self.combining = ir.Combining()
         self.patterns: dict[str, int] = {}  # regular expression -> index, in first use
         # Named conditions: checked once per context kind (with or without aggregates).
         self.condition_values: dict[tuple[str, bool], ir.Node] = {}
         self.rule_conditions: list[str] = []
-        self.first_seen: list[str] = []  # age() aggregates, made on first use
         self.policy_nodes = 0
         self.suggestions_left = MAX_SUGGESTIONS
         self.reported_node_limit = False
@@ -163,7 +161,7 @@ class Checker:
         return ir.CheckedPolicy(
             tenant=self.tenant,
             timezone=self.timezone,
-            aggregates=self.aggregate_order(),
+            aggregates=self.aggregates.finish(self.in_plan),
             lists=tuple(
                 (n, s.decl.path, s.decl.span.path, s.decl.span.line, s.decl.span.column)
                 for n, s in self.symbols.items()
@@ -173,6 +171,7 @@ class Checker:
             uses_local_time=self.uses_local_time,
             combining=self.combining,
             patterns=tuple(self.patterns),
+            label_uses=tuple(dict.fromkeys(self.label_uses)),
         )
 
     def declare(self) -> None:
@@ -377,11 +376,16 @@ class Checker:
                     d.where.span,
                     f"aggregate '{d.name}' can never be fed: its filter is always false",
                 )
-        if ok and self.too_many_aggregates(d.span):
-            ok = False
         if ok and kind is not None and key is not None and window is not None:
-            spec = AggregateSpec(d.name, kind, key, window, key_arg, field, more_keys)
-            self.aggs[d.name] = ir.CheckedAggregate(spec, where, d.name)
+            self.aggregates.declare(
+                d.name,
+                d.span,
+                kind=kind,
+                keys=((key, key_arg), *more_keys),
+                field=field,
+                where=where,
+                window=window,
+            )
 
     def distinct_field(self, e: ast.Expr) -> str:
         text = _dotted(e)
@@ -479,7 +483,7 @@ class Checker:
             return None
         o = d.over[0]
         if not o.is_duration and o.text == "today":
-            return Window(DAY_S, calendar_day=True, timezone=self.timezone)
+            return calendar_day(self.timezone)
         seconds: int | None = None
         if o.is_duration:
             seconds = self.duration_text(o.text, o.span)
@@ -507,7 +511,7 @@ class Checker:
                 f" {format_duration(self.options.max_window_s)}",
             )
             return None
-        return Window(seconds, timezone=self.timezone)
+        return sliding(seconds)
 
     def duration_text(self, text: str, span: ast.Span) -> int | None:
         try:
@@ -516,54 +520,11 @@ class Checker:
             self.error(span, str(err))
             return None
 
-    def offset_variant(self, name: str, offset: int, span: ast.Span) -> ir.Node:
-        base = self.aggs.get(name)
-        if base is None:
-            return ir.Error()
-        if offset == 0:
-            return ir.AggValue(name)
-        reach = base.spec.window.span_s + offset
-        if reach > self.options.max_window_s:
-            return self.error(
-                span,
-                f"'{name}' {format_duration(offset)} ago reaches back {format_duration(reach)},"
-                f" beyond the maximum {format_duration(self.options.max_window_s)}",
-            )
-        key = (name, offset)
-        if key not in self.offsets and self.too_many_aggregates(span):
-            return ir.Error()
-        if key not in self.offsets:
-            agg_id = f"{name}@{format_duration(offset)}"
-            spec = replace(base.spec, id=agg_id, window=replace(base.spec.window, offset_s=offset))
-            self.offsets[key] = ir.CheckedAggregate(spec, base.where, name)
-        return ir.AggValue(self.offsets[key].spec.id)
-
-    def too_many_aggregates(self, span: ast.Span) -> bool:
-        """Every aggregate window (declared, ago(), sustained()) is state read per decision."""
-        limit = self.options.max_aggregate_reads
-        if len(self.aggs) + len(self.offsets) < limit:
-            return False
-        if not self.reported_aggregate_limit:
-            self.reported_aggregate_limit = True
-            self.error(
-                span,
-                f"too many aggregate windows: a policy reads at most {limit} per decision"
-                " (each ago() and each window of a sustained() counts)",
-            )
-        return True
-
-    def aggregate_order(self) -> tuple[ir.CheckedAggregate, ...]:
-        out: list[ir.CheckedAggregate] = []
-        for name, sym in self.symbols.items():
-            if sym.kind != "aggregate" or name not in self.aggs:
-                continue
-            # A library aggregate no rule reads would only cost writes: leave it out.
-            if sym.library and not sym.used:
-                continue
-            out.append(self.aggs[name])
-            out.extend(v for (n, _), v in sorted(self.offsets.items()) if n == name)
-        out.extend(self.aggs[i] for i in self.first_seen)
-        return tuple(out)
+    def in_plan(self, name: str) -> bool:
+        """Whether a declared aggregate is planned: a library aggregate that no rule reads
+        would only cost writes, so it is left out."""
+        sym = self.symbols[name]
+        return not (sym.library and not sym.used)
 
     def list_names(self) -> list[str]:
         return [n for n, s in self.symbols.items() if s.kind == "list"]
@@ -866,7 +827,7 @@ class Checker:
             return self.error(e.span, f"'{n}' is a list; test membership with 'phone in {n}'")
         if not ctx.aggregates:
             return self.error(e.span, f"a {ctx.what} cannot read aggregates ('{n}')")
-        if n not in self.aggs:
+        if not self.aggregates.has(n):
             return ir.Error()  # its declaration already has an error
         self.rule_reads.append(n)
         return ir.AggValue(n)
@@ -937,6 +898,7 @@ class Checker:
                 if not isinstance(args[0], ir.Lit):
                     return self.error(e.args[0].span, "a label name must be a constant string")
                 assert isinstance(args[0].value, str)
+                self.label_uses.append(LabelUse(e.obj.name, args[0].value, e.args[0].span))
                 return ir.ListLabel(e.obj.name, args[0].value)
             if e.obj.name == "phone":
                 sig = schema.PHONE_METHODS.get(e.name)
@@ -1034,7 +996,7 @@ class Checker:
         if not isinstance(args[0], ir.Lit):
             return self.error(e.args[0].span, "ago() needs a constant duration")
         assert isinstance(args[0].value, int)
-        node = self.offset_variant(name, args[0].value, e.span)
+        node = self.aggregates.variant(name, args[0].value, e.span)
         if isinstance(node, ir.AggValue):
             self.rule_reads.append(node.agg_id)
         return node
@@ -1071,7 +1033,7 @@ class Checker:
             )
         if any("@" in i for i in ids):
             return self.error(e.args[0].span, "sustained() cannot contain ago()")
-        steps = {self.aggs[i].spec.window.size_s for i in ids}
+        steps = {self.aggregates.window(i).size_s for i in ids}
         if len(steps) != 1:
             return self.error(
                 e.args[0].span, "sustained() needs aggregates that share one window size"
@@ -1103,7 +1065,7 @@ class Checker:
         for k in range(1, count):
             mapping: dict[str, ir.Node] = {}
             for i in ids:
-                variant = self.offset_variant(i, k * step, e.span)
+                variant = self.aggregates.variant(i, k * step, e.span)
                 if isinstance(variant, ir.Error):
                     return variant
                 mapping[i] = variant
@@ -1126,16 +1088,10 @@ class Checker:
                 e.args[0].span,
                 "age() is kept per number, device, ip or app, not per " + kind.value,
             )
-        agg_id = f"age(per {kind.value})"
-        if agg_id not in self.aggs:
-            if self.too_many_aggregates(e.span):
-                return ir.Error()
-            window = Window(self.options.max_age_s, timezone=self.timezone)
-            spec = AggregateSpec(agg_id, AggKind.FIRST_SEEN, kind, window, arg)
-            self.aggs[agg_id] = ir.CheckedAggregate(spec, None, agg_id)
-            self.first_seen.append(agg_id)
-        self.rule_reads.append(agg_id)
-        return ir.AggValue(agg_id, Type.DUR)
+        node = self.aggregates.age(kind, arg, e.span)
+        if isinstance(node, ir.AggValue):
+            self.rule_reads.append(node.agg_id)
+        return node
 
     def args(self, e: ast.Method, params: tuple[Type, ...], ctx: _Ctx) -> list[ir.Node] | None:
         if len(e.args) != len(params):

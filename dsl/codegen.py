@@ -20,6 +20,7 @@ walrus temporaries where an aggregate can be unknown. Each rule runs inside its 
 from __future__ import annotations
 
 import ast as py
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -398,19 +399,36 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
     body = _prologue(policy, names, local_time=uses_local)
     gen = _Expr(module, names, "p_")
     refs: list[py.expr] = []
+    # An aggregate and the windows ago() and sustained() read of it are fed by the same
+    # events (docs/state.md §2): key, member and feeding are worked out once per declaration.
+    bound: dict[str, tuple[py.expr, py.expr, py.expr]] = {}
+    uses = Counter(agg.base_id for agg in policy.aggregates)
     for agg in policy.aggregates:
         spec = agg.spec
-        key, key_ok = _plan_key(spec, names)
-        member, member_ok = _plan_member(spec)
-        conds = [c for c in (key_ok, member_ok) if c is not None]
-        if agg.where is not None:
-            conds.append(gen.gen(agg.where))
-        feeds: py.expr = _and(conds) if conds else _const(True)
-        if spec.window.offset_s:
-            feeds = _const(False)  # a window that ended in the past never takes this event
+        found = bound.get(agg.base_id)
+        if found is None:
+            key, key_ok = _plan_key(spec, names)
+            member, member_ok = _plan_member(spec)
+            conds = [c for c in (key_ok, member_ok) if c is not None]
+            if agg.where is not None:
+                conds.append(gen.gen(agg.where))
+            feeds: py.expr = _and(conds) if conds else _const(True)
+            if uses[agg.base_id] > 1:
+                key, member, feeds = (_once(v, gen, body) for v in (key, member, feeds))
+            found = bound[agg.base_id] = (key, member, feeds)
+        key, member, feeds = found
         refs.append(_call("AggregateRef", _load(names.specs[spec.id]), key, member, feeds))
     body.append(py.Return(_tuple(refs)))
     return _function("plan", ("facts", "lists"), body)
+
+
+def _once(value: py.expr, gen: _Expr, body: list[py.stmt]) -> py.expr:
+    """``value`` as a local computed once: a constant or a name as it is."""
+    if isinstance(value, py.Constant | py.Name):
+        return value
+    var = gen.tmp()
+    body.append(_assign(var, value))
+    return _load(var)
 
 
 def _ne_empty(x: py.expr) -> py.expr:
@@ -504,7 +522,7 @@ def _gen_evaluate(
         if value := getattr(combining, word):
             decision.keywords.append(py.keyword(word, _const(value)))
     body.append(py.Return(decision))
-    return _function("evaluate", ("facts", "values", "lists", "trace"), body)
+    return _function("evaluate", ("facts", "values", "lists", "trace", "why"), body)
 
 
 def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names) -> list[py.stmt]:
@@ -541,7 +559,13 @@ def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names) -> list[py.s
         if on_error:
             fire = rule.on_error == "fire"
             on_unknown = rule.action if fire else rule.on_error
-            reason = _reason(rule.reason, gen)
+            # Not the author's reason: it would state values nobody knows (docs/dsl.md).
+            reason = _call(
+                "unknown_reason",
+                _load("why"),
+                _load("values"),
+                _str_tuple(rule.reads),
+            )
             unknown_branch.append(match(on_unknown, reason, scored=fire))
         orelse = [py.If(_is_none(_load("c")), unknown_branch, [])]
     # Whether the rule matched follows from c: true, or unknown with an on_error.

@@ -19,6 +19,7 @@ from dsl.codegen import Generated, generate
 from dsl.decision import Action, Match, RuleTrace
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
 from dsl.ir import CheckedPolicy
+from dsl.lists import LabelUse
 from dsl.options import CompileOptions
 from dsl.parser import parse_module
 from dsl.patterns import Matcher, MatchMemo
@@ -68,6 +69,7 @@ _RUNTIME: dict[str, object] = {
     "decide": runtime.decide,
     "detail": runtime.detail,
     "join_key": runtime.join_key,
+    "unknown_reason": runtime.unknown_reason,
     "__builtins__": {"int": int, "len": len, "frozenset": frozenset, "Exception": Exception},
 }
 assert set(_RUNTIME) - {"__builtins__"} == sandbox.RUNTIME_NAMES
@@ -215,6 +217,8 @@ class CheckReport:
     aggregate_windows: int  # declared, ago() and sustained() windows, age() keys
     expression_nodes: int  # in all rules' conditions, after expansion
     truncated: bool  # more than max_diagnostics: the last one says how many were left out
+    # LIST.label("name") uses, for a caller that has the lists to check them against.
+    label_uses: tuple[LabelUse, ...] = ()
 
 
 def _check(
@@ -256,7 +260,11 @@ def _check(
             ),
         ]
     report = CheckReport(
-        tuple(ordered), len(checker.aggs) + len(checker.offsets), checker.policy_nodes, truncated
+        tuple(ordered),
+        checker.aggregates.window_count,
+        checker.policy_nodes,
+        truncated,
+        checked.label_uses if checked is not None else (),
     )
     return checked, report
 
@@ -340,6 +348,7 @@ def build_policy(
             combining=checked.combining,
             main_code=_code(generated.main, filename, first),
             warnings=tuple(d for d in diags if not d.is_error),
+            label_uses=checked.label_uses,
         )
 
 
@@ -359,6 +368,7 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
         timezone=artifact.timezone,
         warnings=artifact.warnings,
         combining=artifact.combining,
+        label_uses=artifact.label_uses,
         _plan=cast(PlanFn, namespace["plan"]),
         _evaluate=cast(EvalFn, namespace["evaluate"]),
     )

@@ -8,10 +8,12 @@ expressions compare equal — the checker uses that to spot contradictions.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from dsl.aggregates import AggregateSpec
+from dsl.lists import LabelUse
 
 
 class Type(StrEnum):
@@ -212,6 +214,7 @@ class CheckedPolicy:
     uses_local_time: bool
     combining: Combining = Combining()
     patterns: tuple[str, ...] = ()  # regular expressions, compiled once when loaded
+    label_uses: tuple[LabelUse, ...] = ()
 
 
 def children(node: Node) -> tuple[Node, ...]:
@@ -236,3 +239,41 @@ def walk(node: Node) -> list[Node]:
         out.append(n)
         stack.extend(children(n))
     return out
+
+
+def canonical(node: Node) -> str:
+    """A deterministic text of ``node`` that equal meanings share: the storage identity of a
+    ``where`` filter (docs/state.md §3). Every declared field is written (a field added to a
+    node counts by default), sets in sorted order, and the operands of ``and``/``or`` in
+    sorted order (both are commutative in three-valued logic). Nodes carry no spans, so
+    where the text stood in the file does not matter."""
+    if isinstance(node, Cmp) and node.op in _FLIPPED:
+        # `a > b` is `b < a`: one spelling of each comparison.
+        node = Cmp(_FLIPPED[node.op], node.right, node.left, node.type, node.nullable)
+    parts: list[str] = []
+    for f in dataclasses.fields(node):
+        v = getattr(node, f.name)
+        if isinstance(node, Cmp) and node.op in _SYMMETRIC and f.name in ("left", "right"):
+            # `x == "a"` and `"a" == x`: the operands of == and != in sorted order.
+            pair = sorted((canonical(node.left), canonical(node.right)))
+            text = pair[0] if f.name == "left" else pair[1]
+        elif isinstance(node, BoolOp) and f.name == "operands":
+            text = "(" + ",".join(sorted(canonical(o) for o in v)) + ")"
+        elif isinstance(v, tuple):
+            text = "(" + ",".join(canonical(o) if _is_node(o) else repr(o) for o in v) + ")"
+        elif _is_node(v):
+            text = canonical(v)
+        elif isinstance(v, frozenset):
+            text = "{" + ",".join(sorted(repr(x) for x in v)) + "}"
+        else:
+            text = repr(v.value) if isinstance(v, Enum) else repr(v)
+        parts.append(f"{f.name}={text}")
+    return f"{type(node).__name__}[{';'.join(parts)}]"
+
+
+_FLIPPED = {">": "<", ">=": "<="}
+_SYMMETRIC = frozenset({"==", "!="})
+
+
+def _is_node(v: object) -> bool:
+    return dataclasses.is_dataclass(v) and not isinstance(v, type)

@@ -13,11 +13,12 @@ from dsl.decision import Action, Decision, RuleTrace
 from dsl.diagnostics import Diagnostic, Severity
 from dsl.facts import Facts
 from dsl.ir import Combining
-from dsl.lists import ListView
+from dsl.lists import LabelUse, ListView
 
 PlanFn = Callable[[Facts, Mapping[str, ListView]], tuple[AggregateRef, ...]]
 EvalFn = Callable[
-    [Facts, Mapping[str, int | None], Mapping[str, ListView], list[RuleTrace] | None], Decision
+    [Facts, Mapping[str, int | None], Mapping[str, ListView], list[RuleTrace] | None, str],
+    Decision,
 ]
 
 
@@ -64,6 +65,7 @@ class PolicyArtifact:
     combining: Combining
     main_code: bytes
     warnings: tuple[Diagnostic, ...] = ()
+    label_uses: tuple[LabelUse, ...] = ()
 
     def __reduce__(self) -> tuple[Callable[[bytes], PolicyArtifact], tuple[bytes]]:
         # Pickled as one marshal blob of plain tuples: the server unpickles artifacts on a
@@ -98,24 +100,49 @@ def _artifact_to_wire(a: PolicyArtifact) -> tuple[Any, ...]:
             s.id,
             s.kind.value,
             s.key.value,
-            (s.window.size_s, s.window.offset_s, s.window.calendar_day, s.window.timezone),
             s.key_arg,
-            s.field,
             tuple((k.value, arg) for k, arg in s.more_keys),
+            s.field,
+            s.filter,
+            (s.window.size_s, s.window.offset_s, s.window.calendar_day, s.window.timezone),
+            s.horizon_s,
         )
         for s in a.aggregates
     )
     lists = tuple((d.name, d.path, _span(d.span)) for d in a.lists)
     combining = (a.combining.default_action, a.combining.review_score, a.combining.block_score)
+    labels = tuple((u.list_name, u.label, _span(u.span)) for u in a.label_uses)
     warnings = tuple(
         (d.path, d.line, d.column, d.severity.value, d.message, d.end_line, d.end_column)
         for d in a.warnings
     )
-    return (a.tenant, rules, aggs, lists, a.timezone, a.patterns, combining, a.main_code, warnings)
+    return (
+        a.tenant,
+        rules,
+        aggs,
+        lists,
+        a.timezone,
+        a.patterns,
+        combining,
+        a.main_code,
+        warnings,
+        labels,
+    )
 
 
 def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
-    tenant, rules, aggs, lists, timezone, patterns, combining, code, warnings = marshal.loads(blob)
+    (
+        tenant,
+        rules,
+        aggs,
+        lists,
+        timezone,
+        patterns,
+        combining,
+        code,
+        warnings,
+        labels,
+    ) = marshal.loads(blob)
     return PolicyArtifact(
         tenant=tenant,
         rules=tuple(
@@ -124,15 +151,17 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
         ),
         aggregates=tuple(
             AggregateSpec(
-                i,
-                AggKind(kind),
-                KeyKind(key),
-                Window(*window),
-                arg,
-                fld,
-                tuple((KeyKind(k), karg) for k, karg in more),
+                id=i,
+                kind=AggKind(kind),
+                key=KeyKind(key),
+                key_arg=arg,
+                more_keys=tuple((KeyKind(k), karg) for k, karg in more),
+                field=fld,
+                filter=flt,
+                window=Window(size_s=size, offset_s=offset, calendar_day=day, timezone=tz),
+                horizon_s=horizon,
             )
-            for i, kind, key, window, arg, fld, more in aggs
+            for i, kind, key, arg, more, fld, flt, (size, offset, day, tz), horizon in aggs
         ),
         lists=tuple(ListDecl(n, path, Span(*sp)) for n, path, sp in lists),
         timezone=timezone,
@@ -143,6 +172,7 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
             Diagnostic(path, line, col, Severity(sev), msg, el, ec)
             for path, line, col, sev, msg, el, ec in warnings
         ),
+        label_uses=tuple(LabelUse(n, label, Span(*sp)) for n, label, sp in labels),
     )
 
 
@@ -155,6 +185,7 @@ class CompiledPolicy:
     timezone: str
     warnings: tuple[Diagnostic, ...]
     combining: Combining
+    label_uses: tuple[LabelUse, ...]
     _plan: PlanFn = field(repr=False, compare=False)
     _evaluate: EvalFn = field(repr=False, compare=False)
 
@@ -169,9 +200,12 @@ class CompiledPolicy:
         lists: Mapping[str, ListView],
         *,
         explain: bool = False,
+        unknown_because: str = "",
     ) -> Decision:
-        """Decide. ``values`` maps aggregate id -> value; None or missing is unknown."""
-        return self._evaluate(facts, values, lists, [] if explain else None)
+        """Decide. ``values`` maps aggregate id -> value; None or missing is unknown.
+        ``unknown_because`` says why values are unknown, when the caller knows (the state
+        backend failed): the reason a rule fired by its on_error gives."""
+        return self._evaluate(facts, values, lists, [] if explain else None, unknown_because)
 
     @property
     def aggregate_ids(self) -> tuple[str, ...]:

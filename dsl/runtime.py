@@ -52,14 +52,14 @@ def _zone(name: str) -> ZoneInfo:
 
 
 # The last moment with a local date in every zone (UTC+14 runs past 9999-12-31 earlier).
-_LAST_LOCAL = 253_402_300_799 - 14 * 3600
+LAST_LOCAL = 253_402_300_799 - 14 * 3600
 
 
 def local_time(ts: float, tz: str) -> tuple[int, int]:
     """(hour 0..23, ISO weekday 1..7) of ``ts`` in time zone ``tz``; times past the
     calendar's end read as its last day (the server never passes them: it clamps future
     event times to now, but a tool may)."""
-    dt = datetime.fromtimestamp(min(max(ts, 0.0), _LAST_LOCAL), _zone(tz))
+    dt = datetime.fromtimestamp(min(max(ts, 0.0), LAST_LOCAL), _zone(tz))
     return dt.hour, dt.isoweekday()
 
 
@@ -135,6 +135,15 @@ def detail(
     if value is None and on_error:
         text += f"; condition unknown: on_error {on_error}"
     return text
+
+
+def unknown_reason(why: str, values: Mapping[str, int | None], reads: tuple[str, ...]) -> str:
+    """The reason of a rule whose condition was unknown and that fired by its on_error:
+    what was unknown, never the author's reason (it would quote values nobody knows)."""
+    if not why:
+        missing = [i for i in reads if values.get(i) is None]
+        why = (", ".join(missing) + " unknown") if missing else "condition unknown"
+    return f"fired on error: {why}"
 
 
 def fmt_decimal(value: int | None) -> str:

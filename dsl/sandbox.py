@@ -43,6 +43,7 @@ RUNTIME_NAMES = frozenset(
         "decide",
         "detail",
         "join_key",
+        "unknown_reason",
     }
 )
 BUILTINS = frozenset({"int", "len", "frozenset", "Exception"})
@@ -64,6 +65,7 @@ LOCALS = frozenset(
         "trace",
         "c",
         "TIMEZONE",
+        "why",
     }
 )
 _NUMBERED = re.compile(r"(?:a|l|in|t|p|SET|AGG|RE)_[0-9]{1,6}")

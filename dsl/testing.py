@@ -10,16 +10,18 @@ phone parser, so this module stays pure.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from dsl.decision import Action, Decision
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
+from dsl.durations import DurationError, parse_duration
 from dsl.event_time import event_epoch
 from dsl.facts import EventFacts, Facts, PhoneFacts
 from dsl.ir import Type
 from dsl.lists import ListView
+from dsl.pipeline import SyncState, decide_now
 from dsl.policy import CompiledPolicy
 from dsl.schema import PHONE_FIELDS
 from dsl.suggest import closest
@@ -37,8 +39,11 @@ _CASE_KEYS = (
     "phone_facts",
     "aggregates",
     "lists",
+    "history",
     "expect",
 )
+_HISTORY_KEYS = ("phone", "default_region", "event", "ago", "repeat")
+MAX_HISTORY = 10_000  # events a case's history may expand to (repeat counts each)
 _EVENT_KEYS = ("scene", "app_id", "ip", "device_id", "occurred_at", "attributes")
 _EXPECT_KEYS = ("action", "risk", "tags", "rules", "shadow", "unknown_inputs")
 _PY_TYPES: dict[Type, type] = {Type.STR: str, Type.BOOL: bool, Type.INT: int}
@@ -103,9 +108,12 @@ class RuleCase:
     name: str
     where: str  # "path:line case[i] 'name'": for messages
     facts: Facts
-    values: Mapping[str, int | None]  # as written; unlisted aggregates are 0
+    # As written; the others are computed (docs/state.md §7): from the history when there
+    # is one, else as if the case's event were the first the state has seen.
+    values: Mapping[str, int | None]
     lists: Mapping[str, Mapping[str, str] | None]  # list -> labels (on it) or None (off it)
     expect: Expectation
+    history: tuple[Facts, ...] = ()  # earlier events, decided in order before the case's
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +139,18 @@ class _Known:
     rules: tuple[str, ...]
     shadow_rules: tuple[str, ...]
     tags: tuple[str, ...]
+    # The label columns of each loaded list (its file's header), when the caller has them.
+    label_columns: Mapping[str, Sequence[str]]
 
     @classmethod
-    def of(cls, policy: CompiledPolicy) -> _Known:
+    def of(cls, policy: CompiledPolicy, label_columns: Mapping[str, Sequence[str]]) -> _Known:
         return cls(
             policy.aggregate_ids,
             tuple(d.name for d in policy.lists),
             tuple(r.name for r in policy.rules if not r.shadow),
             tuple(r.name for r in policy.rules if r.shadow),
             tuple(dict.fromkeys(t for r in policy.rules for t in r.tags)),
+            label_columns,
         )
 
 
@@ -181,10 +192,12 @@ def load_cases(
     make_phone: Callable[[str, str], PhoneFacts],
     *,
     policy: CompiledPolicy | None = None,
+    label_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> list[RuleCase]:
     """The cases of a rule-test file's text; raises PolicyError with every problem found,
     each at ``path:line:col``. With ``policy``, names (aggregates, lists, rules, tags) are
-    checked against it and a local date-time is read in its time zone."""
+    checked against it and a local date-time is read in its time zone; with
+    ``label_columns`` (list -> its file's label columns), so are the labels a case gives."""
     limit = _too_big(text, path)
     if limit is not None:
         raise PolicyError([limit])
@@ -203,7 +216,9 @@ def load_cases(
         positions = locate(text)
     except RecursionError:  # pragma: no cover - tomllib refuses such nesting first
         positions = None
-    return parse_cases(data, path, make_phone, positions=positions, policy=policy)
+    return parse_cases(
+        data, path, make_phone, positions=positions, policy=policy, label_columns=label_columns
+    )
 
 
 # A rule-test file is a few cases written by hand. Limits keep a hostile one from taking
@@ -267,11 +282,12 @@ def parse_cases(
     *,
     positions: Positions | None = None,
     policy: CompiledPolicy | None = None,
+    label_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> list[RuleCase]:
     """Cases from a parsed TOML document; raises PolicyError naming every problem.
     Without ``positions`` every problem is reported at line 1."""
     problems = _Problems(path, positions)
-    known = _Known.of(policy) if policy is not None else None
+    known = _Known.of(policy, label_columns or {}) if policy is not None else None
     timezone = policy.timezone if policy is not None else "UTC"
     for key in data:
         if key != "case":
@@ -373,6 +389,7 @@ class _CaseReader:
         event = self.event(raw.get("event", {}))
         values = self.values(raw.get("aggregates", {}))
         lists = self.lists(raw.get("lists", {}))
+        history = self.history(raw.get("history", []), tenant, phone, event.occurred_at)
         expect = self.expect(raw.get("expect", _MISSING))
         if not self.ok or phone is None or expect is None:
             return None
@@ -383,21 +400,65 @@ class _CaseReader:
             values=MappingProxyType(values),
             lists=MappingProxyType(lists),
             expect=expect,
+            history=history,
         )
 
-    def phone(self, raw: Mapping[str, object]) -> PhoneFacts | None:
+    def history(
+        self, raw: object, tenant: str, phone: PhoneFacts | None, when: float
+    ) -> tuple[Facts, ...]:
+        """``history = [{ event = {...}, phone = "...", ago = "2h", repeat = 3 }, ...]``:
+        the events decided before the case's, in order. ``phone`` defaults to the case's
+        number and ``ago`` (a duration back from the case's time) to its time, unless the
+        entry's own ``event.occurred_at`` says when."""
+        if not isinstance(raw, list) or not all(isinstance(e, Mapping) for e in raw):
+            self.error(("history",), "history must be an array of tables", value=True)
+            return ()
+        out: list[Facts] = []
+        for i, entry in enumerate(raw):
+            at: Path = ("history", i)
+            t = self.table(entry, at, _HISTORY_KEYS)
+            past = phone
+            if "phone" in t:
+                past = self.phone(t, at)
+            event = self.event(t.get("event", {}), (*at, "event"))
+            stamped = t.get("event", {})
+            if not (isinstance(stamped, Mapping) and "occurred_at" in stamped):
+                back = 0
+                if "ago" in t:
+                    ago = t["ago"]
+                    try:
+                        if not isinstance(ago, str):
+                            raise DurationError('write it as a duration, such as "2h"')
+                        back = parse_duration(ago)
+                    except DurationError as err:
+                        self.error((*at, "ago"), f"history[{i}].ago: {err}", value=True)
+                event = replace(event, occurred_at=when - back)
+            elif "ago" in t:
+                self.error((*at, "ago"), f"history[{i}]: give ago or event.occurred_at, not both")
+            repeat = t.get("repeat", 1)
+            if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+                self.error((*at, "repeat"), f"history[{i}].repeat must be an int >= 1", value=True)
+                repeat = 1
+            if len(out) + repeat > MAX_HISTORY:
+                self.error((*at, "repeat"), f"a case's history holds at most {MAX_HISTORY} events")
+                return tuple(out)
+            if past is not None:
+                out.extend([Facts(tenant, past, event)] * repeat)
+        return tuple(out)
+
+    def phone(self, raw: Mapping[str, object], at: Path = ()) -> PhoneFacts | None:
         number = raw.get("phone", _MISSING)
-        region = self.string(raw, (), "default_region")
+        region = self.string(raw, at, "default_region")
         if number is _MISSING:
-            self.error((), 'every case needs a phone = "..." number')
+            self.error(at, 'every case needs a phone = "..." number')
             return None
         if not isinstance(number, str):
-            self.error(("phone",), "phone must be a string", value=True)
+            self.error((*at, "phone"), "phone must be a string", value=True)
             return None
         try:
             phone = self.make_phone(number, region)
         except ValueError as err:
-            self.error(("phone",), f"phone: {err}", value=True)
+            self.error((*at, "phone"), f"phone: {err}", value=True)
             return None
         if "phone_facts" not in raw:
             return phone
@@ -420,24 +481,24 @@ class _CaseReader:
                 changes[key] = v
         return replace(phone, **changes)  # type: ignore[arg-type]
 
-    def event(self, raw: object) -> EventFacts:
-        t = self.table(raw, ("event",), _EVENT_KEYS)
-        values = {k: self.string(t, ("event",), k) for k in ("scene", "app_id", "ip", "device_id")}
+    def event(self, raw: object, at: Path = ("event",)) -> EventFacts:
+        t = self.table(raw, at, _EVENT_KEYS)
+        values = {k: self.string(t, at, k) for k in ("scene", "app_id", "ip", "device_id")}
         when = 0.0
         if "occurred_at" in t:
             try:
                 when = event_epoch(t["occurred_at"], self.timezone)
             except ValueError as err:
-                self.error(("event", "occurred_at"), f"event.occurred_at: {err}", value=True)
+                self.error((*at, "occurred_at"), f"event.occurred_at: {err}", value=True)
         attrs: dict[str, str] = {}
         if "attributes" in t:
-            a = self.table(t["attributes"], ("event", "attributes"), None)
+            a = self.table(t["attributes"], (*at, "attributes"), None)
             for k, v in a.items():
                 if isinstance(v, str):
                     attrs[str(k)] = v
                 else:
                     self.error(
-                        ("event", "attributes", k),
+                        (*at, "attributes", k),
                         f"event.attributes.{k} must be a string",
                         value=True,
                     )
@@ -484,6 +545,14 @@ class _CaseReader:
                 out[k] = MappingProxyType({})
             elif isinstance(v, Mapping) and all(isinstance(x, str) for x in v.values()):
                 out[k] = MappingProxyType({str(a): str(b) for a, b in v.items()})
+                columns = self.known.label_columns.get(k, None) if self.known else None
+                for label in v:
+                    if columns is not None and label not in columns:
+                        self.error(
+                            (*at, label),
+                            f"list '{k}' has no label column '{str(label)[:60]}'"
+                            + _hint(str(label), columns),
+                        )
             else:
                 self.error(
                     at, f"lists.{k} must be true, false or a table of string labels", value=True
@@ -581,8 +650,16 @@ class _Overlay:
         return len(self.base) if self.base is not None else 0
 
 
-def run_case(policy: CompiledPolicy, case: RuleCase, lists: Mapping[str, ListView]) -> CaseResult:
-    """Evaluate one case and compare; failures read as ``what: expected X, got Y``."""
+def run_case(
+    policy: CompiledPolicy,
+    case: RuleCase,
+    lists: Mapping[str, ListView],
+    state: SyncState,
+) -> CaseResult:
+    """Decide one case through the decision pipeline and compare; failures read as
+    ``what: expected X, got Y``. ``state`` is a fresh, empty state (the memory backend):
+    the case's history is decided into it, then the case's event reads its values, as
+    docs/state.md §7 states; values the case writes under ``aggregates`` win."""
     ids = set(policy.aggregate_ids)
     declared = {d.name for d in policy.lists}
     problems = [
@@ -593,15 +670,16 @@ def run_case(policy: CompiledPolicy, case: RuleCase, lists: Mapping[str, ListVie
     problems += [f"unknown list '{k}'" for k in case.lists if k not in declared]
     if problems:
         return CaseResult(case, False, None, tuple(problems))
-    values: dict[str, int | None] = dict.fromkeys(ids, 0)
-    values.update(case.values)
     views: dict[str, ListView] = dict(lists)
     for name, labels in case.lists.items():
         views[name] = _Overlay(lists.get(name), case.facts.phone.e164, labels)
-    facts = case.facts if case.facts.tenant else replace(case.facts, tenant=policy.tenant)
-    decision = policy.evaluate(facts, values, views, explain=True)
-    passed, failures = _compare(case.expect, decision)
-    return CaseResult(case, passed, decision, failures)
+    tenant = case.facts.tenant or policy.tenant
+    for past in case.history:
+        decide_now(policy, views, replace(past, tenant=tenant), state, record=True)
+    facts = replace(case.facts, tenant=tenant)
+    decided = decide_now(policy, views, facts, state, record=False, given=case.values, explain=True)
+    passed, failures = _compare(case.expect, decided.decision)
+    return CaseResult(case, passed, decided.decision, failures)
 
 
 def _compare(exp: Expectation, d: Decision) -> tuple[bool, tuple[str, ...]]:

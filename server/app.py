@@ -167,6 +167,7 @@ class RingfenceServer:
             self.telemetry,
             clock=self.clock,
             idempotency_window_s=cfg.idempotency_window_s,
+            max_event_lateness_s=cfg.max_event_lateness_s,
         )
 
         self._server = server = self._grpc_server(decider)

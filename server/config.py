@@ -40,6 +40,9 @@ class ServeConfig:
     compile_budget: CompileBudget = field(default_factory=CompileBudget)
     # Idempotent Evaluate (docs/state.md): how long a request_id is remembered; 0 turns it off.
     idempotency_window_s: float = 600.0
+    # Events stamped further back than this are refused (docs/state.md §1): a backfill is
+    # for `ringfence replay`, and an event clock is never a way to forge an old history.
+    max_event_lateness_s: float = 86_400.0
     # Delivery: polling watch, HTTP health, connection age, bundles.
     watch_poll_ms: int = 0
     health_listen: str = ""
@@ -111,6 +114,13 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "RINGFENCE_IDEMPOTENCY_WINDOW",
         "600",
         "seconds a request_id is remembered: a retry within it is not recorded again (0: off)",
+    ),
+    (
+        "--max-event-lateness",
+        "RINGFENCE_MAX_EVENT_LATENESS",
+        "1d",
+        "how far back an event's occurred_at may be (a duration such as 1d, or seconds);"
+        " older events are refused with INVALID_ARGUMENT",
     ),
     (
         "--max-concurrent-rpcs",
@@ -313,6 +323,20 @@ def _number(text: str, flag: str, *, minimum: float) -> float:
     return value
 
 
+def _duration(text: str, flag: str) -> float:
+    """Seconds, or a duration as the policy language writes it (``90m``, ``1d``)."""
+    from dsl.durations import DurationError, parse_duration
+
+    try:
+        return _number(text, flag, minimum=0)
+    except ConfigError:
+        pass
+    try:
+        return float(parse_duration(text.strip()))
+    except DurationError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
 def _address(text: str, flag: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -361,6 +385,7 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
             ns.compile_timeout, ns.compile_memory_mb, ns.compile_workers, ns.compile_queue
         ),
         idempotency_window_s=_number(ns.idempotency_window, "--idempotency-window", minimum=0),
+        max_event_lateness_s=_duration(ns.max_event_lateness, "--max-event-lateness"),
         max_concurrent_rpcs=_whole(ns.max_concurrent_rpcs, "--max-concurrent-rpcs", minimum=1),
         max_streams_per_connection=_whole(
             ns.max_streams_per_connection, "--max-streams-per-connection", minimum=1

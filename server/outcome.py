@@ -27,3 +27,9 @@ class Outcome:
     dry_run: bool
     started: float
     replayed: bool = False  # a retried request_id: the first attempt's decision, not recorded
+
+    @property
+    def values_read(self) -> tuple[tuple[str, int | None], ...]:
+        """Every aggregate of the policy with its value (None: unknown), in policy order."""
+        values = self.values
+        return tuple((i, values.get(i)) for i in self.bundle.policy.aggregate_ids)

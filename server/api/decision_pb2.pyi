@@ -271,6 +271,38 @@ class RuleExplanation(_message.Message):
 Global___RuleExplanation: _TypeAlias = RuleExplanation  # noqa: Y015
 
 @_typing.final
+class AggregateValue(_message.Message):
+    """One aggregate the policy read, as the state answered it (filled when explain is set)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The aggregate's id: its name, NAME@1h for a window read 1h back (ago, sustained),
+    or age(per KEY).
+    """
+    value: _builtins.int
+    """The value: a count, or seconds for age(). Meaningless when known is false."""
+    known: _builtins.bool
+    """False when the state backend could not answer (a degraded decision)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        value: _builtins.int = ...,
+        known: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "known", b"known", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AggregateValue: _TypeAlias = AggregateValue  # noqa: Y015
+
+@_typing.final
 class EvaluateResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -288,6 +320,7 @@ class EvaluateResponse(_message.Message):
     SCORE_FIELD_NUMBER: _builtins.int
     DECIDED_BY_FIELD_NUMBER: _builtins.int
     FAILED_RULES_FIELD_NUMBER: _builtins.int
+    AGGREGATES_FIELD_NUMBER: _builtins.int
     action: Global___Action.ValueType
     risk_level: _builtins.int
     policy_version: _builtins.str
@@ -322,6 +355,12 @@ class EvaluateResponse(_message.Message):
     def failed_rules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Rules that raised while being evaluated; each was handled by its on_error."""
 
+    @_builtins.property
+    def aggregates(self) -> _containers.RepeatedCompositeFieldContainer[Global___AggregateValue]:
+        """Every aggregate the policy read, in the policy's order (docs/state.md says what each
+        value means). Filled when explain is set.
+        """
+
     def __init__(
         self,
         *,
@@ -339,10 +378,11 @@ class EvaluateResponse(_message.Message):
         score: _builtins.int = ...,
         decided_by: _builtins.str = ...,
         failed_rules: _abc.Iterable[_builtins.str] | None = ...,
+        aggregates: _abc.Iterable[Global___AggregateValue] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "phone", b"phone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "decided_by", b"decided_by", "degraded", b"degraded", "error", b"error", "explanation", b"explanation", "failed_rules", b"failed_rules", "matches", b"matches", "phone", b"phone", "policy_version", b"policy_version", "replayed", b"replayed", "request_id", b"request_id", "risk_level", b"risk_level", "score", b"score", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "aggregates", b"aggregates", "decided_by", b"decided_by", "degraded", b"degraded", "error", b"error", "explanation", b"explanation", "failed_rules", b"failed_rules", "matches", b"matches", "phone", b"phone", "policy_version", b"policy_version", "replayed", b"replayed", "request_id", b"request_id", "risk_level", b"risk_level", "score", b"score", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

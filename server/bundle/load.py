@@ -12,12 +12,16 @@ import posixpath
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 from dsl import CompiledPolicy, CompileOptions, ListDecl, PolicyError, load_policy
 from dsl.diagnostics import Diagnostic, Severity, render
-from dsl.lists import ListView
+from dsl.lists import ListView, label_problems
+from dsl.zones import zone as tz_zone
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.files import (
     MAX_LIST_FILE,
@@ -30,7 +34,8 @@ from server.bundle.files import (
     within,
 )
 from server.bundle.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
-from server.lists import ListLoadError, parse_list
+from server.lists import ListIndex, ListLoadError, parse_list
+from server.lists.loader import EXPIRES_COLUMN
 from server.phone import PhoneParser
 
 SHARED = "_shared"
@@ -69,6 +74,9 @@ class TenantBundle:
     lists: Mapping[str, ListView]
     version: str
     loaded_at: float
+    # When a list row expires (the local midnight after the earliest `expires` date still
+    # on a list): the bundle must be built again then, or the row would stay active.
+    refresh_at: float | None = None
 
     @property
     def rule_count(self) -> int:
@@ -196,10 +204,16 @@ def find_list_file(root: Path, folder: Path, written: str) -> Path:
 
 
 def load_bundle(
-    root: Path, tenant: str, parser: PhoneParser, compiler: PolicyCompiler | None = None
+    root: Path,
+    tenant: str,
+    parser: PhoneParser,
+    compiler: PolicyCompiler | None = None,
+    *,
+    now: float | None = None,
 ) -> TenantBundle:
     """Read (confined to the tenant's folder and ``_shared/``), compile (with
-    ``compiler``: the server's passes a worker pool with a budget), load lists, activate."""
+    ``compiler``: the server's passes a worker pool with a budget), load lists, activate.
+    ``now`` (default: the clock) says which list rows have expired."""
     compiler = compiler or InProcessCompiler()
     folder = root / tenant
     if not folder.is_dir():
@@ -234,10 +248,13 @@ def load_bundle(
         ) from None
     policy = load_policy(artifact)
 
-    lists: dict[str, ListView] = {}
+    lists: dict[str, ListIndex] = {}
     region = config.default_region or "CN"
     shared_real = _shared_dir(root, root_real)
     texts = {**library, **sources}
+    # List rows expire by the tenant's calendar, like `today` windows.
+    zone = tz_zone(config.timezone or "UTC") or ZoneInfo("UTC")
+    today = datetime.fromtimestamp(time.time() if now is None else now, zone).date()
 
     def list_error(decl: ListDecl, message: str) -> str:
         # Rendered like a checker diagnostic: position, the declaring line and a caret.
@@ -267,6 +284,7 @@ def load_bundle(
                 name=decl.name,
                 default_region=region,
                 parser=parser,
+                today=today,
             )
         except FileRefused as exc:
             errors.append(list_error(decl, str(exc)))
@@ -275,13 +293,26 @@ def load_bundle(
             errors.extend(f"{i.path}:{i.line}: error: {i.message}" for i in exc.issues)
             continue
         digest.update(decl.name.encode() + b"\0" + raw + b"\0")
+        if EXPIRES_COLUMN in lists[decl.name].label_columns:
+            # The same bytes hold other rows on another day: the day is part of the version.
+            digest.update(b"as of " + today.isoformat().encode() + b"\0")
+    columns = {name: index.label_columns for name, index in lists.items()}
+    errors.extend(
+        render(d, texts.get(d.path, "")) for d in label_problems(policy.label_uses, columns)
+    )
     if errors:
         raise BundleError(tenant, errors)
+    expiries = [i.next_expiry for i in lists.values() if i.next_expiry is not None]
+    refresh_at = None
+    if expiries:
+        day_after = min(expiries) + timedelta(days=1)
+        refresh_at = datetime.combine(day_after, dtime(0), tzinfo=zone).timestamp()
     return TenantBundle(
         name=tenant,
         config=config,
         policy=policy,
-        lists=MappingProxyType(lists),
+        lists=MappingProxyType(dict(lists)),
         version=digest.hexdigest()[:16],
         loaded_at=time.time(),
+        refresh_at=refresh_at,
     )

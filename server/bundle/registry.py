@@ -56,6 +56,8 @@ class TenantRegistry:
     # Checks a built bundle against what the operator allows (its state backend):
     # returns why it may not load, or None.
     admit: Callable[[Path, TenantBundle], str | None] | None = None
+    # What "today" is for list rows' expiry dates (tests move it).
+    clock: Callable[[], float] = time.time
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, name: str) -> TenantBundle | None:
@@ -77,6 +79,16 @@ class TenantRegistry:
             for p in self.root.iterdir()
             if is_tenant_dir(p) and TENANT_NAME.fullmatch(p.name)
         )
+
+    def refresh_due(self, now: float) -> list[str]:
+        """Tenants whose bundle holds a list row that has expired since it was built."""
+        return [
+            name
+            for name, slot in self.slots.items()
+            if slot.bundle is not None
+            and slot.bundle.refresh_at is not None
+            and slot.bundle.refresh_at <= now
+        ]
 
     def load_sync(self, names: Iterable[str] | None = None) -> list[ReloadOutcome]:
         """Build and swap in one go; for start-up and the CLI, where nothing else runs."""
@@ -106,7 +118,7 @@ class TenantRegistry:
 
     def _build_one(self, name: str) -> TenantBundle | str:
         try:
-            bundle = load_bundle(self.root, name, self.parser, self.compiler)
+            bundle = load_bundle(self.root, name, self.parser, self.compiler, now=self.clock())
             refused = self.admit(self.root, bundle) if self.admit is not None else None
             return bundle if refused is None else refused
         except BundleError as exc:

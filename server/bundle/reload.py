@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 
 from watchfiles import awatch
@@ -92,6 +93,7 @@ class Reloader:
                 if await asyncio.to_thread(fingerprint, root) != self._seen:
                     log.info("rules directory changed without a watch event; reloading")
                     await self.reload_now()
+                await self._refresh_expired()
             except Exception:
                 log.exception("rules reconcile failed; trying again")
 
@@ -110,8 +112,17 @@ class Reloader:
                 if await asyncio.to_thread(fingerprint, root) != self._seen:
                     log.info("rules directory changed (polled); reloading")
                     await self.reload_now()
+                await self._refresh_expired()
             except Exception:
                 log.exception("rules poller failed; trying again")
+
+    async def _refresh_expired(self) -> None:
+        """Rebuild the tenants whose lists have rows that expired since they were built:
+        no file changed, but the list they hold is no longer the list the file says."""
+        due = self.registry.refresh_due(time.time())
+        if due:
+            log.info("list rows expired; rebuilding", extra={"tenants": due})
+            await self.registry.reload(due)
 
     async def _run(self) -> None:
         root = self.registry.root

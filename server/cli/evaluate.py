@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from server.cli.common import registry
 
 if TYPE_CHECKING:
-    from dsl.aggregates import AggregateRef
+    from dsl.aggregates import RefLike
     from dsl.facts import PhoneFacts
 
 # Aggregate values are counts: whole numbers from 0 to the policy language's int64 maximum.
@@ -72,8 +72,10 @@ def run_eval(ns: argparse.Namespace) -> int:
 
     from dsl.event_time import parse_time
     from dsl.facts import EventFacts, Facts
+    from dsl.pipeline import decide_now
     from dsl.testing import explain_text
     from server.phone import PhoneParseError
+    from server.state import MemoryBackend
 
     reg = registry(Path(ns.rules))
     outcome = reg.load_sync([ns.tenant])[0]
@@ -120,12 +122,18 @@ def run_eval(ns: argparse.Namespace) -> int:
         attributes=attrs,
     )
     facts = Facts(tenant=ns.tenant, phone=phone, event=event)
-    values: dict[str, int | None] = dict(given)
-    refs = policy.plan(facts, bundle.lists)
-    for ref in refs:
-        if ref.id not in given:
-            values[ref.id] = (1 if ref.feeds else 0) if ns.assume == ASSUME_FIRST else None
-    decision = policy.evaluate(facts, values, bundle.lists, explain=True)
+    decided = decide_now(
+        policy,
+        bundle.lists,
+        facts,
+        # docs/state.md §7: an assumed value is what the event reads as the first the state
+        # has seen, so eval computes it on an empty state, as rule tests do.
+        MemoryBackend(hash_key=b"eval") if ns.assume == ASSUME_FIRST else _Unknown(),
+        record=False,
+        given=given,
+        explain=True,
+    )
+    refs, values, decision = decided.refs, dict(decided.values), decided.decision
     print(f"policy {ns.tenant} version {bundle.version}")
     print(_time_line(at, policy.timezone, ns.at is not None))
     print(
@@ -138,6 +146,21 @@ def run_eval(ns: argparse.Namespace) -> int:
     print(_aggregate_lines(refs, values, given, at, ns.assume))
     print(explain_text(decision))
     return 0
+
+
+class _Unknown:
+    """A state that knows nothing: ``--assume unknown``."""
+
+    def apply_now(
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        *,
+        record: bool,
+        received: float | None = None,
+    ) -> dict[str, int]:
+        return {}
 
 
 def _with_facts(phone: PhoneFacts, settings: list[str]) -> PhoneFacts:
@@ -189,14 +212,18 @@ def _time_line(at: float, timezone: str, given: bool) -> str:
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _window(ref: AggregateRef, at: float) -> str:
+def _window(ref: RefLike, at: float) -> str:
     """The window an aggregate reads at ``at``, as people say it."""
     from datetime import datetime
 
+    from dsl.aggregates import AggKind
     from dsl.durations import format_duration
     from dsl.zones import zone
+    from server.state.windows import bucket_width
 
     w = ref.spec.window
+    if ref.spec.kind is AggKind.FIRST_SEEN:
+        return "since the server first saw the key (receipt clock)"
     if w.calendar_day:
         back = f", {format_duration(w.offset_s)} back" if w.offset_s else ""
         try:
@@ -205,37 +232,46 @@ def _window(ref: AggregateRef, at: float) -> str:
             day = "past the calendar's end"
         return f"the day {day} ({w.timezone}){back}"
     end = f"ending {format_duration(w.offset_s)} before the event" if w.offset_s else "to the event"
-    return f"{format_duration(w.size_s)} {end}"
+    # The old edge in an analyst's terms (docs/state.md §4): a straddling bucket is read whole.
+    reach = f"{format_duration(w.size_s)} to {format_duration(w.size_s + bucket_width(w.size_s))}"
+    return f"{format_duration(w.size_s)} {end} (reaches back {reach})"
 
 
 def _aggregate_lines(
-    refs: tuple[AggregateRef, ...],
+    refs: Sequence[RefLike],
     values: dict[str, int | None],
     given: dict[str, int | None],
     at: float,
     assume: str,
 ) -> str:
+    from dsl.aggregates import AggKind
+    from dsl.durations import format_duration
+
     if not refs:
         return "aggregates: none"
     if assume == ASSUME_FIRST:
         rule = (
-            "ASSUMED: the event is the first in each window "
-            "(1 where it feeds the aggregate, 0 where it does not)"
+            "ASSUMED: the event is the first the state has seen "
+            "(1 where it feeds the aggregate and lands in the window, else 0; age() 0s)"
         )
     else:
         rule = "ASSUMED: unknown (as if the state backend could not answer)"
     lines = [f"aggregates (given with --agg, or {rule}):"]
-    width = max(len(r.id) for r in refs)
+    width = max(len(r.spec.id) for r in refs)
     for ref in refs:
-        value = values.get(ref.id)
+        value = values.get(ref.spec.id)
         shown = "unknown" if value is None else str(value)
-        if ref.id in given:
+        if value is not None and ref.spec.kind is AggKind.FIRST_SEEN:
+            shown = format_duration(value)
+        if ref.spec.id in given:
             how = "given"
+        elif assume == ASSUME_FIRST and ref.feeds and value == 0:
+            how = "ASSUMED: the first event, which lands outside this window"
         elif assume == ASSUME_FIRST and ref.feeds:
             how = "ASSUMED: this event is the first"
         elif assume == ASSUME_FIRST:
-            how = "ASSUMED: this event does not feed it"
+            how = "ASSUMED: the first event, which does not feed it"
         else:
             how = "ASSUMED unknown"
-        lines.append(f"  {ref.id:<{width}} = {shown:<7} {how}; window: {_window(ref, at)}")
+        lines.append(f"  {ref.spec.id:<{width}} = {shown:<7} {how}; window: {_window(ref, at)}")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ def run_test(ns: argparse.Namespace) -> int:
     from dsl.facts import PhoneFacts
     from dsl.testing import load_cases, run_case
     from server.cli import output
+    from server.state import MemoryBackend
 
     root = Path(ns.rules)
     reg = registry(root)
@@ -34,12 +35,15 @@ def run_test(ns: argparse.Namespace) -> int:
         def make_phone(raw: str, region: str, fallback: str = fallback) -> PhoneFacts:
             return parser.parse(raw, region or fallback)
 
+        columns = {n: getattr(v, "label_columns", ()) for n, v in bundle.lists.items()}
         for case_file in sorted((root / name / "tests").glob("*.toml")):
             shown = case_file.relative_to(root / name).as_posix()
             # A bad file is a file:line:col error at the key it is about, never a traceback.
             try:
                 text = case_file.read_text(encoding="utf-8")
-                cases = load_cases(text, str(case_file), make_phone, policy=bundle.policy)
+                cases = load_cases(
+                    text, str(case_file), make_phone, policy=bundle.policy, label_columns=columns
+                )
             except (OSError, UnicodeDecodeError) as exc:
                 details.append(f"{case_file}: error: cannot read: {exc}")
                 rows.append((name, shown, 0, 1))
@@ -50,7 +54,9 @@ def run_test(ns: argparse.Namespace) -> int:
                 continue
             passed = failed = 0
             for case in cases:
-                result = run_case(bundle.policy, case, bundle.lists)
+                # Each case on a fresh state: its history, then its event (docs/state.md §7).
+                state = MemoryBackend(hash_key=b"ringfence-test")
+                result = run_case(bundle.policy, case, bundle.lists, state)
                 passed += result.passed
                 failed += not result.passed
                 if not result.passed:

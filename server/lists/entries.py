@@ -72,10 +72,20 @@ def parse_entry(text: str, default_region: str, parser: PhoneParser) -> Entry:
     return Exact(_number(text, default_region, parser))
 
 
+# What a written number may hold besides digits: the separators people type. Anything else
+# (a letter O for a zero, a stray "abc") is an error, never handed to phonenumbers, which
+# would read letters as a keypad's or stop at them and load a shorter, other number.
+_SEPARATORS: Final = frozenset("+-. ()\u3000\uff0b\uff0d\uff08\uff09")
+
+
 def _number(text: str, default_region: str, parser: PhoneParser) -> int:
     digits = e164_digits(text)
     if digits is not None:
         return int(digits)
+    for i, ch in enumerate(text):
+        if not (ch.isdecimal() or ch in _SEPARATORS):
+            # The character and where, never the entry: list files hold personal data.
+            raise EntryError(f"not a phone number: {ch!r} (character {i + 1}) is not a digit")
     if text[:1] == "+" and text[1:].isascii() and text[1:].isdigit():
         # Literal E.164 that failed the cheap check: say which part is wrong.
         if len(text) - 1 > MAX_E164_DIGITS:

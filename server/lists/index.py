@@ -14,6 +14,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 NO_LABEL = -1
 
@@ -49,6 +50,7 @@ class ListIndex:
         "_range_starts",
         "label_columns",
         "name",
+        "next_expiry",
         "path",
         "stats",
     )
@@ -65,9 +67,13 @@ class ListIndex:
         ranges: Sequence[RangeSpec],
         skipped_expired: int = 0,
         duplicates: int = 0,
+        next_expiry: date | None = None,
     ) -> None:
         self.name = name
         self.path = path
+        # The earliest `expires` date of a row still on the list: the day after it, the
+        # list must be loaded again (docs/lists.md).
+        self.next_expiry = next_expiry
         self.label_columns = label_columns
         self._labels = tuple(labels)
         self._exact = exact

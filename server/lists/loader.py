@@ -115,6 +115,7 @@ class _Builder:
         self.ranges: dict[tuple[int, int], RangeSpec] = {}
         self.exact_rows = self.prefix_rows = self.range_rows = 0
         self.expired_cache: dict[str, bool] = {}
+        self.dates: dict[str, date] = {}  # each expires value seen, as a date
         self.skipped = 0
 
     def issue(self, line: int, message: str) -> None:
@@ -142,6 +143,8 @@ class _Builder:
             prefixes=self.prefixes,
             ranges=list(self.ranges.values()),
             skipped_expired=self.skipped,
+            # The last day a row is on the list: it leaves the list the day after.
+            next_expiry=min((d for d in self.dates.values() if d >= self.today), default=None),
             duplicates=(self.exact_rows - len(self.exact))
             + (self.prefix_rows - len(self.prefixes))
             + (self.range_rows - len(self.ranges)),
@@ -251,9 +254,11 @@ class _Builder:
         if cached is not None:
             return cached
         try:
-            expired = date.fromisoformat(value) < self.today
+            day = date.fromisoformat(value)
         except ValueError:
             return None
+        expired = day < self.today
+        self.dates[value] = day
         self.expired_cache[value] = expired
         return expired
 

@@ -28,6 +28,7 @@ from pygls.uris import from_fs_path
 from dsl import ast, reference, schema
 from dsl.diagnostics import Diagnostic, PolicyError, Severity, Suggestion
 from dsl.formatter import format_source
+from dsl.lists import LabelUse, label_problems
 from dsl.symbols import (
     RENAMABLE,
     Definition,
@@ -216,7 +217,9 @@ class RingfenceServer(LanguageServer):
         if kind == "T" and reply is not None and not reply.quick:
             # Like the server's loader, lists are read only for a policy that compiles.
             compiles = not any(d.is_error for d in reply.diagnostics)
-            await self.publish_extras(key, root, name, reply.lists if compiles else ())
+            await self.publish_extras(
+                key, root, name, reply.lists if compiles else (), reply.labels
+            )
 
     def replace_owner(self, owner: str, root: Path, by_path: dict[str, list[Diagnostic]]) -> None:
         touched: set[str] = set()
@@ -264,7 +267,12 @@ class RingfenceServer(LanguageServer):
     # -- lists and tenant.toml --------------------------------------------------------------------
 
     async def publish_extras(
-        self, key: str, root: Path, tenant: str, lists: Sequence[ast.ListDecl]
+        self,
+        key: str,
+        root: Path,
+        tenant: str,
+        lists: Sequence[ast.ListDecl],
+        labels: Sequence[LabelUse] = (),
     ) -> None:
         def build() -> tuple[dict[str, list[Diagnostic]], dict[str, list[Diagnostic]]]:
             config: dict[str, list[Diagnostic]] = {f"{tenant}/{TENANT_TOML}": []}
@@ -276,18 +284,26 @@ class RingfenceServer(LanguageServer):
                     region = parse_tenant_config(toml, "").default_region or "CN"
                 except TenantConfigError as exc:
                     config[rel].append(_config_diag(rel, str(exc)))
-            return config, self.list_problems(root, tenant, region, lists)
+            return config, self.list_problems(root, tenant, region, lists, labels)
 
         config, problems = await asyncio.to_thread(build)
         self.replace_owner("config:" + key, root, config)
         self.replace_owner("lists:" + key, root, problems)
 
     def list_problems(
-        self, root: Path, tenant: str, region: str, decls: Sequence[ast.ListDecl]
+        self,
+        root: Path,
+        tenant: str,
+        region: str,
+        decls: Sequence[ast.ListDecl],
+        labels: Sequence[LabelUse] = (),
     ) -> dict[str, list[Diagnostic]]:
         out: dict[str, list[Diagnostic]] = {}
+        columns: dict[str, tuple[str, ...]] = {}
         for decl in decls:
             info = self.list_info(root, tenant, decl, region)
+            if isinstance(info, _ListInfo):
+                columns[decl.name] = info.columns
             if isinstance(info, str):
                 out.setdefault(decl.span.path, []).append(
                     Diagnostic(
@@ -309,6 +325,9 @@ class RingfenceServer(LanguageServer):
                     )
             else:
                 out.setdefault(info.file.resolve().relative_to(root.resolve()).as_posix(), [])
+        # As the server's loader does: every label a rule reads, against its list's header.
+        for problem in label_problems(labels, columns):
+            out.setdefault(problem.path, []).append(problem)
         return out
 
     def list_info(

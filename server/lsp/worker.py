@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from dsl import CheckReport, CompileOptions, ast, check_policy_report
 from dsl.diagnostics import Diagnostic
+from dsl.lists import LabelUse
 from server.lsp.chunks import ChunkCache
 
 _HEADER = struct.Struct(">I")
@@ -46,6 +47,8 @@ class CheckReply:
     # The lists the tenant declares (its files and the library files they import), so the
     # server can check list files without parsing the policy itself.
     lists: tuple[ast.ListDecl, ...] = ()
+    # LIST.label("name") uses, checked by the server against the list files' headers.
+    labels: tuple[LabelUse, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,8 @@ class Checker:
                 )
             else:
                 self.full.pop(req.key, None)
-        return replace(self._real(diags), lists=self._lists(req))
+        labels = tuple(replace(u, span=self.cache.real_span(u.span)) for u in report.label_uses)
+        return replace(self._real(diags), lists=self._lists(req), labels=labels)
 
     def _lists(self, req: CheckRequest) -> tuple[ast.ListDecl, ...]:
         """List declarations in scope, with real spans (the files parse: they are cached)."""

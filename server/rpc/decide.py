@@ -1,6 +1,9 @@
 """The request path: request -> facts -> aggregates -> evaluation -> decision.
 
-Shared by Evaluate, EvaluateBatch and EvaluateStream so the three can never disagree.
+Shared by Evaluate, EvaluateBatch and EvaluateStream so the three can never disagree, and
+deciding through :class:`dsl.pipeline.Step` as replay, eval and rule tests do: this module
+adds only what the wire needs (validation, tenants and credentials, limits, the receipt
+clock, idempotency claims, the tenant's fail mode).
 Everything here runs on the event loop and must stay cheap: phone facts come from a cache,
 the policy is compiled, and the state backend is one round trip.
 """
@@ -19,7 +22,10 @@ from types import MappingProxyType
 import grpc
 
 from dsl.decision import RuleTrace
-from dsl.facts import EventFacts, Facts, PhoneFacts
+from dsl.durations import format_duration
+from dsl.facts import EventFacts, Facts
+from dsl.pipeline import STATE_UNAVAILABLE, Step
+from dsl.runtime import INT_MAX, INT_MIN
 from server.api import decision_pb2 as pb
 from server.bundle.registry import TenantRegistry
 from server.bundle.tenant_config import TenantConfig
@@ -31,6 +37,7 @@ from server.rpc.errors import RequestError, invalid
 from server.rpc.limits import Limiter
 from server.rpc.validation import validate_request
 from server.state import Claim, StateError
+from server.state.backend import fingerprint
 from server.state.pool import BackendPool
 
 log = logging.getLogger("ringfence.decide")
@@ -51,6 +58,7 @@ class Decider:
         *,
         clock: Callable[[], float] = time.time,
         idempotency_window_s: float = 600.0,
+        max_event_lateness_s: float = 86_400.0,
     ) -> None:
         self.registry = registry
         self.parser = parser
@@ -59,6 +67,7 @@ class Decider:
         self.clock = clock
         self.limiter = Limiter()
         self.idempotency_window_s = idempotency_window_s
+        self.max_event_lateness_s = max_event_lateness_s
         # Fingerprints are keyed like every stored hash: they are derived from the number.
         self._fingerprint_key = hashlib.blake2b(
             telemetry.hasher.key, digest_size=32, person=b"rf-fp"
@@ -127,12 +136,14 @@ class Decider:
                 )
             except PhoneParseError as exc:
                 raise invalid(f"{prefix}{exc.field}", exc.reason) from None
-            facts, now = self._facts(req, bundle.name, phone)
-        policy = bundle.policy
-        refs = policy.plan(facts, bundle.lists)
+            received = self.clock()
+            facts = Facts(tenant=bundle.name, phone=phone, event=self._event(req, received, prefix))
+        step = Step(bundle.policy, bundle.lists, facts)
         values: Mapping[str, int | None] = {}
         degraded = replayed = False
-        if refs:
+        decided_facts: Facts | None = None
+        if step.refs:
+            now = facts.event.occurred_at
             with tel.stage("aggregates"):
                 try:
                     # Picking can fail too (a name the tenant was not offered): that is
@@ -140,9 +151,17 @@ class Decider:
                     backend = self.backends.backend_for(bundle.name, bundle.config.state)
                     if req.request_id and not req.dry_run and self.idempotency_window_s > 0:
                         claim = Claim(
-                            req.request_id, self._fingerprint(req, facts), self.idempotency_window_s
+                            req.request_id,
+                            fingerprint(
+                                facts,
+                                stamped=req.event.HasField("occurred_at"),
+                                key=self._fingerprint_key,
+                            ),
+                            self.idempotency_window_s,
                         )
-                        applied = await backend.apply_claimed(bundle.name, refs, now, claim)
+                        applied = await backend.apply_claimed(
+                            bundle.name, step.refs, now, claim, received=received
+                        )
                         values = applied.values
                         if applied.replayed:
                             replayed = True
@@ -150,9 +169,15 @@ class Decider:
                                 # The first attempt's event time: rules reading the time
                                 # (local hour, occurred_at) decide as they did then.
                                 event = dataclasses.replace(facts.event, occurred_at=applied.now)
-                                facts = dataclasses.replace(facts, event=event)
+                                decided_facts = dataclasses.replace(facts, event=event)
                     else:
-                        values = await backend.apply(bundle.name, refs, now, record=not req.dry_run)
+                        values = await backend.apply(
+                            bundle.name,
+                            step.refs,
+                            now,
+                            record=not req.dry_run,
+                            received=received,
+                        )
                 except StateError as exc:
                     tel.backend_failed(bundle.name, exc)
                     if bundle.config.fail_mode == "closed":
@@ -162,11 +187,16 @@ class Decider:
                         ) from None
                     degraded = True
         with tel.stage("evaluate"):
-            decision = policy.evaluate(facts, values, bundle.lists, explain=req.explain)
+            decided = step.finish(
+                values,
+                explain=req.explain,
+                facts=decided_facts,
+                unknown_because=STATE_UNAVAILABLE if degraded else "",
+            )
         return Outcome(
             bundle=bundle,
-            facts=facts,
-            decision=decision,
+            facts=decided.facts,
+            decision=decided.decision,
             values=values,
             degraded=degraded,
             request_id=req.request_id or f"{self._id_prefix}-{next(self._ids):x}",
@@ -175,47 +205,31 @@ class Decider:
             replayed=replayed,
         )
 
-    def _fingerprint(self, req: pb.EvaluateRequest, facts: Facts) -> str:
-        """What the request asks, so that an id reused for another request is no retry:
-        the number as parsed and the event as sent (its time only when the caller set it,
-        since an unset time is each attempt's own clock)."""
-        ev = facts.event
-        stamp = req.event.occurred_at
-        parts = [
-            facts.phone.e164,
-            ev.scene,
-            ev.app_id,
-            ev.ip,
-            ev.device_id,
-            f"{stamp.seconds}.{stamp.nanos}" if req.event.HasField("occurred_at") else "",
-        ]
-        for k in sorted(ev.attributes):
-            parts += (k, ev.attributes[k])
-        text = "\0".join(parts).encode("utf-8", "surrogatepass")
-        return hashlib.blake2b(text, key=self._fingerprint_key, digest_size=12).hexdigest()
-
-    def _facts(
-        self, req: pb.EvaluateRequest, tenant: str, phone: PhoneFacts
-    ) -> tuple[Facts, float]:
-        now = self.clock()
-        if req.HasField("event"):
-            ev = req.event
-            at = now
-            if ev.HasField("occurred_at"):
-                stamped = ev.occurred_at.seconds + ev.occurred_at.nanos / 1e9
-                at = stamped if stamped <= now + MAX_FUTURE_SKEW_S else now
-            event = EventFacts(
-                scene=ev.scene,
-                app_id=ev.app_id,
-                ip=ev.ip,
-                device_id=ev.device_id,
-                occurred_at=at,
-                attributes=MappingProxyType(dict(ev.attributes)) if ev.attributes else _EMPTY_ATTRS,
-            )
-        else:
-            at = now
-            event = EventFacts(occurred_at=now)
-        return Facts(tenant=tenant, phone=phone, event=event), at
+    def _event(self, req: pb.EvaluateRequest, received: float, prefix: str) -> EventFacts:
+        """The event as decided: its time bounded as docs/state.md §1 states."""
+        if not req.HasField("event"):
+            return EventFacts(occurred_at=received)
+        ev = req.event
+        at = received
+        if ev.HasField("occurred_at"):
+            stamped = ev.occurred_at.seconds + ev.occurred_at.nanos / 1e9
+            if stamped < received - self.max_event_lateness_s:
+                raise invalid(
+                    f"{prefix}event.occurred_at",
+                    f"{format_duration(int(received - stamped))} before the server's clock;"
+                    f" events may be at most {format_duration(int(self.max_event_lateness_s))}"
+                    " late (--max-event-lateness): replay older ones with `ringfence replay`",
+                )
+            # A caller's clock running ahead must not write into future buckets.
+            at = stamped if stamped <= received + MAX_FUTURE_SKEW_S else received
+        return EventFacts(
+            scene=ev.scene,
+            app_id=ev.app_id,
+            ip=ev.ip,
+            device_id=ev.device_id,
+            occurred_at=at,
+            attributes=MappingProxyType(dict(ev.attributes)) if ev.attributes else _EMPTY_ATTRS,
+        )
 
     def _all_configs(self) -> list[TenantConfig]:
         return [s.bundle.config for s in self.registry.slots.values() if s.bundle is not None]
@@ -264,6 +278,14 @@ def to_response(
         resp.failed_rules.extend(d.failed_rules)
     if explain:
         resp.decided_by = d.decided_by
+    if explain and outcome.values_read:
+        add_value = resp.aggregates.add
+        for agg_id, value in outcome.values_read:
+            # A value past int64 (only a broken backend answers one) is no value at all.
+            if value is None or not INT_MIN <= value <= INT_MAX:
+                add_value(id=agg_id, known=False)
+            else:
+                add_value(id=agg_id, value=value, known=True)
     if explain and d.trace:
         add_line = resp.explanation.add
         for tr in d.trace:

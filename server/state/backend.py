@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from dsl.aggregates import AggregateRef
+from dsl.aggregates import RefLike
+from dsl.facts import EventFacts, Facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,39 @@ class Claim:
     request_id: str
     fingerprint: str
     ttl_s: float
+
+
+# What a fingerprint leaves out of the event: its time, unless the caller set it (an unset
+# time is each attempt's own clock, so two attempts of one request would differ).
+_UNSTAMPED = frozenset({"occurred_at"})
+
+
+def fingerprint(facts: Facts, *, stamped: bool, key: bytes) -> str:
+    """What a request asks, for :class:`Claim`: a keyed hash of the E.164 number (every
+    other phone fact follows from it) and of every field of the event, derived from the
+    dataclass's own fields so a field added later counts by default. Each part is written
+    with its name and length, so no two different requests share a byte stream."""
+    h = hashlib.blake2b(key=key[:64], digest_size=12, person=b"rf-fp")
+
+    def part(name: str, text: str) -> None:
+        data = text.encode("utf-8", "surrogatepass")
+        h.update(b"%s:%d:" % (name.encode(), len(data)))
+        h.update(data)
+
+    part("phone.e164", facts.phone.e164)
+    event = facts.event
+    for f in dataclasses.fields(EventFacts):
+        if f.name in _UNSTAMPED and not stamped:
+            continue
+        value = getattr(event, f.name)
+        if isinstance(value, Mapping):
+            part(f.name, str(len(value)))
+            for k in sorted(value):
+                part("key", k)
+                part("value", value[k])
+        else:
+            part(f.name, repr(value) if isinstance(value, float) else str(value))
+    return h.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +89,39 @@ class StateStats:
 
 
 class StateBackend(Protocol):
+    """docs/state.md ("What every value means") specifies every value a backend answers;
+    ``now`` is the event time and ``received`` the receipt time (the event time when not
+    given), see its §1."""
+
     stats: StateStats
 
     async def apply(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        *,
+        record: bool,
+        received: float | None = None,
     ) -> dict[str, int]:
-        """Fetch every ref (values include the current event where it feeds and the window
-        covers ``now``) and, when ``record``, record the event into every feeding ref, in
-        one round trip. Raises StateTimeout / StateError."""
+        """Fetch every ref (values include the current event where it feeds the aggregate
+        and lands in the window) and, when ``record``, record the event into every identity
+        it feeds, in one round trip. Raises StateTimeout / StateError."""
         ...
 
     async def apply_claimed(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, claim: Claim
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        claim: Claim,
+        *,
+        received: float | None = None,
     ) -> Applied:
         """``apply(..., record=True)`` once per claim: the first call for a request id
-        records and remembers its values for ``claim.ttl_s``; a later call with the same id
-        and fingerprint records nothing and answers the remembered values, marked
-        ``replayed``. The check rides in the same round trip as the apply."""
+        records and remembers its values for ``claim.ttl_s`` of receipt time; a later call
+        with the same id and fingerprint records nothing and answers the remembered values,
+        marked ``replayed``. The check rides in the same round trip as the apply."""
         ...
 
     async def ping(self) -> bool: ...

@@ -1,14 +1,14 @@
 """Idempotency claims for the memory backend: one bounded aiocache TTL cache per tenant.
 
 A claim maps a request id's keyed hash to what its first attempt answered (the values and
-the event time), for the idempotency window. aiocache's in-memory cache gives per-key
-expiry on the wall clock (a retry arrives in real time, whatever the event clock says);
-its calls run with ``timeout=None`` because the default wraps every call in
-``asyncio.wait_for`` (measured ≈ 25 µs a call against ≈ 5 µs without), and because without
-it a call never suspends: checking and claiming an id cannot interleave with another
-request for the same id. Each tenant's cache holds at most ``per_tenant`` claims (the
-oldest go first; checked every 32 claims, so the bound may be passed by that many), so one
-tenant's flood of ids never drops another tenant's claims.
+the event time), for the idempotency window, counted on the receipt clock (docs/state.md
+§8; the server's receipt clock is the wall clock, so aiocache's own per-key expiry frees
+the memory at about the same time). Its calls run with ``timeout=None`` because the
+default wraps every call in ``asyncio.wait_for`` (measured ≈ 25 µs a call against ≈ 5 µs
+without), and because without it a call never suspends: checking and claiming an id
+cannot interleave with another request for the same id. Each tenant's cache holds at
+most ``per_tenant`` claims (the oldest go first; checked every 32 claims, so the bound may
+be passed by that many), so one tenant's flood of ids never drops another tenant's claims.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ _LEN_CHECK_EVERY = 32
 class _Record:
     """What the first attempt answered; ``values`` is None while it is being applied."""
 
-    __slots__ = ("fingerprint", "now", "values")
+    __slots__ = ("fingerprint", "now", "received", "values")
 
-    def __init__(self, fingerprint: str, now: float) -> None:
+    def __init__(self, fingerprint: str, now: float, received: float) -> None:
         self.fingerprint = fingerprint
         self.now = now
+        self.received = received
         self.values: dict[str, int] | None = None
 
 
@@ -46,19 +47,29 @@ class MemoryClaims:
         self._added = 0
 
     async def run(
-        self, tenant: str, claim: Claim, now: float, apply: Callable[[], Awaitable[dict[str, int]]]
+        self,
+        tenant: str,
+        claim: Claim,
+        now: float,
+        apply: Callable[[], Awaitable[dict[str, int]]],
+        *,
+        received: float | None = None,
     ) -> Applied:
-        """Run ``apply`` unless ``claim`` was seen; remember its values if it runs."""
+        """Run ``apply`` unless ``claim`` was seen within its window of receipt time;
+        remember its values if it runs."""
         cache = self._caches.get(tenant)
         if cache is None:
             cache = self._caches[tenant] = SimpleMemoryCache(timeout=None)
         key = self._hasher.request_key(claim.request_id)
-        record = _Record(claim.fingerprint, now)
+        at = now if received is None else received
+        record = _Record(claim.fingerprint, now, at)
         try:
             # One call claims a fresh id (most requests) and finds a seen one.
             await cache.add(key, record, ttl=claim.ttl_s)
         except ValueError:
             found: _Record | None = await cache.get(key)
+            if found is not None and at - found.received >= claim.ttl_s:
+                found = None  # past the window on the receipt clock: a new request
             if found is not None:
                 if found.fingerprint == claim.fingerprint and found.values is not None:
                     return Applied(dict(found.values), True, found.now)

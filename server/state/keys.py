@@ -1,8 +1,10 @@
 """Storage keys and members: what reaches storage, with every number hashed.
 
-A storage key is ``rf:{<hash tag>}:<identity>``. The identity is kind, key kind, key_arg,
-field and the window's bucketing (size or calendar day + zone), never the offset or the spec
-id: ``count over 1h`` and the same count 1h ago read the same buckets. The hash tag is the
+A storage key is ``rf:{<hash tag>}:<identity>``. The identity is the aggregate's whole
+definition as the language derives it (:func:`dsl.aggregates.identity`: kind, keys, field,
+filter, window bucketing), never the offset or the name: ``count over 1h`` and the same
+count 1h ago read the same buckets, and two counts that differ only in their ``where``
+filter never share one. The hash tag is the
 tenant, the key kind and the concrete key (:func:`hash_tag`): every aggregate over one
 number (one device, one list, one segment) shares a Redis Cluster slot, and different
 numbers spread over the cluster, so a big tenant is not bound to one node.
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote
 
-from dsl.aggregates import AggregateSpec, KeyKind
+from dsl.aggregates import AggregateSpec, IdentityPart, KeyKind, identity
 
 KEY_PREFIX = "rf"
 
@@ -72,24 +74,42 @@ def _readable(value: str) -> str:
     return _q(value)
 
 
+def family_of(tenant: str, spec: AggregateSpec) -> Family:
+    """The storage key around a spec's concrete key: the hash tag's head (tenant and key
+    kinds) and a tail that formats the spec's whole identity (:func:`dsl.aggregates.identity`),
+    field by field. The state layer adds nothing and leaves nothing out: two specs share
+    storage exactly when the language says they count the same thing."""
+    return _family(tenant, identity(spec))
+
+
 @lru_cache(maxsize=4096)
-def family_of(tenant: str, spec_identity: tuple[object, ...]) -> Family:
-    kind, key, key_arg, field, size_s, calendar_day, tz = spec_identity
-    window = f"d{_q(str(tz))}" if calendar_day else f"s{size_s}"
-    head = f"{KEY_PREFIX}:{{{hash_tag(tenant, str(key), '')}"
-    tail = f"}}:{kind}:{key}:{_q(str(key_arg))}:{_q(str(field))}:{window}"
+def _family(tenant: str, ident: tuple[IdentityPart, ...]) -> Family:
+    fields = dict(ident)
+    more = fields["more_keys"]
+    assert isinstance(more, tuple)
+    kinds = "+".join(
+        [str(fields["key"]), *(str(pair[0]) for pair in more if isinstance(pair, tuple))]
+    )
+    head = f"{KEY_PREFIX}:{{{hash_tag(tenant, kinds, '')}"
+    tail = "}:" + ":".join(_part(v) for _, v in ident)
     return Family(tenant=tenant, head=head, tail=tail)
 
 
-def spec_identity(spec: AggregateSpec) -> tuple[object, ...]:
-    w = spec.window
-    # Calendar windows bucket by local day whatever size_s says, so size is not identity.
-    size = 0 if w.calendar_day else w.size_s
-    tz = w.timezone if w.calendar_day else ""
-    # A composite key (per (number, app)) is its own key kind, "number+app".
-    kinds = "+".join(k.value for k, _ in spec.keys)
-    args = ",".join(arg for _, arg in spec.keys) if spec.more_keys else spec.key_arg
-    return (spec.kind.value, kinds, args, spec.field, size, w.calendar_day, tz)
+# Identity values longer than this (a where filter's canonical text) are stored as a digest.
+_LONG_PART = 32
+
+
+def _part(value: object) -> str:
+    if isinstance(value, tuple):
+        text = ",".join(_part(v) for v in value)
+    elif isinstance(value, bool):
+        text = "1" if value else "0"
+    else:
+        text = str(value)
+    if len(text) > _LONG_PART:
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=10)
+        return "~" + digest.hexdigest()
+    return _q(text)
 
 
 # Recent hashes are remembered: a list name or a segment is hashed on every request and a

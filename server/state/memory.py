@@ -12,41 +12,83 @@ sets, sketches) that a key/value cache would only store whole. Expiry is driven 
 event clock (``now``) so tests and replays behave like live traffic. Only for a single
 replica: replicas each counting their own traffic would undercount.
 
-``apply`` runs once per request and per replayed event, so it does not build a plan the
-way the Redis backend must: it walks the refs once, working out each key and reading it
-on the spot, and keeps only the writes for afterwards. The rules are the planner's
-(the per-spec facts both use live in ``specs.py``); the contract suite holds both backends
-to them.
+``apply`` executes the planner's plan (``plan.py``), the same plan the Redis script
+executes: every read, then every write. What a value means is decided there and in
+docs/state.md, not here; this module only stores buckets and answers ranges.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TypeVar
 
-from dsl.aggregates import AggKind, AggregateRef
+from dsl.aggregates import AggKind, RefLike
 
 from . import hll
 from .backend import Applied, Claim, StateStats
 from .claims import DEFAULT_CLAIMS_PER_TENANT, MemoryClaims
-from .keys import KeyHasher, run_suffix
+from .keys import KeyHasher
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
-from .specs import RefLike, SpecTable
+from .plan import Planner, WriteOp
 
 _COUNT = AggKind.COUNT
 _DISTINCT = AggKind.DISTINCT
+_RUN = AggKind.RUN
 _SEEN = AggKind.FIRST_SEEN
+
+_M = TypeVar("_M", bytes, int)
+
+# A member's buckets: one int when it was seen in one bucket (nearly always), else the
+# sorted list of every bucket it was seen in, down to the key's cutoff.
+Buckets = int | list[int]
+
+
+def seen_in(buckets: Buckets | None, lo: int, hi: int) -> bool:
+    """Whether a member was seen in a bucket within ``lo..hi``."""
+    if buckets is None:
+        return False
+    if type(buckets) is int:
+        return lo <= buckets <= hi
+    assert isinstance(buckets, list)
+    i = bisect_left(buckets, lo)
+    return i < len(buckets) and buckets[i] <= hi
+
+
+def _latest(buckets: Buckets) -> int:
+    return buckets if isinstance(buckets, int) else buckets[-1]
+
+
+def _add_bucket(seen: dict[_M, Buckets], member: _M, pos: int, cutoff: int) -> None:
+    """Note ``member`` seen in bucket ``pos``, dropping its buckets older than ``cutoff``."""
+    old = seen.get(member)
+    if old is None:
+        seen[member] = pos
+        return
+    if old == pos:
+        return
+    if isinstance(old, int):
+        kept = [b for b in ((old, pos) if old < pos else (pos, old)) if b >= cutoff]
+    else:
+        kept = old
+        if pos not in kept:
+            insort(kept, pos)
+        if kept[0] < cutoff:
+            del kept[: bisect_left(kept, cutoff)]
+    # The event's own bucket is never older than its cutoff, so something is always kept.
+    seen[member] = kept[0] if len(kept) == 1 else kept
 
 
 class _Seen:
-    """age(): when a key was first seen (epoch seconds); renewed at every sighting."""
+    """age(): the receipt times of the first and of the latest sighting (seconds)."""
 
-    __slots__ = ("expires_at", "first")
+    __slots__ = ("expires_at", "first", "last")
 
     def __init__(self, expires_at: float, first: int) -> None:
         self.expires_at = expires_at
         self.first = first
+        self.last = first
 
 
 class _Count:
@@ -59,8 +101,7 @@ class _Count:
 
     def __init__(self, expires_at: float, pos: int) -> None:
         # Born holding its first event: most keys are a number seen once, and building
-        # the entry whole is cheaper than building it empty and adding to it. No trim is
-        # due: a window's cutoff is always older than the bucket it records into.
+        # the entry whole is cheaper than building it empty and adding to it.
         self.expires_at = expires_at
         self.buckets = [pos]
         self.totals = [1]  # events in buckets[0..i], plus `floor`
@@ -87,13 +128,22 @@ class _Count:
             self.floor = totals[i - 1]
             del buckets[:i], totals[:i]
 
+    def read(self, lo: int, hi: int) -> int:
+        buckets = self.buckets
+        i = bisect_left(buckets, lo)
+        j = bisect_right(buckets, hi)
+        if j <= i:
+            return 0
+        totals = self.totals
+        return totals[j - 1] - (totals[i - 1] if i else self.floor)
+
 
 class _Distinct:
     __slots__ = ("expires_at", "seen", "sketches")
 
     def __init__(self, expires_at: float, member: bytes, pos: int) -> None:
         self.expires_at = expires_at
-        self.seen: dict[bytes, int] = {member: pos}  # member -> last bucket seen
+        self.seen: dict[bytes, Buckets] = {member: pos}
         self.sketches: dict[int, bytearray] | None = None  # per bucket, beyond the exact cap
 
 
@@ -107,19 +157,11 @@ class _Run:
 
     def __init__(self, expires_at: float, member: int, pos: int) -> None:
         self.expires_at = expires_at
-        self.seen: dict[int, int] = {member: pos}  # member -> last time seen (ms)
+        self.seen: dict[int, Buckets] = {member: pos}
         self.trim_at = 64
 
 
 _Entry = _Count | _Distinct | _Run | _Seen
-
-# A write kept for after the reads: (kind, pos, cutoff, ttl_s), under (key, member).
-_Write = tuple[AggKind, int, int, int]
-# What a write records under its key: nothing (count), a hashed value (distinct) or a
-# run member (see _Run).
-_Member = bytes | int
-
-
 _Store = OrderedDict[str, _Entry]
 
 
@@ -138,7 +180,7 @@ class MemoryBackend:
             raise ValueError("tenant_max_keys must be at least 1")
         self.stats = StateStats()
         self._hasher = KeyHasher(hash_key)
-        self._specs = SpecTable()
+        self._planner = Planner(self._hasher)
         self._max_keys = max_keys
         self._tenant_max_keys = tenant_max_keys or max_keys
         self._stores: dict[str, _Store] = {}
@@ -146,123 +188,85 @@ class MemoryBackend:
         self._claims = MemoryClaims(self._hasher, claims_per_tenant)
 
     async def apply(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        *,
+        record: bool,
+        received: float | None = None,
     ) -> dict[str, int]:
-        return self.apply_now(tenant, refs, now, record=record)
+        return self.apply_now(tenant, refs, now, record=record, received=received)
 
     def apply_now(
-        self, tenant: str, refs: Sequence[RefLike], now: float, *, record: bool
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        *,
+        record: bool,
+        received: float | None = None,
     ) -> dict[str, int]:
         """``apply`` without the coroutine: in-process state never waits, and a replay
         applies hundreds of thousands of events with no event loop to serve."""
         self.stats.calls += 1
         try:
-            hasher = self._hasher
-            resolved = self._specs.resolve(tenant, refs, hasher)
+            plan = self._planner.plan(tenant, refs, now, record=record, received=received)
             store = self._stores.get(tenant)
             if store is None:
                 store = self._stores[tenant] = OrderedDict()
             get = store.get
-            values: dict[str, int] = {}
-            fixed: list[tuple[str, int]] = []  # values known without storage
-            writes: dict[tuple[str, _Member], _Write] = {}
-            member: _Member
-            # Every read comes before any write, as in the Redis script, and the store is
-            # left untouched until every ref has been read: a ref that fails (a bad window,
-            # an unknown time zone) fails the call with nothing changed, as planning first
-            # did. So LRU touches and expiries are noted here and done after the loop.
+            values: dict[str, int] = dict(plan.fixed) if plan.fixed else {}
+            # Every read comes before any write, as in the Redis script. LRU touches and
+            # expiries are noted here and done after the reads.
             touched: list[str] = []
             expired: list[str] = []
             last_key: str | None = None
             last_entry: _Entry | None = None
-            for ref, c, max_offset, key in resolved:
-                window = c.window
-                assert window is not None  # resolve() raised for a bad window
-                raw_key = ref.key
-                kind = c.kind
-                feeds = ref.feeds
-                if kind is _SEEN:
-                    entry = get(key)
-                    if entry is not None and entry.expires_at < now:
-                        expired.append(key)
-                        entry = None
-                    elif entry is not None:
-                        touched.append(key)
-                    last_key = None  # the memo below is for windows over one key
-                    first = entry.first if isinstance(entry, _Seen) else now
-                    values[c.id] = max(0, int(now - first))
-                    if record and feeds and (key, b"") not in writes:
-                        writes[(key, b"")] = (kind, int(now), 0, c.seen_ttl)
-                    continue
-                if kind is _COUNT:
-                    member = b""
-                elif kind is _DISTINCT:
-                    member = hasher.member(ref.member) if ref.member else b""
-                    # An empty distinct value (no device id sent) is not a value.
-                    feeds = feeds and member != b""
-                else:
-                    number = ref.member
-                    # run_suffix's first and usual case inlined: the number starts with
-                    # the whole key (a segment of the national number).
-                    if number.startswith(raw_key):
-                        suffix = number[len(raw_key) :]
-                    else:
-                        suffix = run_suffix(raw_key, number)
-                    if not suffix.isdigit() or not suffix.isascii():
-                        fixed.append((c.id, 0))  # not a number: no neighbours to speak of
-                        continue
-                    number_key = member = int("1" + suffix)
-                lo, hi, covers = window.read(now)
+            for rid, kind, key, lo, hi, member, include in plan.reads:
                 if key is last_key:
                     # Offset windows over one key come together: the lookup and the
-                    # touch of the ref before stand (touching twice in a row moves nothing).
+                    # touch of the read before stand.
                     entry = last_entry
                 else:
                     entry = get(key)
                     if entry is not None:
-                        if entry.expires_at < now:
+                        if kind is not _SEEN and entry.expires_at < now:
                             expired.append(key)
                             entry = None
                         else:
                             touched.append(key)
                     last_key, last_entry = key, entry
-                include = feeds and covers
                 if kind is _COUNT:
-                    # Inlined _Count read: counts are most refs.
-                    n = 0
-                    if isinstance(entry, _Count):
-                        buckets = entry.buckets
-                        i = bisect_left(buckets, lo)
-                        j = bisect_right(buckets, hi)
-                        if j > i:
-                            totals = entry.totals
-                            n = totals[j - 1] - (totals[i - 1] if i else entry.floor)
-                    values[c.id] = n + 1 if include else n
+                    n = entry.read(lo, hi) if isinstance(entry, _Count) else 0
+                    values[rid] = n + 1 if include else n
                 elif kind is _DISTINCT:
-                    values[c.id] = (
+                    values[rid] = (
                         _read_distinct(entry, lo, hi, member, include)
-                        if isinstance(entry, _Distinct) and isinstance(member, bytes)
+                        if isinstance(entry, _Distinct)
                         else (1 if include else 0)
                     )
-                elif isinstance(entry, _Run):
-                    values[c.id] = _read_run(entry, lo, hi, number_key, len(suffix), include)
+                elif kind is _RUN:
+                    values[rid] = (
+                        _read_run(entry, lo, hi, int(b"1" + member), len(member), include)
+                        if isinstance(entry, _Run)
+                        else (1 if include else 0)
+                    )
                 else:
-                    # Nothing seen in this segment: the current number alone, if it feeds.
-                    values[c.id] = 1 if include else 0
-                if record and feeds and (key, member) not in writes:
-                    pos, cutoff, ttl = window.write(now, max_offset)
-                    writes[(key, member)] = (kind, pos, cutoff, ttl)
-            if fixed:
-                # Where planning put them: first, with a read of the same id winning.
-                values = {**dict(fixed), **values}
+                    # age(): lo is how long a key is remembered unseen, hi the receipt time.
+                    values[rid] = (
+                        max(0, hi - entry.first)
+                        if isinstance(entry, _Seen) and hi - entry.last <= lo
+                        else 0
+                    )
             for key in expired:
                 if store.pop(key, None) is not None:
                     self._size -= 1
             move_to_end = store.move_to_end
             for key in touched:
                 move_to_end(key)
-            if writes:
-                self._write(store, writes, now)
+            if plan.writes:
+                self._write(store, plan.writes, now)
             self.stats.keys = self._size
             return values
         except Exception:
@@ -270,10 +274,20 @@ class MemoryBackend:
             raise
 
     async def apply_claimed(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, claim: Claim
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        claim: Claim,
+        *,
+        received: float | None = None,
     ) -> Applied:
         applied = await self._claims.run(
-            tenant, claim, now, lambda: self.apply(tenant, refs, now, record=True)
+            tenant,
+            claim,
+            now,
+            lambda: self.apply(tenant, refs, now, record=True, received=received),
+            received=received,
         )
         if applied.replayed:
             self.stats.replays += 1
@@ -302,22 +316,22 @@ class MemoryBackend:
 
     # -- writes --------------------------------------------------------------------
 
-    def _write(self, store: _Store, writes: dict[tuple[str, _Member], _Write], now: float) -> None:
-        for (key, member), (kind, pos, cutoff, ttl_s) in writes.items():
-            expires_at = now + ttl_s
+    def _write(self, store: _Store, writes: list[WriteOp], now: float) -> None:
+        for kind, key, pos, member, ttl_s, cutoff in writes:
+            expires_at = (pos if kind is _SEEN else now) + ttl_s
             # Looked up again: an earlier write of this call may have evicted the key.
-            # Every key written was read in this call, so an expired one is gone already
-            # and an entry found is live; the storage key names the kind, so it matches.
+            # Every key written was read in this call, so an expired one is gone already;
+            # the storage key names the kind, so an entry found is of that kind.
             entry = store.get(key)
             if entry is None:
                 if kind is _COUNT:
                     store[key] = _Count(expires_at, pos)
                 elif kind is _SEEN:
                     store[key] = _Seen(expires_at, pos)
-                elif isinstance(member, bytes):
+                elif kind is _DISTINCT:
                     store[key] = _Distinct(expires_at, member, pos)
                 else:
-                    store[key] = _Run(expires_at, member, pos)
+                    store[key] = _Run(expires_at, int(b"1" + member), pos)
                 self._size += 1
                 if len(store) > self._tenant_max_keys or self._size > self._max_keys:
                     self._evict(store)
@@ -326,11 +340,13 @@ class MemoryBackend:
             if isinstance(entry, _Count):
                 entry.add(pos, cutoff)
             elif isinstance(entry, _Distinct):
-                if isinstance(member, bytes):
-                    _write_distinct(entry, pos, member, cutoff)
-            elif isinstance(entry, _Run) and isinstance(member, int):
-                _write_run(entry, pos, member, cutoff)
-            # A _Seen keeps its first sighting: only its life is renewed.
+                _write_distinct(entry, pos, member, cutoff)
+            elif isinstance(entry, _Run):
+                _write_run(entry, pos, int(b"1" + member), cutoff)
+            elif isinstance(entry, _Seen):
+                if pos - entry.last > cutoff:  # forgotten: this sighting starts again
+                    entry.first = pos
+                entry.last = max(entry.last, pos)
             if expires_at > entry.expires_at:
                 entry.expires_at = expires_at
 
@@ -355,22 +371,22 @@ def _read_distinct(entry: _Distinct, lo: int, hi: int, member: bytes, include: b
         regs = [s for b, s in entry.sketches.items() if lo <= b <= hi]
         return hll.estimate(hll.union(regs)) + (1 if include else 0)
     n = 0
-    for b in entry.seen.values():  # a plain loop: most keys hold one or two members
-        if lo <= b <= hi:
+    for buckets in entry.seen.values():  # a plain loop: most keys hold one or two members
+        if type(buckets) is int:
+            if lo <= buckets <= hi:
+                n += 1
+        elif seen_in(buckets, lo, hi):
             n += 1
-    if include:
-        last = entry.seen.get(member)
-        if last is None or not lo <= last <= hi:
-            n += 1
+    if include and not seen_in(entry.seen.get(member), lo, hi):
+        n += 1
     return n
 
 
 def _read_run(entry: _Run, lo: int, hi: int, member: int, width: int, include: bool) -> int:
     """The run of consecutive numbers around ``member`` (see :class:`_Run`) seen in
-    ``(lo, hi]``, walking at most RUN_WALK_CAP neighbours each way."""
+    buckets ``lo..hi``, walking at most RUN_WALK_CAP neighbours each way."""
     get = entry.seen.get
-    t = get(member)
-    if not (include or (t is not None and lo < t <= hi)):
+    if not (include or seen_in(get(member), lo, hi)):
         return 0
     base = 10**width  # member = base + the suffix's value
     # Upwards: a neighbour is member + i, until the suffix gains a digit (999 + 1 is
@@ -379,8 +395,7 @@ def _read_run(entry: _Run, lo: int, hi: int, member: int, width: int, include: b
     last = member + RUN_WALK_CAP
     top = 2 * base
     while m <= last:
-        t = get(m if m < top else _widened(m - base))
-        if t is None or not lo < t <= hi:
+        if not seen_in(get(m if m < top else _widened(m - base)), lo, hi):
             break
         m += 1
     run = m - member
@@ -388,8 +403,7 @@ def _read_run(entry: _Run, lo: int, hi: int, member: int, width: int, include: b
     m = member - 1
     last = max(member - RUN_WALK_CAP, base)
     while m >= last:
-        t = get(m)
-        if t is None or not lo < t <= hi:
+        if not seen_in(get(m), lo, hi):
             break
         m -= 1
     return run + member - 1 - m
@@ -404,16 +418,17 @@ def _write_distinct(entry: _Distinct, pos: int, member: bytes, cutoff: int) -> N
     if entry.sketches is None:
         seen = entry.seen
         if member not in seen and len(seen) >= DISTINCT_EXACT_CAP:
-            for m in [m for m, b in seen.items() if b < cutoff]:
+            for m in [m for m, b in seen.items() if _latest(b) < cutoff]:
                 del seen[m]
         if member in seen or len(seen) < DISTINCT_EXACT_CAP:
-            if seen.get(member, pos) <= pos:
-                seen[member] = pos
+            _add_bucket(seen, member, pos, cutoff)
             return
         # Beyond the exact cap: move what we know into per-bucket sketches, for good.
         entry.sketches = {}
-        for m, b in seen.items():
-            hll.add(entry.sketches.setdefault(b, hll.new_registers()), _h64(m))
+        for m, buckets in seen.items():
+            for b in [buckets] if isinstance(buckets, int) else buckets:
+                if b >= cutoff:
+                    hll.add(entry.sketches.setdefault(b, hll.new_registers()), _h64(m))
         seen.clear()
     sketches = entry.sketches
     hll.add(sketches.setdefault(pos, hll.new_registers()), _h64(member))
@@ -423,13 +438,12 @@ def _write_distinct(entry: _Distinct, pos: int, member: bytes, cutoff: int) -> N
 
 def _write_run(entry: _Run, pos: int, member: int, cutoff: int) -> None:
     seen = entry.seen
-    if seen.get(member, pos) <= pos:
-        seen[member] = pos
+    _add_bucket(seen, member, pos, cutoff)
     if len(seen) >= entry.trim_at:
-        for m in [m for m, t in seen.items() if t <= cutoff]:
+        for m in [m for m, b in seen.items() if _latest(b) < cutoff]:
             del seen[m]
         if len(seen) > RUN_MAX_MEMBERS:
-            oldest = sorted(seen.items(), key=lambda kv: kv[1])
+            oldest = sorted(seen.items(), key=lambda kv: _latest(kv[1]))
             for m, _ in oldest[: len(seen) - RUN_MAX_MEMBERS]:
                 del seen[m]
         # Amortised: the next trim waits until the map has grown again.

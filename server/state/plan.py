@@ -1,13 +1,16 @@
 """Turn a request's AggregateRefs into backend-neutral reads and writes.
 
-Both backends execute the same plan, so they cannot drift apart in semantics: which
-buckets a window reads, whether the current event counts, which storage keys an event is
-recorded into (once per key, however many windows over it the policy reads), and how long
-each key lives.
+This is the one statement of the planning semantics (docs/state.md, "What every value
+means"): which buckets a window reads, whether the current event counts in it, which
+storage keys the event is recorded into (once per key and member, however many windows
+over it the policy reads), what is trimmed and how long each key lives. The memory backend
+executes the plan in process; the Redis script (``script.py``) executes it in Redis, whole
+or split by slot for a cluster. Neither decides any of it again.
 
 Planning runs for every request and every replayed event, so it is kept lean: everything
-derivable from a (frozen) spec is worked out once per spec, and the ops are plain tuples
-(a frozen dataclass costs about a microsecond to build; a tuple, a few dozen ns).
+derivable from a (frozen) spec is worked out once per spec (``specs.py``), and the ops are
+plain tuples (a frozen dataclass costs about a microsecond to build; a tuple, a few dozen
+ns).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from dsl.aggregates import AggKind, AggregateRef
+from dsl.aggregates import AggKind, RefLike
 
 from .keys import KeyHasher, run_suffix
 from .specs import SpecTable
@@ -23,19 +26,20 @@ from .specs import SpecTable
 ReadOp = tuple[str, AggKind, str, int, int, bytes, bool]
 """``(ref_id, kind, key, lo, hi, member, include)``: read one aggregate.
 
-COUNT / DISTINCT: ``lo..hi`` is an inclusive bucket range. RUN: ``(lo, hi]`` in epoch ms.
-FIRST_SEEN: ``hi`` is now in epoch seconds (the value is ``hi`` minus the first sighting).
-``member`` is the hashed distinct value or the run suffix digits. ``include`` says the
-current event counts in this window (it feeds and the window covers now).
+COUNT / DISTINCT / RUN: ``lo..hi`` is an inclusive bucket range. FIRST_SEEN: ``hi`` is the
+receipt time in whole seconds (the value is ``hi`` minus the first sighting's, 0 when the
+key is unknown or was last seen more than ``lo`` seconds before). ``member`` is the hashed
+distinct value or the run suffix digits. ``include`` says the current event counts in this
+window: it feeds the aggregate and its own bucket lies in ``lo..hi``.
 """
 
 WriteOp = tuple[AggKind, str, int, bytes, int, int]
 """``(kind, key, pos, member, ttl_s, cutoff)``: record the event into one storage key.
 
-``pos`` is the bucket (COUNT / DISTINCT), the event time in ms (RUN) or in seconds
-(FIRST_SEEN, stored only if the key holds none yet); ``cutoff`` is the
-oldest bucket to keep (older are trimmed) or, for RUN, the time at or before which entries
-are dropped; ``ttl_s`` is the key's lifetime after this write.
+``pos`` is the event's bucket (COUNT / DISTINCT / RUN) or the receipt time in seconds
+(FIRST_SEEN). ``cutoff`` is the oldest bucket to keep (older ones are trimmed) or, for
+FIRST_SEEN, how long a key is remembered without a sighting (seconds). ``ttl_s`` is the
+key's lifetime after this write, a backstop for memory: values never depend on it.
 """
 
 
@@ -46,9 +50,7 @@ class Plan(NamedTuple):
 
 
 class Planner:
-    """Builds plans; remembers the largest offset seen per aggregate family so that TTLs
-    and trimming keep what every window over the same buckets needs, even when one request
-    plans only some of them."""
+    """Builds plans for one backend (its hash key); keeps each tenant's compiled specs."""
 
     __slots__ = ("_specs", "hasher")
 
@@ -56,26 +58,35 @@ class Planner:
         self.hasher = hasher
         self._specs = SpecTable()
 
-    def plan(self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool) -> Plan:
+    def plan(
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        *,
+        record: bool,
+        received: float | None = None,
+    ) -> Plan:
+        """``now`` is the event time, ``received`` the receipt time (docs/state.md §1; the
+        event time when not given)."""
         reads: list[ReadOp] = []
         writes: dict[tuple[str, bytes], WriteOp] = {}
         fixed: list[tuple[str, int]] = []
         hasher = self.hasher
-        for ref, c, max_offset, key in self._specs.resolve(tenant, refs, hasher):
+        for ref, c, key in self._specs.resolve(tenant, refs, hasher):
             window = c.window
             assert window is not None  # resolve() raised for a bad window
-            raw_key = ref.key
             kind = c.kind
             if kind is AggKind.FIRST_SEEN:
-                # age(): read the first sighting against now (seconds); a write sets it
-                # if absent and keeps the key for the window after this sighting.
-                now_s = int(now)
-                reads.append((c.id, kind, key, 0, now_s, b"", False))
+                # age(): the receipt clock only, never the event's own time (§6).
+                at = int(now if received is None else received)
+                memory_s = c.spec.window.size_s
+                reads.append((c.id, kind, key, memory_s, at, b"", False))
                 if record and ref.feeds and (key, b"") not in writes:
-                    writes[(key, b"")] = (kind, key, now_s, b"", c.seen_ttl, 0)
+                    writes[(key, b"")] = (kind, key, at, b"", memory_s, memory_s)
                 continue
             if kind is AggKind.RUN:
-                suffix = run_suffix(raw_key, ref.member)
+                suffix = run_suffix(ref.key, ref.member)
                 if not suffix.isdigit() or not suffix.isascii():
                     fixed.append((c.id, 0))  # not a number: no neighbours to speak of
                     continue
@@ -88,9 +99,12 @@ class Planner:
             else:
                 member = b""
                 feeds = ref.feeds
-            lo, hi, covers = window.read(now)
-            reads.append((c.id, kind, key, lo, hi, member, feeds and covers))
-            if record and feeds and (key, member) not in writes:
-                pos, cutoff, ttl = window.write(now, max_offset)
-                writes[(key, member)] = (kind, key, pos, member, ttl, cutoff)
+            lo, hi = window.read(now)
+            if feeds:
+                pos, cutoff, ttl = window.write(now, c.horizon)
+                reads.append((c.id, kind, key, lo, hi, member, lo <= pos <= hi))
+                if record and (key, member) not in writes:
+                    writes[(key, member)] = (kind, key, pos, member, ttl, cutoff)
+            else:
+                reads.append((c.id, kind, key, lo, hi, member, False))
         return Plan(reads, list(writes.values()), fixed)

@@ -23,97 +23,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from dsl.aggregates import AggKind
-
-from . import records
-from .backend import Claim
-from .errors import StateError
-from .keys import KeyHasher, claim_key, tag_of
-from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
-from .plan import Plan
 from .script import LUA, SHA1
 from .scripted import Call, ScriptedBackend, fail, settle
 
-_KIND_CODE = {
-    AggKind.COUNT: "c",
-    AggKind.DISTINCT: "d",
-    AggKind.RUN: "r",
-    AggKind.FIRST_SEEN: "s",
-}
-_HEAD = (str(DISTINCT_EXACT_CAP), str(RUN_WALK_CAP), str(RUN_MAX_MEMBERS))
-Arg = str | bytes
 _T = TypeVar("_T")
 # Batches out at once. While they are, calls queue and leave together when one returns:
 # under load a batch carries what arrived during a round trip, at no cost when idle.
 _MAX_IN_FLIGHT = 1
-
-
-ClaimArgs = tuple[str, str, str, str]
-"""``(claim key, fingerprint line, record header, ttl in ms)`` for the script."""
-_NO_CLAIM = ("0", "", "", "0")
-
-
-def encode(plan: Plan, claim: ClaimArgs | None = None) -> tuple[list[str], list[Arg]]:
-    """KEYS (each once) and ARGV for the script."""
-    index: dict[str, int] = {}
-    keys: list[str] = []
-
-    def key_index(key: str) -> str:
-        n = index.get(key)
-        if n is None:
-            keys.append(key)
-            n = index[key] = len(keys)
-        return str(n)
-
-    args: list[Arg] = [*_HEAD, str(len(plan.reads)), str(len(plan.writes))]
-    if claim is None:
-        args += _NO_CLAIM
-    else:
-        args += (key_index(claim[0]), *claim[1:])
-    for _, kind, key, lo, hi, member, include in plan.reads:
-        args += (_KIND_CODE[kind], key_index(key), str(lo), str(hi), member)
-        args.append("1" if include else "0")
-    for kind, key, pos, member, ttl_s, cutoff in plan.writes:
-        args += (_KIND_CODE[kind], key_index(key), str(pos), member, str(ttl_s), str(cutoff))
-    return keys, args
-
-
-def claim_args(hasher: KeyHasher, plan: Plan, claim: Claim, now: float) -> ClaimArgs:
-    """The script's claim for ``plan`` (all of whose keys share one slot in a cluster): the
-    claim key sits in the slot of the plan's first key."""
-    first = plan.reads[0][2] if plan.reads else plan.writes[0][1]
-    return (
-        claim_key(tag_of(first), hasher.request_key(claim.request_id)),
-        records.fingerprint_line(claim.fingerprint),
-        records.header(claim.fingerprint, now, [op[0] for op in plan.reads]),
-        str(max(1, round(claim.ttl_s * 1000))),
-    )
-
-
-def decode(plan: Plan, raw: object) -> tuple[dict[str, int], float | None]:
-    """The script's reply: values by ref id, and the first attempt's event time when the
-    reply is a replayed claim record (None for a fresh apply). Raises StateError."""
-    if isinstance(raw, BaseException):  # this call's own error reply
-        raise StateError(f"redis failed: {type(raw).__name__}: {raw}") from raw
-    if isinstance(raw, bytes):
-        try:
-            then, values = records.parse(raw)
-        except ValueError as exc:
-            raise StateError("state script returned an unreadable claim record") from exc
-        return values, then
-    if not isinstance(raw, list) or len(raw) != len(plan.reads):
-        raise StateError("state script returned an unexpected reply")
-    return {op[0]: int(v) for op, v in zip(plan.reads, raw, strict=True)}, None
-
-
-def pack(head: bytes, nkeys: str, keys: list[str], args: list[Arg]) -> bytes:
-    """One RESP command: ``head`` (the name and SHA, packed once), then the key count,
-    keys and args. Everything after the head is ASCII or bytes, so str.encode is exact."""
-    parts = [b"*%d\r\n" % (3 + len(keys) + len(args)), head]
-    for part in (nkeys, *keys, *args):
-        b = part.encode() if isinstance(part, str) else part
-        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(parts)
 
 
 class RedisBackend(ScriptedBackend):

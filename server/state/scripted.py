@@ -17,12 +17,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dsl.aggregates import AggregateRef
+from dsl.aggregates import RefLike
 
 from .backend import Applied, Claim, StateStats
 from .errors import StateError, StateTimeout
 from .keys import KeyHasher
 from .plan import Plan, Planner
+from .script import claim_args, decode, encode, pack
 
 _T = TypeVar("_T")
 
@@ -77,29 +78,40 @@ class ScriptedBackend:
         self._backstop = max(1.0, 10 * timeout_s)
 
     async def apply(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        *,
+        record: bool,
+        received: float | None = None,
     ) -> dict[str, int]:
-        return (await self._apply(tenant, refs, now, record, None)).values
+        return (await self._apply(tenant, refs, now, record, None, received)).values
 
     async def apply_claimed(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, claim: Claim
+        self,
+        tenant: str,
+        refs: Sequence[RefLike],
+        now: float,
+        claim: Claim,
+        *,
+        received: float | None = None,
     ) -> Applied:
-        return await self._apply(tenant, refs, now, True, claim)
+        return await self._apply(tenant, refs, now, True, claim, received)
 
     async def _apply(
         self,
         tenant: str,
-        refs: Sequence[AggregateRef],
+        refs: Sequence[RefLike],
         now: float,
         record: bool,
         claim: Claim | None,
+        received: float | None,
     ) -> Applied:
-        # Imported here: redis_backend defines the wire helpers and imports this module.
-        from .redis_backend import claim_args, decode, encode, pack
-
         self.stats.calls += 1
+        at = now if received is None else received
         try:
-            plan = self._planner.plan(tenant, refs, now, record=record)
+            plan = self._planner.plan(tenant, refs, now, record=record, received=at)
         except StateError:
             self.stats.errors += 1
             raise
@@ -111,7 +123,7 @@ class ScriptedBackend:
         commands: list[tuple[int, bytes]] = []
         for route, part in parts:
             keys, args = encode(
-                part, None if claim is None else claim_args(hasher, part, claim, now)
+                part, None if claim is None else claim_args(hasher, part, claim, now, at)
             )
             commands.append((route, pack(self._evalsha, str(len(keys)), keys, args)))
         self.stats.round_trips += 1

@@ -1,16 +1,16 @@
 """Window arithmetic: which buckets a window reads, where an event lands, how long keys live.
 
-Sliding windows are cut into buckets of ``w = max(1, size_s // 60)`` seconds. Bucket ``b``
-holds events with time in ``((b-1)*w, b*w]``; the window ``(T - size, T]`` (``T = now -
-offset``) reads buckets ``floor((T - size)/w) + 1 .. ceil(T/w)``. It is exact when ``T`` and
-``T - size`` fall on bucket edges and otherwise counts up to one bucket more at the old edge
-(and, for offset windows, events up to one bucket after ``T``): exact to one bucket, erring
-towards counting. Calendar-day windows bucket by the local date in ``timezone``, so "today"
-starts exactly at local midnight (DST-aware via zoneinfo). Runs store event times in
-milliseconds and are exact.
+One rule for every kind (docs/state.md §4): an event belongs to a window when its bucket
+lies in the window's bucket range. Sliding windows are cut into buckets of
+``w = max(1, size_s // 60)`` seconds; bucket ``b`` holds times in ``((b-1)*w, b*w]``, and
+the window ``(T - size, T]`` (``T = now - offset``) reads buckets
+``floor((T - size)/w) + 1 .. ceil(T/w)``: every event in the window, plus at most one
+bucket's worth older at the old edge (and younger at the new one, off a bucket edge).
+Calendar-day windows bucket by the local date in ``timezone`` (DST-aware via zoneinfo), so
+"today" starts exactly at local midnight.
 
 Every request does this arithmetic for every aggregate, so a window is compiled once
-(:func:`compile_window`) into an object whose two methods answer everything a read and a
+(:func:`compile_window`) into an object whose methods answer everything a read and a
 write need; the free functions below are the same arithmetic, one question at a time.
 """
 
@@ -22,6 +22,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from dsl.aggregates import Window
+from dsl.runtime import LAST_LOCAL
 from dsl.zones import zone
 
 from .errors import StateError
@@ -71,16 +72,27 @@ class LocalDays:
         self.last: DaySpan = (0, 0.0, -1.0)
 
     def span(self, t: float) -> DaySpan:
+        # Times past the calendar's end read as its last day, as the policy's local time
+        # does (dsl.runtime.local_time): only a tool passes them, never the server.
+        t = min(t, LAST_LOCAL)
         for span in self._spans:
             if span[1] <= t < span[2]:
                 self.last = span
                 return span
         zone = _zone(self.tz)
-        day = datetime.fromtimestamp(t, zone).date()
-        start = _midnight(self.tz, day)
-        stop = _midnight(self.tz, day + timedelta(days=1))
+        try:
+            day = datetime.fromtimestamp(t, zone).date()
+            start = _midnight(self.tz, day)
+            # The calendar's last day has no next midnight: it runs to the end of time.
+            stop = math.inf if day == date.max else _midnight(self.tz, day + timedelta(days=1))
+        except (OverflowError, ValueError, OSError):
+            raise StateError(f"event time {t:.0f} has no local date in {self.tz}") from None
         found = (day.toordinal(), start, stop)
-        if start <= t < stop and _offset(zone, start) == _offset(zone, stop - 0.001):
+        if (
+            start <= t < stop
+            and stop != math.inf
+            and _offset(zone, start) == _offset(zone, stop - 0.001)
+        ):
             # Replaced whole, never mutated: a reader never sees a half-updated tuple.
             self._spans = (found, *self._spans[: _DAY_SPANS_KEPT - 1])
             self.last = found
@@ -99,13 +111,8 @@ def local_days(tz: str) -> LocalDays:
     return LocalDays(tz)
 
 
-@lru_cache(maxsize=4096)
-def _midnight_of(tz: str, ordinal: int) -> float:
-    return _midnight(tz, date.fromordinal(ordinal))
-
-
 class _Sliding:
-    """Buckets of ``w`` seconds (counts, distinct counts)."""
+    """Buckets of ``w`` seconds."""
 
     __slots__ = ("offset", "size", "w")
 
@@ -114,44 +121,29 @@ class _Sliding:
         self.offset = window.offset_s
         self.w = bucket_width(window.size_s)
 
-    def read(self, now: float) -> tuple[int, int, bool]:
-        """Inclusive bucket range, and whether the window contains ``now``."""
+    def bucket(self, now: float) -> int:
+        """The bucket an event at ``now`` lands in."""
+        return math.ceil(now / self.w)
+
+    def read(self, now: float) -> tuple[int, int]:
+        """The inclusive bucket range the window reads for an event at ``now``."""
         end = now - self.offset
         w = self.w
-        return math.floor((end - self.size) / w) + 1, math.ceil(end / w), self.offset == 0
+        return math.floor((end - self.size) / w) + 1, math.ceil(end / w)
 
-    def write(self, now: float, max_offset_s: int) -> tuple[int, int, int]:
-        """The event's bucket, the oldest bucket any window over the key still reads, and
-        the key's TTL."""
+    def write(self, now: float, horizon_s: int) -> tuple[int, int, int]:
+        """The event's bucket, the oldest bucket to keep (one more than any window over
+        the key reads, ``horizon_s`` being the largest offset read) and the key's TTL."""
         w = self.w
         return (
             math.ceil(now / w),
-            math.floor((now - max_offset_s - self.size) / w),
-            self.size + max_offset_s + w + SLACK_S,
-        )
-
-
-class _SlidingMs(_Sliding):
-    """The exact window in epoch milliseconds (runs)."""
-
-    __slots__ = ()
-
-    def read(self, now: float) -> tuple[int, int, bool]:
-        """``(lo, hi]`` in ms, and whether the window contains ``now``."""
-        end = now - self.offset
-        return round((end - self.size) * 1000), round(end * 1000), self.offset == 0
-
-    def write(self, now: float, max_offset_s: int) -> tuple[int, int, int]:
-        """The event time (ms), the time at or before which entries go, the key's TTL."""
-        return (
-            round(now * 1000),
-            round((now - max_offset_s - self.size) * 1000),
-            self.size + max_offset_s + self.w + SLACK_S,
+            math.floor((now - horizon_s - self.size) / w),
+            self.size + horizon_s + w + SLACK_S,
         )
 
 
 class _Calendar:
-    """One bucket per local day: the date's ordinal (counts, distinct counts)."""
+    """One bucket per local day: the date's ordinal."""
 
     __slots__ = ("days", "offset")
 
@@ -159,42 +151,23 @@ class _Calendar:
         self.offset = window.offset_s
         self.days = local_days(window.timezone)
 
-    def covers(self, day: int, now: float) -> bool:
-        # "Yesterday" never holds now; an offset that still lands on today does.
-        return self.offset == 0 or day == self.days.ordinal(now)
-
-    def read(self, now: float) -> tuple[int, int, bool]:
-        t = now - self.offset
+    def _day(self, t: float) -> int:
         span = self.days.last
-        day = span[0] if span[1] <= t < span[2] else self.days.ordinal(t)
-        return day, day, self.offset == 0 or self.covers(day, now)
+        return span[0] if span[1] <= t < span[2] else self.days.ordinal(t)
 
-    def write(self, now: float, max_offset_s: int) -> tuple[int, int, int]:
-        days = self.days
-        span = days.last
-        day = span[0] if span[1] <= now < span[2] else days.ordinal(now)
+    def bucket(self, now: float) -> int:
+        return self._day(now)
+
+    def read(self, now: float) -> tuple[int, int]:
+        day = self._day(now - self.offset)
+        return day, day
+
+    def write(self, now: float, horizon_s: int) -> tuple[int, int, int]:
+        day = self._day(now)
         return (
             day,
-            (day if max_offset_s == 0 else days.ordinal(now - max_offset_s)) - 1,
-            _DAY_S + _DST_S + max_offset_s + SLACK_S,
-        )
-
-
-class _CalendarMs(_Calendar):
-    """The local day in epoch milliseconds (runs)."""
-
-    __slots__ = ()
-
-    def read(self, now: float) -> tuple[int, int, bool]:
-        day, start, stop = self.days.span(now - self.offset)
-        return round(start * 1000) - 1, round(stop * 1000) - 1, self.covers(day, now)
-
-    def write(self, now: float, max_offset_s: int) -> tuple[int, int, int]:
-        yesterday = self.days.ordinal(now - max_offset_s) - 1
-        return (
-            round(now * 1000),
-            round(_midnight_of(self.days.tz, yesterday) * 1000) - 1,
-            _DAY_S + _DST_S + max_offset_s + SLACK_S,
+            (day if horizon_s == 0 else self._day(now - horizon_s)) - 1,
+            _DAY_S + _DST_S + horizon_s + SLACK_S,
         )
 
 
@@ -202,47 +175,34 @@ CompiledWindow = _Sliding | _Calendar
 
 
 @lru_cache(maxsize=4096)
-def compile_window(window: Window, *, in_ms: bool = False) -> CompiledWindow:
-    """The window's arithmetic, worked out once. ``in_ms``: exact times in ms (runs)
-    rather than bucket numbers. The window must be valid (size > 0 unless calendar)."""
-    if window.calendar_day:
-        return _CalendarMs(window) if in_ms else _Calendar(window)
-    return _SlidingMs(window) if in_ms else _Sliding(window)
+def compile_window(window: Window) -> CompiledWindow:
+    """The window's arithmetic, worked out once. The window must be valid (size > 0
+    unless calendar)."""
+    return _Calendar(window) if window.calendar_day else _Sliding(window)
 
 
 def read_range(window: Window, now: float) -> tuple[int, int]:
     """Inclusive bucket range the window reads (calendar: one local-day ordinal)."""
-    lo, hi, _ = compile_window(window).read(now)
-    return lo, hi
+    return compile_window(window).read(now)
 
 
 def record_bucket(window: Window, now: float) -> int:
-    return compile_window(window).write(now, 0)[0]
+    return compile_window(window).bucket(now)
 
 
 def covers_now(window: Window, now: float) -> bool:
-    """Whether the window contains ``now``: only then does the current event count in it."""
-    return compile_window(window).read(now)[2]
+    """Whether the event at ``now`` lands in the window it reads: only then does it count
+    in the value it reads."""
+    c = compile_window(window)
+    lo, hi = c.read(now)
+    return lo <= c.bucket(now) <= hi
 
 
-def time_bounds_ms(window: Window, now: float) -> tuple[int, int]:
-    """``(lo, hi]`` in epoch milliseconds: the exact window, for runs."""
-    lo, hi, _ = compile_window(window, in_ms=True).read(now)
-    return lo, hi
-
-
-def ttl_s(window: Window, max_offset_s: int) -> int:
+def ttl_s(window: Window, horizon_s: int) -> int:
     """How long a key must outlive its last write for every window over it to be answered."""
-    if window.calendar_day:
-        return _DAY_S + _DST_S + max_offset_s + SLACK_S
-    return window.size_s + max_offset_s + bucket_width(window.size_s) + SLACK_S
+    return compile_window(window).write(0.0, horizon_s)[2]
 
 
-def keep_from_bucket(window: Window, now: float, max_offset_s: int) -> int:
-    """Oldest bucket any window (up to ``max_offset_s`` back) still reads; older ones go."""
-    return compile_window(window).write(now, max_offset_s)[1]
-
-
-def keep_after_ms(window: Window, now: float, max_offset_s: int) -> int:
-    """Run entries seen at or before this time (ms) can no longer be in any window."""
-    return compile_window(window, in_ms=True).write(now, max_offset_s)[1]
+def keep_from_bucket(window: Window, now: float, horizon_s: int) -> int:
+    """The oldest bucket kept after a write at ``now``; older ones go."""
+    return compile_window(window).write(now, horizon_s)[1]

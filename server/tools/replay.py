@@ -34,6 +34,7 @@ from types import MappingProxyType
 from dsl.aggregates import AggregateRef
 from dsl.decision import Decision
 from dsl.facts import EventFacts, Facts, PhoneFacts
+from dsl.pipeline import decide_now
 from server.bundle.load import TenantBundle
 from server.phone import PhoneParser
 from server.state import MemoryBackend
@@ -145,11 +146,9 @@ class Replayer:
         b = self.bundle
         lists = lists_for(b, phone.e164, recorded)
         facts = Facts(tenant=b.name, phone=phone, event=event)
-        refs = b.policy.plan(facts, lists) if planned is None else planned
-        values = (
-            self.backend.apply_now(b.name, refs, event.occurred_at, record=True) if refs else {}
-        )
-        decision = b.policy.evaluate(facts, values, lists)
+        decision = decide_now(
+            b.policy, lists, facts, self.backend, record=True, refs=planned
+        ).decision
         self.summary.add(event, decision)
         return decision
 

@@ -72,6 +72,17 @@ def test_normal_sign_ups_pass(outcomes: dict[str, Counter[str]]) -> None:
     c = outcomes["normal"]
     total = c["allow"] + c["review"] + c["block"]
     assert c["allow"] / total > 0.99
+    assert c["tag:code_farm"] == 0  # a login or two among one or two codes
+
+
+def test_code_farms_are_reviewed(outcomes: dict[str, Counter[str]]) -> None:
+    """The demo's code_farm rule reads two counts over the number that differ only in
+    their `where` filter (codes, logins): each counts its own scene, so the rule fires on
+    the numbers that only ever receive codes, from their 8th code on (5 numbers x 5)."""
+    c = outcomes["code_farm"]
+    assert c["tag:code_farm"] == 25
+    assert c["review"] == 25
+    assert c["allow"] == 35
 
 
 def test_replay_cli_reads_the_generated_file(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from dsl import compile_policy
 from dsl.facts import PhoneFacts
 from dsl.testing import parse_cases, run_case
 from server.phone import PhoneParser, SegmentTable
+from server.state import MemoryBackend
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dsl.md"
 _BLOCK = re.compile(r"```(rf|toml)\n(.*?)```", re.S)
@@ -48,5 +49,5 @@ def test_recipe(title: str, rf: str, toml: str) -> None:
     cases = parse_cases(tomllib.loads(toml), f"cookbook: {title}", _phone)
     assert cases
     for case in cases:
-        result = run_case(policy, case, {})
+        result = run_case(policy, case, {}, MemoryBackend(hash_key=b"t"))
         assert result.passed, result.report()

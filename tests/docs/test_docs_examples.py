@@ -28,6 +28,7 @@ from dsl import PolicyError, check_policy, compile_policy, render_all
 from dsl.facts import PhoneFacts
 from dsl.parser import parse_module
 from dsl.testing import load_cases, run_case
+from server.state import MemoryBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -134,7 +135,8 @@ def _run_cases(block: Block, policy_block: Block) -> None:
         cases = load_cases(block.text, block.where, make_phone, policy=policy)
     except PolicyError as err:
         pytest.fail(render_all(err.diagnostics, {block.where: block.text}))
-    failed = [r.report() for r in (run_case(policy, c, {}) for c in cases) if not r.passed]
+    results = (run_case(policy, c, {}, MemoryBackend(hash_key=b"t")) for c in cases)
+    failed = [r.report() for r in results if not r.passed]
     assert not failed, "\n".join(failed)
 
 

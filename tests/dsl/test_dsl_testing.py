@@ -13,6 +13,7 @@ from dsl import PolicyError, compile_policy, render_all
 from dsl.decision import Action, Decision, Match, RuleTrace
 from dsl.facts import PhoneFacts
 from dsl.testing import explain_text, load_cases, parse_cases, run_case
+from server.state import MemoryBackend
 
 POLICY = compile_policy(
     {
@@ -36,7 +37,7 @@ def test_a_passing_case() -> None:
         '[case.expect]\naction = "review"\nrisk = 2\ntags = ["many"]\nrules = ["many"]\n'
     )
     assert case.facts.phone.e164 == "+8613800000001"
-    result = run_case(POLICY, case, {})
+    result = run_case(POLICY, case, {}, MemoryBackend(hash_key=b"t"))
     assert result.passed, result.report()
     assert result.report() == "ok   t/tests/x.toml:1 case[0] 'n'"
 
@@ -47,7 +48,7 @@ def test_list_override_and_failure_report() -> None:
         "aggregates = { hits = 9 }\nlists = { vip = true }\n"
         '[case.expect]\naction = "review"\ntags = ["many"]\nrules = ["many"]\n'
     )
-    result = run_case(POLICY, case, {"vip": DictList({})})
+    result = run_case(POLICY, case, {"vip": DictList({})}, MemoryBackend(hash_key=b"t"))
     assert not result.passed
     report = result.report().splitlines()
     assert report[0] == "FAIL t/tests/x.toml:1 case[0] 'vip'"
@@ -62,7 +63,7 @@ def test_unknown_aggregate_values_and_unknown_names() -> None:
         '[[case]]\nname = "u"\nphone = "+8613800000001"\n'
         'aggregates = { hits = "unknown", nope = 1 }\n[case.expect]\naction = "allow"\n'
     )
-    result = run_case(POLICY, case, {})
+    result = run_case(POLICY, case, {}, MemoryBackend(hash_key=b"t"))
     assert not result.passed
     assert result.failures == ("unknown aggregate 'nope' (this policy has: hits)",)
 
@@ -188,7 +189,7 @@ def test_occurred_at_accepts_toml_datetimes(
     (case,) = load_cases(text, "x.toml", make_phone, policy=GOLDEN_POLICY)
     when = datetime.fromtimestamp(case.facts.event.occurred_at, UTC)
     assert when.replace(tzinfo=None).isoformat() == expected_utc
-    decision = run_case(GOLDEN_POLICY, case, {}).decision
+    decision = run_case(GOLDEN_POLICY, case, {}, MemoryBackend(hash_key=b"t")).decision
     assert decision is not None
 
 

@@ -13,6 +13,7 @@ from dsl.testing import RuleCase, parse_cases, run_case
 from server.bundle.load import TenantBundle, load_bundle
 from server.bundle.registry import TenantRegistry
 from server.phone import PhoneParser
+from server.state import MemoryBackend
 
 PARSER = PhoneParser()
 CASE_FILES = sorted((RULES / "demo" / "tests").glob("*.toml"))
@@ -46,7 +47,7 @@ def test_every_shipped_tenant_compiles() -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_demo_case(case: RuleCase) -> None:
     bundle = demo()
-    result = run_case(bundle.policy, case, bundle.lists)
+    result = run_case(bundle.policy, case, bundle.lists, MemoryBackend(hash_key=b"t"))
     assert result.passed, result.report()
 
 
@@ -54,7 +55,7 @@ def test_every_demo_rule_is_exercised() -> None:
     bundle = demo()
     fired: set[str] = set()
     for case in CASES:
-        result = run_case(bundle.policy, case, bundle.lists)
+        result = run_case(bundle.policy, case, bundle.lists, MemoryBackend(hash_key=b"t"))
         assert result.decision is not None
         fired |= {m.rule for m in result.decision.matches}
     assert fired == {r.name for r in bundle.policy.rules}

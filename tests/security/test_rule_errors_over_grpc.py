@@ -60,9 +60,15 @@ class ForeignValues:
         self.stats = self.inner.stats
 
     async def apply(
-        self, tenant: str, refs: Sequence[AggregateRef], now: float, *, record: bool
+        self,
+        tenant: str,
+        refs: Sequence[AggregateRef],
+        now: float,
+        *,
+        record: bool,
+        received: float | None = None,
     ) -> dict[str, int]:
-        values = await self.inner.apply(tenant, refs, now, record=record)
+        values = await self.inner.apply(tenant, refs, now, record=record, received=received)
         return {k: (HUGE if k == "hits" else v) for k, v in values.items()}
 
     async def ping(self) -> bool:

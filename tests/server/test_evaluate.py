@@ -226,3 +226,41 @@ async def test_fail_closed_is_unavailable_and_fail_open_is_degraded(rules_copy: 
         resp = await srv.decisions.Evaluate(request("+8613800138000"), timeout=5)
         assert resp.degraded is True
         assert resp.action != pb.ACTION_UNSPECIFIED
+
+
+async def test_explain_lists_every_aggregate_with_its_value(multi: Running) -> None:
+    """explain=true answers the value of each aggregate the policy read, in policy order;
+    without explain the list stays empty (it costs a message field per aggregate)."""
+    number = "+8613800000123"
+    sms = {"scene": "sms_code", "app_id": "shop"}
+    for _ in range(2):
+        await multi.decisions.Evaluate(request(number, event=sms), timeout=5)
+    plain = await multi.decisions.Evaluate(request(number, event=sms), timeout=5)
+    assert list(plain.aggregates) == []
+    resp = await multi.decisions.Evaluate(request(number, event=sms, explain=True), timeout=5)
+    values = {a.id: (a.value, a.known) for a in resp.aggregates}
+    assert values["codes_today"] == (4, True)
+    assert values["code_apps_today"] == (1, True)
+    assert values["segment_run_today"] == (0, True)  # not a registration, never seen
+    assert "privacy_hits_1h@1h" in values  # sustained() windows are listed by id
+
+
+async def test_an_event_older_than_the_lateness_bound_is_refused(multi: Running) -> None:
+    """docs/state.md §1: an event stamped five years back cannot write into old windows or
+    age a number; it is refused, naming the field. A day back is within the bound."""
+    import time
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    def stamped(seconds_ago: float) -> pb.EvaluateRequest:
+        ts = Timestamp()
+        ts.FromSeconds(int(time.time() - seconds_ago))
+        return request("+8613800000124", event=pb.Event(scene="login", occurred_at=ts))
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await multi.decisions.Evaluate(stamped(5 * 365 * 86_400), timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(info.value) == ["event.occurred_at"]
+    assert "at most 1d late" in (info.value.details() or "")
+    ok = await multi.decisions.Evaluate(stamped(86_400 - 60), timeout=5)
+    assert ok.action == pb.ACTION_ALLOW

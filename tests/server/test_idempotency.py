@@ -201,6 +201,42 @@ async def test_an_id_reused_for_another_request_is_not_a_retry(
         assert (await stub.Evaluate(code("same"), timeout=5)).replayed
 
 
+async def test_fields_that_join_alike_are_still_two_requests(
+    rules: Path, state: dict[str, Any]
+) -> None:
+    """Fingerprint fields are length-prefixed: scene "x\\0y" with app "z" and scene "x" with
+    app "y\\0z" join to the same bytes with a separator, but are two requests."""
+    async with running_server(rules, **state) as s:
+        stub = s.decisions
+        first = request(
+            NUMBER, tenant="retry", request_id="rid", event={"scene": "x\0y", "app_id": "z"}
+        )
+        second = request(
+            NUMBER, tenant="retry", request_id="rid", event={"scene": "x", "app_id": "y\0z"}
+        )
+        await stub.Evaluate(first, timeout=5)
+        again = await stub.Evaluate(second, timeout=5)
+        assert not again.replayed
+        assert (await stub.Evaluate(first, timeout=5)).replayed
+
+
+def test_fingerprints_name_and_measure_every_event_field() -> None:
+    from dsl.facts import EventFacts, Facts, PhoneFacts
+    from server.state.backend import fingerprint
+
+    phone = PhoneFacts("+8613800138000", True)
+
+    def fp(stamped: bool = False, **event: Any) -> str:
+        return fingerprint(Facts("t", phone, EventFacts(**event)), stamped=stamped, key=b"k")
+
+    assert fp(scene="x\0y", app_id="z") != fp(scene="x", app_id="y\0z")
+    assert fp(attributes={"a": "b=c"}) != fp(attributes={"a=b": "c"})
+    assert fp(device_id="d") != fp(ip="d")  # the same text in another field
+    assert fp(occurred_at=1.0) == fp(occurred_at=2.0)  # an unset time is each attempt's own
+    assert fp(True, occurred_at=1.0) != fp(True, occurred_at=2.0)
+    assert fp(scene="s") == fp(scene="s")
+
+
 async def test_dry_runs_and_requests_without_an_id_are_never_replays(
     rules: Path, state: dict[str, Any]
 ) -> None:

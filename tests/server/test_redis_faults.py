@@ -70,6 +70,20 @@ async def test_paused_killed_restarted(rules: Path, own_redis: RedisServer) -> N
         assert await outcome(s, "closed") == "ok"
 
 
+async def test_a_rule_fired_by_on_error_says_why(rules: Path, own_redis: RedisServer) -> None:
+    """With the state down, the demo's sustained-volume rule fires by its `on_error review`:
+    its reason says so, instead of claiming list hits above 100/h that nobody counted."""
+    async with running_server(rules, state=own_redis.url, state_timeout_ms=50) as s:
+        own_redis.kill()
+        listed = request("+8617000000012", event=pb.Event(scene="sms_code"), explain=True)
+        resp = await s.decisions.Evaluate(listed, timeout=DEADLINE)
+        assert resp.degraded
+        fired = {m.rule: m.reason for m in resp.matches}
+        assert fired["privacy_numbers_sustained"] == "fired on error: state unavailable"
+        assert resp.action == pb.ACTION_REVIEW
+        assert {a.id: a.known for a in resp.aggregates}["privacy_hits_1h"] is False
+
+
 async def test_traffic_during_a_kill_never_fails_a_fail_open_tenant(
     rules: Path, own_redis: RedisServer
 ) -> None:

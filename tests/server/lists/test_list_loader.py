@@ -278,7 +278,11 @@ def test_a_repeated_entry_is_an_update(write: Write, parser: PhoneParser) -> Non
     [
         ("entry,risk\n+8617012345678\n", 2, "expected 2 columns, found 1"),
         ("entry,risk\n+8617012345678,a,b\n", 2, "expected 2 columns, found 3"),
-        ("entry,risk\nhello,risk2\n", 2, "not a phone number (not a phone number)"),
+        ("entry,risk\nhello,risk2\n", 2, "not a phone number: 'h' (character 1) is not a digit"),
+        # A letter O for a zero: an error, never a shorter number (phonenumbers stops there).
+        ("entry\n+86170000000O1\n", 2, "not a phone number: 'O' (character 13) is not a digit"),
+        ("entry\n+8617000000abc\n", 2, "not a phone number: 'a' (character 12) is not a digit"),
+        ("entry\n170 0000 00O1\n", 2, "not a phone number: 'O' (character 12) is not a digit"),
         ("entry,risk\n,risk2\n", 2, "empty entry"),
         ("entry,risk\n+999123456,risk2\n", 2, "not a phone number: unknown country code"),
         ("entry,risk\n+8612345678901234567,r\n", 2, "not a phone number: more than 15 digits"),

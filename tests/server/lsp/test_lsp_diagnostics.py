@@ -168,3 +168,28 @@ async def test_ranges_are_in_the_clients_utf16_units(client: LanguageClient, rul
     assert units == start + 1
     assert err.range.start == types.Position(1, units)
     assert err.range.end == types.Position(1, units + len("phone.vaild"))
+
+
+async def test_a_label_the_list_does_not_have_is_an_error_like_check(
+    client: LanguageClient, rules: Path
+) -> None:
+    """`privacy_numbers.label("risks")` compiles but could never be true: the list's header
+    has `risk`. The editor says so where it is written, with ringfence check's words."""
+    from lsp_support import RINGFENCE
+
+    path = rules / "demo" / "policy.rf"
+    text = path.read_text().replace(
+        'privacy_numbers.label("risk")', 'privacy_numbers.label("risks")'
+    )
+    path.write_text(text)
+    u = await open_file(client, path)
+    (err,) = errors(await diagnostics(client, u, lambda d: bool(errors(d))))
+    assert err.message == "list 'privacy_numbers' has no label column 'risks'; did you mean 'risk'?"
+    line = text.splitlines()[err.range.start.line]
+    assert line[err.range.start.character : err.range.end.character] == '"risks"'
+    proc = await asyncio.create_subprocess_exec(
+        RINGFENCE, "check", str(rules), stdout=asyncio.subprocess.PIPE
+    )
+    out = (await proc.communicate())[0].decode()
+    start = f"{err.range.start.line + 1}:{err.range.start.character + 1}"
+    assert f"demo/policy.rf:{start}: error: {err.message}" in out

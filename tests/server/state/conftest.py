@@ -33,11 +33,11 @@ async def backend(
         b = open_backend("memory://", hash_key=HASH_KEY)
     elif request.param == "redis":
         await _flush(redis_server.url)
-        b = open_backend(redis_server.url, hash_key=HASH_KEY, timeout_s=2.0)
+        b = open_backend(redis_server.url, hash_key=HASH_KEY, timeout_s=10.0)
     else:
         cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
         cluster.flush()
-        b = open_backend(cluster.url, hash_key=HASH_KEY, timeout_s=2.0)
+        b = open_backend(cluster.url, hash_key=HASH_KEY, timeout_s=10.0)
     assert isinstance(b, Backend)
     yield b
     await b.close()

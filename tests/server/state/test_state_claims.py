@@ -14,9 +14,17 @@ Backend = MemoryBackend | RedisBackend | RedisClusterBackend
 
 T0 = 1_767_225_600.0
 NUMBER = "+8613800138000"
-COUNT = AggregateSpec("codes", AggKind.COUNT, KeyKind.NUMBER, Window(86_400))
-APPS = AggregateSpec("apps", AggKind.DISTINCT, KeyKind.NUMBER, Window(86_400), field="app_id")
-RUN = AggregateSpec("run", AggKind.RUN, KeyKind.SEGMENT, Window(86_400))
+COUNT = AggregateSpec(
+    id="codes", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=86_400)
+)
+APPS = AggregateSpec(
+    id="apps",
+    kind=AggKind.DISTINCT,
+    key=KeyKind.NUMBER,
+    window=Window(size_s=86_400),
+    field="app_id",
+)
+RUN = AggregateSpec(id="run", kind=AggKind.RUN, key=KeyKind.SEGMENT, window=Window(size_s=86_400))
 
 
 def refs(app: str = "shop", number: str = "17012345678") -> list[AggregateRef]:
@@ -102,7 +110,7 @@ async def test_a_claim_expires_after_its_window(backend: Backend) -> None:
 
 
 async def test_a_failed_apply_leaves_no_claim(backend: Backend) -> None:
-    bad = AggregateSpec("bad", AggKind.COUNT, KeyKind.NUMBER, Window(0))
+    bad = AggregateSpec(id="bad", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=0))
     with pytest.raises(StateError):
         await backend.apply_claimed("t1", [*refs(), AggregateRef(bad, NUMBER)], T0, claim())
     retry = await backend.apply_claimed("t1", refs(), T0, claim())

@@ -20,11 +20,23 @@ pytestmark = pytest.mark.redis
 HASH_KEY = b"cluster-test-key"
 T0 = 1_767_225_600.0
 GUARD_S = 30  # turns a hang into a failure; the backend's own timeout is far below it
-CODES = AggregateSpec("codes", AggKind.COUNT, KeyKind.NUMBER, Window(86_400))
-APPS = AggregateSpec("apps", AggKind.DISTINCT, KeyKind.NUMBER, Window(86_400), field="app_id")
-DEVICES = AggregateSpec("devs", AggKind.COUNT, KeyKind.DEVICE, Window(3600))
-LISTED = AggregateSpec("listed", AggKind.COUNT, KeyKind.LIST, Window(3600), key_arg="privacy")
-RUN = AggregateSpec("run", AggKind.RUN, KeyKind.SEGMENT, Window(86_400))
+CODES = AggregateSpec(
+    id="codes", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=86_400)
+)
+APPS = AggregateSpec(
+    id="apps",
+    kind=AggKind.DISTINCT,
+    key=KeyKind.NUMBER,
+    window=Window(size_s=86_400),
+    field="app_id",
+)
+DEVICES = AggregateSpec(
+    id="devs", kind=AggKind.COUNT, key=KeyKind.DEVICE, window=Window(size_s=3600)
+)
+LISTED = AggregateSpec(
+    id="listed", kind=AggKind.COUNT, key=KeyKind.LIST, window=Window(size_s=3600), key_arg="privacy"
+)
+RUN = AggregateSpec(id="run", kind=AggKind.RUN, key=KeyKind.SEGMENT, window=Window(size_s=86_400))
 
 
 def number(i: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -31,8 +32,13 @@ def spec(
     key_arg: str = "",
     id: str = "agg",
 ) -> AggregateSpec:
-    window = Window(size_s, offset_s, calendar_day, timezone)
-    return AggregateSpec(id, kind, key, window, key_arg, field)
+    window = Window(
+        size_s=size_s,
+        offset_s=offset_s,
+        calendar_day=calendar_day,
+        timezone=timezone if calendar_day else "",
+    )
+    return AggregateSpec(id=id, kind=kind, key=key, window=window, key_arg=key_arg, field=field)
 
 
 async def record(
@@ -353,17 +359,53 @@ async def test_first_seen_is_forgotten_after_its_window_without_a_sighting(
     await record(backend, s, T0)
     assert await record(backend, s, T0 + day) == day  # seen again: kept two more days
     assert await record(backend, s, T0 + 2 * day) == 2 * day
-    if isinstance(backend, MemoryBackend):
-        # The event clock drives memory expiry; Redis expires by its own clock (below).
-        assert await record(backend, s, T0 + 5 * day) == 0
+    # More than two days unseen: forgotten, on every backend (by the receipt times the key
+    # holds, not by a TTL on the backend's own clock), and this sighting starts it again.
+    assert await record(backend, s, T0 + 5 * day) == 0
+    assert await record(backend, s, T0 + 5 * day + 60) == 60
+
+
+async def test_first_seen_runs_on_the_receipt_clock(backend: Backend) -> None:
+    """age() never reads the event time (docs/state.md §6): a back-dated event neither ages
+    a key nor starts it earlier."""
+    s = spec(AggKind.FIRST_SEEN, size_s=30 * 86_400, id="age")
+
+    async def sighting(event_time: float, received: float) -> int:
+        ref = AggregateRef(s, NUMBER)
+        values = await backend.apply("t1", [ref], event_time, record=True, received=received)
+        return values["age"]
+
+    assert await sighting(T0 - 5 * 365 * 86_400, T0) == 0  # stamped five years back
+    assert await sighting(T0 - 86_400, T0 + 60) == 60
+    assert await sighting(T0 + 600, T0 + 120) == 120
+
+
+async def test_retention_comes_from_the_policy_not_from_earlier_requests(
+    backend: Backend,
+) -> None:
+    """A new backend object (a restart) that first sees only the 0-offset window of a
+    `sustained()` still keeps the history its 2h-back window reads: the spec carries it."""
+    base = dataclasses.replace(spec(id="h0"), horizon_s=7200)
+    back = dataclasses.replace(spec(offset_s=7200, id="h2"), horizon_s=7200)
+    for i in range(5):
+        await record(backend, base, T0 + 10 * i)
+    # Two hours on, writes through the 0-offset window alone trim what no window reads.
+    later = T0 + 7200 + 120
+    await record(backend, base, later)
+    await record(backend, base, later + 1)
+    assert await peek(backend, back, later + 1) == 5
 
 
 async def test_composite_keys_count_each_pair_apart(backend: Backend) -> None:
-    window = Window(3600)
+    window = Window(size_s=3600)
     pair = AggregateSpec(
-        "pair", AggKind.COUNT, KeyKind.NUMBER, window, more_keys=((KeyKind.APP, ""),)
+        id="pair",
+        kind=AggKind.COUNT,
+        key=KeyKind.NUMBER,
+        window=window,
+        more_keys=((KeyKind.APP, ""),),
     )
-    alone = AggregateSpec("alone", AggKind.COUNT, KeyKind.NUMBER, window)
+    alone = AggregateSpec(id="alone", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=window)
 
     async def hit(app: str) -> dict[str, int]:
         refs = [AggregateRef(pair, f"14:{NUMBER}{len(app)}:{app}"), AggregateRef(alone, NUMBER)]

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.redis
 
 HASH_KEY = b"fault-test-key"
 T0 = 1_767_225_600.0
-COUNT = AggregateSpec("c", AggKind.COUNT, KeyKind.NUMBER, Window(3600))
+COUNT = AggregateSpec(id="c", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=3600))
 REF = AggregateRef(COUNT, "+8613800138000")
 # A hang must be bounded by the backend's own timeout; this outer guard only turns a
 # regression (a hang) into a failure instead of a stuck test run.
@@ -108,12 +108,22 @@ async def test_one_round_trip_per_apply(own_redis: Any) -> None:
     refs = [
         REF,
         AggregateRef(
-            AggregateSpec("d", AggKind.DISTINCT, KeyKind.NUMBER, Window(86_400), field="app_id"),
+            AggregateSpec(
+                id="d",
+                kind=AggKind.DISTINCT,
+                key=KeyKind.NUMBER,
+                window=Window(size_s=86_400),
+                field="app_id",
+            ),
             "+8613800138000",
             "app",
         ),
         AggregateRef(
-            AggregateSpec("r", AggKind.RUN, KeyKind.SEGMENT, Window(86_400)), "138", "13800138000"
+            AggregateSpec(
+                id="r", kind=AggKind.RUN, key=KeyKind.SEGMENT, window=Window(size_s=86_400)
+            ),
+            "138",
+            "13800138000",
         ),
     ]
     try:

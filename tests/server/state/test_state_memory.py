@@ -14,7 +14,7 @@ T0 = 1_767_225_600.0
 async def test_a_flood_of_numbers_stays_within_max_keys(max_keys: int) -> None:
     b = open_backend("memory://", hash_key=b"k", max_keys=max_keys)
     assert isinstance(b, MemoryBackend)
-    s = AggregateSpec("n", AggKind.COUNT, KeyKind.NUMBER, Window(3600))
+    s = AggregateSpec(id="n", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=3600))
     for i in range(2 * max_keys):
         await b.apply("t1", [AggregateRef(s, f"+86170{i:08d}")], T0, record=True)
         assert len(b) <= max_keys
@@ -30,7 +30,7 @@ async def test_a_flood_of_numbers_stays_within_max_keys(max_keys: int) -> None:
 
 async def test_recently_read_keys_survive_eviction() -> None:
     b = MemoryBackend(hash_key=b"k", max_keys=2)
-    s = AggregateSpec("n", AggKind.COUNT, KeyKind.NUMBER, Window(3600))
+    s = AggregateSpec(id="n", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=3600))
     a, c, d = (AggregateRef(s, n) for n in ("+861", "+862", "+863"))
     await b.apply("t1", [a], T0, record=True)
     await b.apply("t1", [c], T0, record=True)
@@ -56,7 +56,7 @@ async def test_a_flood_of_one_tenant_never_evicts_another() -> None:
     """500,000 numbers into an open tenant while a protected tenant holds its counters:
     the flood evicts only its own keys, and the protected counts stay exact."""
     b = MemoryBackend(hash_key=b"k", max_keys=100_000)
-    s = AggregateSpec("n", AggKind.COUNT, KeyKind.NUMBER, Window(86_400))
+    s = AggregateSpec(id="n", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=86_400))
     protected = [AggregateRef(s, f"+86138{i:08d}") for i in range(500)]
     for _ in range(3):
         for ref in protected:
@@ -74,7 +74,7 @@ async def test_a_flood_of_one_tenant_never_evicts_another() -> None:
 async def test_a_tenant_below_its_fair_share_keeps_its_keys() -> None:
     """Three tenants share max_keys; the flooder takes what the others do not hold."""
     b = MemoryBackend(hash_key=b"k", max_keys=300)
-    s = AggregateSpec("n", AggKind.COUNT, KeyKind.NUMBER, Window(3600))
+    s = AggregateSpec(id="n", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=3600))
     for tenant, n in (("a", 50), ("b", 100)):
         for i in range(n):
             await b.apply(tenant, [AggregateRef(s, f"+861{i:010d}")], T0, record=True)
@@ -87,7 +87,7 @@ async def test_above_its_fair_share_a_tenant_gives_way_to_a_new_one() -> None:
     """Fair share, not first come: a tenant holding everything yields keys to a newcomer
     down to an equal share, least recently used first."""
     b = MemoryBackend(hash_key=b"k", max_keys=100)
-    s = AggregateSpec("n", AggKind.COUNT, KeyKind.NUMBER, Window(3600))
+    s = AggregateSpec(id="n", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=3600))
     for i in range(100):
         await b.apply("big", [AggregateRef(s, f"+861{i:010d}")], T0, record=True)
     for i in range(80):
@@ -99,7 +99,7 @@ async def test_above_its_fair_share_a_tenant_gives_way_to_a_new_one() -> None:
 
 async def test_tenant_max_keys_caps_one_tenant() -> None:
     b = MemoryBackend(hash_key=b"k", max_keys=1_000, tenant_max_keys=10)
-    s = AggregateSpec("n", AggKind.COUNT, KeyKind.NUMBER, Window(3600))
+    s = AggregateSpec(id="n", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=3600))
     for i in range(50):
         await b.apply("t1", [AggregateRef(s, f"+861{i:010d}")], T0, record=True)
     assert len(b.keys("t1")) == 10
@@ -115,7 +115,7 @@ def test_tenant_max_keys_must_be_positive(tenant_max_keys: int) -> None:
 async def test_one_tenants_flood_of_request_ids_keeps_anothers_claims() -> None:
     """Idempotency claims are bounded per tenant (oldest first), like the keys."""
     b = MemoryBackend(hash_key=b"k", claims_per_tenant=50)
-    s = AggregateSpec("n", AggKind.COUNT, KeyKind.NUMBER, Window(3600))
+    s = AggregateSpec(id="n", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=Window(size_s=3600))
     ref = AggregateRef(s, "+8613800138000")
     assert not (await b.apply_claimed("quiet", [ref], T0, Claim("q-1", "fp", 600))).replayed
     for i in range(500):

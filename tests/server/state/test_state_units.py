@@ -26,10 +26,10 @@ def test_bucket_width(size: int, width: int) -> None:
 @pytest.mark.parametrize(
     ("window", "now", "expected"),
     [
-        (Window(3600), 7200.0, (61, 120)),  # exactly 60 buckets on edges
-        (Window(3600), 7230.0, (61, 121)),  # off an edge: one extra partial bucket
-        (Window(3600, offset_s=3600), 7200.0, (1, 60)),
-        (Window(60), 100.5, (41, 101)),
+        (Window(size_s=3600), 7200.0, (61, 120)),  # exactly 60 buckets on edges
+        (Window(size_s=3600), 7230.0, (61, 121)),  # off an edge: one extra partial bucket
+        (Window(size_s=3600, offset_s=3600), 7200.0, (1, 60)),
+        (Window(size_s=60), 100.5, (41, 101)),
     ],
 )
 def test_read_range(window: Window, now: float, expected: tuple[int, int]) -> None:
@@ -37,18 +37,18 @@ def test_read_range(window: Window, now: float, expected: tuple[int, int]) -> No
 
 
 def test_calendar_bucket_changes_exactly_at_local_midnight() -> None:
-    w = Window(86_400, calendar_day=True, timezone="Asia/Shanghai")
+    w = Window(size_s=86_400, calendar_day=True, timezone="Asia/Shanghai")
     midnight = datetime(2026, 3, 2, tzinfo=SH).timestamp()
     assert record_bucket(w, midnight - 0.001) + 1 == record_bucket(w, midnight)
     assert read_range(w, midnight) == (record_bucket(w, midnight),) * 2
 
 
 def test_ttl_covers_size_offset_and_slack() -> None:
-    assert ttl_s(Window(3600), 7200) == 3600 + 7200 + 60 + 60
+    assert ttl_s(Window(size_s=3600), 7200) == 3600 + 7200 + 60 + 60
 
 
 def test_unknown_timezone_is_a_state_error() -> None:
-    w = Window(86_400, calendar_day=True, timezone="Mars/Olympus")
+    w = Window(size_s=86_400, calendar_day=True, timezone="Mars/Olympus")
     with pytest.raises(StateError, match="Mars/Olympus"):
         record_bucket(w, 0.0)
 
@@ -133,10 +133,12 @@ def test_bad_cluster_urls_never_echo_a_password(url: str) -> None:
     assert "secret" not in str(info.value)
 
 
-@pytest.mark.parametrize("window", [Window(0), Window(60, offset_s=-1)])
+@pytest.mark.parametrize("window", [Window(size_s=0), Window(size_s=60, offset_s=-1)])
 async def test_bad_windows_are_state_errors(window: Window) -> None:
     b = MemoryBackend(hash_key=b"k")
-    ref = AggregateRef(AggregateSpec("x", AggKind.COUNT, KeyKind.NUMBER, window), "+861")
+    ref = AggregateRef(
+        AggregateSpec(id="x", kind=AggKind.COUNT, key=KeyKind.NUMBER, window=window), "+861"
+    )
     with pytest.raises(StateError, match="'x'"):
         await b.apply("t1", [ref], 0.0, record=True)
     assert b.stats.errors == 1
@@ -145,6 +147,10 @@ async def test_bad_windows_are_state_errors(window: Window) -> None:
 @pytest.mark.parametrize("member", ["", "abc", "１２３"])
 async def test_run_of_a_non_number_is_zero(member: str) -> None:
     b = MemoryBackend(hash_key=b"k")
-    ref = AggregateRef(AggregateSpec("r", AggKind.RUN, KeyKind.SEGMENT, Window(60)), "", member)
+    ref = AggregateRef(
+        AggregateSpec(id="r", kind=AggKind.RUN, key=KeyKind.SEGMENT, window=Window(size_s=60)),
+        "",
+        member,
+    )
     assert await b.apply("t1", [ref], 0.0, record=True) == {"r": 0}
     assert len(b) == 0
