@@ -52,6 +52,8 @@ def _server_options(config: ServeConfig) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.so_reuseport", 0),
+        # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: one connection cannot hold every slot.
+        ("grpc.max_concurrent_streams", config.max_streams_per_connection),
     ]
     if config.max_connection_age_s > 0:
         # GOAWAY after this age: clients reconnect and their balancer (or the Service's
@@ -96,6 +98,7 @@ class RingfenceServer:
     compiler: CompilePool = field(init=False)
     reloader: Reloader | None = field(init=False, default=None)
     health: HealthServicer = field(init=False)
+    decision_service: DecisionService = field(init=False)
     telemetry: Telemetry = field(init=False)
     decision_log: DecisionLog | None = field(init=False, default=None)
     _server: grpc.aio.Server | None = field(init=False, default=None)
@@ -121,7 +124,12 @@ class RingfenceServer:
         # loads what they hand back (server/bundle/worker.py).
         self.compiler = CompilePool(cfg.compile_budget)
         self.registry = TenantRegistry(
-            rules, parser, compiler=self.compiler, build_threads=cfg.compile_budget.workers
+            rules,
+            parser,
+            compiler=self.compiler,
+            build_threads=cfg.compile_budget.workers,
+            # A tenant.toml naming a backend the operator did not offer it never loads.
+            admit=cfg.state_backends.admission_error,
         )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:
@@ -146,8 +154,7 @@ class RingfenceServer:
 
         if self.backend is None:
             self.backend = factory(cfg.state)
-        self.backends = BackendPool(self.backend, factory, cfg.state_secrets_dir)
-        self.registry.listeners.append(self._open_tenant_backend)
+        self.backends = BackendPool(self.backend, factory, cfg.state_backends)
         if self.bundle_source is not None:
             register_metrics(
                 self.telemetry.meter_provider.get_meter("ringfence"), self.bundle_source.status
@@ -199,6 +206,11 @@ class RingfenceServer:
                     "tenant has no tokens: anyone who can reach the port may use it",
                     extra={"tenant": slot.name},
                 )
+        for name in cfg.state_backends.unused():
+            log.warning(
+                "state backend is offered to no tenant (--state-backend-tenants NAME=TENANT)",
+                extra={"backend": name},
+            )
         if not cfg.admin_token_hashes:
             log.warning(
                 "PolicyService has no admin token: anyone who can reach the port may read "
@@ -217,11 +229,20 @@ class RingfenceServer:
         interceptors: list[Any] = list(self.interceptors)
         if self.telemetry.tracer is not None:
             interceptors.append(TracingInterceptor(self.telemetry.tracer))
-        server = grpc.aio.server(interceptors=interceptors, options=_server_options(self.config))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=_server_options(self.config),
+            # Past this many calls in flight, new ones are refused RESOURCE_EXHAUSTED at
+            # once: idle streams cannot pile up without bound.
+            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+        )
+        self.decision_service = DecisionService(
+            decider, stream_idle_timeout_s=self.config.stream_idle_timeout_s
+        )
         add_service(
             server,
             decision_pb2.DESCRIPTOR.services_by_name["DecisionService"],
-            DecisionService(decider),
+            self.decision_service,
         )
         bundle_status = self.bundle_source.status if self.bundle_source is not None else None
         add_service(
@@ -249,20 +270,6 @@ class RingfenceServer:
 
     async def _activate_bundle(self, directory: Path) -> list[ReloadOutcome]:
         return await self.registry.reload(root=directory)
-
-    def _open_tenant_backend(self, outcome: ReloadOutcome) -> None:
-        """Open a tenant's own state backend when its policy loads, so a missing or bad
-        state secret is reported now rather than on its first request."""
-        bundle = self.registry.get(outcome.tenant) if outcome.ok else None
-        if bundle is None or not bundle.config.state or self.backends is None:
-            return
-        try:
-            self.backends.for_url(bundle.config.state)
-        except Exception as exc:
-            log.error(
-                "tenant state backend cannot be opened; its fail_mode will apply",
-                extra={"tenant": outcome.tenant, "error": str(exc)},
-            )
 
     def _schedule_health_update(self, _outcome: object) -> None:
         task = asyncio.ensure_future(self._update_health())
@@ -318,6 +325,8 @@ class RingfenceServer:
         tel.add_gauge("ringfence_policy_compile_out_of_memory", lambda: compiles.out_of_memory)
         tel.add_gauge("ringfence_policy_checks_refused", lambda: compiles.refused)
         tel.add_gauge("ringfence_state_replays", lambda: stats.replays)  # retried request ids
+        # The service is made after the gauges; the gauge reads it when scraped.
+        tel.add_gauge("ringfence_streams_open", lambda: self.decision_service.open_streams)
         if self.decision_log is not None:
             dl = self.decision_log
             tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())

@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tenant", help="default: the tenant of the first event")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report")
+    s.add_argument(
+        "--max-bad-lines",
+        type=int,
+        metavar="N",
+        help="stop with an error once more than N lines are bad (default: skip them all)",
+    )
     s.set_defaults(func=replay.run_replay)
 
     s = sub.add_parser("health", help="check a server's health (exit 0 when SERVING)")

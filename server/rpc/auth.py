@@ -57,6 +57,26 @@ def authorize_tenant(
     raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
 
 
+def authorize_stream(token: str | None, configs: Iterable[TenantConfig]) -> None:
+    """Raise UNAUTHENTICATED unless ``token`` opens some tenant, before a stream takes its
+    first message: a stream lives long, so one that could only ever be refused is ended
+    at once instead of being held open. Every item is still authorised for its tenant.
+    While any tenant is open, a stream needs no token (it may be for that tenant)."""
+    configs = list(configs)
+    if any(c.open_access for c in configs):
+        return
+    if token is None:
+        raise RequestError(
+            grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (authorization metadata)"
+        )
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    found = False
+    for c in configs:  # every tenant, no early exit: timing does not tell which matched
+        found |= _matches(digest, c.token_hashes)
+    if not found:
+        raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+
+
 def authorize_admin(admin_hashes: frozenset[str], token: str | None) -> None:
     if not admin_hashes:
         return
