@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from server.cli.common import channel
+
 
 def add_list_parser(sub: Any) -> None:
     p = sub.add_parser("list", help="add to, remove from or show a tenant's list kept in state")
@@ -59,19 +61,10 @@ def run_list(ns: argparse.Namespace) -> int:
     if ns.token_file:
         token = Path(ns.token_file).read_text(encoding="utf-8").strip()
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    if ns.tls_ca or ns.tls_cert:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=Path(ns.tls_ca).read_bytes() if ns.tls_ca else None,
-            private_key=Path(ns.tls_key).read_bytes() if ns.tls_key else None,
-            certificate_chain=Path(ns.tls_cert).read_bytes() if ns.tls_cert else None,
-        )
-        channel = grpc.secure_channel(ns.server, creds)
-    else:
-        channel = grpc.insecure_channel(ns.server)
     verb = {"add": _add, "remove": _remove, "show": _show}[ns.verb]
-    with channel:
+    with channel(ns.server, ns) as ch:
         try:
-            print(verb(pb_grpc.PolicyServiceStub(channel), ns, metadata))
+            print(verb(pb_grpc.PolicyServiceStub(ch), ns, metadata))
         except _Usage as exc:
             print(f"ringfence list: {exc}", file=sys.stderr)
             return 2
