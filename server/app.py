@@ -358,6 +358,7 @@ class RingfenceServer:
 
 def _bundle_source(cfg: BundleConfig, activate: Any) -> BundleSource:
     from server.bundle.archive import Limits
+    from server.bundle.rotation import Sources
     from server.bundle.signing import Keyring
 
     keyring = None
@@ -373,6 +374,15 @@ def _bundle_source(cfg: BundleConfig, activate: Any) -> BundleSource:
         limits=Limits(max_archive_bytes=cfg.max_bytes, max_unpacked_bytes=cfg.max_unpacked_bytes),
         ca_file=cfg.ca_file,
         token=cfg.token,
+        # Re-read when they change: rotations take effect without a restart.
+        sources=Sources(
+            url_file=cfg.url_file,
+            token_file=cfg.token_file,
+            key_files=cfg.public_keys,
+            keyring_dir=cfg.keyring_dir,
+            ca_file=cfg.ca_file,
+        ),
+        token_realm_hosts=cfg.token_realm_hosts,
     )
     return BundleSource(settings, activate)
 

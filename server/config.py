@@ -63,6 +63,11 @@ class BundleConfig:
     max_unpacked_bytes: int = 1 << 30
     ca_file: Path | None = None
     token: str = ""
+    # Files re-read while the server runs (server/bundle/rotation.py): the URL and token
+    # files; the keys (public_keys, keyring_dir) and ca_file are re-read too.
+    url_file: Path | None = None
+    token_file: Path | None = None
+    token_realm_hosts: tuple[str, ...] = ()
 
 
 # flag, env var, default, help
@@ -151,6 +156,13 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "pull rules as a bundle from an http(s) URL or oci://registry/repo:tag (replaces --rules)",
     ),
     (
+        "--bundle-file",
+        "RINGFENCE_BUNDLE_FILE",
+        "",
+        "file holding the --bundle URL (a mounted Secret, for URLs with credentials or a "
+        "presigned query); re-read when it changes",
+    ),
+    (
         "--bundle-public-key",
         "RINGFENCE_BUNDLE_PUBLIC_KEY",
         "",
@@ -194,7 +206,15 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "--bundle-token-file",
         "RINGFENCE_BUNDLE_TOKEN_FILE",
         "",
-        "file holding a bearer token for the bundle server (oci://: user:password, or a token)",
+        "file holding a bearer token for the bundle server (oci://: user:password, or a token);"
+        " re-read when it changes",
+    ),
+    (
+        "--bundle-token-realm-hosts",
+        "RINGFENCE_BUNDLE_TOKEN_REALM_HOSTS",
+        "",
+        "hosts (host or host:port, comma-separated) besides the registry itself whose token "
+        "service an oci:// registry may send the server to, e.g. auth.docker.io",
     ),
 )
 
@@ -326,7 +346,7 @@ def _delivery(ns: argparse.Namespace) -> dict[str, Any]:
         "health_listen": _address(ns.health_listen, "--health-listen") if ns.health_listen else "",
         "max_connection_age_s": age,
         "max_connection_age_grace_s": grace,
-        "bundle": _bundle(ns) if ns.bundle else None,
+        "bundle": _bundle(ns) if ns.bundle or ns.bundle_file else None,
     }
 
 
@@ -334,17 +354,22 @@ def _bundle(ns: argparse.Namespace) -> BundleConfig:
     import tempfile
 
     from server.bundle import oci
+    from server.bundle.remote import check_url
 
-    url = ns.bundle
-    if oci.is_oci(url):
-        try:
-            oci.parse_reference(url)
-        except ValueError as exc:
-            raise ConfigError(f"--bundle: {exc}") from None
-    elif not url.startswith(("http://", "https://")):
-        raise ConfigError(
-            "--bundle: expected an http:// or https:// URL, or oci://registry/repository:tag"
-        )
+    if ns.bundle and ns.bundle_file:
+        raise ConfigError("give --bundle or --bundle-file, not both")
+    url_file = Path(ns.bundle_file) if ns.bundle_file else None
+    url = _read_secret(ns.bundle, ns.bundle_file, "bundle URL")
+    flag = "--bundle-file" if url_file else "--bundle"
+    try:
+        check_url(url)
+    except ValueError as exc:
+        # Never quoted: the URL may hold credentials.
+        raise ConfigError(f"{flag}: {exc}") from None
+    try:
+        realm_hosts = oci.parse_realm_hosts(ns.bundle_token_realm_hosts.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--bundle-token-realm-hosts: {exc}") from None
     keys = tuple(Path(p) for p in ns.bundle_public_key.split(",") if p)
     keyring = Path(ns.bundle_keyring) if ns.bundle_keyring else None
     unsigned = _flag(ns.bundle_allow_unsigned)
@@ -387,6 +412,9 @@ def _bundle(ns: argparse.Namespace) -> BundleConfig:
         << 20,
         ca_file=ca,
         token=_read_secret("", ns.bundle_token_file, "bundle token"),
+        url_file=url_file,
+        token_file=Path(ns.bundle_token_file) if ns.bundle_token_file else None,
+        token_realm_hosts=realm_hosts,
     )
 
 

@@ -56,7 +56,25 @@ app.kubernetes.io/part-of: ringfence
 
 {{/* Non-empty when a rules source is configured (a bundle URL included). */}}
 {{- define "ringfence.hasRules" -}}
-{{- if or .Values.rules .Values.rulesFrom.existingConfigMap .Values.rulesFrom.volume .Values.bundle.url }}true{{ end }}
+{{- if or .Values.rules .Values.rulesFrom.existingConfigMap .Values.rulesFrom.volume (include "ringfence.bundleEnabled" .) }}true{{ end }}
+{{- end }}
+
+{{/* Non-empty when rules come from a bundle (its URL in the values or in a Secret). */}}
+{{- define "ringfence.bundleEnabled" -}}
+{{- if or .Values.bundle.url .Values.bundle.urlSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+The Secret the bundle URL is read from, or empty when it is a plain value: the user's
+urlSecret, or one of the chart's own when the URL holds credentials (user info or a query,
+which a presigned object-store URL uses for its signature).
+*/}}
+{{- define "ringfence.bundleUrlSecret" -}}
+{{- if .Values.bundle.urlSecret }}
+{{- .Values.bundle.urlSecret }}
+{{- else if and .Values.bundle.url (or (regexMatch "^[^:/?#]+://[^/?#]*@" .Values.bundle.url) (contains "?" .Values.bundle.url)) }}
+{{- printf "%s-bundle-url" (include "ringfence.fullname" .) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -65,7 +83,7 @@ image's example policy when none is given (so the pod is never Ready on a policy
 chose). Only demoPolicy=true leaves the image's example in place; a bundle needs no folder.
 */}}
 {{- define "ringfence.mountsRules" -}}
-{{- if and (not .Values.bundle.url) (not .Values.demoPolicy) }}true{{ end }}
+{{- if and (not (include "ringfence.bundleEnabled" .)) (not .Values.demoPolicy) }}true{{ end }}
 {{- end }}
 
 {{/* Labels of the helm test pod: its own name, so no Service, PDB or policy selects it. */}}
@@ -96,10 +114,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.connectionAge.graceSeconds | quote }}
 - name: RINGFENCE_WATCH_POLL_MS
   value: {{ .Values.rulesWatch.pollMs | quote }}
-{{- with .Values.bundle }}
-{{- if .url }}
+{{- if include "ringfence.bundleUrlSecret" . }}
+# The URL may hold credentials: read from a mounted Secret, never from the environment.
+- name: RINGFENCE_BUNDLE_FILE
+  value: /etc/ringfence/bundle-url/url
+{{- else if .Values.bundle.url }}
 - name: RINGFENCE_BUNDLE
-  value: {{ .url | quote }}
+  value: {{ .Values.bundle.url | quote }}
+{{- end }}
+{{- with .Values.bundle }}
+{{- if include "ringfence.bundleEnabled" $ }}
 - name: RINGFENCE_BUNDLE_DIR
   value: /var/lib/ringfence/bundle
 - name: RINGFENCE_BUNDLE_POLL
@@ -122,6 +146,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: RINGFENCE_BUNDLE_TOKEN_FILE
   value: /etc/ringfence/bundle-token/token
 {{- end }}
+{{- with .tokenRealmHosts }}
+- name: RINGFENCE_BUNDLE_TOKEN_REALM_HOSTS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- if .caConfigMap }}
 - name: RINGFENCE_BUNDLE_CA
   value: /etc/ringfence/bundle-ca/ca.crt
@@ -141,9 +169,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   mountPath: /etc/ringfence/tenant-state
   readOnly: true
 {{- end }}
-{{- if .Values.bundle.url }}
+{{- if include "ringfence.bundleEnabled" . }}
 - name: bundle-work
   mountPath: /var/lib/ringfence/bundle
+{{- if include "ringfence.bundleUrlSecret" . }}
+- name: bundle-url
+  mountPath: /etc/ringfence/bundle-url
+  readOnly: true
+{{- end }}
 {{- if or .Values.bundle.publicKeys .Values.bundle.keyringConfigMap }}
 - name: bundle-keys
   mountPath: /etc/ringfence/bundle-keys
@@ -182,12 +215,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     secretName: {{ . }}
     defaultMode: 0440
 {{- end }}
-{{- if .Values.bundle.url }}
+{{- if include "ringfence.bundleEnabled" . }}
 # On disk, not in memory: a memory-backed emptyDir would count the download and the
 # unpacked lists against the container's memory limit.
 - name: bundle-work
   emptyDir:
     sizeLimit: {{ .Values.bundle.workDirSizeLimit }}
+{{- with include "ringfence.bundleUrlSecret" . }}
+- name: bundle-url
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: {{ ternary $.Values.bundle.urlSecretKey "url" (not (empty $.Values.bundle.urlSecret)) }}
+        path: url
+{{- end }}
 {{- if or .Values.bundle.publicKeys .Values.bundle.keyringConfigMap }}
 - name: bundle-keys
   configMap:
@@ -223,8 +265,11 @@ that can be verified, a rules ConfigMap that fits, scraping that the NetworkPoli
 {{- if and $shared (not $v.auth.existingSecret) (not $v.auth.hashKey) }}
 {{- fail "several replicas, autoscaling or Redis state need a hash key that never changes: set auth.existingSecret (a Secret with keys hash-key and admin-token; recommended) or auth.hashKey. A generated key differs on every `helm template` (Argo CD, Flux), and replicas with different keys write different Redis keys for the same number." }}
 {{- end }}
-{{- if and $v.bundle.url (not $v.bundle.publicKeys) (not $v.bundle.keyringConfigMap) (not $v.bundle.allowUnsigned) }}
+{{- if and (include "ringfence.bundleEnabled" .) (not $v.bundle.publicKeys) (not $v.bundle.keyringConfigMap) (not $v.bundle.allowUnsigned) }}
 {{- fail "bundle.url needs bundle.publicKeys or bundle.keyringConfigMap to verify signatures (or bundle.allowUnsigned=true to accept whatever the URL serves)." }}
+{{- end }}
+{{- if and $v.bundle.url $v.bundle.urlSecret }}
+{{- fail "give bundle.url or bundle.urlSecret, not both." }}
 {{- end }}
 {{- $size := 0 }}
 {{- range $tenant, $files := $v.rules }}
@@ -238,7 +283,7 @@ that can be verified, a rules ConfigMap that fits, scraping that the NetworkPoli
 {{- if and $v.networkPolicy.enabled $v.serviceMonitor.enabled $v.server.metrics (not $v.networkPolicy.metricsFrom) }}
 {{- fail "serviceMonitor.enabled with networkPolicy.enabled: set networkPolicy.metricsFrom to the peers that scrape (e.g. the monitoring namespace), or the policy blocks them." }}
 {{- end }}
-{{- if and $v.bundle.url (or $v.rules $v.rulesFrom.existingConfigMap $v.rulesFrom.volume) }}
+{{- if and (include "ringfence.bundleEnabled" .) (or $v.rules $v.rulesFrom.existingConfigMap $v.rulesFrom.volume) }}
 {{- fail "choose one rules source: bundle.url replaces rules and rulesFrom." }}
 {{- end }}
 {{- end }}
