@@ -128,10 +128,12 @@ redis-server:
 
 # The bundle tests serve bundles from a real nginx and a real OCI registry (Debian's
 # docker-registry) they start on free loopback ports with configs of their own
-# (tests/conftest_nginx.py, tests/conftest_registry.py); installed when missing.
+# (tests/conftest_nginx.py, tests/conftest_registry.py); the shutdown tests balance
+# through nginx's stream module as a Service would. Installed when missing.
 bundle-servers:
 	@missing=""; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	test -e /usr/lib/nginx/modules/ngx_stream_module.so || missing="$$missing libnginx-mod-stream"; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -46,6 +46,9 @@ class ServeConfig:
     health_listen: str = ""
     max_connection_age_s: float = 0.0
     max_connection_age_grace_s: float = 0.0
+    # After SIGTERM, how long the server may wait for clients to leave before it stops
+    # (server/shutdown.py); 0: no drain.
+    drain_s: float = 0.0
     bundle: BundleConfig | None = None
 
 
@@ -148,6 +151,13 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "RINGFENCE_MAX_CONNECTION_AGE_GRACE",
         "30",
         "seconds calls may run on after that",
+    ),
+    (
+        "--drain-timeout",
+        "RINGFENCE_DRAIN_TIMEOUT",
+        "auto",
+        "after SIGTERM, seconds to refuse new connections and wait for open ones to end "
+        "before stopping (auto: 1.1 x --max-connection-age + 1, or 0 without an age)",
     ),
     (
         "--bundle",
@@ -338,9 +348,14 @@ def _delivery(ns: argparse.Namespace) -> dict[str, Any]:
     secrets_dir = Path(ns.state_secrets_dir) if ns.state_secrets_dir else None
     if secrets_dir is not None and not secrets_dir.is_dir():
         raise ConfigError(f"--state-secrets-dir: not a directory: {secrets_dir}")
+    from server.shutdown import drain_time
+
     age = _number(ns.max_connection_age, "--max-connection-age", minimum=0)
     grace = _number(ns.max_connection_age_grace, "--max-connection-age-grace", minimum=0)
+    drain = str(ns.drain_timeout).strip().lower()
+    drain_s = drain_time(age) if drain == "auto" else _number(drain, "--drain-timeout", minimum=0)
     return {
+        "drain_s": drain_s,
         "state_secrets_dir": secrets_dir,
         "watch_poll_ms": int(_number(ns.watch_poll_ms, "--watch-poll-ms", minimum=0)),
         "health_listen": _address(ns.health_listen, "--health-listen") if ns.health_listen else "",

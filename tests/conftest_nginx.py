@@ -194,3 +194,78 @@ class NginxServer:
             return
         processes.stop(self.process)
         self.process = None
+
+
+STREAM_CONFIG = """\
+{user}
+load_module {module};
+daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log notice;
+events {{ worker_connections 1024; }}
+stream {{
+    upstream backends {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_pass backends;
+        # A refused connection (a backend that stopped accepting) goes to the next one.
+        proxy_connect_timeout 1s;
+        proxy_next_upstream on;
+    }}
+}}
+"""
+
+STREAM_MODULES = (
+    "/usr/lib/nginx/modules/ngx_stream_module.so",
+    "/usr/lib64/nginx/modules/ngx_stream_module.so",
+)
+
+
+@dataclass
+class NginxStreamProxy:
+    """nginx as a TCP (layer 4) balancer in front of ``backends``, as a Kubernetes ClusterIP
+    Service is: each client connection goes to one backend (round robin), and a backend
+    that refuses a connection is skipped. Needs Debian's libnginx-mod-stream."""
+
+    work: Path
+    port: int
+    backends: tuple[int, ...]
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, work: Path, backends: tuple[int, ...]) -> NginxStreamProxy:
+        module = next((m for m in STREAM_MODULES if Path(m).exists()), None)
+        if module is None:
+            raise NginxUnavailable(
+                "nginx's stream module is missing: install libnginx-mod-stream; make test does"
+            )
+        work.mkdir(parents=True, exist_ok=True)
+        proxy = cls(work, free_port(), backends)
+        conf = work / "nginx-stream.conf"
+        conf.write_text(
+            STREAM_CONFIG.format(
+                user="user root;" if os.geteuid() == 0 else "",
+                module=module,
+                work=work,
+                port=proxy.port,
+                servers="\n".join(f"        server 127.0.0.1:{p};" for p in backends),
+            )
+        )
+        proxy.process = processes.start(
+            [find_nginx(), "-c", str(conf), "-p", str(work), "-e", str(work / "err")],
+            what="nginx (stream proxy)",
+            ready=lambda: _answers(proxy.port),
+            readiness="listen",
+            log=work / "error.log",
+            error=NginxUnavailable,
+        )
+        return proxy
+
+    def stop(self) -> None:
+        if self.process is not None:
+            processes.stop(self.process)
+            self.process = None

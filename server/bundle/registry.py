@@ -39,6 +39,9 @@ class ReloadOutcome:
     version: str = ""
     error: str = ""
     removed: bool = False
+    # False when the tenant is as it was: the same version already live, or the same
+    # error already reported (metrics and logs count only changes).
+    changed: bool = True
 
 
 @dataclass(slots=True)
@@ -119,13 +122,16 @@ class TenantRegistry:
                 slot = self.slots[name] = TenantSlot(name)
             slot.reloads += 1
             if isinstance(result, str):
+                changed = result != slot.last_error
                 slot.last_error, slot.last_error_at = result, now
-                outcomes.append(ReloadOutcome(name, ok=False, error=result))
+                outcomes.append(ReloadOutcome(name, ok=False, error=result, changed=changed))
                 continue
+            changed = bool(slot.last_error)
             if slot.bundle is None or slot.bundle.version != result.version:
                 slot.bundle = result
+                changed = True
             slot.last_error = ""
-            outcomes.append(ReloadOutcome(name, ok=True, version=result.version))
+            outcomes.append(ReloadOutcome(name, ok=True, version=result.version, changed=changed))
         if full:
             for gone in sorted(set(self.slots) - set(built)):
                 # A tenant folder can vanish for an instant while a ConfigMap swaps its

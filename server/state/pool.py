@@ -9,11 +9,19 @@ Secret), once, so passwords never sit in the rules."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from server.bundle.tenant_config import SECRET_NAME, SECRET_PREFIX
 from server.state import StateBackend, StateError
+
+
+def _label(url: str) -> str:
+    if url.startswith(SECRET_PREFIX):
+        return url
+    # No user info (a password), no query; cluster URLs list several hosts.
+    return re.sub(r"//[^@/]*@", "//", url.split("?", 1)[0])
 
 
 class BackendPool:
@@ -57,6 +65,11 @@ class BackendPool:
 
     def all(self) -> list[StateBackend]:
         return [self.default, *self._by_url.values()]
+
+    def named(self) -> list[tuple[str, StateBackend]]:
+        """Each backend with a name for metrics: ``default``, ``secret:NAME``, or the URL
+        without its credentials."""
+        return [("default", self.default), *((_label(u), b) for u, b in self._by_url.items())]
 
     async def close(self) -> None:
         for backend in self.all():
