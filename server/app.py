@@ -24,6 +24,7 @@ from server.bundle.reload import Reloader
 from server.bundle.remote import BundleSource, RemoteSettings, register_metrics
 from server.bundle.worker import CompilePool
 from server.config import BundleConfig, ServeConfig
+from server.lists.pool import ListPool
 from server.observability.decision_log import DecisionLog
 from server.observability.health_http import HealthEndpoint
 from server.observability.telemetry import Telemetry, tracing_from_env
@@ -94,6 +95,7 @@ class RingfenceServer:
     hasher: NumberHasher = field(init=False)
     registry: TenantRegistry = field(init=False)
     compiler: CompilePool = field(init=False)
+    list_pool: ListPool = field(init=False)
     reloader: Reloader | None = field(init=False, default=None)
     health: Health = field(init=False)
     decisions: DecisionService = field(init=False)
@@ -123,8 +125,14 @@ class RingfenceServer:
         # Policies are compiled in worker processes with a budget; this process only
         # loads what they hand back (server/bundle/worker.py).
         self.compiler = CompilePool(cfg.compile_budget)
+        # Big lists are parsed in a child process: a reload never holds the event loop.
+        self.list_pool = ListPool(cfg.segments, threshold=cfg.list_child_min_bytes)
         self.registry = TenantRegistry(
-            rules, parser, compiler=self.compiler, build_threads=cfg.compile_budget.workers
+            rules,
+            parser,
+            compiler=self.compiler,
+            build_threads=cfg.compile_budget.workers,
+            lists=self.list_pool,
         )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:
@@ -403,6 +411,7 @@ class RingfenceServer:
                 await self.health.end_watches()
             await self._server.stop(grace)
         await asyncio.to_thread(self.compiler.close)
+        self.list_pool.close()
         if self.health_http is not None:
             await self.health_http.stop()
         if self.backends is not None:

@@ -49,6 +49,8 @@ class ServeConfig:
     # After SIGTERM, how long the server may wait for clients to leave before it stops
     # (server/shutdown.py); 0: no drain.
     drain_s: float = 0.0
+    # Lists larger than this are parsed in a child process (server/lists/pool.py).
+    list_child_min_bytes: int = 1 << 20
     bundle: BundleConfig | None = None
 
 
@@ -158,6 +160,13 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "auto",
         "after SIGTERM, seconds to refuse new connections and wait for open ones to end "
         "before stopping (auto: 1.1 x --max-connection-age + 1, or 0 without an age)",
+    ),
+    (
+        "--list-child-min-kb",
+        "RINGFENCE_LIST_CHILD_MIN_KB",
+        "1024",
+        "list files larger than this are parsed in a child process, so a reload never stalls "
+        "the server (0: every list)",
     ),
     (
         "--bundle",
@@ -356,6 +365,8 @@ def _delivery(ns: argparse.Namespace) -> dict[str, Any]:
     drain_s = drain_time(age) if drain == "auto" else _number(drain, "--drain-timeout", minimum=0)
     return {
         "drain_s": drain_s,
+        "list_child_min_bytes": _whole(ns.list_child_min_kb, "--list-child-min-kb", minimum=0)
+        << 10,
         "state_secrets_dir": secrets_dir,
         "watch_poll_ms": int(_number(ns.watch_poll_ms, "--watch-poll-ms", minimum=0)),
         "health_listen": _address(ns.health_listen, "--health-listen") if ns.health_listen else "",

@@ -31,6 +31,7 @@ from server.bundle.files import (
 )
 from server.bundle.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
 from server.lists import ListLoadError, parse_list
+from server.lists.pool import ListPool
 from server.phone import PhoneParser
 
 SHARED = "_shared"
@@ -196,10 +197,15 @@ def find_list_file(root: Path, folder: Path, written: str) -> Path:
 
 
 def load_bundle(
-    root: Path, tenant: str, parser: PhoneParser, compiler: PolicyCompiler | None = None
+    root: Path,
+    tenant: str,
+    parser: PhoneParser,
+    compiler: PolicyCompiler | None = None,
+    lists: ListPool | None = None,
 ) -> TenantBundle:
     """Read (confined to the tenant's folder and ``_shared/``), compile (with
-    ``compiler``: the server's passes a worker pool with a budget), load lists, activate."""
+    ``compiler``: the server's passes a worker pool with a budget), load lists (with
+    ``lists``: the server's parses big ones in a process of their own), activate."""
     compiler = compiler or InProcessCompiler()
     folder = root / tenant
     if not folder.is_dir():
@@ -234,7 +240,8 @@ def load_bundle(
         ) from None
     policy = load_policy(artifact)
 
-    lists: dict[str, ListView] = {}
+    found: dict[str, ListView] = {}
+    lists_parser = lists
     region = config.default_region or "CN"
     shared_real = _shared_dir(root, root_real)
     texts = {**library, **sources}
@@ -261,7 +268,8 @@ def load_bundle(
                 what=f"list file {decl.path!r}",
                 fence=fence,
             )
-            lists[decl.name] = parse_list(
+            parse = lists_parser.parse if lists_parser is not None else parse_list
+            found[decl.name] = parse(
                 raw,
                 label,
                 name=decl.name,
@@ -274,14 +282,18 @@ def load_bundle(
         except ListLoadError as exc:
             errors.extend(f"{i.path}:{i.line}: error: {i.message}" for i in exc.issues)
             continue
-        digest.update(decl.name.encode() + b"\0" + raw + b"\0")
+        # Three updates, not one concatenation: copying a 50 MB list holds the interpreter
+        # (and so the event loop) for tens of milliseconds; hashing it does not.
+        digest.update(decl.name.encode() + b"\0")
+        digest.update(raw)
+        digest.update(b"\0")
     if errors:
         raise BundleError(tenant, errors)
     return TenantBundle(
         name=tenant,
         config=config,
         policy=policy,
-        lists=MappingProxyType(lists),
+        lists=MappingProxyType(found),
         version=digest.hexdigest()[:16],
         loaded_at=time.time(),
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.load import BundleError, TenantBundle, is_tenant_dir, load_bundle
 from server.bundle.tenant_config import TENANT_NAME
+from server.lists.pool import ListPool
 from server.phone import PhoneParser
 
 log = logging.getLogger("ringfence.tenants")
@@ -53,6 +54,8 @@ class TenantRegistry:
     # Tenants built at once: with as many as the pool has workers, one tenant whose
     # policy runs into the time budget does not hold back the others' reloads.
     build_threads: int = 1
+    # The server parses big lists in a child process (server/lists/pool.py).
+    lists: ListPool | None = None
     slots: dict[str, TenantSlot] = field(default_factory=dict)
     # Called with each outcome (metrics, logs); must not raise.
     listeners: list[Callable[[ReloadOutcome], None]] = field(default_factory=list)
@@ -106,7 +109,7 @@ class TenantRegistry:
 
     def _build_one(self, name: str) -> TenantBundle | str:
         try:
-            return load_bundle(self.root, name, self.parser, self.compiler)
+            return load_bundle(self.root, name, self.parser, self.compiler, self.lists)
         except BundleError as exc:
             return exc.text()
         except Exception as exc:  # a loader bug must not take the old policy down with it

@@ -123,9 +123,10 @@ def test_defaults_network_policy_sizing_and_connection_age() -> None:
     assert resources["requests"]["memory"] == resources["limits"]["memory"]
     e = env({})
     assert (e["RINGFENCE_MAX_CONNECTION_AGE"], e["RINGFENCE_MAX_CONNECTION_AGE_GRACE"]) == (
-        "300",
+        "30",
         "30",
     )
+    assert e["RINGFENCE_DRAIN_TIMEOUT"] == "auto"
 
 
 def test_extra_containers_volumes_and_init_containers() -> None:

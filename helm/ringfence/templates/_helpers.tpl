@@ -111,7 +111,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: RINGFENCE_MAX_CONNECTION_AGE
   value: {{ .Values.connectionAge.maxSeconds | quote }}
 - name: RINGFENCE_MAX_CONNECTION_AGE_GRACE
-  value: {{ .Values.connectionAge.graceSeconds | quote }}
+  value: {{ .Values.connectionAge.callGraceSeconds | quote }}
 - name: RINGFENCE_WATCH_POLL_MS
   value: {{ .Values.rulesWatch.pollMs | quote }}
 {{- if include "ringfence.bundleUrlSecret" . }}
@@ -288,6 +288,17 @@ that can be verified, a rules ConfigMap that fits, scraping that the NetworkPoli
 {{- end }}
 {{- end }}
 
+{{/* The drain time the server uses: server.drainSeconds, or what "auto" makes of the age. */}}
+{{- define "ringfence.drainSeconds" -}}
+{{- if eq (toString .Values.server.drainSeconds) "auto" }}
+{{- if gt (int .Values.connectionAge.maxSeconds) 0 }}
+{{- add1 (div (add (mul (int .Values.connectionAge.maxSeconds) 11) 9) 10) }}
+{{- else }}0{{ end }}
+{{- else }}
+{{- int .Values.server.drainSeconds }}
+{{- end }}
+{{- end }}
+
 {{- define "ringfence.rulesConfigMapName" -}}
 {{- printf "%s-rules" (include "ringfence.fullname" .) }}
 {{- end }}
@@ -317,8 +328,16 @@ when schema validation is skipped. Each failure says what to change.
 {{- if and (eq $v.state.backend "redis") (not $v.state.redis.url) (not $v.state.redis.existingSecret) (not $v.auth.existingSecret) }}
 {{- fail "state.backend is \"redis\" but no URL is given: set state.redis.url, state.redis.existingSecret or auth.existingSecret (key redis-url)." }}
 {{- end }}
-{{- if le (int $v.terminationGracePeriodSeconds) (add (int $v.server.graceSeconds) (int $v.server.preStopSleepSeconds) | int) }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed server.preStopSleepSeconds + server.graceSeconds (%d): the kubelet would SIGKILL calls still draining." (int $v.terminationGracePeriodSeconds) (add (int $v.server.graceSeconds) (int $v.server.preStopSleepSeconds) | int)) }}
+{{- if hasKey $v.server "graceSeconds" }}
+{{- fail "server.graceSeconds is now server.shutdownGraceSeconds (and connectionAge.graceSeconds connectionAge.callGraceSeconds): two settings of one name were one too many." }}
+{{- end }}
+{{- if hasKey $v.connectionAge "graceSeconds" }}
+{{- fail "connectionAge.graceSeconds is now connectionAge.callGraceSeconds (server.graceSeconds is server.shutdownGraceSeconds)." }}
+{{- end }}
+{{- $drain := include "ringfence.drainSeconds" . | int }}
+{{- $shutdown := add (int $v.server.preStopSleepSeconds) $drain (int $v.server.shutdownGraceSeconds) | int }}
+{{- if le (int $v.terminationGracePeriodSeconds) $shutdown }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed server.preStopSleepSeconds + drainSeconds + shutdownGraceSeconds (%d): the kubelet would SIGKILL calls still draining." (int $v.terminationGracePeriodSeconds) $shutdown) }}
 {{- end }}
 {{- $sources := 0 }}
 {{- if $v.rules }}{{ $sources = add1 $sources }}{{ end }}
@@ -358,22 +377,30 @@ when schema validation is skipped. Each failure says what to change.
 {{- end }}
 
 {{/*
-Probes: native gRPC where possible. The kubelet's gRPC probe cannot speak TLS, so with TLS
-on they ask the plain-HTTP health endpoint, which reports the same state (no exec, no
-Python process per probe).
+Probes. Readiness means "a policy is served": gRPC health for the DecisionService
+(NOT_SERVING until a policy loads, and again while draining), or /readyz, which reads the
+same state, when TLS is on (the kubelet's gRPC probe cannot speak TLS). Liveness and start-up
+mean "the process answers": /healthz, answered by the event loop whether or not a policy is
+loaded, in both modes, so a pod waiting for its first bundle or serving no tenant is left not
+ready, never restarted.
 */}}
 {{- define "ringfence.probe" -}}
+{{- if eq .kind "ready" }}
 {{- if .root.Values.tls.enabled }}
 httpGet:
-  path: {{ ternary "/readyz" "/healthz" (ne .service "") }}
+  path: /readyz
   port: health
-timeoutSeconds: 2
 {{- else }}
 grpc:
   port: {{ .root.Values.server.grpcPort }}
-  service: {{ .service | quote }}
-timeoutSeconds: 2
+  service: ringfence.v1.DecisionService
 {{- end }}
+{{- else }}
+httpGet:
+  path: /healthz
+  port: health
+{{- end }}
+timeoutSeconds: 2
 periodSeconds: {{ .cfg.periodSeconds }}
 failureThreshold: {{ .cfg.failureThreshold }}
 {{- end }}
