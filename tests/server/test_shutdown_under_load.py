@@ -74,6 +74,7 @@ class Fleet:
     rules: Path
     work: Path
     servers: list[Server] = field(default_factory=list)
+    extra_args: tuple[str, ...] = ()  # bench/shutdown_drops.py: the same without a drain
 
     def start(self, server: Server) -> None:
         with server.log.open("ab") as out:
@@ -93,6 +94,7 @@ class Fleet:
                     "5",
                     "--watch",
                     "false",
+                    *self.extra_args,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=out,
@@ -138,8 +140,8 @@ def wait_serving(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def fleet(tmp_path: Path, rules_copy: Path) -> Iterator[Fleet]:
-    f = Fleet(rules_copy, tmp_path)
+def fleet(tmp_path: Path, rules_copy: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Fleet]:
+    f = Fleet(rules_copy, tmp_path, extra_args=extra_args)
     try:
         for i in range(SERVERS):
             server = Server(free_port(), tmp_path / f"server-{i}.log")
@@ -209,12 +211,12 @@ async def until(predicate, what: str, running: Load) -> None:  # type: ignore[no
         pytest.fail(f"no {what}: {running.ok} calls ok, failures {running.failed.most_common(3)}")
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("mode", ["direct", "proxy", "round_robin"])
-async def test_five_shutdowns_under_load_fail_no_call(
-    tmp_path: Path, rules_copy: Path, mode: str
-) -> None:
-    with fleet(tmp_path, rules_copy) as f, contextlib.ExitStack() as stack:
+async def run_shutdowns(
+    tmp_path: Path, rules_copy: Path, mode: str, extra_args: tuple[str, ...] = ()
+) -> tuple[Load, list[int]]:
+    """Load through five shutdowns in ``mode``: the load's counts, and how many client
+    connections each shutdown's drain began with."""
+    with fleet(tmp_path, rules_copy, extra_args) as f, contextlib.ExitStack() as stack:
         proxy = None
         if mode == "proxy":
             ports = tuple(s.port for s in f.servers)
@@ -236,8 +238,17 @@ async def test_five_shutdowns_under_load_fail_no_call(
                 # Calls go on meanwhile, and clients find the new process again.
                 await until(lambda b=before: running.ok > b + 200, "traffic after restart", running)
                 await asyncio.sleep(AGE_S * 1.2)
-        assert sum(running.failed.values()) == 0, running.failed.most_common(5)
-        assert running.ok > 1000
-        # The drains had clients to wait for (the proxy and round_robin spread them out,
-        # so not every pod has one at every shutdown).
-        assert sum(1 for b in busy if b > 0) >= (SHUTDOWNS if mode == "direct" else 2), busy
+    return running, busy
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("mode", ["direct", "proxy", "round_robin"])
+async def test_five_shutdowns_under_load_fail_no_call(
+    tmp_path: Path, rules_copy: Path, mode: str
+) -> None:
+    running, busy = await run_shutdowns(tmp_path, rules_copy, mode)
+    assert sum(running.failed.values()) == 0, running.failed.most_common(5)
+    assert running.ok > 1000
+    # The drains had clients to wait for (the proxy and round_robin spread them out, so not
+    # every pod has one at every shutdown).
+    assert sum(1 for b in busy if b > 0) >= (SHUTDOWNS if mode == "direct" else 2), busy
