@@ -23,11 +23,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from bundle_support import mount, publish, rules, serving  # noqa: E402
-from conftest_nginx import NginxServer  # noqa: E402
+import importlib  # noqa: E402
+from typing import Any  # noqa: E402
 
 from bench.common import machine  # noqa: E402
 from server.bundle.signing import generate  # noqa: E402
+
+# The tests' helpers (a real nginx, kubelet-style mounts, a server pulling a bundle),
+# imported at run time: they are test code, not type-checked with the benches.
+_support: Any = importlib.import_module("bundle_support")
+mount, publish, rules, serving = (
+    _support.mount,
+    _support.publish,
+    _support.rules,
+    _support.serving,
+)
+NginxServer: Any = importlib.import_module("conftest_nginx").NginxServer
 
 POLL_S = 30.0
 
@@ -38,7 +49,7 @@ async def until(predicate, cap_s: float = 120.0) -> None:  # type: ignore[no-unt
             await asyncio.sleep(0.005)
 
 
-async def token_rounds(tmp: Path, nginx: NginxServer, rounds: int) -> list[float]:
+async def token_rounds(tmp: Path, nginx: Any, rounds: int) -> list[float]:
     secret = tmp / "token-secret"
     mount(secret, {"token": b"token-0"})
     nginx.restart(token="token-0")
@@ -67,7 +78,7 @@ async def token_rounds(tmp: Path, nginx: NginxServer, rounds: int) -> list[float
     return times
 
 
-async def key_rounds(tmp: Path, nginx: NginxServer, rounds: int) -> list[float]:
+async def key_rounds(tmp: Path, nginx: Any, rounds: int) -> list[float]:
     keyring = tmp / "keyring"
     pems: dict[str, bytes] = {}
     private, public = generate("ed25519")

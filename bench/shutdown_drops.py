@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from bench.common import machine  # noqa: E402
 
 
-def harness():  # type: ignore[no-untyped-def]
+def harness() -> Any:
     path = REPO / "tests" / "server" / "test_shutdown_under_load.py"
     spec = importlib.util.spec_from_file_location("shutdown_harness", path)
     assert spec is not None
