@@ -27,6 +27,7 @@ from support import (
 )
 
 from server.api import decision_pb2 as pb
+from server.state.catalog import build_catalog
 
 
 def promtool() -> str:
@@ -66,19 +67,26 @@ async def traffic(s: Running) -> None:
     )
 
 
+# The flaky tenant's own Redis, named by the operator, which is down (nothing listens on
+# port 1); the tenant fails closed.
+BACKENDS = build_catalog(["flaky-redis=redis://:secret-pw@127.0.0.1:1/0"], ["flaky-redis=flaky"])
+
+
 @pytest.fixture
 def rules(rules_copy: Path) -> Path:
     shutil.copytree(rules_copy / "demo", rules_copy / "flaky")
-    # Its own Redis, which is down (nothing listens on port 1), and it fails closed.
     (rules_copy / "flaky" / "tenant.toml").write_text(
-        'fail_mode = "closed"\nstate = "redis://:secret-pw@127.0.0.1:1/0"\n'
+        'fail_mode = "closed"\nstate = "flaky-redis"\n'
     )
     return rules_copy
 
 
 async def test_promtool_finds_nothing_to_fix(rules: Path, tmp_path: Path) -> None:
     async with running_server(
-        rules, metrics_listen="127.0.0.1:0", decision_log=str(tmp_path / "d.jsonl")
+        rules,
+        metrics_listen="127.0.0.1:0",
+        decision_log=str(tmp_path / "d.jsonl"),
+        state_backends=BACKENDS,
     ) as s:
         await traffic(s)
         text = await scrape(s)
@@ -109,7 +117,7 @@ async def test_promtool_finds_nothing_to_fix(rules: Path, tmp_path: Path) -> Non
 
 
 async def test_process_and_every_answer_and_each_backend(rules: Path) -> None:
-    async with running_server(rules, metrics_listen="127.0.0.1:0") as s:
+    async with running_server(rules, metrics_listen="127.0.0.1:0", state_backends=BACKENDS) as s:
         await traffic(s)
         text = await scrape(s)
     assert value(text, "process_resident_memory_bytes") > 10 << 20
@@ -124,15 +132,15 @@ async def test_process_and_every_answer_and_each_backend(rules: Path) -> None:
     assert value(text, count, tenant="demo", code="INVALID_ARGUMENT") == 2
     assert value(text, count, tenant="_unknown", code="NOT_FOUND") == 1
     assert value(text, count, tenant="flaky", code="UNAVAILABLE") == 1
-    # The tenant's own (failing) Redis has its own series; the default backend is fine.
-    flaky = "redis://127.0.0.1:1/0"
-    assert value(text, "ringfence_state_errors_total", backend=flaky) >= 1
+    # The tenant's own (failing) Redis has its own series, by the operator's name for it
+    # (never its URL); the default backend is fine.
+    assert value(text, "ringfence_state_errors_total", backend="flaky-redis") >= 1
     assert value(text, "ringfence_state_errors_total", backend="default") == 0
     assert value(text, "ringfence_state_calls_total", backend="default") >= 4
 
 
 async def test_a_reload_that_changes_nothing_is_not_counted(rules: Path) -> None:
-    async with running_server(rules, metrics_listen="127.0.0.1:0") as s:
+    async with running_server(rules, metrics_listen="127.0.0.1:0", state_backends=BACKENDS) as s:
         first = await scrape(s)
         loaded = value(first, "ringfence_policy_reloads_total", tenant="demo", result="ok")
         flaky = value(first, "ringfence_policy_reloads_total", tenant="flaky", result="ok")
