@@ -333,7 +333,11 @@ class Checker:
         # The aggregates it reads are read by whatever uses it.
         self.rule_reads.extend(n.agg_id for n in ir.walk(node) if isinstance(n, ir.AggValue))
         self.rule_conditions.append(name)
-        return node
+        if isinstance(node, ir.Lit) or not ctx.aggregates:
+            # A constant folds into what uses it; a where filter is computed once per
+            # aggregate already, and its canonical text names no condition.
+            return node
+        return ir.Named(name, node, node.type, node.nullable)
 
     def constant(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
         node = self.expr(e, ctx)
@@ -1303,4 +1307,6 @@ def _substitute(node: ir.Node, mapping: dict[str, ir.Node]) -> ir.Node:
             )
         case ir.StrCall():
             return replace(node, args=tuple(_substitute(a, mapping) for a in node.args))
+        case ir.Named():
+            return replace(node, node=_substitute(node.node, mapping))
     return node

@@ -70,6 +70,8 @@ _RUNTIME: dict[str, object] = {
     "detail": runtime.detail,
     "join_key": runtime.join_key,
     "unknown_reason": runtime.unknown_reason,
+    "PENDING": runtime.PENDING,
+    "past": runtime.past,
     "__builtins__": {"int": int, "len": len, "frozenset": frozenset, "Exception": Exception},
 }
 assert set(_RUNTIME) - {"__builtins__"} == sandbox.RUNTIME_NAMES

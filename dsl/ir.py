@@ -143,6 +143,19 @@ class Neg:
 
 
 @dataclass(frozen=True, slots=True)
+class Named:
+    """A named condition where it is used: ``node`` is its checked body (already
+    substituted, for a window of ``sustained()``). Kept as a node rather than inlined so
+    the generated code computes each one once per evaluation however often rules use it;
+    folding, contradiction checks and canonical texts look through it."""
+
+    name: str
+    node: Node
+    type: Type = Type.BOOL
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """Stands in for an expression that already has a diagnostic."""
 
@@ -164,6 +177,7 @@ Node = (
     | Cmp
     | Arith
     | Neg
+    | Named
     | Error
 )
 
@@ -227,6 +241,8 @@ def children(node: Node) -> tuple[Node, ...]:
             return (a, b)
         case StrCall(args=args):
             return args
+        case Named(node=v):
+            return (v,)
     return ()
 
 
@@ -246,7 +262,10 @@ def canonical(node: Node) -> str:
     ``where`` filter (docs/state.md §3). Every declared field is written (a field added to a
     node counts by default), sets in sorted order, and the operands of ``and``/``or`` in
     sorted order (both are commutative in three-valued logic). Nodes carry no spans, so
-    where the text stood in the file does not matter."""
+    where the text stood in the file does not matter, nor whether a named condition or its
+    body was written."""
+    while isinstance(node, Named):
+        node = node.node
     if isinstance(node, Cmp) and node.op in _FLIPPED:
         # `a > b` is `b < a`: one spelling of each comparison.
         node = Cmp(_FLIPPED[node.op], node.right, node.left, node.type, node.nullable)

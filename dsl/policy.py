@@ -17,7 +17,7 @@ from dsl.lists import LabelUse, ListView
 
 PlanFn = Callable[[Facts, Mapping[str, ListView]], tuple[AggregateRef, ...]]
 EvalFn = Callable[
-    [Facts, Mapping[str, int | None], Mapping[str, ListView], list[RuleTrace] | None, str],
+    [Facts, Mapping[str, int | None], Mapping[str, ListView], list[RuleTrace] | None, str, float],
     Decision,
 ]
 
@@ -201,11 +201,16 @@ class CompiledPolicy:
         *,
         explain: bool = False,
         unknown_because: str = "",
+        deadline: float = 0.0,
     ) -> Decision:
         """Decide. ``values`` maps aggregate id -> value; None or missing is unknown.
         ``unknown_because`` says why values are unknown, when the caller knows (the state
-        backend failed): the reason a rule fired by its on_error gives."""
-        return self._evaluate(facts, values, lists, [] if explain else None, unknown_because)
+        backend failed): the reason a rule fired by its on_error gives. ``deadline``
+        (``time.perf_counter()`` seconds, 0 for none): past it, evaluation stops between
+        rules with :class:`dsl.runtime.EvaluationDeadline`."""
+        return self._evaluate(
+            facts, values, lists, [] if explain else None, unknown_because, deadline
+        )
 
     @property
     def aggregate_ids(self) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from time import perf_counter
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,31 @@ class _EmptyList:
 
 
 EMPTY_LIST = _EmptyList()
+
+
+class _Pending:
+    """The value of a memoised local (a named condition, a matches() call) before it is
+    computed: None already means unknown."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING = _Pending()
+
+
+class EvaluationDeadline(Exception):
+    """An evaluation ran past its deadline. Raised between rules, outside their ``try``
+    blocks, so it ends the evaluation rather than one rule."""
+
+
+def past(deadline: float) -> None:
+    """Raise :class:`EvaluationDeadline` when ``deadline`` (``time.perf_counter()``
+    seconds; 0 for none) has passed."""
+    if deadline and perf_counter() > deadline:
+        raise EvaluationDeadline
 
 
 def masked(phone: PhoneFacts) -> str:
