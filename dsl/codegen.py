@@ -583,8 +583,8 @@ def _gen_evaluate(
     body.append(_assign("matched", py.List([], _LOAD)))
     body.append(_assign("override", _const(False)))
     body.append(_assign("failed", py.List([], _LOAD)))
-    for i, rule in enumerate(policy.rules):
-        if i in checkpoints:
+    for index, rule in enumerate(policy.rules):
+        if index in checkpoints:
             # Between rules, outside every rule's try: past the deadline, the evaluation
             # stops here (runtime.EvaluationDeadline) instead of deciding late.
             body.append(py.Expr(_call("past", _load("deadline"))))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 
 from dsl.aggregates import AggregateSpec
+from dsl.ast import Span
 from dsl.lists import LabelUse
 
 
@@ -207,6 +208,7 @@ class CheckedRule:
     score: int = 0
     # Named conditions the rule uses, with their checked form: shown by name in explanations.
     conditions: tuple[tuple[str, Node], ...] = ()
+    column: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,17 @@ class Combining:
     default_action: str = "allow"
     review_score: int = 0  # 0: scores never make a review
     block_score: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sites:
+    """Where the parts the cost model weighs were written (nodes hold no spans): each
+    ``matches()`` call (its node) and each aggregate window by id, at its first use, with
+    each pattern's RE2 program size."""
+
+    matches: tuple[tuple[StrCall, Span], ...] = ()
+    aggregates: tuple[tuple[str, Span], ...] = ()
+    programs: tuple[tuple[str, int], ...] = ()  # pattern -> RE2 instructions
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +242,7 @@ class CheckedPolicy:
     combining: Combining = Combining()
     patterns: tuple[str, ...] = ()  # regular expressions, compiled once when loaded
     label_uses: tuple[LabelUse, ...] = ()
+    sites: Sites = Sites()
 
 
 def children(node: Node) -> tuple[Node, ...]:

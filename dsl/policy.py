@@ -66,6 +66,7 @@ class PolicyArtifact:
     main_code: bytes
     warnings: tuple[Diagnostic, ...] = ()
     label_uses: tuple[LabelUse, ...] = ()
+    cost: int = 0  # the cost model's estimate of one evaluation, in units (dsl.cost)
 
     def __reduce__(self) -> tuple[Callable[[bytes], PolicyArtifact], tuple[bytes]]:
         # Pickled as one marshal blob of plain tuples: the server unpickles artifacts on a
@@ -127,6 +128,7 @@ def _artifact_to_wire(a: PolicyArtifact) -> tuple[Any, ...]:
         a.main_code,
         warnings,
         labels,
+        a.cost,
     )
 
 
@@ -142,6 +144,7 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
         code,
         warnings,
         labels,
+        cost,
     ) = marshal.loads(blob)
     return PolicyArtifact(
         tenant=tenant,
@@ -173,6 +176,7 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
             for path, line, col, sev, msg, el, ec in warnings
         ),
         label_uses=tuple(LabelUse(n, label, Span(*sp)) for n, label, sp in labels),
+        cost=cost,
     )
 
 
@@ -186,6 +190,7 @@ class CompiledPolicy:
     warnings: tuple[Diagnostic, ...]
     combining: Combining
     label_uses: tuple[LabelUse, ...]
+    cost: int  # the cost model's estimate of one evaluation, in units (dsl.cost)
     _plan: PlanFn = field(repr=False, compare=False)
     _evaluate: EvalFn = field(repr=False, compare=False)
 
