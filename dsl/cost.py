@@ -339,4 +339,3 @@ def describe(cost: PolicyCost, budget: int, limit: int = 5) -> list[str]:
         for p in cost.parts[:limit]
     ]
     return lines
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from time import perf_counter
 from functools import lru_cache
+from time import perf_counter
 from zoneinfo import ZoneInfo
 
 from dsl.decision import Action, Decision, Match, RuleTrace

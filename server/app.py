@@ -130,6 +130,7 @@ class RingfenceServer:
             build_threads=cfg.compile_budget.workers,
             # A tenant.toml naming a backend the operator did not offer it never loads.
             admit=cfg.state_backends.admission_error,
+            costs=cfg.evaluation_budget,
         )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:

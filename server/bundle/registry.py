@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.bundle.budget import EvaluationBudget
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.load import BundleError, TenantBundle, is_tenant_dir, load_bundle
 from server.bundle.tenant_config import TENANT_NAME
@@ -58,6 +59,8 @@ class TenantRegistry:
     admit: Callable[[Path, TenantBundle], str | None] | None = None
     # What "today" is for list rows' expiry dates (tests move it).
     clock: Callable[[], float] = time.time
+    # Each tenant's evaluation budget: the operator's default and ceiling.
+    costs: EvaluationBudget = field(default_factory=EvaluationBudget)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, name: str) -> TenantBundle | None:
@@ -118,7 +121,9 @@ class TenantRegistry:
 
     def _build_one(self, name: str) -> TenantBundle | str:
         try:
-            bundle = load_bundle(self.root, name, self.parser, self.compiler, now=self.clock())
+            bundle = load_bundle(
+                self.root, name, self.parser, self.compiler, now=self.clock(), costs=self.costs
+            )
             refused = self.admit(self.root, bundle) if self.admit is not None else None
             return bundle if refused is None else refused
         except BundleError as exc:

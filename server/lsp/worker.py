@@ -23,6 +23,7 @@ from typing import BinaryIO
 from dsl import CheckReport, CompileOptions, ast, check_policy_report
 from dsl.diagnostics import Diagnostic
 from dsl.lists import LabelUse
+from dsl.options import DEFAULT_COST_BUDGET
 from server.lsp.chunks import ChunkCache
 
 _HEADER = struct.Struct(">I")
@@ -37,6 +38,7 @@ class CheckRequest:
     timezone: str = "UTC"
     key: str = ""  # what the quick check remembers the last full check by
     quick: bool = False  # re-check only the rules that changed, when that is exact enough
+    cost_budget: int = DEFAULT_COST_BUDGET  # the tenant's evaluation budget (dsl/cost.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,9 @@ class Checker:
             req.sources,
             library=req.library,
             tenant=req.tenant,
-            options=replace(self.options, default_timezone=req.timezone or "UTC"),
+            options=replace(
+                self.options, default_timezone=req.timezone or "UTC", cost_budget=req.cost_budget
+            ),
             parser=self.cache.module_parser(keep),
         )
 
@@ -225,9 +229,10 @@ class Checker:
         last = self.full.get(req.key)
         if last is None or last.seconds < self.quick_above_s or last.report.truncated:
             return None
-        if (req.tenant, req.timezone) != (
+        if (req.tenant, req.timezone, req.cost_budget) != (
             last.request.tenant,
             last.request.timezone,
+            last.request.cost_budget,
         ):
             return None
         chunks = self._chunks(req)
@@ -263,6 +268,12 @@ class Checker:
             > self.options.max_aggregate_reads
             or last.report.expression_nodes + report.expression_nodes
             > self.options.max_policy_nodes
+            # The cost of the edited policy is at most both estimates together.
+            or last.report.cost is None
+            or report.cost is None
+            or (
+                req.cost_budget > 0 and last.report.cost.total + report.cost.total > req.cost_budget
+            )
         ):
             return None
         out = [d for d in diags if self.cache.chunk_of(d) in changed]
