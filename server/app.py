@@ -169,6 +169,7 @@ class RingfenceServer:
             clock=self.clock,
             idempotency_window_s=cfg.idempotency_window_s,
             max_event_lateness_s=cfg.max_event_lateness_s,
+            evaluation_deadline_s=cfg.evaluation_deadline_s,
         )
 
         self._server = server = self._grpc_server(decider)
@@ -238,7 +239,9 @@ class RingfenceServer:
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
         self.decision_service = DecisionService(
-            decider, stream_idle_timeout_s=self.config.stream_idle_timeout_s
+            decider,
+            stream_idle_timeout_s=self.config.stream_idle_timeout_s,
+            batch_deadline_s=self.config.batch_deadline_s,
         )
         add_service(
             server,
