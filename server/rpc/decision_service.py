@@ -74,7 +74,7 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         for i, item in enumerate(request.requests):
             result = results.add()
             now = time.perf_counter()
-            if limit > 0 and now - started > limit:
+            if limit > 0 and i and now - started > limit:
                 self._refuse_late(item, result, limit)
                 continue
             if now - sliced > BATCH_SLICE_S:
