@@ -7,7 +7,7 @@ input at the longest value request validation admits. A policy over its tenant's
 is refused when it is checked (:func:`budget_diagnostic`), naming its most expensive
 parts; docs/security.md ("The cost model") states the model and how it was calibrated.
 
-One unit is about the work of one expression node (≈ 10 ns on the reference machine).
+One unit is about the work of one expression node (≈ 2 ns on the reference machine).
 The weights below are upper bounds measured on that machine, rounded up; the test in
 ``tests/security/test_evaluation_cost.py`` evaluates policies made of each kind of part,
 at the budget and with worst-case inputs, and holds their real cost to the estimate.
@@ -18,8 +18,8 @@ What is counted, per request:
   in full: worst case), each named condition and each ``matches()`` call once however
   often rules repeat it (the generated code computes each once per evaluation);
 * a ``matches()`` call: its input's longest length (at most :data:`patterns.MAX_INPUT`)
-  times its pattern's RE2 program size, the cost of RE2's NFA, which runs in time linear
-  in both; string helpers by the length of what they read;
+  times a constant and its pattern's RE2 program size (RE2 is linear in both); string
+  helpers by the length of what they read;
 * each list lookup and label;
 * every rule, and every rule that can fire as if it fired (its match, its share of the
   decision, its entry in the reply and the metrics), and its explanation line;
@@ -41,35 +41,40 @@ from dsl.ast import Span
 from dsl.diagnostics import Diagnostic, Severity
 from dsl.patterns import MAX_INPUT
 
-# -- weights, in units (one unit ≈ one expression node) ----------------------------------------
+# -- weights, in units (one unit ≈ one expression node, ≈ 2 ns on the reference machine) --
 
 NODE = 1
-RULE = 10  # a rule's try block, its test of the condition, the trace check
-MATCH = 600  # a rule that fires: Match, combining, the reply's entry, the rule metric
-EXPLAIN = 150  # an explanation line per rule (RuleTrace and its detail text)
-MEMO = 2  # a use of a named condition or a matches() call already computed
-LIST_LOOKUP = 150  # a number looked up in a list (exact, prefixes, ranges)
-LABEL = 150  # a list label (a lookup and a dict get)
-PATTERN_CALL = 300  # a matches() call: the binding, the memo
-PATTERN_STEP = 1  # per input character and RE2 instruction (the NFA's worst case)
-CHARS_PER_UNIT = 16  # linear string work in C (lower(), hashing, copying)
-REASON = 40  # building a reason from its parts
+RULE = 50  # a rule's try block, its test of the condition, the trace check
+MATCH = 1_500  # a rule that fires: Match, combining, the reply's entry, the rule metric
+EXPLAIN = 300  # an explanation line per rule (RuleTrace and its detail text)
+MEMO = 5  # a use of a named condition or a matches() call already computed
+LIST_LOOKUP = 500  # a number looked up in a list (exact, prefixes, ranges)
+LABEL = 500  # a list label (a lookup and a dict get)
+PATTERN_CALL = 1_500  # a matches() call: the binding, the memo
+# RE2 on an input it has not seen: its DFA builds states as it reads (or gives up and runs
+# its NFA), so a search costs per input character a constant and a share of the program:
+# measured up to ~1.4 µs a character for 17 instructions and ~3.7 µs for 1,600.
+PATTERN_CHAR = 600
+PATTERN_STEP = 3  # per input character and RE2 instruction
+CHARS_PER_UNIT = 4  # linear string work in C (lower(), hashing, copying)
+REASON = 100  # building a reason from its parts
 # An aggregate window in the plan and the state's planner: its ref, key, bucket range.
-WINDOW = 150
+WINDOW = 750
 READ = {
-    AggKind.COUNT: 30,  # two binary searches
-    AggKind.FIRST_SEEN: 30,
+    AggKind.COUNT: 250,  # two binary searches
+    AggKind.FIRST_SEEN: 250,
     # The larger of: every member of an exact set (1,000) tested against the window, and
     # a merge of its 61 HyperLogLog sketches and an estimate (numpy).
-    AggKind.DISTINCT: 8_000,
-    # 1,000 neighbours each way, each a dict lookup and a bucket test.
-    AggKind.RUN: 25_000,
+    AggKind.DISTINCT: 25_000,
+    # 1,000 neighbours each way, each a dict lookup and a test of its buckets.
+    AggKind.RUN: 250_000,
 }
 WRITE = {
-    AggKind.COUNT: 100,
-    AggKind.FIRST_SEEN: 100,
-    AggKind.DISTINCT: 400,  # amortised, with trims
-    AggKind.RUN: 400,
+    AggKind.COUNT: 500,
+    AggKind.FIRST_SEEN: 500,
+    # A new member of a full exact set scans the set for members to drop.
+    AggKind.DISTINCT: 40_000,
+    AggKind.RUN: 2_000,  # amortised, with trims
 }
 
 # The longest value of each string the policy can read. Request fields are those request
@@ -94,7 +99,7 @@ ATTRIBUTE_CHARS = 512
 # A list label is a CSV field: at most the csv module's field limit.
 LABEL_CHARS = 131_072
 # The evaluation checks its deadline between rules after about this much work.
-CHECK_EVERY = 10_000
+CHECK_EVERY = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +311,8 @@ class _Estimator:
         match node:
             case ir.StrCall(func="matches", args=(text, ir.Lit(value=str() as pattern))):
                 n = min(chars(text), MAX_INPUT)
-                return PATTERN_CALL + n * self.programs.get(pattern, 0) * PATTERN_STEP
+                program = self.programs.get(pattern, 0)
+                return PATTERN_CALL + n * (PATTERN_CHAR + program * PATTERN_STEP)
             case ir.StrCall(func="lower" | "upper", args=(text,)):
                 return NODE + _linear(3 * chars(text))
             case ir.StrCall(func="starts_with" | "ends_with", args=(_, needle)):

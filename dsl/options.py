@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from dsl.parser import DEFAULT_MAX_DEPTH
 
 # The operator's default evaluation budget (ringfence serve --cost-budget) and the most a
-# tenant may choose (--cost-ceiling), in cost units: about 1 ms and 10 ms of CPU on the
+# tenant may choose (--cost-ceiling), in cost units: about 2 ms and 20 ms of CPU on the
 # reference machine (docs/security.md, the cost model).
-DEFAULT_COST_BUDGET = 100_000
-DEFAULT_COST_CEILING = 1_000_000
+DEFAULT_COST_BUDGET = 1_000_000
+DEFAULT_COST_CEILING = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,28 +142,28 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     (
         "--cost-budget",
         "RINGFENCE_COST_BUDGET",
-        "100000",
+        "1000000",
         "evaluation cost units a request of a tenant's policy may take (dsl/cost.py);"
         " a policy estimated above its budget does not load",
     ),
     (
         "--cost-ceiling",
         "RINGFENCE_COST_CEILING",
-        "1000000",
+        "10000000",
         "the most a tenant may choose in tenant.toml [limits] cost_budget",
     ),
     (
         "--evaluation-deadline-ms",
         "RINGFENCE_EVALUATION_DEADLINE_MS",
         "50",
-        "milliseconds one evaluation may take on the event loop (state waits excluded);"
+        "milliseconds of CPU one evaluation may take on the event loop (state waits excluded);"
         " past it: RESOURCE_EXHAUSTED (0: none)",
     ),
     (
         "--batch-deadline-ms",
         "RINGFENCE_BATCH_DEADLINE_MS",
         "2000",
-        "milliseconds an EvaluateBatch may take; later items are refused unrecorded (0: none)",
+        "milliseconds of CPU an EvaluateBatch may take; later items are refused unrecorded (0: none)",
     ),
     (
         "--stream-idle-timeout",

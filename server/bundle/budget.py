@@ -12,8 +12,8 @@ from server.host import usable_cpus
 
 # dsl.options.DEFAULT_COST_BUDGET and DEFAULT_COST_CEILING, without importing the compiler
 # (tests/server/bundle/test_tenant_config.py holds the two together).
-DEFAULT_COST_BUDGET = 100_000
-DEFAULT_COST_CEILING = 1_000_000
+DEFAULT_COST_BUDGET = 1_000_000
+DEFAULT_COST_CEILING = 10_000_000
 
 
 def default_workers() -> int:

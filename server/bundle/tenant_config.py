@@ -12,7 +12,7 @@ operator's named state backends to use, a rate limit, and the hashed bearer toke
     state = "acme-redis"          # one of the operator's named backends (default: --state)
     [limits]
     max_rps = 500                 # per server process; beyond it: RESOURCE_EXHAUSTED
-    cost_budget = 200000          # evaluation cost units a request may take (dsl/cost.py),
+    cost_budget = 2000000         # evaluation cost units a request may take (dsl/cost.py),
                                   # within the operator's --cost-ceiling (default: --cost-budget)
     [auth]
     tokens_sha256 = ["<hex sha256 of a token>", ...]   # empty or absent: the tenant is open

@@ -39,8 +39,8 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         self.decider = decider
         # 0: a stream may wait for its next message for ever.
         self.stream_idle_timeout_s = stream_idle_timeout_s
-        # How long one EvaluateBatch may take (0: no limit): items not started by then
-        # are refused RESOURCE_EXHAUSTED, neither decided nor recorded.
+        # The CPU one EvaluateBatch may take (0: no limit): items not started by then are
+        # refused RESOURCE_EXHAUSTED, neither decided nor recorded.
         self.batch_deadline_s = batch_deadline_s
         self.open_streams = 0  # authenticated streams running now (a gauge)
 
@@ -69,17 +69,20 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         token = bearer_token(context.invocation_metadata())
         out = pb.EvaluateBatchResponse()
         results = out.results
-        started = sliced = time.perf_counter()
+        # The batch's deadline counts CPU of the loop's thread while its items are decided
+        # (a machine busy with other processes does not use it up).
+        spent = 0.0
         limit = self.batch_deadline_s
+        sliced = time.perf_counter()
         for i, item in enumerate(request.requests):
             result = results.add()
-            now = time.perf_counter()
-            if limit > 0 and i and now - started > limit:
+            if limit > 0 and i and spent > limit:
                 self._refuse_late(item, result, limit)
                 continue
-            if now - sliced > BATCH_SLICE_S:
+            if time.perf_counter() - sliced > BATCH_SLICE_S:
                 await asyncio.sleep(0)  # let other calls in between items
                 sliced = time.perf_counter()
+            began = time.thread_time()
             try:
                 # Errors are raised before anything is written into the slot.
                 await self.decider.evaluate(
@@ -90,6 +93,7 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
             except Exception:  # one broken item never fails the batch
                 log.exception("batch item %d failed", i)
                 result.error.CopyFrom(internal_status())
+            spent += time.thread_time() - began
         return out
 
     def _refuse_late(self, item: pb.EvaluateRequest, result: pb.BatchResult, limit: float) -> None:

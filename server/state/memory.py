@@ -367,8 +367,11 @@ class MemoryBackend:
 
 
 def _read_distinct(entry: _Distinct, lo: int, hi: int, member: bytes, include: bool) -> int:
-    if entry.sketches is not None:
-        regs = [s for b, s in entry.sketches.items() if lo <= b <= hi]
+    sketches = entry.sketches
+    if sketches is not None:
+        # A window is at most 61 buckets; the key may hold days of them.
+        get = sketches.get
+        regs = [s for s in map(get, range(lo, hi + 1)) if s is not None]
         return hll.estimate(hll.union(regs)) + (1 if include else 0)
     n = 0
     for buckets in entry.seen.values():  # a plain loop: most keys hold one or two members

@@ -142,7 +142,7 @@ async def test_a_tenant_with_many_rules_fills_a_bounded_number_of_series(
     count = RULE_LABELS + 50
     # 250 rules that all fire cost more than the default evaluation budget: the tenant
     # chooses a larger one.
-    (rules / "many" / "tenant.toml").write_text("[limits]\ncost_budget = 500000\n")
+    (rules / "many" / "tenant.toml").write_text("[limits]\ncost_budget = 2000000\n")
     (rules / "many" / "policy.rf").write_text(
         "".join(_rule(f"rule_{i}", 'event.scene == "login"') for i in range(count)),
         encoding="utf-8",

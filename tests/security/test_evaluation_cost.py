@@ -96,7 +96,7 @@ def test_item_1_a_regex_used_a_thousand_times_is_refused_when_checked() -> None:
     (error,) = [d for d in report.diagnostics if d.is_error]
     # At the pattern, naming it as the most expensive part.
     assert (error.path, error.line, error.column) == ("t/p.rf", 1, 18)
-    assert "over the tenant's budget of 100,000" in error.message
+    assert "over the tenant's budget of 1,000,000" in error.message
     assert "most expensive: matches() (512 characters x" in error.message
     assert "at t/p.rf:1:18" in error.message
     assert report.cost is not None
@@ -131,9 +131,8 @@ def test_item_2_six_distinct_reads_through_sustained_are_refused_when_checked() 
     errors = [d for d in report.diagnostics if d.is_error]
     assert len(errors) == 1
     assert "distinct() 'd0' read in 166 windows at t/p.rf:1:1" in errors[0].message
-    # Past even the default ceiling a tenant may choose.
     assert report.cost is not None
-    assert report.cost.total > DEFAULT_COST_CEILING
+    assert report.cost.total > DEFAULT_COST_BUDGET
 
 
 def test_item_2_each_window_is_read_once_and_merged_in_numpy() -> None:
@@ -203,7 +202,7 @@ async def test_a_batch_gives_other_tenants_their_turn(tmp_path: Path) -> None:
     (rules / "heavy" / "policy.rf").write_text(
         decls + f"rule bulk {{\n    when {reads}\n    then block\n}}\n"
     )
-    (rules / "heavy" / "tenant.toml").write_text("[limits]\ncost_budget = 1000000\n")
+    (rules / "heavy" / "tenant.toml").write_text("[limits]\ncost_budget = 10000000\n")
     (rules / "quiet" / "policy.rf").write_text(
         'rule r {\n    when event.scene == "x"\n    then review\n}\n'
     )
@@ -220,7 +219,7 @@ async def test_a_batch_gives_other_tenants_their_turn(tmp_path: Path) -> None:
         assert not seeding.done()  # the quiet call was answered while the batch ran
         out = await seeding
     assert quiet.action == pb.ACTION_ALLOW
-    assert all(r.HasField("response") for r in out.results)
+    assert [(i, r.error.code) for i, r in enumerate(out.results) if r.HasField("error")] == []
 
 
 async def test_past_the_batch_deadline_items_are_refused_and_not_recorded(
@@ -289,4 +288,4 @@ def test_the_deadline_stops_an_evaluation_between_rules() -> None:
     facts = _facts(ua=UA)
     assert policy.evaluate(facts, {}, {}, deadline=0.0).failed_rules == ()
     with pytest.raises(EvaluationDeadline):
-        policy.evaluate(facts, {}, {}, deadline=time.perf_counter())
+        policy.evaluate(facts, {}, {}, deadline=time.thread_time())

@@ -239,7 +239,7 @@ class Generated:
             "lists/vip.csv": "entry,risk\n" + rows,
             # These policies test values, not cost: a few run() windows can cost more
             # than the default evaluation budget, so each takes the ceiling.
-            "tenant.toml": "[limits]\ncost_budget = 1000000\n",
+            "tenant.toml": "[limits]\ncost_budget = 10000000\n",
         }
 
 
