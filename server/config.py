@@ -163,7 +163,8 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "--batch-deadline-ms",
         "RINGFENCE_BATCH_DEADLINE_MS",
         "2000",
-        "milliseconds of CPU an EvaluateBatch may take; later items are refused unrecorded (0: none)",
+        "milliseconds of CPU an EvaluateBatch may take; later items are refused, unrecorded"
+        " (0: none)",
     ),
     (
         "--stream-idle-timeout",
