@@ -17,7 +17,13 @@ from pathlib import Path
 
 from server.bundle.budget import EvaluationBudget
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
-from server.bundle.load import BundleError, TenantBundle, is_tenant_dir, load_bundle
+from server.bundle.load import (
+    BundleError,
+    StateLists,
+    TenantBundle,
+    is_tenant_dir,
+    load_bundle,
+)
 from server.bundle.tenant_config import TENANT_NAME
 from server.phone import PhoneParser
 
@@ -61,6 +67,8 @@ class TenantRegistry:
     clock: Callable[[], float] = time.time
     # Each tenant's evaluation budget: the operator's default and ceiling.
     costs: EvaluationBudget = field(default_factory=EvaluationBudget)
+    # The server's views of lists kept in state (offline tools have none).
+    state_lists: StateLists | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, name: str) -> TenantBundle | None:
@@ -122,7 +130,13 @@ class TenantRegistry:
     def _build_one(self, name: str) -> TenantBundle | str:
         try:
             bundle = load_bundle(
-                self.root, name, self.parser, self.compiler, now=self.clock(), costs=self.costs
+                self.root,
+                name,
+                self.parser,
+                self.compiler,
+                now=self.clock(),
+                state_lists=self.state_lists,
+                costs=self.costs,
             )
             refused = self.admit(self.root, bundle) if self.admit is not None else None
             return bundle if refused is None else refused
