@@ -3,7 +3,7 @@
 For each kind of expensive part (plain expression nodes, rules that all fire, patterns RE2
 cannot run as a DFA, distinct() over an exact set and over sketches, run() walks), the
 most expensive policy the default budget allows is evaluated with worst-case inputs and
-state (tests/security/cost_policies.py), and its CPU time per estimated unit is compared
+state (bench/cost_policies.py), and its CPU time per estimated unit is compared
 with that of plain expression nodes, the unit's own definition, measured in the same run:
 no kind may cost more per unit than nodes do, within a generous factor for a noisy
 machine. A part the model weighed too lightly would show here as a kind that costs

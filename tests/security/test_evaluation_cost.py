@@ -186,8 +186,10 @@ def test_item_2_after_ten_thousand_events_a_request_costs_what_166_reads_cost() 
     one_read += "rule bulk {\n    when d0 > 100\n    then block\n}\n"
     a = _cpu(_decision(backend, one_read), reps=50)
     b = _cpu(_decision(backend, _six_distinct()), reps=3)
-    # 996 reads were 996 merges in Python; now 166 windows are read once each, in numpy.
-    assert b < 2 * 166 * a, (a, b)
+    # 996 reads were 996 merges in Python (seconds a request); now 166 windows are read
+    # once each, in numpy: about 166 times one read, with the planning of 996 windows
+    # and 6 rules of 166 terms on top (a generous factor for those and for noise).
+    assert b < 3 * 166 * a, (a, b)
 
 
 async def test_a_batch_gives_other_tenants_their_turn(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Policies that cost as much as an evaluation budget allows, one kind of part each, with
 the state and inputs that make each cost its worst: what tests/security/test_cost_model.py
-holds to the cost model's estimate and bench/costly_tenants.py runs on 20 tenants.
+holds to the cost model's estimate; :func:`hostile` is what bench/costly_tenants.py runs on
+20 tenants.
 
 Each builder returns the policy text and a worst-case decision to measure; builders are
 plain functions so the benchmark can import them.
@@ -141,7 +142,7 @@ def _seed(text: str, events: list[tuple[float, dict[str, str], PhoneFacts]]) -> 
     policy = compile_policy({"t/p.rf": text}, tenant="t", options=_UNBUDGETED)
     backend = MemoryBackend(hash_key=b"k")
     for at, event, phone in events:
-        f = Facts("t", phone, EventFacts(occurred_at=at, **event))
+        f = Facts("t", phone, EventFacts(occurred_at=at, device_id=event.get("device_id", "")))
         backend.apply_now("t", policy.plan(f, {}), at, record=True)
     return backend
 
@@ -203,7 +204,9 @@ def runs(budget: int = DEFAULT_COST_BUDGET) -> Costly:
         )
         for d in range(-1001, 1002)
     ]
-    events = [(START + h * 3600 + 1, {}, p) for h in range(HOURS - 3, HOURS) for p in numbers]
+    events: list[tuple[float, dict[str, str], PhoneFacts]] = [
+        (START + h * 3600 + 1, {}, p) for h in range(HOURS - 3, HOURS) for p in numbers
+    ]
     return _windows("run", budget, _seed(_horizon("run"), events))
 
 
@@ -217,3 +220,22 @@ KINDS: dict[str, Callable[[int], Costly]] = {
 }
 # The estimate's granularity: checkpoints are placed every CHECK_EVERY units.
 assert CHECK_EVERY < DEFAULT_COST_BUDGET
+
+
+def hostile(budget: int = DEFAULT_COST_BUDGET) -> str:
+    """The most expensive stateless policy the budget allows: two patterns RE2 must work
+    hard on over the longest user agent (a new one each request), then rules that all fire
+    until the budget is spent."""
+    head = "".join(
+        f'rule p{i} {{\n    when event.attributes["ua"].matches(r"[ab]*a[ab]{{{10 + i}}}c")\n'
+        "    then review\n}\n"
+        for i in range(2)
+    )
+
+    def rule(i: int) -> str:
+        return (
+            f"rule r{i} {{\n    when phone.valid\n    then review\n    risk 2\n"
+            f'    tags "t{i}"\n    reason "rule {i} fired for {{phone.masked}}"\n}}\n'
+        )
+
+    return _fill(rule, budget, head)
