@@ -39,7 +39,7 @@ def run_check(ns: argparse.Namespace) -> int:
                     )
                 budget = reg.costs.for_tenant(bundle.config.cost_budget) or 0
                 # The cost model's estimate of one request, against the tenant's budget.
-                cost = f"{bundle.policy.cost:,} / {budget:,}"
+                cost = f"{bundle.policy.cost:,}/{budget:,}"
                 rows.append(
                     (
                         name,
@@ -64,9 +64,9 @@ def run_check(ns: argparse.Namespace) -> int:
         "status",
         "rules",
         "lists",
-        "cost / budget",
+        "cost/budget",
         "version",
-        right=("rules", "lists", "cost / budget"),
+        right=("rules", "lists", "cost/budget"),
     )
     for name, ok, rules, lists, cost, version in rows:
         t.add_row(

@@ -268,12 +268,7 @@ class Checker:
             > self.options.max_aggregate_reads
             or last.report.expression_nodes + report.expression_nodes
             > self.options.max_policy_nodes
-            # The cost of the edited policy is at most both estimates together.
-            or last.report.cost is None
-            or report.cost is None
-            or (
-                req.cost_budget > 0 and last.report.cost.total + report.cost.total > req.cost_budget
-            )
+            or self._may_cross_budget(req, last.report, report)
         ):
             return None
         out = [d for d in diags if self.cache.chunk_of(d) in changed]
@@ -281,6 +276,18 @@ class Checker:
         if len(out) >= self.options.max_diagnostics:  # the full check would cut the list
             return None
         return CheckReply(self._real(out).diagnostics, quick=True)
+
+    @staticmethod
+    def _may_cross_budget(req: CheckRequest, last: CheckReport, part: CheckReport) -> bool:
+        """Whether the edited policy could be over its evaluation budget, which only a full
+        check can say. Its declarations are the last full check's (the quick check needs
+        that), and its rules cost at most the last ones and the changed ones together.
+        A part with errors is never estimated, and neither is the whole then."""
+        if req.cost_budget <= 0 or part.cost is None:
+            return False
+        if last.cost is None:
+            return True
+        return last.cost.total + part.cost.total - part.cost.aggregates > req.cost_budget
 
 
 def main(argv: list[str]) -> int:

@@ -12,17 +12,12 @@ several times more per unit.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import cost_policies
-
+from bench import cost_policies
 from dsl.options import DEFAULT_COST_BUDGET
 
 # A kind may cost this many times more per unit than plain nodes (measured here: at most
