@@ -118,6 +118,8 @@ class Checker:
         self.label_uses: list[LabelUse] = []  # checked against list headers once loaded
         self.combining = ir.Combining()
         self.patterns: dict[str, int] = {}  # regular expression -> index, in first use
+        self.programs: dict[str, int] = {}  # regular expression -> RE2 program size
+        self.match_sites: dict[ir.StrCall, ast.Span] = {}  # first place of each call
         # Named conditions: checked once per context kind (with or without aggregates).
         self.condition_values: dict[tuple[str, bool], ir.Node] = {}
         self.rule_conditions: list[str] = []
@@ -179,6 +181,11 @@ class Checker:
             combining=self.combining,
             patterns=tuple(self.patterns),
             label_uses=tuple(dict.fromkeys(self.label_uses)),
+            sites=ir.Sites(
+                matches=tuple(self.match_sites.items()),
+                aggregates=tuple(self.aggregates.sites.items()),
+                programs=tuple(self.programs.items()),
+            ),
         )
 
     def declare(self) -> None:
@@ -348,7 +355,11 @@ class Checker:
         # The aggregates it reads are read by whatever uses it.
         self.rule_reads.extend(n.agg_id for n in ir.walk(node) if isinstance(n, ir.AggValue))
         self.rule_conditions.append(name)
-        return node
+        if isinstance(node, ir.Lit) or not ctx.aggregates:
+            # A constant folds into what uses it; a where filter is computed once per
+            # aggregate already, and its canonical text names no condition.
+            return node
+        return ir.Named(name, node, node.type, node.nullable)
 
     def constant(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
         node = self.expr(e, ctx)
@@ -691,6 +702,7 @@ class Checker:
             priority,
             score,
             tuple((n, self.condition_values[(n, True)]) for n in conditions),
+            r.span.column,
         )
 
     def clause_int(self, clause: ast.Clause | None, word: str, bounds: tuple[int, int]) -> int:
@@ -984,7 +996,7 @@ class Checker:
                 e.args[0].span, f"a pattern holds at most {limit} characters, not {len(pattern)}"
             )
         try:
-            compile_pattern(pattern)
+            program = compile_pattern(pattern).programsize
         except PatternError as err:
             # RE2's reason can quote the whole pattern: keep the message short.
             return self.error(e.args[0].span, f"invalid regular expression: {str(err)[:120]}")
@@ -997,7 +1009,10 @@ class Checker:
                 " (each is compiled when the policy loads)",
             )
         self.patterns.setdefault(pattern, len(self.patterns))
-        return ir.StrCall("matches", (obj, arg), result, obj.nullable)
+        self.programs[pattern] = program
+        node = ir.StrCall("matches", (obj, arg), result, obj.nullable)
+        self.match_sites.setdefault(node, e.span)
+        return node
 
     def agg_method(self, e: ast.Method, name: str, sym: _Symbol, ctx: _Ctx) -> ir.Node:
         sym.used = True
@@ -1318,4 +1333,6 @@ def _substitute(node: ir.Node, mapping: dict[str, ir.Node]) -> ir.Node:
             )
         case ir.StrCall():
             return replace(node, args=tuple(_substitute(a, mapping) for a in node.args))
+        case ir.Named():
+            return replace(node, node=_substitute(node.node, mapping))
     return node

@@ -159,14 +159,70 @@ class _Names:
     patterns: dict[str, str]  # regular expression -> module name of its compiled form
 
 
+class _Memo:
+    """What one generated function computes at most once per call: each named condition
+    and each ``matches()`` call (a pattern over one input) that its expressions hold more
+    than once. Each gets a local, set to ``PENDING`` when the function starts and to the
+    value the first time it is needed, so a condition fifty rules use, or a pattern a
+    thousand rules repeat, costs one evaluation, and nothing when no rule reaches it."""
+
+    def __init__(self, roots: Sequence[ir.Node]) -> None:
+        seen = memo_sites(roots)
+        self.vars: dict[ir.Node, str] = {}
+        for n, uses in seen.items():
+            if uses > 1:
+                prefix = "k_" if isinstance(n, ir.Named) else "m_"
+                self.vars[n] = f"{prefix}{len(self.vars)}"
+
+    def init(self) -> list[py.stmt]:
+        """``k_0 = m_1 = ... = PENDING`` for the function's prologue."""
+        if not self.vars:
+            return []
+        targets: list[py.expr] = [_store(v) for v in self.vars.values()]
+        return [py.Assign(targets, _load("PENDING"), lineno=0)]
+
+    def wrap(self, node: ir.Node, compute: Callable[[], py.expr]) -> py.expr:
+        """``node``'s value, computed by ``compute()`` unless it is already known."""
+        var = self.vars.get(node)
+        if var is None:
+            return compute()
+        known = py.Compare(_load(var), [_ISNOT], [_load("PENDING")])
+        return _if_exp(known, _load(var), py.NamedExpr(_store(var), compute()))
+
+
+def memoisable(node: ir.Node) -> bool:
+    return isinstance(node, ir.Named) or (isinstance(node, ir.StrCall) and node.func == "matches")
+
+
+def memo_sites(roots: Sequence[ir.Node]) -> Counter[ir.Node]:
+    """How often each named condition and ``matches()`` call is written in ``roots``; the
+    inside of one is counted once however often it is written (it runs once)."""
+    seen: Counter[ir.Node] = Counter()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if memoisable(n):
+            seen[n] += 1
+            if seen[n] > 1:
+                continue
+        stack.extend(ir.children(n))
+    return seen
+
+
+_NO_MEMO = _Memo(())
+
+
 class _Expr:
     """Builds one expression; temporaries are numbered per function so output is stable."""
 
-    def __init__(self, module: _Module, names: _Names, tmp_prefix: str = "t_") -> None:
+    def __init__(
+        self, module: _Module, names: _Names, tmp_prefix: str = "t_", memo: _Memo = _NO_MEMO
+    ) -> None:
         self.module = module
         self.names = names
         self.prefix = tmp_prefix
         self.n = 0
+        self.memo = memo
 
     def tmp(self) -> str:
         self.n += 1
@@ -216,10 +272,20 @@ class _Expr:
                 return self.strcall(node)
             case ir.Neg(operand=o):
                 return self.wrap([o], lambda a: py.UnaryOp(_USUB, a[0]))
+            case ir.Named(node=body):
+                return self.memo.wrap(node, lambda: self.gen(self.plain(body)))
         raise AssertionError(f"cannot generate {type(node).__name__}")
+
+    def plain(self, node: ir.Node) -> ir.Node:
+        """``node`` without the named conditions around it that are not memoised: written
+        once, a condition is just its body (and keeps the body's fast paths)."""
+        while isinstance(node, ir.Named) and node not in self.memo.vars:
+            node = node.node
+        return node
 
     def wrap(self, operands: list[ir.Node], body: Callable[[list[py.expr]], py.expr]) -> py.expr:
         """``body(args)``, or unknown (None) if any nullable operand is unknown."""
+        operands = [self.plain(o) for o in operands]
         if not any(o.nullable for o in operands):
             return body([self.gen(o) for o in operands])
         args: list[py.expr] = []
@@ -248,7 +314,7 @@ class _Expr:
         decisive, other = (False, True) if is_and else (True, False)
         branches: list[tuple[py.expr, py.expr]] = []
         unknowns: list[py.expr] = []
-        for o in node.operands:
+        for o in map(self.plain, node.operands):
             var = self.simple_unknown(o)
             if var is not None:
                 # `hits > 5` where only `hits` can be unknown: test it in place.
@@ -290,7 +356,9 @@ class _Expr:
             assert isinstance(a[1], ir.Lit)
             regex = _load(self.names.patterns[str(a[1].value)])
             # RE_n is a dsl.patterns.Matcher: search() answers a bool, memoised per input.
-            return self.wrap([a[0]], lambda x: _call(_attr(regex, "search"), x[0]))
+            return self.memo.wrap(
+                node, lambda: self.wrap([a[0]], lambda x: _call(_attr(regex, "search"), x[0]))
+            )
         if node.func == "phone_prefix":
             digits = _attr(phone, "digits")
             return self.wrap(
@@ -323,7 +391,9 @@ def _fact(path: str) -> py.expr:
     return _attr(_load(obj), name)
 
 
-def generate(policy: ir.CheckedPolicy) -> Generated:
+def generate(policy: ir.CheckedPolicy, checkpoints: frozenset[int] = frozenset()) -> Generated:
+    """``checkpoints``: the indices of the rules before which evaluation checks its
+    deadline (the cost model places them: :func:`dsl.cost.checkpoints`)."""
     module = _Module()
     namespace: dict[str, object] = {}
     specs: dict[str, str] = {}
@@ -353,7 +423,7 @@ def generate(policy: ir.CheckedPolicy) -> Generated:
     )
     module.body.append(_assign("TIMEZONE", _const(policy.timezone)))
     plan = _gen_plan(policy, module, names)
-    evaluate = _gen_evaluate(policy, module, names, read_ids)
+    evaluate = _gen_evaluate(policy, module, names, read_ids, checkpoints)
     main = py.Module([*module.body, plan, evaluate], [])
     # Positions are filled in by dsl.sandbox.verify, which walks the whole tree anyway.
     return Generated(main, namespace)
@@ -397,7 +467,9 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
         for n in ir.walk(a.where)
     )
     body = _prologue(policy, names, local_time=uses_local)
-    gen = _Expr(module, names, "p_")
+    memo = _Memo([a.where for a in policy.aggregates if a.where is not None])
+    body.extend(memo.init())
+    gen = _Expr(module, names, "p_", memo)
     refs: list[py.expr] = []
     # An aggregate and the windows ago() and sustained() read of it are fed by the same
     # events (docs/state.md §2): key, member and feeding are worked out once per declaration.
@@ -491,8 +563,11 @@ def _gen_evaluate(
     module: _Module,
     names: _Names,
     read_ids: list[str],
+    checkpoints: frozenset[int],
 ) -> py.FunctionDef:
     body = _prologue(policy, names, local_time=policy.uses_local_time)
+    memo = _Memo([root for rule in policy.rules for root in _roots(rule)])
+    body.extend(memo.init())
     e164 = _attr(_load("phone"), "e164")
     for n, var in names.members.items():
         # `phone in LIST` tends to appear in several rules: look each list up once.
@@ -508,8 +583,12 @@ def _gen_evaluate(
     body.append(_assign("matched", py.List([], _LOAD)))
     body.append(_assign("override", _const(False)))
     body.append(_assign("failed", py.List([], _LOAD)))
-    for rule in policy.rules:
-        body.extend(_gen_rule(rule, module, names))
+    for index, rule in enumerate(policy.rules):
+        if index in checkpoints:
+            # Between rules, outside every rule's try: past the deadline, the evaluation
+            # stops here (runtime.EvaluationDeadline) instead of deciding late.
+            body.append(py.Expr(_call("past", _load("deadline"))))
+        body.extend(_gen_rule(rule, module, names, memo))
     decision = _call(
         "decide", _load("matched"), _load("unknown"), _load("override"), _load("trace")
     )
@@ -522,11 +601,24 @@ def _gen_evaluate(
         if value := getattr(combining, word):
             decision.keywords.append(py.keyword(word, _const(value)))
     body.append(py.Return(decision))
-    return _function("evaluate", ("facts", "values", "lists", "trace", "why"), body)
+    params = ("facts", "values", "lists", "trace", "why", "deadline")
+    return _function("evaluate", params, body)
 
 
-def _gen_rule(rule: ir.CheckedRule, module: _Module, names: _Names) -> list[py.stmt]:
-    gen = _Expr(module, names)
+def _roots(rule: ir.CheckedRule) -> list[ir.Node]:
+    """The expressions the code of ``rule`` computes on every call: its condition and its
+    reason's values (an explanation reuses what they computed)."""
+    return [rule.condition, *(p for p in rule.reason if not isinstance(p, str))]
+
+
+def _named(name: str, node: ir.Node) -> ir.Node:
+    return node if isinstance(node, ir.Lit) else ir.Named(name, node, node.type, node.nullable)
+
+
+def _gen_rule(
+    rule: ir.CheckedRule, module: _Module, names: _Names, memo: _Memo = _NO_MEMO
+) -> list[py.stmt]:
+    gen = _Expr(module, names, memo=memo)
 
     def match(action: str, reason: py.expr, *, scored: bool = True) -> py.stmt:
         args = [
@@ -651,6 +743,6 @@ def _detail(rule: ir.CheckedRule, gen: _Expr) -> py.expr:
         _const(rule.on_error if rule.condition.nullable else ""),
     ]
     if rule.conditions:
-        pairs = [_tuple([_const(n), gen.gen(node)]) for n, node in rule.conditions]
+        pairs = [_tuple([_const(n), gen.gen(_named(n, node))]) for n, node in rule.conditions]
         args.append(_tuple(pairs))
     return _call("detail", *args)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import cast
 
-from dsl import ast, runtime, sandbox
+from dsl import ast, cost, runtime, sandbox
 from dsl.aggregates import AggregateRef
 from dsl.checker import Checker, Unit
 from dsl.codegen import Generated, generate
@@ -70,6 +70,8 @@ _RUNTIME: dict[str, object] = {
     "detail": runtime.detail,
     "join_key": runtime.join_key,
     "unknown_reason": runtime.unknown_reason,
+    "PENDING": runtime.PENDING,
+    "past": runtime.past,
     "__builtins__": {"int": int, "len": len, "frozenset": frozenset, "Exception": Exception},
 }
 assert set(_RUNTIME) - {"__builtins__"} == sandbox.RUNTIME_NAMES
@@ -219,6 +221,8 @@ class CheckReport:
     truncated: bool  # more than max_diagnostics: the last one says how many were left out
     # LIST.label("name") uses, for a caller that has the lists to check them against.
     label_uses: tuple[LabelUse, ...] = ()
+    # The cost model's estimate of one evaluation (dsl.cost), when the policy checked.
+    cost: cost.PolicyCost | None = None
 
 
 def _check(
@@ -240,6 +244,14 @@ def _check(
         checked = None
         diags.append(Diagnostic(first, 1, 1, Severity.ERROR, message))
     diags.extend(checker.diags)
+    estimate: cost.PolicyCost | None = None
+    if checked is not None and not any(d.is_error for d in diags):
+        # The cost of a policy with errors would be the cost of something else.
+        estimate = cost.estimate(checked)
+        first = next(iter(sorted(sources)), "<policy>")
+        over = cost.budget_diagnostic(estimate, options.cost_budget, first)
+        if over is not None:
+            diags.append(over)
     ordered = sorted(
         set(_shortened(d, options.max_message_chars) for d in diags), key=Diagnostic.sort_key
     )
@@ -265,6 +277,7 @@ def _check(
         checker.policy_nodes,
         truncated,
         checked.label_uses if checked is not None else (),
+        estimate,
     )
     return checked, report
 
@@ -318,7 +331,7 @@ def build_policy(
     """Parse, check, generate and compile, as plain data (see :class:`PolicyArtifact`);
     raises PolicyError on any error. This is the part worth running in a worker."""
     with _gc_paused():
-        checked, diags, generated = _generate(sources, library, tenant, options)
+        checked, diags, generated, estimate = _generate(sources, library, tenant, options)
         filename = f"<ringfence policy {tenant or '?'}>"
         first = next(iter(sorted(sources)), "<policy>")
         return PolicyArtifact(
@@ -349,6 +362,7 @@ def build_policy(
             main_code=_code(generated.main, filename, first),
             warnings=tuple(d for d in diags if not d.is_error),
             label_uses=checked.label_uses,
+            cost=estimate.total,
         )
 
 
@@ -369,6 +383,7 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
         warnings=artifact.warnings,
         combining=artifact.combining,
         label_uses=artifact.label_uses,
+        cost=artifact.cost,
         _plan=cast(PlanFn, namespace["plan"]),
         _evaluate=cast(EvalFn, namespace["evaluate"]),
     )
@@ -384,16 +399,17 @@ def generated_python(
     """The generated module as readable Python (``ast.unparse``), for people and golden
     files; what runs is compiled from the same tree, never from this text."""
     with _gc_paused():
-        _, _, generated = _generate(sources, library, tenant, options)
+        _, _, generated, _ = _generate(sources, library, tenant, options)
     return generated.source
 
 
 def _generate(
     sources: Mapping[str, str], library: Mapping[str, str], tenant: str, options: CompileOptions
-) -> tuple[CheckedPolicy, tuple[Diagnostic, ...], Generated]:
+) -> tuple[CheckedPolicy, tuple[Diagnostic, ...], Generated, cost.PolicyCost]:
     checked, report = _check(sources, library, tenant, options)
     diags = report.diagnostics
     errors = [d for d in diags if d.is_error]
-    if errors or checked is None:
+    if errors or checked is None or report.cost is None:
         raise PolicyError(errors)
-    return checked, diags, generate(checked)
+    generated = generate(checked, cost.checkpoints(report.cost.rules))
+    return checked, diags, generated, report.cost

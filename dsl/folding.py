@@ -172,6 +172,8 @@ def never_true(node: ir.Node) -> bool:
     """
     if isinstance(node, ir.Lit):
         return node.value is False
+    if isinstance(node, ir.Named):
+        return never_true(node.node)
     if isinstance(node, ir.BoolOp) and node.op == "and":
         return any(never_true(o) for o in node.operands) or _contradicts(
             node.operands, nullable_too=True
@@ -189,7 +191,7 @@ def _contradicts(ops: Sequence[ir.Node], *, nullable_too: bool) -> bool:
     """
     lo: dict[ir.Node, int] = {}
     hi: dict[ir.Node, int] = {}
-    for o in ops:
+    for o in _conjuncts(ops):
         if not isinstance(o, ir.Cmp) or o.left.type not in _NUMERIC:
             continue
         if o.nullable and not nullable_too:
@@ -211,3 +213,22 @@ def _contradicts(ops: Sequence[ir.Node], *, nullable_too: bool) -> bool:
         if subject in lo and subject in hi and lo[subject] > hi[subject]:
             return True
     return False
+
+
+def _conjuncts(ops: Sequence[ir.Node]) -> list[ir.Node]:
+    """``ops`` with named conditions opened: ``busy and hits < 3`` where ``busy`` is
+    ``hits > 5`` holds the bounds of both."""
+    out: list[ir.Node] = []
+    stack = list(reversed(ops))
+    while stack:
+        o = stack.pop()
+        if isinstance(o, ir.Named):
+            body = o.node
+            stack.extend(
+                reversed(body.operands)
+                if isinstance(body, ir.BoolOp) and body.op == "and"
+                else (body,)
+            )
+        else:
+            out.append(o)
+    return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 
 from dsl.aggregates import AggregateSpec
+from dsl.ast import Span
 from dsl.lists import LabelUse
 
 
@@ -143,6 +144,19 @@ class Neg:
 
 
 @dataclass(frozen=True, slots=True)
+class Named:
+    """A named condition where it is used: ``node`` is its checked body (already
+    substituted, for a window of ``sustained()``). Kept as a node rather than inlined so
+    the generated code computes each one once per evaluation however often rules use it;
+    folding, contradiction checks and canonical texts look through it."""
+
+    name: str
+    node: Node
+    type: Type = Type.BOOL
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """Stands in for an expression that already has a diagnostic."""
 
@@ -164,6 +178,7 @@ Node = (
     | Cmp
     | Arith
     | Neg
+    | Named
     | Error
 )
 
@@ -193,6 +208,7 @@ class CheckedRule:
     score: int = 0
     # Named conditions the rule uses, with their checked form: shown by name in explanations.
     conditions: tuple[tuple[str, Node], ...] = ()
+    column: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +218,17 @@ class Combining:
     default_action: str = "allow"
     review_score: int = 0  # 0: scores never make a review
     block_score: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sites:
+    """Where the parts the cost model weighs were written (nodes hold no spans): each
+    ``matches()`` call (its node) and each aggregate window by id, at its first use, with
+    each pattern's RE2 program size."""
+
+    matches: tuple[tuple[StrCall, Span], ...] = ()
+    aggregates: tuple[tuple[str, Span], ...] = ()
+    programs: tuple[tuple[str, int], ...] = ()  # pattern -> RE2 instructions
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +243,7 @@ class CheckedPolicy:
     combining: Combining = Combining()
     patterns: tuple[str, ...] = ()  # regular expressions, compiled once when loaded
     label_uses: tuple[LabelUse, ...] = ()
+    sites: Sites = Sites()
 
 
 def children(node: Node) -> tuple[Node, ...]:
@@ -228,6 +256,8 @@ def children(node: Node) -> tuple[Node, ...]:
             return (a, b)
         case StrCall(args=args):
             return args
+        case Named(node=v):
+            return (v,)
     return ()
 
 
@@ -247,7 +277,10 @@ def canonical(node: Node) -> str:
     ``where`` filter (docs/state.md §3). Every declared field is written (a field added to a
     node counts by default), sets in sorted order, and the operands of ``and``/``or`` in
     sorted order (both are commutative in three-valued logic). Nodes carry no spans, so
-    where the text stood in the file does not matter."""
+    where the text stood in the file does not matter, nor whether a named condition or its
+    body was written."""
+    while isinstance(node, Named):
+        node = node.node
     if isinstance(node, Cmp) and node.op in _FLIPPED:
         # `a > b` is `b < a`: one spelling of each comparison.
         node = Cmp(_FLIPPED[node.op], node.right, node.left, node.type, node.nullable)

@@ -47,6 +47,8 @@ class Lowering:
         self.declared: dict[str, _Declared] = {}  # in declaration order
         self.variants: dict[tuple[str, int], ir.CheckedAggregate] = {}
         self.ages: dict[str, ir.CheckedAggregate] = {}  # by id, in first use
+        # Where each window was first asked for: its declaration, ago(), sustained(), age().
+        self.sites: dict[str, ast.Span] = {}
         self._reported_limit = False
 
     # -- what the checker asks ---------------------------------------------------------------
@@ -76,6 +78,7 @@ class Lowering:
             window=window,
         )
         self.declared[name] = _Declared(ir.CheckedAggregate(spec, where, name), span)
+        self.sites[name] = span
 
     def has(self, name: str) -> bool:
         return name in self.declared or name in self.ages
@@ -108,6 +111,7 @@ class Lowering:
                 window=replace(base.spec.window, offset_s=offset),
             )
             self.variants[key] = ir.CheckedAggregate(spec, base.where, name)
+            self.sites[spec.id] = span
         return ir.AggValue(self.variants[key].spec.id)
 
     def age(self, kind: KeyKind, arg: str, span: ast.Span) -> ir.Node:
@@ -121,6 +125,7 @@ class Lowering:
                 id=agg_id, kind=AggKind.FIRST_SEEN, key=kind, key_arg=arg, window=window
             )
             self.ages[agg_id] = ir.CheckedAggregate(spec, None, agg_id)
+            self.sites[agg_id] = span
         return ir.AggValue(agg_id, ir.Type.DUR)
 
     @property

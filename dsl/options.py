@@ -6,6 +6,12 @@ from dataclasses import dataclass
 
 from dsl.parser import DEFAULT_MAX_DEPTH
 
+# The operator's default evaluation budget (ringfence serve --cost-budget) and the most a
+# tenant may choose (--cost-ceiling), in cost units: about 2 ms and 20 ms of CPU on the
+# reference machine (docs/security.md, the cost model).
+DEFAULT_COST_BUDGET = 1_000_000
+DEFAULT_COST_CEILING = 10_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class CompileOptions:
@@ -39,6 +45,11 @@ class CompileOptions:
     # each program within dsl.patterns.MAX_MEMORY).
     max_patterns: int = 256
     max_pattern_chars: int = 1000
+    # The most a policy's evaluation may cost per request, in the cost model's units
+    # (dsl.cost; about one expression node each): a policy estimated above it is an error.
+    # The server sets it per tenant (its operator's default, or the tenant's own choice
+    # within the operator's ceiling); 0 turns the check off.
+    cost_budget: int = DEFAULT_COST_BUDGET
     # Diagnostics reported per check: past this, one more says how many were left out.
     max_diagnostics: int = 200
     # Characters of one diagnostic's message (a message can quote what the author wrote).

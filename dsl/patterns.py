@@ -17,6 +17,17 @@ class PatternError(ValueError):
     pass
 
 
+# The longest input matches() searches: every string a request carries is within it (the
+# server's request validation caps attribute values at 512 characters), so the cost model
+# can bound a search (dsl.cost). Only a list label can be longer; searching one fails the
+# rule (its on_error decides, and the failure is counted) instead of costing more.
+MAX_INPUT = 512
+
+
+class InputTooLong(ValueError):
+    """A matches() input past :data:`MAX_INPUT` characters."""
+
+
 def _options() -> Any:
     options = re2.Options()
     options.log_errors = False  # errors come back to the author as a diagnostic instead
@@ -68,6 +79,8 @@ class Matcher:
 
     def search(self, text: str) -> bool:
         if len(text) > MEMO_TEXT:
+            if len(text) > MAX_INPUT:
+                raise InputTooLong(f"matches() searches at most {MAX_INPUT} characters")
             return self._regexp.search(text) is not None
         key = (self._number, text)
         hit = self._memo.get(key)

@@ -78,14 +78,22 @@ class Step:
         explain: bool = False,
         facts: Facts | None = None,
         unknown_because: str = "",
+        deadline: float = 0.0,
     ) -> Decided:
         """Decide with ``values`` (an id missing or None is unknown). ``facts`` replaces the
         planned facts (a retry decides with its first attempt's event time);
         ``unknown_because`` is why values are unknown, when the caller knows (the state
-        failed), for the reasons of rules fired by their on_error."""
+        failed), for the reasons of rules fired by their on_error. Past ``deadline``
+        (``time.thread_time()`` seconds; 0: none) the evaluation stops between rules with
+        :class:`dsl.runtime.EvaluationDeadline`."""
         used = self.facts if facts is None else facts
         decision = self.policy.evaluate(
-            used, values, self.lists, explain=explain, unknown_because=unknown_because
+            used,
+            values,
+            self.lists,
+            explain=explain,
+            unknown_because=unknown_because,
+            deadline=deadline,
         )
         return Decided(facts=used, refs=self.refs, values=values, decision=decision)
 

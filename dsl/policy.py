@@ -17,7 +17,7 @@ from dsl.lists import LabelUse, ListView
 
 PlanFn = Callable[[Facts, Mapping[str, ListView]], tuple[AggregateRef, ...]]
 EvalFn = Callable[
-    [Facts, Mapping[str, int | None], Mapping[str, ListView], list[RuleTrace] | None, str],
+    [Facts, Mapping[str, int | None], Mapping[str, ListView], list[RuleTrace] | None, str, float],
     Decision,
 ]
 
@@ -67,6 +67,7 @@ class PolicyArtifact:
     main_code: bytes
     warnings: tuple[Diagnostic, ...] = ()
     label_uses: tuple[LabelUse, ...] = ()
+    cost: int = 0  # the cost model's estimate of one evaluation, in units (dsl.cost)
 
     def __reduce__(self) -> tuple[Callable[[bytes], PolicyArtifact], tuple[bytes]]:
         # Pickled as one marshal blob of plain tuples: the server unpickles artifacts on a
@@ -128,6 +129,7 @@ def _artifact_to_wire(a: PolicyArtifact) -> tuple[Any, ...]:
         a.main_code,
         warnings,
         labels,
+        a.cost,
     )
 
 
@@ -143,6 +145,7 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
         code,
         warnings,
         labels,
+        cost,
     ) = marshal.loads(blob)
     return PolicyArtifact(
         tenant=tenant,
@@ -174,6 +177,7 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
             for path, line, col, sev, msg, el, ec in warnings
         ),
         label_uses=tuple(LabelUse(n, label, Span(*sp)) for n, label, sp in labels),
+        cost=cost,
     )
 
 
@@ -187,6 +191,7 @@ class CompiledPolicy:
     warnings: tuple[Diagnostic, ...]
     combining: Combining
     label_uses: tuple[LabelUse, ...]
+    cost: int  # the cost model's estimate of one evaluation, in units (dsl.cost)
     _plan: PlanFn = field(repr=False, compare=False)
     _evaluate: EvalFn = field(repr=False, compare=False)
 
@@ -202,11 +207,16 @@ class CompiledPolicy:
         *,
         explain: bool = False,
         unknown_because: str = "",
+        deadline: float = 0.0,
     ) -> Decision:
         """Decide. ``values`` maps aggregate id -> value; None or missing is unknown.
         ``unknown_because`` says why values are unknown, when the caller knows (the state
-        backend failed): the reason a rule fired by its on_error gives."""
-        return self._evaluate(facts, values, lists, [] if explain else None, unknown_because)
+        backend failed): the reason a rule fired by its on_error gives. ``deadline``
+        (``time.thread_time()`` seconds, 0 for none): past it, evaluation stops between
+        rules with :class:`dsl.runtime.EvaluationDeadline`."""
+        return self._evaluate(
+            facts, values, lists, [] if explain else None, unknown_because, deadline
+        )
 
     @property
     def aggregate_ids(self) -> tuple[str, ...]:

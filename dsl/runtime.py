@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
+from time import thread_time
 from zoneinfo import ZoneInfo
 
 from dsl.decision import Action, Decision, Match, RuleTrace
@@ -27,6 +28,32 @@ class _EmptyList:
 
 
 EMPTY_LIST = _EmptyList()
+
+
+class _Pending:
+    """The value of a memoised local (a named condition, a matches() call) before it is
+    computed: None already means unknown."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING = _Pending()
+
+
+class EvaluationDeadline(Exception):
+    """An evaluation ran past its deadline. Raised between rules, outside their ``try``
+    blocks, so it ends the evaluation rather than one rule."""
+
+
+def past(deadline: float) -> None:
+    """Raise :class:`EvaluationDeadline` when ``deadline`` has passed: CPU seconds of the
+    calling thread (``time.thread_time()``), 0 for none. CPU, not wall time: a machine
+    busy with other processes must not make a cheap evaluation miss its deadline."""
+    if deadline and thread_time() > deadline:
+        raise EvaluationDeadline
 
 
 def masked(phone: PhoneFacts) -> str:

@@ -44,6 +44,10 @@ RUNTIME_NAMES = frozenset(
         "detail",
         "join_key",
         "unknown_reason",
+        # Per-evaluation memo: the value of a local not computed yet (codegen._Memo).
+        "PENDING",
+        # Raises runtime.EvaluationDeadline once the evaluation's deadline has passed.
+        "past",
     }
 )
 BUILTINS = frozenset({"int", "len", "frozenset", "Exception"})
@@ -66,9 +70,12 @@ LOCALS = frozenset(
         "c",
         "TIMEZONE",
         "why",
+        "deadline",
     }
 )
-_NUMBERED = re.compile(r"(?:a|l|in|t|p|SET|AGG|RE)_[0-9]{1,6}")
+# a_ aggregate values, l_ lists, in_ memberships, t_/p_ temporaries, k_/m_ named
+# conditions and matches() results computed once per call (codegen._Memo).
+_NUMBERED = re.compile(r"(?:a|l|in|t|p|k|m|SET|AGG|RE)_[0-9]{1,6}")
 FUNCTIONS = frozenset({"plan", "evaluate"})
 # Fields of the facts, and the string/list methods the generator calls.
 ATTRIBUTES = frozenset(

@@ -142,6 +142,7 @@ class RingfenceServer:
             # A tenant.toml naming a backend the operator did not offer it never loads.
             admit=cfg.state_backends.admission_error,
             lists=self.list_pool,
+            costs=cfg.evaluation_budget,
         )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:
@@ -185,6 +186,7 @@ class RingfenceServer:
             clock=self.clock,
             idempotency_window_s=cfg.idempotency_window_s,
             max_event_lateness_s=cfg.max_event_lateness_s,
+            evaluation_deadline_s=cfg.evaluation_deadline_s,
         )
 
         self._server = server = self._grpc_server(decider)
@@ -273,6 +275,7 @@ class RingfenceServer:
             decider,
             stream_idle_timeout_s=self.config.stream_idle_timeout_s,
             ready=self.registry.ready,
+            batch_deadline_s=self.config.batch_deadline_s,
         )
         add_service(
             server, decision_pb2.DESCRIPTOR.services_by_name["DecisionService"], self.decisions

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.bundle.budget import CompileBudget, default_workers
+from server.bundle.budget import CompileBudget, EvaluationBudget, default_workers
 from server.bundle.tenant_config import hash_token
 from server.state.catalog import BackendCatalog, CatalogError, build_catalog, check_state_url
 from server.urls import has_control_characters
@@ -63,6 +63,11 @@ class ServeConfig:
     max_concurrent_rpcs: int = 1000
     max_streams_per_connection: int = 100
     stream_idle_timeout_s: float = 300.0
+    # Evaluation cost (docs/security.md, the cost model): the default budget per request
+    # and the ceiling a tenant may choose; a deadline per evaluation and per batch.
+    evaluation_budget: EvaluationBudget = field(default_factory=EvaluationBudget)
+    evaluation_deadline_s: float = 0.05
+    batch_deadline_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +148,33 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "RINGFENCE_MAX_STREAMS_PER_CONNECTION",
         "100",
         "concurrent calls one client connection may hold (HTTP/2 MAX_CONCURRENT_STREAMS)",
+    ),
+    (
+        "--cost-budget",
+        "RINGFENCE_COST_BUDGET",
+        "1000000",
+        "evaluation cost units a request of a tenant's policy may take (dsl/cost.py);"
+        " a policy estimated above its budget does not load",
+    ),
+    (
+        "--cost-ceiling",
+        "RINGFENCE_COST_CEILING",
+        "10000000",
+        "the most a tenant may choose in tenant.toml [limits] cost_budget",
+    ),
+    (
+        "--evaluation-deadline-ms",
+        "RINGFENCE_EVALUATION_DEADLINE_MS",
+        "50",
+        "milliseconds of CPU one evaluation may take on the event loop (state waits excluded);"
+        " past it: RESOURCE_EXHAUSTED (0: none)",
+    ),
+    (
+        "--batch-deadline-ms",
+        "RINGFENCE_BATCH_DEADLINE_MS",
+        "2000",
+        "milliseconds of CPU an EvaluateBatch may take; later items are refused, unrecorded"
+        " (0: none)",
     ),
     (
         "--stream-idle-timeout",
@@ -430,6 +462,12 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
             ns.max_streams_per_connection, "--max-streams-per-connection", minimum=1
         ),
         stream_idle_timeout_s=_number(ns.stream_idle_timeout, "--stream-idle-timeout", minimum=0),
+        evaluation_budget=_costs(ns.cost_budget, ns.cost_ceiling),
+        evaluation_deadline_s=_number(
+            ns.evaluation_deadline_ms, "--evaluation-deadline-ms", minimum=0
+        )
+        / 1000,
+        batch_deadline_s=_number(ns.batch_deadline_ms, "--batch-deadline-ms", minimum=0) / 1000,
         **_delivery(ns),
     )
 
@@ -554,6 +592,26 @@ def _workers(text: str) -> int:
         return _whole(text, "--compile-workers", minimum=1)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (or 'auto': half the usable CPUs)") from None
+
+
+def _costs(budget: str, ceiling: str) -> EvaluationBudget:
+    out = EvaluationBudget(
+        default=_whole(budget, "--cost-budget", minimum=0),
+        ceiling=_whole(ceiling, "--cost-ceiling", minimum=0),
+    )
+    if out.default > out.ceiling:
+        raise ConfigError(
+            f"--cost-budget {out.default} is above --cost-ceiling {out.ceiling}: the default"
+            " must be a budget a tenant could choose"
+        )
+    return out
+
+
+def evaluation_budget_from_env() -> EvaluationBudget:
+    """The serve flags ``--cost-budget`` and ``--cost-ceiling`` as their variables, for the
+    offline tools (``ringfence check`` refuses what the server would)."""
+    values = {flag: os.environ.get(env, default) for flag, env, default, _ in OPTIONS}
+    return _costs(values["--cost-budget"], values["--cost-ceiling"])
 
 
 def compile_budget_from_env() -> CompileBudget:

@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 
 from server.host import usable_cpus
 
+# dsl.options.DEFAULT_COST_BUDGET and DEFAULT_COST_CEILING, without importing the compiler
+# (tests/server/bundle/test_tenant_config.py holds the two together).
+DEFAULT_COST_BUDGET = 1_000_000
+DEFAULT_COST_CEILING = 10_000_000
+
 
 def default_workers() -> int:
     """Half the CPUs this process may use, one at least and two at most: compiles and
@@ -32,3 +37,19 @@ class CompileBudget:
     # more are refused. Deep enough that a burst of callers waits its turn: a refused
     # caller retries, and every retry carries its whole source again.
     queue: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationBudget:
+    """What evaluating one request of a policy may cost, in the cost model's units
+    (dsl/cost.py): the operator's default for every tenant and the ceiling a tenant may
+    choose up to in its tenant.toml (``[limits] cost_budget``)."""
+
+    default: int = DEFAULT_COST_BUDGET
+    ceiling: int = DEFAULT_COST_CEILING
+
+    def for_tenant(self, chosen: int) -> int | None:
+        """The budget of a tenant that chose ``chosen`` (0: none): None past the ceiling."""
+        if not chosen:
+            return self.default
+        return chosen if chosen <= self.ceiling else None

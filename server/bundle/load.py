@@ -23,6 +23,7 @@ from dsl.diagnostics import Diagnostic, Severity, render
 from dsl.lists import ListView, label_problems
 from dsl.runtime import EMPTY_LIST
 from dsl.zones import zone as tz_zone
+from server.bundle.budget import EvaluationBudget
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.files import (
     MAX_LIST_FILE,
@@ -34,6 +35,7 @@ from server.bundle.files import (
     real,
     within,
 )
+from server.bundle.tenant_config import FILE_NAME as TENANT_TOML
 from server.bundle.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
 from server.lists import ListIndex, ListLoadError, parse_list
 from server.lists.loader import EXPIRES_COLUMN
@@ -207,6 +209,23 @@ def find_list_file(root: Path, folder: Path, written: str) -> Path:
     return target
 
 
+def tenant_budget(config: TenantConfig, costs: EvaluationBudget, tenant: str, path: str) -> int:
+    """The evaluation budget of a tenant: its own choice within the operator's ceiling,
+    else the operator's default. Raises BundleError at the setting past the ceiling."""
+    budget = costs.for_tenant(config.cost_budget)
+    if budget is None:
+        line, col = config.cost_budget_place
+        where = f"{path}:{line}:{col}" if line else path
+        raise BundleError(
+            tenant,
+            [
+                f"{where}: error: [limits] cost_budget {config.cost_budget:,} is above the"
+                f" operator's ceiling of {costs.ceiling:,} (ringfence serve --cost-ceiling)"
+            ],
+        )
+    return budget
+
+
 def load_bundle(
     root: Path,
     tenant: str,
@@ -216,13 +235,15 @@ def load_bundle(
     *,
     now: float | None = None,
     state_lists: StateLists | None = None,
+    costs: EvaluationBudget | None = None,
 ) -> TenantBundle:
     """Read (confined to the tenant's folder and ``_shared/``), compile (with
     ``compiler``: the server's passes a worker pool with a budget), load lists (with
     ``lists``: the server's parses big ones in a process of their own), activate.
     ``now`` (default: the clock) says which list rows have expired; ``state_lists`` gives
     the view of a list kept in state (the server's mirror; offline tools have none, and
-    such a list reads empty)."""
+    such a list reads empty); ``costs`` is the operator's evaluation budget (default and
+    ceiling)."""
     compiler = compiler or InProcessCompiler()
     folder = root / tenant
     if not folder.is_dir():
@@ -247,8 +268,9 @@ def load_bundle(
         raise BundleError(tenant, [f"{folder}: error: no {POLICY_SUFFIX} policy files"])
     for name, text in (*sorted(sources.items()), *sorted(library.items())):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    budget = tenant_budget(config, costs or EvaluationBudget(), tenant, str(folder / TENANT_TOML))
     try:
-        options = CompileOptions(default_timezone=config.timezone or "UTC")
+        options = CompileOptions(default_timezone=config.timezone or "UTC", cost_budget=budget)
         artifact = compiler.build(sources, library=library, tenant=tenant, options=options)
     except PolicyError as exc:
         all_sources = {**library, **sources}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.bundle.budget import EvaluationBudget
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.load import (
     BundleError,
@@ -70,6 +71,8 @@ class TenantRegistry:
     admit: Callable[[Path, TenantBundle], str | None] | None = None
     # What "today" is for list rows' expiry dates (tests move it).
     clock: Callable[[], float] = time.time
+    # Each tenant's evaluation budget: the operator's default and ceiling.
+    costs: EvaluationBudget = field(default_factory=EvaluationBudget)
     # The server's views of lists kept in state (offline tools have none).
     state_lists: StateLists | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -140,6 +143,7 @@ class TenantRegistry:
                 self.lists,
                 now=self.clock(),
                 state_lists=self.state_lists,
+                costs=self.costs,
             )
             refused = self.admit(self.root, bundle) if self.admit is not None else None
             return bundle if refused is None else refused

@@ -12,6 +12,8 @@ operator's named state backends to use, a rate limit, and the hashed bearer toke
     state = "acme-redis"          # one of the operator's named backends (default: --state)
     [limits]
     max_rps = 500                 # per server process; beyond it: RESOURCE_EXHAUSTED
+    cost_budget = 2000000         # evaluation cost units a request may take (dsl/cost.py),
+                                  # within the operator's --cost-ceiling (default: --cost-budget)
     [auth]
     tokens_sha256 = ["<hex sha256 of a token>", ...]   # empty or absent: the tenant is open
     admin_tokens_sha256 = [...]   # may add to and remove from the tenant's `from state` lists
@@ -48,6 +50,9 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_RPS = 1_000_000  # per process; one process answers a few thousand a second
 MAX_TOKENS = 256  # every request compares its token against each
 MAX_DESCRIPTION = 2_000
+# Evaluation cost units (dsl/cost.py): far above any operator's ceiling; the ceiling is
+# checked when the server loads the tenant (server/bundle/budget.py).
+MAX_COST_BUDGET = 1_000_000_000
 _KEYS = {
     "fail_mode",
     "default_region",
@@ -57,7 +62,7 @@ _KEYS = {
     "limits",
     "description",
 }
-_LIMIT_KEYS = {"max_rps"}
+_LIMIT_KEYS = {"max_rps", "cost_budget"}
 _AUTH_KEYS = {"tokens_sha256", "admin_tokens_sha256"}
 # What a URL in `state` looks like (the form the operator's flags take now).
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|/")
@@ -74,11 +79,14 @@ class TenantConfig:
     timezone: str = ""
     state: str = ""  # empty: the server's --state; else a backend name the operator gave
     max_rps: int = 0  # 0: unlimited
+    # Evaluation cost units per request (dsl/cost.py); 0: the operator's default budget.
+    cost_budget: int = 0
     token_hashes: frozenset[str] = field(default_factory=frozenset)
     # Tokens that may change the tenant's lists kept in state (besides the operator's).
     admin_token_hashes: frozenset[str] = field(default_factory=frozenset)
     # Where `state` was written (line, column), for the server's errors about the name.
     state_place: tuple[int, int] = field(default=(0, 0), compare=False)
+    cost_budget_place: tuple[int, int] = field(default=(0, 0), compare=False)
 
     @property
     def open_access(self) -> bool:
@@ -193,6 +201,18 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
             ("limits", "max_rps"),
             f"[limits] max_rps must be a whole number from 0 (unlimited) to {MAX_RPS:,}",
         )
+    cost_budget = limits.get("cost_budget", 0)
+    if (
+        not isinstance(cost_budget, int)
+        or isinstance(cost_budget, bool)
+        or not 1 <= cost_budget <= MAX_COST_BUDGET
+    ) and "cost_budget" in limits:
+        raise r.fail(
+            ("limits", "cost_budget"),
+            "[limits] cost_budget must be a whole number of cost units from 1 to"
+            f" {MAX_COST_BUDGET:,} (the operator's --cost-ceiling bounds it further)",
+        )
+    assert isinstance(cost_budget, int)
 
     auth = r.table("auth")
     r.unknown(auth, _AUTH_KEYS, ("auth",))
@@ -204,9 +224,11 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
         timezone=tz,
         state=state,
         max_rps=max_rps,
+        cost_budget=cost_budget,
         token_hashes=frozenset(tokens),
         admin_token_hashes=frozenset(admin),
         state_place=r.place("state") if state else (0, 0),
+        cost_budget_place=r.place("limits", "cost_budget") if cost_budget else (0, 0),
     )
 
 

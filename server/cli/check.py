@@ -24,7 +24,7 @@ def run_check(ns: argparse.Namespace) -> int:
         print(f"ringfence check: no tenant folders in {root}", file=sys.stderr)
         return 1
     messages: list[str] = []
-    rows: list[tuple[str, bool, str, str, str]] = []
+    rows: list[tuple[str, bool, str, str, str, str]] = []
     with output.progress(len(names), "check") as step:
         for name in names:
             # A full bundle build, exactly as the server does it: files read inside the
@@ -37,19 +37,40 @@ def run_check(ns: argparse.Namespace) -> int:
                     messages.extend(
                         render(d, texts.get(d.path, "")) for d in bundle.policy.warnings
                     )
+                budget = reg.costs.for_tenant(bundle.config.cost_budget) or 0
+                # The cost model's estimate of one request, against the tenant's budget.
+                cost = f"{bundle.policy.cost:,}/{budget:,}"
                 rows.append(
-                    (name, True, str(bundle.rule_count), str(len(bundle.lists)), bundle.version)
+                    (
+                        name,
+                        True,
+                        str(bundle.rule_count),
+                        str(len(bundle.lists)),
+                        cost,
+                        bundle.version,
+                    )
                 )
             else:
                 messages.append(str(outcome.error))
-                rows.append((name, False, "-", "-", "-"))
+                rows.append((name, False, "-", "-", "-", "-"))
             if step is not None:
                 step(1)
     out = output.console()
     for message in messages:
         output.line(out, message)
-    t = output.table(out, "tenant", "status", "rules", "lists", "version", right=("rules", "lists"))
-    for name, ok, rules, lists, version in rows:
-        t.add_row(*output.cells(name), output.status(out, ok), *output.cells(rules, lists, version))
+    t = output.table(
+        out,
+        "tenant",
+        "status",
+        "rules",
+        "lists",
+        "cost/budget",
+        "version",
+        right=("rules", "lists", "cost/budget"),
+    )
+    for name, ok, rules, lists, cost, version in rows:
+        t.add_row(
+            *output.cells(name), output.status(out, ok), *output.cells(rules, lists, cost, version)
+        )
     output.emit(out, t)
     return 0 if all(ok for _, ok, *_ in rows) else 1

@@ -15,18 +15,24 @@ if TYPE_CHECKING:
 
 def registry(rules: Path, segments: str | None = None) -> TenantRegistry:
     """Builds go through compiler worker processes with the server's budget (the
-    ``RINGFENCE_COMPILE_*`` variables), so a hostile policy fails here as it would there."""
+    ``RINGFENCE_COMPILE_*`` variables) and each tenant's evaluation budget
+    (``RINGFENCE_COST_BUDGET`` / ``_CEILING``), so a hostile policy fails here as it would
+    there."""
     from server.bundle.registry import TenantRegistry
     from server.bundle.worker import CompilePool
-    from server.config import ConfigError, compile_budget_from_env
+    from server.config import ConfigError, compile_budget_from_env, evaluation_budget_from_env
     from server.phone import PhoneParser, SegmentTable
 
     try:
         budget = compile_budget_from_env()
+        costs = evaluation_budget_from_env()
     except ConfigError as exc:
         raise SystemExit(f"ringfence: {exc}") from None
     return TenantRegistry(
-        rules, PhoneParser(SegmentTable.load(segments or None)), compiler=CompilePool(budget)
+        rules,
+        PhoneParser(SegmentTable.load(segments or None)),
+        compiler=CompilePool(budget),
+        costs=costs,
     )
 
 

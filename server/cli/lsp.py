@@ -16,14 +16,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_lsp(ns: argparse.Namespace) -> int:
+    from server.config import ConfigError, evaluation_budget_from_env
     from server.lsp.server import LspOptions, serve_stdio
 
+    try:
+        costs = evaluation_budget_from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"ringfence lsp: {exc}") from None
     serve_stdio(
         LspOptions(
             debounce_s=ns.debounce_ms / 1000,
             budget_s=ns.check_timeout,
             memory_mb=ns.memory_mb,
             rules_root=ns.rules,
+            costs=costs,
         )
     )
     return 0

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlparse
@@ -40,6 +40,7 @@ from dsl.symbols import (
     at,
     is_valid_name,
 )
+from server.bundle.budget import EvaluationBudget
 from server.bundle.load import POLICY_SUFFIX, SHARED, ListPathError, find_list_file
 from server.bundle.tenant_config import FILE_NAME as TENANT_TOML
 from server.bundle.tenant_config import TenantConfigError, parse_tenant_config
@@ -62,6 +63,8 @@ class LspOptions:
     budget_s: float = 10.0
     memory_mb: int = 2048
     rules_root: str = ""
+    # The operator's evaluation budget, as ringfence check reads it (RINGFENCE_COST_*).
+    costs: EvaluationBudget = field(default_factory=EvaluationBudget)
 
 
 def to_path(uri: str) -> Path:
@@ -95,6 +98,7 @@ class RingfenceServer(LanguageServer):
         )
         # uri -> owner -> diagnostics; an owner is a check key or "lists:KEY"/"config:KEY".
         self.diags: dict[str, dict[str, list[types.Diagnostic]]] = {}
+        self.costs = options.costs
         self.lists: dict[Path, tuple[tuple[int, int], _ListInfo | ListLoadError]] = {}
         self.last_edited: dict[str, str] = {}  # check key -> rel path of the newest edit
 
@@ -186,11 +190,16 @@ class RingfenceServer(LanguageServer):
                 return CheckRequest("", {name + _LIB_CHECK: f'import "{name}"\n'}, library)
             sources = view.tenant_sources(root, name)
             tz = "UTC"
+            chosen = 0
             _, toml = view.tenant_toml(root, name)
             if toml is not None:
                 with contextlib.suppress(TenantConfigError):
-                    tz = parse_tenant_config(toml, TENANT_TOML).timezone or "UTC"
-            return CheckRequest(name, sources, library, tz)
+                    config = parse_tenant_config(toml, TENANT_TOML)
+                    tz, chosen = config.timezone or "UTC", config.cost_budget
+            # As the server would load it: the tenant's own budget within the ceiling
+            # (RINGFENCE_COST_BUDGET / _CEILING, as for ringfence check), else the default.
+            budget = self.costs.for_tenant(chosen) or self.costs.default
+            return CheckRequest(name, sources, library, tz, cost_budget=budget)
 
         return await asyncio.to_thread(build)
 

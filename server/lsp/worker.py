@@ -23,6 +23,7 @@ from typing import BinaryIO
 from dsl import CheckReport, CompileOptions, ast, check_policy_report
 from dsl.diagnostics import Diagnostic
 from dsl.lists import LabelUse
+from dsl.options import DEFAULT_COST_BUDGET
 from server.lsp.chunks import ChunkCache
 
 _HEADER = struct.Struct(">I")
@@ -37,6 +38,7 @@ class CheckRequest:
     timezone: str = "UTC"
     key: str = ""  # what the quick check remembers the last full check by
     quick: bool = False  # re-check only the rules that changed, when that is exact enough
+    cost_budget: int = DEFAULT_COST_BUDGET  # the tenant's evaluation budget (dsl/cost.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,9 @@ class Checker:
             req.sources,
             library=req.library,
             tenant=req.tenant,
-            options=replace(self.options, default_timezone=req.timezone or "UTC"),
+            options=replace(
+                self.options, default_timezone=req.timezone or "UTC", cost_budget=req.cost_budget
+            ),
             parser=self.cache.module_parser(keep),
         )
 
@@ -225,9 +229,10 @@ class Checker:
         last = self.full.get(req.key)
         if last is None or last.seconds < self.quick_above_s or last.report.truncated:
             return None
-        if (req.tenant, req.timezone) != (
+        if (req.tenant, req.timezone, req.cost_budget) != (
             last.request.tenant,
             last.request.timezone,
+            last.request.cost_budget,
         ):
             return None
         chunks = self._chunks(req)
@@ -263,6 +268,7 @@ class Checker:
             > self.options.max_aggregate_reads
             or last.report.expression_nodes + report.expression_nodes
             > self.options.max_policy_nodes
+            or self._may_cross_budget(req, last.report, report)
         ):
             return None
         out = [d for d in diags if self.cache.chunk_of(d) in changed]
@@ -270,6 +276,18 @@ class Checker:
         if len(out) >= self.options.max_diagnostics:  # the full check would cut the list
             return None
         return CheckReply(self._real(out).diagnostics, quick=True)
+
+    @staticmethod
+    def _may_cross_budget(req: CheckRequest, last: CheckReport, part: CheckReport) -> bool:
+        """Whether the edited policy could be over its evaluation budget, which only a full
+        check can say. Its declarations are the last full check's (the quick check needs
+        that), and its rules cost at most the last ones and the changed ones together.
+        A part with errors is never estimated, and neither is the whole then."""
+        if req.cost_budget <= 0 or part.cost is None:
+            return False
+        if last.cost is None:
+            return True
+        return last.cost.total + part.cost.total - part.cost.aggregates > req.cost_budget
 
 
 def main(argv: list[str]) -> int:

@@ -121,6 +121,8 @@ class Telemetry:
         self._rule_counts: Counter[tuple[str, str, bool]] = Counter()
         self._degraded_counts: Counter[str] = Counter()
         self._rule_error_counts: Counter[tuple[str, str]] = Counter()
+        # Requests refused at a deadline: (tenant, "evaluation" or "batch").
+        self._deadline_counts: Counter[tuple[str, str]] = Counter()
         # tenant -> rule name -> its label: the first RULE_LABELS names a tenant's rules hit
         # keep theirs, later ones share OTHER_RULES (see _rule_label).
         self._rule_labels: dict[str, dict[str, str]] = {}
@@ -138,6 +140,12 @@ class Telemetry:
             "ringfence_rule_errors",
             callbacks=[self._observe(self._rule_error_counts, ("tenant", "rule"))],
             description="Rules that raised while evaluated (their on_error decided), by rule",
+        )
+        m.create_observable_counter(
+            "ringfence_deadline_exceeded",
+            callbacks=[self._observe(self._deadline_counts, ("tenant", "kind"))],
+            description="Requests refused RESOURCE_EXHAUSTED at a deadline: an evaluation"
+            " past --evaluation-deadline-ms, or a batch item past --batch-deadline-ms",
         )
         m.create_observable_counter(
             "ringfence_degraded_decisions",
@@ -260,6 +268,12 @@ class Telemetry:
         started = _REQUEST_START.get(None)
         if started is not None:
             self.latency.observe(label, time.perf_counter() - started, code.name)
+
+    def over_deadline(self, tenant: str, kind: str, *, known: bool = True) -> None:
+        """An evaluation (``kind`` "evaluation") or a batch item not started in time
+        ("batch") refused at its deadline; a tenant the server does not have is counted as
+        :data:`UNKNOWN_TENANT`."""
+        self._deadline_counts[(tenant if known else UNKNOWN_TENANT, kind)] += 1
 
     def backend_failed(self, tenant: str, exc: Exception) -> None:
         self._backend_errors.add(1, {"tenant": tenant, "kind": type(exc).__name__})

@@ -25,7 +25,7 @@ from dsl.decision import RuleTrace
 from dsl.durations import format_duration
 from dsl.facts import EventFacts, Facts
 from dsl.pipeline import STATE_UNAVAILABLE, Step
-from dsl.runtime import INT_MAX, INT_MIN
+from dsl.runtime import INT_MAX, INT_MIN, EvaluationDeadline, past
 from server.api import decision_pb2 as pb
 from server.bundle.registry import TenantRegistry
 from server.bundle.tenant_config import TenantConfig
@@ -38,6 +38,7 @@ from server.rpc.limits import Limiter
 from server.rpc.validation import validate_request
 from server.state import Claim, StateError
 from server.state.backend import fingerprint
+from server.state.memory import MemoryBackend
 from server.state.pool import BackendPool
 
 log = logging.getLogger("ringfence.decide")
@@ -59,6 +60,7 @@ class Decider:
         clock: Callable[[], float] = time.time,
         idempotency_window_s: float = 600.0,
         max_event_lateness_s: float = 86_400.0,
+        evaluation_deadline_s: float = 0.0,
     ) -> None:
         self.registry = registry
         self.parser = parser
@@ -68,6 +70,9 @@ class Decider:
         self.limiter = Limiter()
         self.idempotency_window_s = idempotency_window_s
         self.max_event_lateness_s = max_event_lateness_s
+        # How long one request may hold the event loop (0: no deadline). What it spends
+        # waiting for a state backend over the network does not count: only its own work.
+        self.evaluation_deadline_s = evaluation_deadline_s
         # Fingerprints are keyed like every stored hash: they are derived from the number.
         self._fingerprint_key = hashlib.blake2b(
             telemetry.hasher.key, digest_size=32, person=b"rf-fp"
@@ -112,6 +117,9 @@ class Decider:
     async def _decide(
         self, req: pb.EvaluateRequest, token: str | None, prefix: str, started: float
     ) -> Outcome:
+        # The deadline counts this request's own CPU on the event loop's thread: not time
+        # the OS gave to other processes, nor other calls' work while this one waits.
+        cpu_start = time.thread_time()
         validate_request(req, prefix)
         bundle = self.registry.get(req.tenant)
         if bundle is None:
@@ -142,13 +150,20 @@ class Decider:
         values: Mapping[str, int | None] = {}
         degraded = replayed = False
         decided_facts: Facts | None = None
+        limit = self.evaluation_deadline_s
+        others = 0.0  # CPU the thread spent on other calls while this one waited
         if step.refs:
             now = facts.event.occurred_at
             with tel.stage("aggregates"):
+                asked = time.thread_time()
+                # The memory backend answers without waiting: its reads are this
+                # request's own work, and count against the deadline.
+                in_process = True
                 try:
                     # Picking can fail too (a name the tenant was not offered): that is
                     # the backend failing, and the tenant's fail_mode decides.
                     backend = self.backends.backend_for(bundle.name, bundle.config.state)
+                    in_process = isinstance(backend, MemoryBackend)
                     if req.request_id and not req.dry_run and self.idempotency_window_s > 0:
                         claim = Claim(
                             req.request_id,
@@ -182,13 +197,29 @@ class Decider:
                             "state backend unavailable and the tenant fails closed",
                         ) from None
                     degraded = True
-        with tel.stage("evaluate"):
-            decided = step.finish(
-                values,
-                explain=req.explain,
-                facts=decided_facts,
-                unknown_because=STATE_UNAVAILABLE if degraded else "",
-            )
+                if not in_process:
+                    others = time.thread_time() - asked
+        deadline = cpu_start + others + limit if limit > 0 else 0.0
+        try:
+            with tel.stage("evaluate"):
+                # The work before evaluating (facts, planning, an in-process state's reads)
+                # may already have used the deadline up.
+                past(deadline)
+                decided = step.finish(
+                    values,
+                    explain=req.explain,
+                    facts=decided_facts,
+                    unknown_because=STATE_UNAVAILABLE if degraded else "",
+                    deadline=deadline,
+                )
+        except EvaluationDeadline:
+            tel.over_deadline(bundle.name, "evaluation")
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"evaluating tenant {bundle.name!r} took longer than the deadline of"
+                f" {limit * 1000:g} ms (--evaluation-deadline-ms): the policy costs too much"
+                " or the server is overloaded",
+            ) from None
         return Outcome(
             bundle=bundle,
             facts=decided.facts,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,6 +29,12 @@ DRAINING = "the server is shutting down: resend the items without a response on 
 NOT_READY = "no policy is loaded yet (the server is starting or waiting for its first bundle)"
 
 
+# A batch gives the event loop back to other calls after this much of its own work: with
+# the memory backend nothing in an item waits, so a batch would otherwise hold the loop
+# from its first item to its last.
+BATCH_SLICE_S = 0.002
+
+
 class DecisionService(pb_grpc.DecisionServiceServicer):
     def __init__(
         self,
@@ -35,10 +42,14 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         *,
         stream_idle_timeout_s: float = 0.0,
         ready: Callable[[], bool] = lambda: True,
+        batch_deadline_s: float = 0.0,
     ) -> None:
         self.decider = decider
         # 0: a stream may wait for its next message for ever.
         self.stream_idle_timeout_s = stream_idle_timeout_s
+        # The CPU one EvaluateBatch may take (0: no limit): items not started by then are
+        # refused RESOURCE_EXHAUSTED, neither decided nor recorded.
+        self.batch_deadline_s = batch_deadline_s
         self.open_streams = 0  # authenticated streams running now (a gauge)
         self._ready = ready
         self._draining = False
@@ -101,8 +112,20 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         token = bearer_token(context.invocation_metadata())
         out = pb.EvaluateBatchResponse()
         results = out.results
+        # The batch's deadline counts CPU of the loop's thread while its items are decided
+        # (a machine busy with other processes does not use it up).
+        spent = 0.0
+        limit = self.batch_deadline_s
+        sliced = time.perf_counter()
         for i, item in enumerate(request.requests):
             result = results.add()
+            if limit > 0 and i and spent > limit:
+                self._refuse_late(item, result, limit)
+                continue
+            if time.perf_counter() - sliced > BATCH_SLICE_S:
+                await asyncio.sleep(0)  # let other calls in between items
+                sliced = time.perf_counter()
+            began = time.thread_time()
             try:
                 # Errors are raised before anything is written into the slot.
                 await self._evaluate(
@@ -113,7 +136,23 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
             except Exception:  # one broken item never fails the batch
                 log.exception("batch item %d failed", i)
                 result.error.CopyFrom(internal_status())
+            spent += time.thread_time() - began
         return out
+
+    def _refuse_late(self, item: pb.EvaluateRequest, result: pb.BatchResult, limit: float) -> None:
+        """An item the batch's deadline left unstarted: refused, nothing recorded."""
+        registry = self.decider.registry
+        known = item.tenant in registry.slots
+        self.decider.telemetry.over_deadline(item.tenant, "batch", known=known)
+        self.decider.telemetry.request_failed(
+            item.tenant, grpc.StatusCode.RESOURCE_EXHAUSTED, known=known
+        )
+        error = RequestError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the batch ran past its deadline of {limit * 1000:g} ms (--batch-deadline-ms):"
+            " this item was not evaluated and nothing was recorded; send it again",
+        )
+        result.error.CopyFrom(error.to_status())
 
     async def EvaluateStream(
         self,

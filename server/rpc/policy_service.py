@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
+from dsl import CompileOptions
 from dsl.diagnostics import Severity, render
 from server.api import policy_pb2 as pb
 from server.api import policy_pb2_grpc as pb_grpc
@@ -135,7 +136,10 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         # in a worker process with a budget, and only so many may wait for one.
         try:
             diags = await self.compiler.check_async(
-                {path: request.source}, library=library, tenant=request.tenant
+                {path: request.source},
+                library=library,
+                tenant=request.tenant,
+                options=CompileOptions(cost_budget=self._budget(request.tenant)),
             )
         except PoolBusy as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
@@ -162,6 +166,14 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                 for d in diags
             ],
         )
+
+    def _budget(self, tenant: str) -> int:
+        """The evaluation budget the policy would be loaded with: the tenant's own choice
+        (its tenant.toml, as loaded), else the operator's default."""
+        costs = self.registry.costs
+        slot = self.registry.slots.get(tenant)
+        chosen = slot.bundle.config.cost_budget if slot and slot.bundle else 0
+        return costs.for_tenant(chosen) or costs.default
 
     async def AddListEntries(
         self, request: pb.AddListEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]

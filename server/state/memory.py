@@ -145,7 +145,7 @@ class _Distinct:
     def __init__(self, expires_at: float, member: bytes, pos: int) -> None:
         self.expires_at = expires_at
         self.seen: dict[bytes, Buckets] = {member: pos}
-        self.sketches: dict[int, bytearray] | None = None  # per bucket, beyond the exact cap
+        self.sketches: dict[int, hll.Registers] | None = None  # per bucket, beyond the cap
 
 
 class _Run:
@@ -270,7 +270,7 @@ class MemoryBackend:
             if plan.writes:
                 self._write(store, plan.writes, now)
             self.stats.keys = self._size
-            return values
+            return plan.complete(values) if plan.same else values
         except Exception:
             self.stats.errors += 1
             raise
@@ -369,8 +369,11 @@ class MemoryBackend:
 
 
 def _read_distinct(entry: _Distinct, lo: int, hi: int, member: bytes, include: bool) -> int:
-    if entry.sketches is not None:
-        regs = [s for b, s in entry.sketches.items() if lo <= b <= hi]
+    sketches = entry.sketches
+    if sketches is not None:
+        # A window is at most 61 buckets; the key may hold days of them.
+        get = sketches.get
+        regs = [s for s in map(get, range(lo, hi + 1)) if s is not None]
         return hll.estimate(hll.union(regs)) + (1 if include else 0)
     n = 0
     for buckets in entry.seen.values():  # a plain loop: most keys hold one or two members
@@ -430,10 +433,10 @@ def _write_distinct(entry: _Distinct, pos: int, member: bytes, cutoff: int) -> N
         for m, buckets in seen.items():
             for b in [buckets] if isinstance(buckets, int) else buckets:
                 if b >= cutoff:
-                    hll.add(entry.sketches.setdefault(b, hll.new_registers()), _h64(m))
+                    hll.add(_sketch(entry.sketches, b), _h64(m))
         seen.clear()
     sketches = entry.sketches
-    hll.add(sketches.setdefault(pos, hll.new_registers()), _h64(member))
+    hll.add(_sketch(sketches, pos), _h64(member))
     for b in [b for b in sketches if b < cutoff]:
         del sketches[b]
 
@@ -450,6 +453,13 @@ def _write_run(entry: _Run, pos: int, member: int, cutoff: int) -> None:
                 del seen[m]
         # Amortised: the next trim waits until the map has grown again.
         entry.trim_at = max(64, min(2 * len(seen), RUN_MAX_MEMBERS + RUN_MAX_MEMBERS // 10))
+
+
+def _sketch(sketches: dict[int, hll.Registers], bucket: int) -> hll.Registers:
+    found = sketches.get(bucket)
+    if found is None:
+        found = sketches[bucket] = hll.new_registers()
+    return found
 
 
 def _h64(member: bytes) -> int:

@@ -52,6 +52,16 @@ class Plan(NamedTuple):
     reads: list[ReadOp]
     writes: list[WriteOp]
     fixed: list[tuple[str, int]]  # values known without storage (nothing to read)
+    # (ref id, the id whose read it shares): two windows that read the same buckets of the
+    # same storage key for the same member (aggregates that count the same events, read at
+    # the same offset) are read once and answered alike.
+    same: list[tuple[str, str]]
+
+    def complete(self, values: dict[str, int]) -> dict[str, int]:
+        """``values`` of the reads, with the shared ones filled in."""
+        for rid, first in self.same:
+            values[rid] = values[first]
+        return values
 
 
 class Planner:
@@ -78,6 +88,9 @@ class Planner:
         reads: list[ReadOp] = []
         writes: dict[tuple[str, bytes], WriteOp] = {}
         fixed: list[tuple[str, int]] = []
+        same: list[tuple[str, str]] = []
+        # Each read once: its op without the id -> the id it was made for.
+        first: dict[tuple[object, ...], str] = {}
         hasher = self.hasher
         specs = self._specs.for_tenant(tenant)
         # Windows with one bucketing and retention (today's counts, distinct values and
@@ -119,7 +132,13 @@ class Planner:
                 # age(): the receipt clock only, never the event's own time (§6).
                 at = int(now if received is None else received)
                 memory_s = c.memory_s
-                reads.append((c.id, kind, key, memory_s, at, b"", False))
+                sig: tuple[object, ...] = (kind, key, memory_s, at, b"", False)
+                done_by = first.get(sig)
+                if done_by is None:
+                    first[sig] = c.id
+                    reads.append((c.id, kind, key, memory_s, at, b"", False))
+                else:
+                    same.append((c.id, done_by))
                 if record and ref.feeds and (key, b"") not in writes:
                     writes[(key, b"")] = (kind, key, at, b"", memory_s, memory_s)
                 continue
@@ -127,14 +146,21 @@ class Planner:
             assert window is not None  # add() raised for a bad window
             lo, hi = window.read(now)
             if not feeds:
-                reads.append((c.id, kind, key, lo, hi, member, False))
-                continue
-            shared = (id(c.bucketing), c.horizon)
-            done = arithmetic.get(shared)
-            if done is None:
-                done = arithmetic[shared] = window.write(now, c.horizon)
-            pos = done[0]
-            reads.append((c.id, kind, key, lo, hi, member, lo <= pos <= hi))
-            if record and (key, member) not in writes:
-                writes[(key, member)] = (kind, key, pos, member, done[2], done[1])
-        return Plan(reads, list(writes.values()), fixed)
+                include = False
+            else:
+                shared = (id(c.bucketing), c.horizon)
+                done = arithmetic.get(shared)
+                if done is None:
+                    done = arithmetic[shared] = window.write(now, c.horizon)
+                pos = done[0]
+                include = lo <= pos <= hi
+                if record and (key, member) not in writes:
+                    writes[(key, member)] = (kind, key, pos, member, done[2], done[1])
+            sig = (kind, key, lo, hi, member, include)
+            done_by = first.get(sig)
+            if done_by is None:
+                first[sig] = c.id
+                reads.append((c.id, kind, key, lo, hi, member, include))
+            else:
+                same.append((c.id, done_by))
+        return Plan(reads, list(writes.values()), fixed, same)

@@ -89,7 +89,7 @@ def split_by_slot(plan: Plan) -> dict[int, Plan]:
             slot = slots[key] = key_slot(key.encode())
         found = groups.get(slot)
         if found is None:
-            found = groups[slot] = Plan([], [], [])
+            found = groups[slot] = Plan([], [], [], [])
         return found
 
     for read in plan.reads:

@@ -118,7 +118,7 @@ class ScriptedBackend:
             raise
         values = dict(plan.fixed)
         if not plan.reads and not plan.writes:
-            return Applied(values, False, now)
+            return Applied(plan.complete(values), False, now)
         hasher = self._planner.hasher
         parts = self._parts(plan)
         commands: list[tuple[int, bytes]] = []
@@ -140,6 +140,7 @@ class ScriptedBackend:
             self.stats.errors += 1
             self._bad_replies(replies)
             raise
+        plan.complete(values)
         if replayed_at is None:
             return Applied(values, False, now)
         self.stats.replays += 1

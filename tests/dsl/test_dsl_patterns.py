@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from dsl.patterns import (
+    MAX_INPUT,
     MEMO_ENTRIES,
     MEMO_TEXT,
+    InputTooLong,
     Matcher,
     MatchMemo,
     PatternError,
@@ -50,5 +52,14 @@ def test_a_pattern_that_backtracks_in_re_is_linear_in_re2() -> None:
     # (a+)+$ takes exponential time in a backtracking engine on "aaaa...b"; RE2 answers at
     # once. A regression to Python's re would hang here (pytest-timeout ends it).
     m = Matcher(r"(a+)+$")
-    assert m.search("a" * 5000 + "b") is False
-    assert m.search("b" + "a" * 5000) is True
+    assert m.search("a" * (MAX_INPUT - 1) + "b") is False
+    assert m.search("b" + "a" * (MAX_INPUT - 1)) is True
+
+
+def test_inputs_past_the_bound_are_refused_not_searched() -> None:
+    # The cost model bounds a search by MAX_INPUT characters; only a list label can be
+    # longer, and searching one fails the rule (its on_error decides).
+    m = Matcher(r"x")
+    assert m.search("a" * MAX_INPUT) is False
+    with pytest.raises(InputTooLong):
+        m.search("a" * (MAX_INPUT + 1))

@@ -50,7 +50,11 @@ def test_a_pattern_longer_than_the_limit_is_refused() -> None:
 def test_the_number_of_patterns_is_bounded() -> None:
     limit = CompileOptions().max_patterns
     rules = "".join(_rule(f"r{i}", f'event.app_id.matches(r"^app{i}$")') for i in range(limit + 1))
-    errors = [d for d in check_policy({"t/p.rf": rules}, tenant="t") if d.is_error]
+    # Without a cost budget: 257 patterns over app ids cost more than the default allows.
+    unbudgeted = CompileOptions(cost_budget=0)
+    errors = [
+        d for d in check_policy({"t/p.rf": rules}, tenant="t", options=unbudgeted) if d.is_error
+    ]
     assert [(e.line, e.message) for e in errors] == [
         (
             limit * 4 + 2,
@@ -60,7 +64,9 @@ def test_the_number_of_patterns_is_bounded() -> None:
     ]
     # The same pattern again is no new pattern.
     same = "".join(_rule(f"r{i}", 'event.app_id.matches(r"^app$")') for i in range(limit + 1))
-    assert not [d for d in check_policy({"t/p.rf": same}, tenant="t") if d.is_error]
+    assert not [
+        d for d in check_policy({"t/p.rf": same}, tenant="t", options=unbudgeted) if d.is_error
+    ]
 
 
 @pytest.mark.parametrize(
@@ -134,6 +140,9 @@ async def test_a_tenant_with_many_rules_fills_a_bounded_number_of_series(
     rules = tmp_path / "rules"
     (rules / "many").mkdir(parents=True)
     count = RULE_LABELS + 50
+    # 250 rules that all fire cost more than the default evaluation budget: the tenant
+    # chooses a larger one.
+    (rules / "many" / "tenant.toml").write_text("[limits]\ncost_budget = 2000000\n")
     (rules / "many" / "policy.rf").write_text(
         "".join(_rule(f"rule_{i}", 'event.scene == "login"') for i in range(count)),
         encoding="utf-8",

@@ -75,8 +75,10 @@ def test_past_the_memory_budget_the_job_fails_and_the_worker_is_replaced(
 ) -> None:
     slow = CompilePool(CompileBudget(timeout_s=60.0, memory_mb=200, workers=1, queue=0))
     try:
+        # Without a cost budget, which would refuse this policy before it is compiled.
+        unbudgeted = CompileOptions(cost_budget=0)
         with pytest.raises(PolicyError) as info:
-            slow.build({"t/p.rf": sustained_at_limit(200)}, tenant="t")
+            slow.build({"t/p.rf": sustained_at_limit(200)}, tenant="t", options=unbudgeted)
         (diag,) = info.value.diagnostics
         assert diag.message == "policy check exceeded its memory budget of 200 MB"
         assert slow.stats.out_of_memory == 1

@@ -234,7 +234,13 @@ class Generated:
 
     def files(self, tenant: str) -> dict[str, str]:
         rows = "".join(f"{n},risk2\n" for n in sorted(self.lists[TENANTS.index(tenant)]))
-        return {"policy.rf": self.text(), "lists/vip.csv": "entry,risk\n" + rows}
+        return {
+            "policy.rf": self.text(),
+            "lists/vip.csv": "entry,risk\n" + rows,
+            # These policies test values, not cost: a few run() windows can cost more
+            # than the default evaluation budget, so each takes the ceiling.
+            "tenant.toml": "[limits]\ncost_budget = 10000000\n",
+        }
 
 
 @st.composite

@@ -27,8 +27,10 @@ def rows(text: str) -> list[list[str]]:
 def test_check_passes_on_the_shipped_rules(rules_copy: Path) -> None:
     out = run("check", str(rules_copy))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert rows(out.stdout)[0] == ["tenant", "status", "rules", "lists", "version"]
+    assert rows(out.stdout)[0] == ["tenant", "status", "rules", "lists", "cost/budget", "version"]
     assert rows(out.stdout)[1][:2] == ["demo", "ok"]
+    # The cost model's estimate of one request, against the tenant's budget.
+    assert rows(out.stdout)[1][4].endswith("/1,000,000")
 
 
 def test_check_reports_file_line_col_with_a_caret(rules_copy: Path) -> None:
@@ -41,7 +43,7 @@ def test_check_reports_file_line_col_with_a_caret(rules_copy: Path) -> None:
     assert "vaild" in line
     assert "did you mean 'valid'" in out.stdout
     assert "^" in out.stdout
-    assert ["demo", "FAIL", "-", "-", "-"] in rows(out.stdout)
+    assert ["demo", "FAIL", "-", "-", "-", "-"] in rows(out.stdout)
 
 
 def test_check_reports_bad_list_lines(rules_copy: Path) -> None:
