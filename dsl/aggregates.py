@@ -41,6 +41,7 @@ class KeyKind(StrEnum):
     IP = "ip"
     APP = "app"
     TENANT = "tenant"
+    ATTRIBUTE = "attribute"  # an event attribute (``key_arg`` = its name): a user id
 
 
 DAY_S = 86_400
@@ -93,7 +94,7 @@ class AggregateSpec:
     id: str
     kind: AggKind
     key: KeyKind
-    key_arg: str = ""  # list name for LIST, digit count for PREFIX
+    key_arg: str = ""  # list name for LIST, digit count for PREFIX, name for ATTRIBUTE
     # Further keys counted together with the first: per (number, app) is NUMBER + ((APP, ""),).
     # A ref's key then joins the values, each prefixed with its length (runtime.join_key),
     # so caller text in one part can never pass for another split.

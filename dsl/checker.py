@@ -471,12 +471,31 @@ class Checker:
             self.error(
                 p.span,
                 f"unknown key '{p.kind}' (use number, list NAME, segment, prefix N, device, ip,"
-                " app or tenant)",
+                ' app, tenant or attribute "NAME")',
                 self.suggest(p.kind, schema.KEY_KINDS),
             )
             return None
         arg = ""
-        if key is KeyKind.LIST:
+        if p.string is not None and key is not KeyKind.ATTRIBUTE:
+            self.error(p.span, f"'per {p.kind}' takes no string")
+            return None
+        if key is KeyKind.ATTRIBUTE:
+            if p.string is None:
+                self.error(
+                    p.span,
+                    "'per attribute' needs the attribute's name as a string:"
+                    f' per attribute "{p.arg or "user_id"}"',
+                )
+                return None
+            if not 1 <= len(p.string) <= schema.MAX_ATTRIBUTE_KEY:
+                self.error(
+                    p.span,
+                    f"an attribute name has 1..{schema.MAX_ATTRIBUTE_KEY} characters, as"
+                    " requests send them",
+                )
+                return None
+            arg = p.string
+        elif key is KeyKind.LIST:
             sym = self.symbols.get(p.arg or "")
             if p.arg is None:
                 self.error(p.span, "'per list' needs a list name: per list NAME")
@@ -927,6 +946,8 @@ class Checker:
                 assert isinstance(args[0].value, str)
                 self.label_uses.append(LabelUse(e.obj.name, args[0].value, e.args[0].span))
                 return ir.ListLabel(e.obj.name, args[0].value)
+            if e.obj.name == "event":
+                return self.event_method(e, ctx)
             if e.obj.name == "phone":
                 sig = schema.PHONE_METHODS.get(e.name)
                 if sig is None:
@@ -963,6 +984,24 @@ class Checker:
         if all(isinstance(a, ir.Lit) for a in all_args):
             return _fold_string_call(e.name, all_args, result)
         return ir.StrCall(e.name, all_args, result, any(a.nullable for a in all_args))
+
+    def event_method(self, e: ast.Method, ctx: _Ctx) -> ir.Node:
+        """``event.number("amount")``: an attribute read as a decimal, unknown when it is
+        absent or not a number."""
+        if e.name != "number":
+            return self.error(
+                e.span,
+                f"unknown helper 'event.{e.name}' (event has number(\"key\"): an attribute"
+                " read as a decimal)",
+                self.suggest(e.name, ("number",)),
+            )
+        args = self.args(e, (Type.STR,), ctx)
+        if args is None:
+            return ir.Error()
+        if not isinstance(args[0], ir.Lit):
+            return self.error(e.args[0].span, "an attribute key must be a constant string")
+        assert isinstance(args[0].value, str)
+        return ir.EventNumber(args[0].value)
 
     def phone_starts_with(self, e: ast.Method, arg: ir.Node) -> ir.Node:
         """``phone.starts_with("+861703")``: the prefix must be a constant E.164 prefix.
@@ -1116,7 +1155,8 @@ class Checker:
         if kind not in schema.AGE_KEYS:
             return self.error(
                 e.args[0].span,
-                "age() is kept per number, device, ip or app, not per " + kind.value,
+                'age() is kept per number, device, ip, app or attribute "NAME", not per '
+                + kind.value,
             )
         node = self.aggregates.age(kind, arg, e.span)
         if isinstance(node, ir.AggValue):

@@ -238,6 +238,8 @@ class _Expr:
                 return _fact(p)
             case ir.EventAttr(key=k):
                 return _call(_attr(_load("event"), "attributes", "get"), _const(k), _const(""))
+            case ir.EventNumber(key=k):
+                return _call("number", _attr(_load("event"), "attributes"), _const(k))
             case ir.AggValue(agg_id=i):
                 return _load(self.names.aggs[i])
             case ir.ListLabel(list_name=n, label=lab):
@@ -483,7 +485,11 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
             member, member_ok = _plan_member(spec)
             conds = [c for c in (key_ok, member_ok) if c is not None]
             if agg.where is not None:
-                conds.append(gen.gen(agg.where))
+                # An unknown filter (a number attribute that is absent) does not feed.
+                where = gen.gen(agg.where)
+                if agg.where.nullable:
+                    where = py.Compare(where, [_IS], [_const(True)])
+                conds.append(where)
             feeds: py.expr = _and(conds) if conds else _const(True)
             if uses[agg.base_id] > 1:
                 key, member, feeds = (_once(v, gen, body) for v in (key, member, feeds))
@@ -538,6 +544,9 @@ def _key_part(kind: KeyKind, arg: str, names: _Names) -> tuple[py.expr, py.expr 
             return _attr(event, "ip"), _ne_empty(_attr(event, "ip"))
         case KeyKind.APP:
             return _attr(event, "app_id"), _ne_empty(_attr(event, "app_id"))
+        case KeyKind.ATTRIBUTE:
+            value = _call(_attr(event, "attributes", "get"), _const(arg), _const(""))
+            return value, _ne_empty(value)
     return _const(""), None
 
 

@@ -69,6 +69,7 @@ _RUNTIME: dict[str, object] = {
     "decide": runtime.decide,
     "detail": runtime.detail,
     "join_key": runtime.join_key,
+    "number": runtime.number,
     "unknown_reason": runtime.unknown_reason,
     "PENDING": runtime.PENDING,
     "past": runtime.past,

@@ -58,6 +58,7 @@ PATTERN_CHAR = 600
 PATTERN_STEP = 3  # per input character and RE2 instruction
 CHARS_PER_UNIT = 4  # linear string work in C (lower(), hashing, copying)
 REASON = 100  # building a reason from its parts
+NUMBER = 300  # event.number(): a regular expression over the attribute and an int
 # An aggregate window in the plan and the state's planner: its ref, key, bucket range.
 WINDOW = 750
 READ = {
@@ -333,6 +334,8 @@ class _Estimator:
                 return NODE + _linear(min(chars(a), chars(b)))
             case ir.Named():
                 return MEMO
+            case ir.EventNumber():
+                return NUMBER + _linear(ATTRIBUTE_CHARS)
         return NODE
 
 

@@ -37,6 +37,17 @@ class _Declared:
     span: ast.Span
 
 
+def age_id(kind: KeyKind, arg: str = "") -> str:
+    """The id of ``age(per KIND)``: ``age(per number)``, ``age(per attribute "user_id")``."""
+    if kind is KeyKind.ATTRIBUTE:
+        return f"age(per attribute {_quoted(arg)})"
+    return f"age(per {kind.value})"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class Lowering:
     """The aggregate table of one policy being checked."""
 
@@ -116,7 +127,7 @@ class Lowering:
 
     def age(self, kind: KeyKind, arg: str, span: ast.Span) -> ir.Node:
         """``age(per KIND)``: one first-seen key per kind, kept for the longest window."""
-        agg_id = f"age(per {kind.value})"
+        agg_id = age_id(kind, arg)
         if agg_id not in self.ages:
             if self.too_many(span):
                 return ir.Error()

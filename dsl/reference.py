@@ -210,6 +210,10 @@ _KEY_KIND_DOCS: dict[str, tuple[str, str]] = {
     "ip": ("per ip", "The event's IP."),
     "app": ("per app", "The event's app id."),
     "tenant": ("per tenant", "The whole tenant."),
+    "attribute": (
+        'per attribute "NAME"',
+        "An event attribute's value (a user id); events without it do not feed the window.",
+    ),
 }
 
 _ACTION_DOCS: dict[str, str] = {

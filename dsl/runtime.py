@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -131,6 +132,40 @@ def div(a: int | None, b: int | None) -> int | None:
     if a is None or b is None or b == 0:
         return None
     return _bounded(a // b)
+
+
+# What event.number() accepts (docs/dsl.md, "Numbers in attributes"): an optional minus,
+# ASCII digits, and an optional fraction; nothing else (no spaces, no "+", no exponent).
+_NUMBER = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+# Digits before the point past which a number cannot be a decimal (|x| < 9.3e12).
+_WHOLE_DIGITS = 13
+
+
+def number(attributes: Mapping[str, str], key: str) -> int | None:
+    """``event.number(key)``: the attribute as a decimal (millionths), or None (unknown)
+    when it is absent or not a number. A fraction longer than six places is rounded to the
+    nearest millionth, a tie to the even one; a number outside the decimal range is
+    unknown."""
+    text = attributes.get(key)
+    if not text:
+        return None
+    m = _NUMBER.fullmatch(text)
+    if m is None:
+        return None
+    sign, whole, frac = m.groups()
+    if len(whole) > _WHOLE_DIGITS and whole.lstrip("0")[_WHOLE_DIGITS:]:
+        return None
+    value = int(whole) * DECIMAL_SCALE
+    if frac is not None:
+        kept, rest = frac[:6], frac[6:]
+        value += int(kept.ljust(6, "0"))
+        if rest:
+            first, tail = rest[0], rest[1:].strip("0")
+            if first > "5" or (first == "5" and (tail or value % 2)):
+                value += 1
+    if sign:
+        value = -value
+    return value if INT_MIN <= value <= INT_MAX else None
 
 
 def fmt(value: object) -> str:

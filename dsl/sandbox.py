@@ -43,6 +43,7 @@ RUNTIME_NAMES = frozenset(
         "decide",
         "detail",
         "join_key",
+        "number",
         "unknown_reason",
         # Per-evaluation memo: the value of a local not computed yet (codegen._Memo).
         "PENDING",

@@ -71,6 +71,11 @@ FUNCTIONS = {"sustained": "sustained(condition, duration)", "age": "age(per KEY)
 PRIORITY_RANGE = (-1000, 1000)
 SCORE_RANGE = (-1000, 1000)
 MAX_PREFIX_DIGITS = 15
+# The longest attribute key a request may send (server/rpc/validation.py): `per attribute`
+# names no longer key than that.
+MAX_ATTRIBUTE_KEY = 64
 MAX_KEYS = 3  # per (number, app, ip) at most
 # What age() can be kept per: things that are "new" or "old" (not segments or lists).
-AGE_KEYS = frozenset({KeyKind.NUMBER, KeyKind.DEVICE, KeyKind.IP, KeyKind.APP})
+AGE_KEYS = frozenset(
+    {KeyKind.NUMBER, KeyKind.DEVICE, KeyKind.IP, KeyKind.APP, KeyKind.ATTRIBUTE}
+)
