@@ -12,14 +12,14 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import cast
 
-from dsl import ast, runtime, sandbox
+from dsl import addresses, ast, runtime, sandbox
 from dsl.aggregates import AggregateRef
 from dsl.checker import Checker, Unit
 from dsl.codegen import Generated, generate
 from dsl.decision import Action, Match, RuleTrace
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
 from dsl.ir import CheckedPolicy
-from dsl.lists import LabelUse
+from dsl.lists import LabelUse, ListUse
 from dsl.options import CompileOptions
 from dsl.parser import parse_module
 from dsl.patterns import Matcher, MatchMemo
@@ -56,6 +56,8 @@ _RUNTIME: dict[str, object] = {
     "EMPTY_LIST": runtime.EMPTY_LIST,
     "masked": runtime.masked,
     "label": runtime.label,
+    "listed": runtime.listed,
+    "ip_network": addresses.ip_network,
     "local_time": runtime.local_time,
     "add": runtime.add,
     "sub": runtime.sub,
@@ -219,6 +221,8 @@ class CheckReport:
     truncated: bool  # more than max_diagnostics: the last one says how many were left out
     # LIST.label("name") uses, for a caller that has the lists to check them against.
     label_uses: tuple[LabelUse, ...] = ()
+    # `phone in LIST` / `event.ip in LIST`, checked against what each list holds.
+    list_uses: tuple[ListUse, ...] = ()
 
 
 def _check(
@@ -265,6 +269,7 @@ def _check(
         checker.policy_nodes,
         truncated,
         checked.label_uses if checked is not None else (),
+        checked.list_uses if checked is not None else (),
     )
     return checked, report
 
@@ -349,6 +354,8 @@ def build_policy(
             main_code=_code(generated.main, filename, first),
             warnings=tuple(d for d in diags if not d.is_error),
             label_uses=checked.label_uses,
+            reads_ip=checked.uses_ip,
+            list_uses=checked.list_uses,
         )
 
 
@@ -369,6 +376,8 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
         warnings=artifact.warnings,
         combining=artifact.combining,
         label_uses=artifact.label_uses,
+        reads_ip=artifact.reads_ip,
+        list_uses=artifact.list_uses,
         _plan=cast(PlanFn, namespace["plan"]),
         _evaluate=cast(EvalFn, namespace["evaluate"]),
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 
 from dsl.aggregates import AggregateSpec
-from dsl.lists import LabelUse
+from dsl.lists import LabelUse, ListUse
 
 
 class Type(StrEnum):
@@ -215,6 +215,9 @@ class CheckedPolicy:
     combining: Combining = Combining()
     patterns: tuple[str, ...] = ()  # regular expressions, compiled once when loaded
     label_uses: tuple[LabelUse, ...] = ()
+    # ip.* facts are read: the server looks the address up in its IP databases.
+    uses_ip: bool = False
+    list_uses: tuple[ListUse, ...] = ()  # `phone in L` / `event.ip in L`, judged once loaded
 
 
 def children(node: Node) -> tuple[Node, ...]:

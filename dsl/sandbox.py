@@ -30,6 +30,8 @@ RUNTIME_NAMES = frozenset(
         "EMPTY_LIST",
         "masked",
         "label",
+        "listed",
+        "ip_network",
         "local_time",
         "add",
         "sub",
@@ -55,6 +57,7 @@ LOCALS = frozenset(
         "lists",
         "phone",
         "event",
+        "ip",
         "local_hour",
         "local_weekday",
         "get",
@@ -68,7 +71,7 @@ LOCALS = frozenset(
         "why",
     }
 )
-_NUMBERED = re.compile(r"(?:a|l|in|t|p|SET|AGG|RE)_[0-9]{1,6}")
+_NUMBERED = re.compile(r"(?:a|l|in|n|t|p|SET|AGG|RE)_[0-9]{1,6}")
 FUNCTIONS = frozenset({"plan", "evaluate"})
 # Fields of the facts, and the string/list methods the generator calls.
 ATTRIBUTES = frozenset(
@@ -86,6 +89,14 @@ ATTRIBUTES = frozenset(
         "country_code",
         "national_number",
         "digits",
+        "province",
+        "province_name",
+        "city",
+        "city_name",
+        "version",
+        "country",
+        "asn",
+        "org",
         "scene",
         "app_id",
         "ip",
