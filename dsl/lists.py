@@ -72,6 +72,17 @@ def kind_of(view: object) -> str:
     return NETWORKS if getattr(view, "kind", NUMBERS) == NETWORKS else NUMBERS
 
 
+def list_kinds(views: Mapping[str, object]) -> dict[str, str]:
+    """What each loaded list holds, for :func:`list_use_problems`. A list with no number on
+    it says nothing: a header alone could head either kind."""
+    out: dict[str, str] = {}
+    for name, view in views.items():
+        kind = kind_of(view)
+        if kind == NETWORKS or len(view):  # type: ignore[arg-type]
+            out[name] = kind
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ListUse:
     """``phone in LIST`` (``subject`` "numbers") or ``event.ip in LIST`` ("networks") as

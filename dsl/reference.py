@@ -266,6 +266,10 @@ _SETTING_DOCS: dict[str, str] = {
 }
 
 
+# What a fact's name starts with: `phone.x`, `event.x`, `ip.x`.
+FACT_OBJECTS = ("phone", "event", "ip")
+
+
 def _type_word(t: Type) -> str:
     return t.value
 
@@ -335,6 +339,14 @@ def aggregate_kinds() -> tuple[Entry, ...]:
 
 def key_kinds() -> tuple[Entry, ...]:
     return tuple(Entry(k, *_KEY_KIND_DOCS.get(k, (f"per {k}", ""))) for k in schema.KEY_KINDS)
+
+
+def network_keys() -> tuple[Entry, ...]:
+    """``per ip/24`` and ``per ip/64``: the networks most policies count by."""
+    return (
+        Entry("ip/24", "per ip/N", "The event's IPv4 /24 network (N up to 32: IPv4)."),
+        Entry("ip/64", "per ip/N", "The event's IPv6 /64 network (N above 32: IPv6)."),
+    )
 
 
 def age_keys() -> tuple[Entry, ...]:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from server.bundle.reload import Reloader
 from server.bundle.remote import BundleSource, RemoteSettings, register_metrics
 from server.bundle.worker import CompilePool
 from server.config import BundleConfig, ServeConfig
+from server.geo.ipdb import IpLocator
 from server.observability.decision_log import DecisionLog
 from server.observability.health_http import HealthEndpoint
 from server.observability.telemetry import Telemetry, tracing_from_env
@@ -89,6 +90,9 @@ class RingfenceServer:
     backend: StateBackend | None = None
     # Extra grpc.aio server interceptors, outermost first (tests inject faults with them).
     interceptors: list[Any] = field(default_factory=list)
+    # The IP databases, opened by the caller (serve reports a bad file before starting);
+    # None: start() opens config.ip_dbs.
+    ip_locator: IpLocator | None = None
 
     port: int = 0
     hasher: NumberHasher = field(init=False)
@@ -152,6 +156,16 @@ class RingfenceServer:
             register_metrics(
                 self.telemetry.meter_provider.get_meter("ringfence"), self.bundle_source.status
             )
+        if self.ip_locator is None:
+            self.ip_locator = IpLocator.open(cfg.ip_dbs)
+        locator = self.ip_locator
+        if locator.configured:
+            for db in locator.status():
+                log.info(
+                    "IP database",
+                    extra={"path": db.path, "type": db.database_type, "build": db.build_epoch},
+                )
+            self._start_background(locator.watch(cfg.ip_db_poll_s))
         self._register_gauges(parser)
         decider = Decider(
             self.registry,
@@ -161,6 +175,7 @@ class RingfenceServer:
             clock=self.clock,
             idempotency_window_s=cfg.idempotency_window_s,
             max_event_lateness_s=cfg.max_event_lateness_s,
+            ip_locator=locator,
         )
 
         self._server = server = self._grpc_server(decider)
@@ -264,6 +279,11 @@ class RingfenceServer:
                 extra={"tenant": outcome.tenant, "error": str(exc)},
             )
 
+    def _start_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _schedule_health_update(self, _outcome: object) -> None:
         task = asyncio.ensure_future(self._update_health())
         self._background.add(task)
@@ -318,6 +338,14 @@ class RingfenceServer:
         tel.add_gauge("ringfence_policy_compile_out_of_memory", lambda: compiles.out_of_memory)
         tel.add_gauge("ringfence_policy_checks_refused", lambda: compiles.refused)
         tel.add_gauge("ringfence_state_replays", lambda: stats.replays)  # retried request ids
+        locator = self.ip_locator
+        if locator is not None and locator.configured:
+            tel.add_gauge("ringfence_ip_db_lookups", lambda: locator.lookups)
+            tel.add_gauge("ringfence_ip_db_errors", lambda: locator.errors)
+            tel.add_gauge(
+                "ringfence_ip_db_reload_failures",
+                lambda: sum(1 for d in locator.status() if d.error),
+            )
         if self.decision_log is not None:
             dl = self.decision_log
             tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())
@@ -345,12 +373,16 @@ class RingfenceServer:
             await self.health_http.stop()
         if self.backends is not None:
             await self.backends.close()
+        for task in list(self._background):
+            task.cancel()
         if self.decision_log is not None:
             await self.decision_log.close()
         if self._metrics_http is not None:
             self._metrics_http[0].shutdown()
             self._metrics_http[0].server_close()
         self.telemetry.shutdown()
+        if self.ip_locator is not None:
+            self.ip_locator.close()
 
     async def wait(self) -> None:
         assert self._server is not None
@@ -378,9 +410,9 @@ def _bundle_source(cfg: BundleConfig, activate: Any) -> BundleSource:
     return BundleSource(settings, activate)
 
 
-async def serve(config: ServeConfig) -> int:
+async def serve(config: ServeConfig, ip_locator: IpLocator | None = None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP forces a reload. Returns the exit code."""
-    server = RingfenceServer(config)
+    server = RingfenceServer(config, ip_locator=ip_locator)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     # Before start: the first policy build (which starts the compiler processes) takes a

@@ -50,6 +50,9 @@ class ServeConfig:
     max_connection_age_s: float = 0.0
     max_connection_age_grace_s: float = 0.0
     bundle: BundleConfig | None = None
+    # IP databases (MaxMind DB files) ip.* facts are read from, in the order given.
+    ip_dbs: tuple[Path, ...] = ()
+    ip_db_poll_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +212,9 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+IP_DB_ENV = "RINGFENCE_IP_DB"
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, env, default, help_text in (*OPTIONS, *DELIVERY_OPTIONS):
         parser.add_argument(
@@ -216,6 +222,38 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
             default=os.environ.get(env) if flag in _NO_DEFAULT else os.environ.get(env, default),
             help=f"{help_text} [env {env}, default {default or 'unset'}]",
         )
+    add_ip_db_arguments(parser)
+    parser.add_argument(
+        "--ip-db-poll",
+        default=os.environ.get("RINGFENCE_IP_DB_POLL", "10"),
+        help="seconds between checks for a replaced IP database file"
+        " [env RINGFENCE_IP_DB_POLL, default 10]",
+    )
+
+
+def add_ip_db_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ip-db PATH``, repeatable (also for eval, test and replay)."""
+    parser.add_argument(
+        "--ip-db",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="a MaxMind DB file (.mmdb: GeoLite2/GeoIP2 City, ASN, ...) ip.* facts are read"
+        f" from; repeat for several, the first that knows a field wins [env {IP_DB_ENV},"
+        " colon-separated]",
+    )
+
+
+def ip_db_paths(given: list[str] | None) -> tuple[Path, ...]:
+    """The flag's paths, or else the variable's (colon-separated); blanks are mistakes."""
+    if given is not None:
+        raw = list(given)
+    else:
+        env = os.environ.get(IP_DB_ENV, "")
+        raw = env.split(":") if env.strip() else []
+    if any(not p.strip() for p in raw):
+        raise ConfigError("--ip-db: an empty path (check RINGFENCE_IP_DB for a stray ':')")
+    return tuple(Path(p) for p in raw)
 
 
 def _read_secret(value: str, path: str, what: str) -> str:
@@ -330,6 +368,8 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         ),
         idempotency_window_s=_number(ns.idempotency_window, "--idempotency-window", minimum=0),
         max_event_lateness_s=_duration(ns.max_event_lateness, "--max-event-lateness"),
+        ip_dbs=ip_db_paths(ns.ip_db),
+        ip_db_poll_s=_number(ns.ip_db_poll, "--ip-db-poll", minimum=0.1),
         **_delivery(ns),
     )
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from dsl import CompiledPolicy, CompileOptions, ListDecl, PolicyError, load_policy
 from dsl.diagnostics import Diagnostic, Severity, render
-from dsl.lists import ListView, label_problems
+from dsl.lists import ListView, label_problems, list_kinds, list_use_problems
 from dsl.zones import zone as tz_zone
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.files import (
@@ -34,7 +34,7 @@ from server.bundle.files import (
     within,
 )
 from server.bundle.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
-from server.lists import ListIndex, ListLoadError, parse_list
+from server.lists import ListLoadError, LoadedList, parse_list
 from server.lists.loader import EXPIRES_COLUMN
 from server.phone import PhoneParser
 
@@ -248,7 +248,7 @@ def load_bundle(
         ) from None
     policy = load_policy(artifact)
 
-    lists: dict[str, ListIndex] = {}
+    lists: dict[str, LoadedList] = {}
     region = config.default_region or "CN"
     shared_real = _shared_dir(root, root_real)
     texts = {**library, **sources}
@@ -299,6 +299,10 @@ def load_bundle(
     columns = {name: index.label_columns for name, index in lists.items()}
     errors.extend(
         render(d, texts.get(d.path, "")) for d in label_problems(policy.label_uses, columns)
+    )
+    errors.extend(
+        render(d, texts.get(d.path, ""))
+        for d in list_use_problems(policy.list_uses, list_kinds(lists))
     )
     if errors:
         raise BundleError(tenant, errors)

@@ -19,6 +19,7 @@ from typing import Final
 
 from server.lists.entries import EntryError, Exact, Prefix, Range, e164_digits, parse_entry
 from server.lists.index import ListIndex, RangeSpec
+from server.lists.networks import NetworkError, NetworkIndex, looks_like_network, parse_network
 from server.phone import PhoneParser
 
 ENTRY_COLUMN: Final = "entry"
@@ -53,6 +54,9 @@ def _default_parser() -> PhoneParser:
     return PhoneParser(cache_size=0)
 
 
+LoadedList = ListIndex | NetworkIndex
+
+
 def load_list(
     path: str | os.PathLike[str],
     *,
@@ -60,7 +64,7 @@ def load_list(
     default_region: str = "CN",
     parser: PhoneParser | None = None,
     today: date | None = None,
-) -> ListIndex:
+) -> LoadedList:
     """Load one list file. Raises ListLoadError listing every bad line (never a partial list).
 
     ``default_region`` applies to entries written without a country code; entries whose
@@ -84,7 +88,7 @@ def parse_list(
     default_region: str = "CN",
     parser: PhoneParser | None = None,
     today: date | None = None,
-) -> ListIndex:
+) -> LoadedList:
     """A list from bytes already read (the server reads rule folders itself, see
     :mod:`server.bundle.files`); ``where`` names it in issues."""
     try:
@@ -117,11 +121,16 @@ class _Builder:
         self.expired_cache: dict[str, bool] = {}
         self.dates: dict[str, date] = {}  # each expires value seen, as a date
         self.skipped = 0
+        # (version, network, prefix length) -> (label, line): a list of networks instead.
+        self.networks: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self.network_rows = 0
+        self.first_number = 0  # the line of the first number, of the first network
+        self.first_network = 0
 
     def issue(self, line: int, message: str) -> None:
         self.issues.append(ListIssue(self.path, line, message))
 
-    def build(self, text: str) -> ListIndex:
+    def build(self, text: str) -> LoadedList:
         lines = text.split("\n")
         header, start = self._header(lines)
         if header is not None:
@@ -134,6 +143,18 @@ class _Builder:
         labels: list[Mapping[str, str]] = [
             MappingProxyType(dict(zip(columns, values, strict=True))) for values in self.label_ids
         ]
+        next_expiry = min((d for d in self.dates.values() if d >= self.today), default=None)
+        if self.first_network:
+            return NetworkIndex(
+                name=self.name,
+                path=self.path,
+                label_columns=columns,
+                labels=labels,
+                networks=self.networks,
+                skipped_expired=self.skipped,
+                duplicates=self.network_rows - len(self.networks),
+                next_expiry=next_expiry,
+            )
         return ListIndex(
             name=self.name,
             path=self.path,
@@ -144,7 +165,7 @@ class _Builder:
             ranges=list(self.ranges.values()),
             skipped_expired=self.skipped,
             # The last day a row is on the list: it leaves the list the day after.
-            next_expiry=min((d for d in self.dates.values() if d >= self.today), default=None),
+            next_expiry=next_expiry,
             duplicates=(self.exact_rows - len(self.exact))
             + (self.prefix_rows - len(self.prefixes))
             + (self.range_rows - len(self.ranges)),
@@ -200,6 +221,11 @@ class _Builder:
                 self._other(i + 1, entry, values, expired)
                 continue
             # The hot path: literal E.164, no phonenumbers.
+            if not self.first_number:
+                self.first_number = i + 1
+                if self.first_network:
+                    self._mixed(i + 1)
+                    continue
             if expired:
                 self.skipped += 1
                 continue
@@ -217,11 +243,48 @@ class _Builder:
             label = self.label_ids[values] = len(self.label_ids)
         return label
 
+    def _mixed(self, lineno: int) -> None:
+        if self.first_network < self.first_number:
+            what, first = "IP networks", self.first_network
+        else:
+            what, first = "phone numbers", self.first_number
+        self.issue(
+            lineno,
+            f"a list holds phone numbers or IP networks, not both: this one holds {what}"
+            f" (line {first}); put the others in a list of their own",
+        )
+
+    def _network(self, lineno: int, entry: str, values: tuple[str, ...], expired: bool) -> None:
+        try:
+            net = parse_network(entry)
+        except NetworkError as exc:
+            self.issue(lineno, str(exc))
+            return
+        if not self.first_network:
+            self.first_network = lineno
+        if self.first_number:
+            self._mixed(lineno)
+            return
+        if expired:
+            self.skipped += 1
+            return
+        # A repeated network is an update: the later line wins (stats.duplicates).
+        self.networks[(net.version, net.low, net.bits)] = (self._label(values), lineno)
+        self.network_rows += 1
+
     def _other(self, lineno: int, entry: str, values: tuple[str, ...], expired: bool) -> None:
+        if looks_like_network(entry):
+            self._network(lineno, entry, values, expired)
+            return
         try:
             parsed = parse_entry(entry, self.default_region, self.parser)
         except EntryError as exc:
             self.issue(lineno, str(exc))
+            return
+        if not self.first_number:
+            self.first_number = lineno
+        if self.first_network:
+            self._mixed(lineno)
             return
         if expired:
             self.skipped += 1

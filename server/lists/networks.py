@@ -1,0 +1,190 @@
+"""Lists of IP networks: data-centre, proxy and VPN ranges in CIDR form, with labels.
+
+A list file holds phone numbers or networks (docs/lists.md); this module is the networks'
+half: reading an entry (``1.2.3.0/24``, ``2001:db8::/32``, a single address) and the
+index a policy looks ``event.ip`` up in, the longest prefix winning.
+
+Built for a million entries like the number lists: at load time the networks of each
+family are flattened into sorted segment starts, each segment holding the label of its
+longest covering network (the same sweep as number ranges), so a lookup is one bisect over
+an ``array``. IPv6 networks up to /64 (what feeds list: allocations, sites, subscribers)
+are indexed by their upper 64 bits, so they fit the same unsigned 64-bit array; longer
+IPv6 prefixes, always more specific than those, go to a small table of their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from array import array
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Final
+
+from dsl.addresses import parse_ip
+from dsl.lists import NETWORKS
+from server.lists.index import NO_LABEL, ListStats, RangeSpec, flatten
+
+_V4_BITS: Final = 32
+_V6_BITS: Final = 128
+_UPPER: Final = 64  # IPv6 networks up to /64 are indexed on the address's upper 64 bits
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    version: int
+    low: int
+    high: int
+    bits: int
+
+
+class NetworkError(ValueError):
+    """Why an entry's text is not a network; the loader adds file:line."""
+
+
+def looks_like_network(text: str) -> bool:
+    """Whether an entry is written as an IP network or address rather than a number:
+    it has a ``/`` or a ``:``, or is a dotted quad (no phone number is written so)."""
+    if "/" in text or ":" in text:
+        return True
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts)
+
+
+def parse_network(text: str) -> Network:
+    """``1.2.3.0/24``, ``2001:db8::/32``, or an address (a /32 or /128). Raises
+    NetworkError saying what is wrong: a bad address, a bad length, host bits set."""
+    address, slash, length = text.partition("/")
+    address, length = address.strip(), length.strip()
+    version, value = _address(address)
+    width = _V4_BITS if version == 4 else _V6_BITS
+    if slash:
+        if not (length.isascii() and length.isdigit()) or len(length) > 3:
+            raise NetworkError(f"bad network: prefix length {length[:8]!r} is not a number")
+        bits = int(length)
+        if bits > width:
+            raise NetworkError(f"bad network: /{bits} is longer than an IPv{version} address")
+    else:
+        bits = width
+    host = width - bits
+    low = value >> host << host
+    if low != value:
+        shown = ipaddress.ip_address(low) if version == 6 else ipaddress.IPv4Address(low)
+        raise NetworkError(f"bad network: host bits set (the network is {shown}/{bits})")
+    return Network(version, low, low | ((1 << host) - 1), bits)
+
+
+def _address(text: str) -> tuple[int, int]:
+    parts = text.split(".")
+    if len(parts) == 4 and ":" not in text:
+        # The common case (IPv4 feeds), without ipaddress: digits, no leading zeros, <= 255.
+        value = 0
+        for p in parts:
+            if not (p.isascii() and p.isdigit()) or len(p) > 3 or (p[0] == "0" and p != "0"):
+                raise NetworkError(f"bad network: {text[:45]!r} is not an IP address")
+            octet = int(p)
+            if octet > 255:
+                raise NetworkError(f"bad network: {text[:45]!r} is not an IP address")
+            value = value << 8 | octet
+        return 4, value
+    found = parse_ip(text) if "%" not in text else None
+    if found is None or (found[0] == 4 and ":" in text):
+        # A zone (fe80::1%eth0) names an interface; an IPv4-mapped form says twice what
+        # one IPv4 network says once: neither belongs in a list.
+        raise NetworkError(f"bad network: {text[:45]!r} is not an IP address")
+    return found
+
+
+class NetworkIndex:
+    """A loaded list of networks; implements dsl.lists.ListView for IP addresses."""
+
+    __slots__ = (
+        "_labels",
+        "_long_labels",
+        "_long_starts",
+        "_v4_labels",
+        "_v4_starts",
+        "_v6_labels",
+        "_v6_starts",
+        "label_columns",
+        "name",
+        "next_expiry",
+        "path",
+        "stats",
+    )
+    kind = NETWORKS
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: str,
+        label_columns: tuple[str, ...],
+        labels: Sequence[Mapping[str, str]],
+        networks: Mapping[tuple[int, int, int], tuple[int, int]],
+        skipped_expired: int = 0,
+        duplicates: int = 0,
+        next_expiry: date | None = None,
+    ) -> None:
+        """``networks``: (version, low, bits) -> (label, line)."""
+        self.name = name
+        self.path = path
+        self.label_columns = label_columns
+        self.next_expiry = next_expiry
+        self._labels = tuple(labels)
+        v4: list[RangeSpec] = []
+        v6: list[RangeSpec] = []
+        long: list[RangeSpec] = []
+        for (version, low, bits), (label, line) in networks.items():
+            if version == 4:
+                v4.append(RangeSpec(low, low | ((1 << (_V4_BITS - bits)) - 1), label, line))
+            elif bits <= _UPPER:
+                top = low >> _UPPER
+                v6.append(RangeSpec(top, top | ((1 << (_UPPER - bits)) - 1), label, line))
+            else:
+                long.append(RangeSpec(low, low | ((1 << (_V6_BITS - bits)) - 1), label, line))
+        self._v4_starts, self._v4_labels = flatten(v4)
+        self._v6_starts, self._v6_labels = flatten(v6)
+        # Few, and wider than 64 bits: a plain list (array holds 64 bits at most).
+        starts, found = flatten(long, typecode="")
+        self._long_starts: list[int] = list(starts)
+        self._long_labels: array[int] = array("q", found)
+        self.stats = ListStats(len(networks), 0, 0, skipped_expired, duplicates)
+
+    def labels(self, address: str) -> Mapping[str, str] | None:
+        """Labels of the longest network holding ``address``; None when none does (or it
+        is no address)."""
+        if type(address) is not str:
+            return None
+        found = parse_ip(address)
+        if found is None:
+            return None
+        version, value = found
+        if version == 4:
+            label = _find(self._v4_starts, self._v4_labels, value)
+        else:
+            label = NO_LABEL
+            if self._long_starts:
+                label = _find(self._long_starts, self._long_labels, value)
+            if label == NO_LABEL:
+                label = _find(self._v6_starts, self._v6_labels, value >> _UPPER)
+        return None if label == NO_LABEL else self._labels[label]
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, str) and self.labels(address) is not None
+
+    def __len__(self) -> int:
+        return self.stats.entries
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (
+            f"NetworkIndex(name={self.name!r}, networks={s.entries},"
+            f" skipped_expired={s.skipped_expired}, duplicates={s.duplicates})"
+        )
+
+
+def _find(starts: Sequence[int], labels: Sequence[int], value: int) -> int:
+    i = bisect_right(starts, value) - 1
+    return labels[i] if i >= 0 else NO_LABEL
