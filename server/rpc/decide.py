@@ -158,11 +158,7 @@ class Decider:
                     if req.request_id and not req.dry_run and self.idempotency_window_s > 0:
                         claim = Claim(
                             req.request_id,
-                            fingerprint(
-                                facts,
-                                stamped=req.event.HasField("occurred_at"),
-                                key=self._fingerprint_key,
-                            ),
+                            fingerprint(facts, stamp=_stamp(req), key=self._fingerprint_key),
                             self.idempotency_window_s,
                         )
                         applied = await backend.apply_claimed(
@@ -217,8 +213,8 @@ class Decider:
             return EventFacts(occurred_at=received)
         ev = req.event
         at = received
-        if ev.HasField("occurred_at"):
-            stamped = ev.occurred_at.seconds + ev.occurred_at.nanos / 1e9
+        stamped = _stamp(req)
+        if stamped is not None:
             if stamped < received - self.max_event_lateness_s:
                 raise invalid(
                     f"{prefix}event.occurred_at",
@@ -239,6 +235,13 @@ class Decider:
 
     def _all_configs(self) -> list[TenantConfig]:
         return [s.bundle.config for s in self.registry.slots.values() if s.bundle is not None]
+
+
+def _stamp(req: pb.EvaluateRequest) -> float | None:
+    """The event time as the caller sent it, or None."""
+    if req.HasField("event") and req.event.HasField("occurred_at"):
+        return req.event.occurred_at.seconds + req.event.occurred_at.nanos / 1e9
+    return None
 
 
 def to_response(

@@ -27,16 +27,17 @@ class Claim:
     ttl_s: float
 
 
-# What a fingerprint leaves out of the event: its time, unless the caller set it (an unset
-# time is each attempt's own clock, so two attempts of one request would differ).
-_UNSTAMPED = frozenset({"occurred_at"})
+# The event's time is what the caller sent, when it sent one: the time decided with is
+# bounded by each attempt's own receipt clock, so two attempts of one request would differ.
+_STAMP = "occurred_at"
 
 
-def fingerprint(facts: Facts, *, stamped: bool, key: bytes) -> str:
+def fingerprint(facts: Facts, *, stamp: float | None, key: bytes) -> str:
     """What a request asks, for :class:`Claim`: a keyed hash of the E.164 number (every
     other phone fact follows from it) and of every field of the event, derived from the
-    dataclass's own fields so a field added later counts by default. Each part is written
-    with its name and length, so no two different requests share a byte stream."""
+    dataclass's own fields so a field added later counts by default; the event time is
+    ``stamp``, the time as the caller sent it (None: not sent). Each part is written with
+    its name and length, so no two different requests share a byte stream."""
     h = hashlib.blake2b(key=key[:64], digest_size=12, person=b"rf-fp")
 
     def part(name: str, text: str) -> None:
@@ -47,9 +48,9 @@ def fingerprint(facts: Facts, *, stamped: bool, key: bytes) -> str:
     part("phone.e164", facts.phone.e164)
     event = facts.event
     for f in dataclasses.fields(EventFacts):
-        if f.name in _UNSTAMPED and not stamped:
+        value = getattr(event, f.name) if f.name != _STAMP else stamp
+        if value is None:
             continue
-        value = getattr(event, f.name)
         if isinstance(value, Mapping):
             part(f.name, str(len(value)))
             for k in sorted(value):

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from dsl.aggregates import AggKind, RefLike
 
-from .keys import KeyHasher, run_suffix
+from .keys import KeyHasher, readable_key, run_suffix
 from .specs import SpecTable
 
 ReadOp = tuple[str, AggKind, str, int, int, bytes, bool]
@@ -41,6 +41,11 @@ WriteOp = tuple[AggKind, str, int, bytes, int, int]
 FIRST_SEEN, how long a key is remembered without a sighting (seconds). ``ttl_s`` is the
 key's lifetime after this write, a backstop for memory: values never depend on it.
 """
+
+
+_COUNT = AggKind.COUNT
+_DISTINCT = AggKind.DISTINCT
+_RUN = AggKind.RUN
 
 
 class Plan(NamedTuple):
@@ -68,43 +73,68 @@ class Planner:
         received: float | None = None,
     ) -> Plan:
         """``now`` is the event time, ``received`` the receipt time (docs/state.md §1; the
-        event time when not given)."""
+        event time when not given). Raises StateError for a bad window, before anything is
+        read or written."""
         reads: list[ReadOp] = []
         writes: dict[tuple[str, bytes], WriteOp] = {}
         fixed: list[tuple[str, int]] = []
         hasher = self.hasher
-        for ref, c, key in self._specs.resolve(tenant, refs, hasher):
-            window = c.window
-            assert window is not None  # resolve() raised for a bad window
+        specs = self._specs.for_tenant(tenant)
+        # Windows with one bucketing and retention (today's counts, distinct values and
+        # runs; the 0-offset window of a sustained()) share their arithmetic in a call.
+        arithmetic: dict[tuple[int, int], tuple[int, int, int]] = {}
+        for ref in refs:
+            spec = ref.spec
+            c = specs.get(id(spec))
+            if c is None or c.spec is not spec:
+                c = self._specs.add(tenant, spec)
+            raw_key = ref.key
+            if raw_key == c.last_raw:
+                key = c.last_key
+            else:
+                # A list or segment key is the same on every request: neither hashed nor
+                # joined again.
+                key = (
+                    c.head
+                    + (readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key))
+                    + c.tail
+                )
+                c.last_raw, c.last_key = raw_key, key
             kind = c.kind
-            if kind is AggKind.FIRST_SEEN:
-                # age(): the receipt clock only, never the event's own time (§6).
-                at = int(now if received is None else received)
-                memory_s = c.spec.window.size_s
-                reads.append((c.id, kind, key, memory_s, at, b"", False))
-                if record and ref.feeds and (key, b"") not in writes:
-                    writes[(key, b"")] = (kind, key, at, b"", memory_s, memory_s)
-                continue
-            if kind is AggKind.RUN:
-                suffix = run_suffix(ref.key, ref.member)
+            if kind is _COUNT:
+                member = b""
+                feeds = ref.feeds
+            elif kind is _DISTINCT:
+                member = hasher.member(ref.member) if ref.member else b""
+                # An empty distinct value (no device id sent) is not a value: never counted.
+                feeds = ref.feeds and member != b""
+            elif kind is _RUN:
+                suffix = run_suffix(raw_key, ref.member)
                 if not suffix.isdigit() or not suffix.isascii():
                     fixed.append((c.id, 0))  # not a number: no neighbours to speak of
                     continue
                 member = suffix.encode("ascii")
                 feeds = ref.feeds
-            elif kind is AggKind.DISTINCT:
-                member = hasher.member(ref.member) if ref.member else b""
-                # An empty distinct value (no device id sent) is not a value: never counted.
-                feeds = ref.feeds and member != b""
             else:
-                member = b""
-                feeds = ref.feeds
+                # age(): the receipt clock only, never the event's own time (§6).
+                at = int(now if received is None else received)
+                memory_s = c.memory_s
+                reads.append((c.id, kind, key, memory_s, at, b"", False))
+                if record and ref.feeds and (key, b"") not in writes:
+                    writes[(key, b"")] = (kind, key, at, b"", memory_s, memory_s)
+                continue
+            window = c.window
+            assert window is not None  # add() raised for a bad window
             lo, hi = window.read(now)
-            if feeds:
-                pos, cutoff, ttl = window.write(now, c.horizon)
-                reads.append((c.id, kind, key, lo, hi, member, lo <= pos <= hi))
-                if record and (key, member) not in writes:
-                    writes[(key, member)] = (kind, key, pos, member, ttl, cutoff)
-            else:
+            if not feeds:
                 reads.append((c.id, kind, key, lo, hi, member, False))
+                continue
+            shared = (id(c.bucketing), c.horizon)
+            done = arithmetic.get(shared)
+            if done is None:
+                done = arithmetic[shared] = window.write(now, c.horizon)
+            pos = done[0]
+            reads.append((c.id, kind, key, lo, hi, member, lo <= pos <= hi))
+            if record and (key, member) not in writes:
+                writes[(key, member)] = (kind, key, pos, member, done[2], done[1])
         return Plan(reads, list(writes.values()), fixed)

@@ -9,12 +9,12 @@ or another replica plans exactly the same reads, writes and trims.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import replace
 
-from dsl.aggregates import AggregateSpec, RefLike
+from dsl.aggregates import AggregateSpec
 
 from .errors import StateError
-from .keys import KeyHasher, family_of, readable_key, spec_readable
+from .keys import family_of, spec_readable
 from .windows import CompiledWindow, compile_window
 
 # Compiled specs kept per tenant; past this the tenant's table starts afresh (a policy
@@ -26,6 +26,7 @@ class SpecInfo:
     """One spec, ready for the planning loop. Mutable only in its last-key memo."""
 
     __slots__ = (
+        "bucketing",
         "error",
         "head",
         "horizon",
@@ -33,6 +34,7 @@ class SpecInfo:
         "kind",
         "last_key",
         "last_raw",
+        "memory_s",
         "readable",
         "spec",
         "tail",
@@ -60,42 +62,31 @@ class SpecInfo:
         elif window.offset_s < 0:
             self.error = f"aggregate {spec.id!r}: window offset must not be negative"
         self.window: CompiledWindow | None = None if self.error else compile_window(window)
+        # The window read now (offset 0): what an event's bucket, trim and TTL depend on,
+        # shared by every window over the same buckets.
+        self.bucketing = None if self.error else compile_window(replace(window, offset_s=0))
+        self.memory_s = window.size_s  # age(): how long a key is remembered unseen
 
 
 class SpecTable:
     """Compiled specs per tenant, looked up by ``id(spec)``: hashing a nested frozen
-    dataclass costs more than the lookup saves, and specs are few per policy."""
+    dataclass costs more than the lookup saves, and specs are few per policy. The planner
+    reads ``for_tenant``'s dict inline and calls :meth:`add` on a miss."""
 
     __slots__ = ("tenants",)
 
     def __init__(self) -> None:
         self.tenants: dict[str, dict[int, SpecInfo]] = {}
 
-    def resolve(
-        self, tenant: str, refs: Sequence[RefLike], hasher: KeyHasher
-    ) -> list[tuple[RefLike, SpecInfo, str]]:
-        """Each ref with its spec info and its storage key; raises StateError for a bad
-        window before anything is read or written."""
-        by_spec = self.tenants.get(tenant)
-        if by_spec is None or len(by_spec) >= MAX_SPECS_PER_TENANT:
-            by_spec = self.tenants[tenant] = {}
-        out: list[tuple[RefLike, SpecInfo, str]] = []
-        for ref in refs:
-            spec = ref.spec
-            c = by_spec.get(id(spec))
-            if c is None or c.spec is not spec:
-                c = by_spec[id(spec)] = SpecInfo(tenant, spec)
-            if c.window is None:
-                raise StateError(c.error)
-            raw_key = ref.key
-            if raw_key == c.last_raw:
-                key = c.last_key
-            else:
-                key = (
-                    c.head
-                    + (readable_key(raw_key) if c.readable else hasher.hashed_key(raw_key))
-                    + c.tail
-                )
-                c.last_raw, c.last_key = raw_key, key
-            out.append((ref, c, key))
-        return out
+    def for_tenant(self, tenant: str) -> dict[int, SpecInfo]:
+        found = self.tenants.get(tenant)
+        if found is None or len(found) >= MAX_SPECS_PER_TENANT:
+            found = self.tenants[tenant] = {}
+        return found
+
+    def add(self, tenant: str, spec: AggregateSpec) -> SpecInfo:
+        """Compile ``spec``; raises StateError for a bad window."""
+        info = self.for_tenant(tenant)[id(spec)] = SpecInfo(tenant, spec)
+        if info.window is None:
+            raise StateError(info.error)
+        return info

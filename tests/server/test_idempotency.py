@@ -226,14 +226,15 @@ def test_fingerprints_name_and_measure_every_event_field() -> None:
 
     phone = PhoneFacts("+8613800138000", True)
 
-    def fp(stamped: bool = False, **event: Any) -> str:
-        return fingerprint(Facts("t", phone, EventFacts(**event)), stamped=stamped, key=b"k")
+    def fp(stamp: float | None = None, **event: Any) -> str:
+        return fingerprint(Facts("t", phone, EventFacts(**event)), stamp=stamp, key=b"k")
 
     assert fp(scene="x\0y", app_id="z") != fp(scene="x", app_id="y\0z")
     assert fp(attributes={"a": "b=c"}) != fp(attributes={"a=b": "c"})
     assert fp(device_id="d") != fp(ip="d")  # the same text in another field
     assert fp(occurred_at=1.0) == fp(occurred_at=2.0)  # an unset time is each attempt's own
-    assert fp(True, occurred_at=1.0) != fp(True, occurred_at=2.0)
+    assert fp(1.0, occurred_at=5.0) == fp(1.0, occurred_at=6.0)  # as sent, not as decided
+    assert fp(1.0) != fp(2.0)
     assert fp(scene="s") == fp(scene="s")
 
 
