@@ -1,4 +1,4 @@
-"""What several subcommands share: a tenant registry over a rules folder."""
+"""What several subcommands share: a tenant registry over a rules folder, the IP databases."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from server.bundle.registry import TenantRegistry
+    from server.geo.ipdb import IpLocator
 
 
 def registry(rules: Path, segments: str | None = None) -> TenantRegistry:
@@ -33,3 +34,22 @@ def tenants(reg: TenantRegistry, only: str | None) -> list[str]:
             raise SystemExit(f"ringfence: no tenant folder {only!r} in {reg.root}")
         return [only]
     return names
+
+
+def open_ip_databases(given: list[str] | None, command: str) -> IpLocator | None:
+    """The IP databases of ``--ip-db`` (else ``RINGFENCE_IP_DB``), as the server opens
+    them; None after printing why one cannot be opened."""
+    import sys
+
+    from server.config import ConfigError, ip_db_paths
+    from server.geo.ipdb import IpDatabaseError, IpLocator
+
+    try:
+        return IpLocator.open(ip_db_paths(given))
+    except (ConfigError, IpDatabaseError) as exc:
+        text = str(exc)
+        print(
+            f"ringfence {command}: {text if text.startswith('--ip-db') else '--ip-db ' + text}",
+            file=sys.stderr,
+        )
+        return None

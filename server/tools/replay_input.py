@@ -13,8 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dsl.facts import EventFacts, PhoneFacts
-from dsl.lists import ListView
+from dsl.facts import NO_IP, EventFacts, IpFacts, PhoneFacts
+from dsl.lists import NETWORKS, NUMBERS, ListView, kind_of
 from server.bundle.load import TenantBundle
 from server.phone import PhoneParseError, PhoneParser
 
@@ -35,35 +35,46 @@ class ReplayEvent:
     event: EventFacts
     recorded_lists: Mapping[str, Mapping[str, str]] | None  # decision-log input only
     key: str  # what identifies the event in a diff: request_id or line number
+    # Where event.ip was, as a decision-log line recorded it; NO_IP: look it up (or not).
+    ip: IpFacts = NO_IP
 
 
 class RecordedList:
-    """A ListView answering from what a decision-log line recorded for one number."""
+    """A ListView answering from what a decision-log line recorded for one event: its
+    number's entry, or its address's on a list of networks."""
 
-    __slots__ = ("_e164", "_labels")
+    __slots__ = ("_key", "_labels", "kind")
 
-    def __init__(self, e164: str, labels: Mapping[str, str] | None) -> None:
-        self._e164 = e164
+    def __init__(self, key: str, labels: Mapping[str, str] | None, kind: str = NUMBERS) -> None:
+        self._key = key
         self._labels = labels
+        self.kind = kind
 
-    def __contains__(self, e164: object) -> bool:
-        return self._labels is not None and e164 == self._e164
+    def __contains__(self, key: object) -> bool:
+        return self._labels is not None and key == self._key
 
-    def labels(self, e164: str) -> Mapping[str, str] | None:
-        return self._labels if e164 == self._e164 else None
+    def labels(self, key: str) -> Mapping[str, str] | None:
+        return self._labels if key == self._key else None
 
     def __len__(self) -> int:
         return 0 if self._labels is None else 1
 
 
 def lists_for(
-    bundle: TenantBundle, e164: str, recorded: Mapping[str, Mapping[str, str]] | None
+    bundle: TenantBundle,
+    e164: str,
+    recorded: Mapping[str, Mapping[str, str]] | None,
+    ip: str = "",
 ) -> Mapping[str, ListView]:
     """The list views an event is decided with: the tenant's lists, or for a decision-log
     line what the line recorded (the number itself is only a hash there)."""
     if recorded is None:
         return bundle.lists
-    return {name: RecordedList(e164, recorded.get(name)) for name in bundle.lists}
+    out: dict[str, ListView] = {}
+    for name, view in bundle.lists.items():
+        kind = kind_of(view)
+        out[name] = RecordedList(ip if kind == NETWORKS else e164, recorded.get(name), kind)
+    return out
 
 
 _EARLIEST, _LATEST = 0.0, 253402214400.0  # 1970-01-01 and 9999-12-31 (UTC): room for any zone
@@ -117,10 +128,14 @@ def parse_line(
             segment_prefix=str(p.get("segment_prefix", "")),
             country_code=int(p.get("country_code", 0)),
             national_number="",
+            province=str(p.get("province", "")),
+            province_name=str(p.get("province_name", "")),
+            city=str(p.get("city", "")),
+            city_name=str(p.get("city_name", "")),
         )
         recorded = {str(k): dict(v) for k, v in (obj.get("lists") or {}).items()}
         key = str(obj.get("request_id") or f"line {line}")
-        return ReplayEvent(line, at, tenant, phone, event, recorded, key)
+        return ReplayEvent(line, at, tenant, phone, event, recorded, key, _recorded_ip(obj))
     raw = obj.get("phone_number")
     if not isinstance(raw, str):
         raise ReplayInputError(f"line {line}: phone_number must be a string")
@@ -130,6 +145,23 @@ def parse_line(
         raise ReplayInputError(f"line {line}: phone_number: {exc.reason}") from None
     key = str(obj.get("request_id") or f"line {line}")
     return ReplayEvent(line, at, tenant, phone, event, None, key)
+
+
+def _recorded_ip(obj: Mapping[str, Any]) -> IpFacts:
+    """The IP facts a decision-log line recorded (as the databases said then)."""
+    ip = obj.get("ip")
+    if not isinstance(ip, Mapping):
+        return NO_IP
+    return IpFacts(
+        version=int(ip.get("version", 0) or 0),
+        country=str(ip.get("country", "")),
+        province=str(ip.get("province", "")),
+        province_name=str(ip.get("province_name", "")),
+        city=str(ip.get("city", "")),
+        city_name=str(ip.get("city_name", "")),
+        asn=int(ip.get("asn", 0) or 0),
+        org=str(ip.get("org", "")),
+    )
 
 
 def parse_lines(
