@@ -22,6 +22,8 @@ def parse_ip(text: str) -> tuple[int, int] | None:
     """``(version, address as an int)`` of an IP address, or None when ``text`` is not one."""
     if not text or len(text) > 64:
         return None
+    if ":" not in text:
+        return _v4(text)
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -33,6 +35,23 @@ def parse_ip(text: str) -> tuple[int, int] | None:
             return 4, int(mapped)
         return 6, int(addr)
     return 4, int(addr)
+
+
+def _v4(text: str) -> tuple[int, int] | None:
+    """A dotted quad as ipaddress reads it (no leading zeros, each part 0..255), without
+    building an address object: most traffic is IPv4."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for p in parts:
+        if not (0 < len(p) <= 3 and p.isascii() and p.isdigit()) or (p[0] == "0" and p != "0"):
+            return None
+        octet = int(p)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return 4, value
 
 
 def ip_version(text: str) -> int:

@@ -677,18 +677,18 @@ class _Overlay:
     networks) is forced on (with labels) or off."""
 
     base: ListView | None
-    key: str
+    keys: frozenset[str]  # the number, the address, or both for a list not loaded
     forced: Mapping[str, str] | None
     kind: str = NUMBERS
     size: int = field(default=0)
 
     def __contains__(self, key: object) -> bool:
-        if key == self.key:
+        if key in self.keys:
             return self.forced is not None
         return self.base is not None and key in self.base
 
     def labels(self, key: str) -> Mapping[str, str] | None:
-        if key == self.key:
+        if key in self.keys:
             return self.forced
         return None if self.base is None else self.base.labels(key)
 
@@ -717,11 +717,13 @@ def run_case(
     if problems:
         return CaseResult(case, False, None, tuple(problems))
     views: dict[str, ListView] = dict(lists)
+    number, address = case.facts.phone.e164, case.facts.event.ip
     for name, labels in case.lists.items():
         base = lists.get(name)
         kind = kind_of(base)
-        key = case.facts.event.ip if kind == NETWORKS else case.facts.phone.e164
-        views[name] = _Overlay(base, key, labels, kind)
+        # A list the caller did not load (a cookbook recipe): whichever the policy asks.
+        keys = {number, address} if base is None else {address if kind == NETWORKS else number}
+        views[name] = _Overlay(base, frozenset(keys - {""}), labels, kind)
     tenant = case.facts.tenant or policy.tenant
     for past in case.history:
         decide_now(policy, views, replace(past, tenant=tenant), state, record=True)

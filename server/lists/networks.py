@@ -17,14 +17,14 @@ from __future__ import annotations
 import ipaddress
 from array import array
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
 from dsl.addresses import parse_ip
 from dsl.lists import NETWORKS
-from server.lists.index import NO_LABEL, ListStats, RangeSpec, flatten
+from server.lists.index import NO_LABEL, ListStats
 
 _V4_BITS: Final = 32
 _V6_BITS: Final = 128
@@ -76,19 +76,8 @@ def parse_network(text: str) -> Network:
 
 
 def _address(text: str) -> tuple[int, int]:
-    parts = text.split(".")
-    if len(parts) == 4 and ":" not in text:
-        # The common case (IPv4 feeds), without ipaddress: digits, no leading zeros, <= 255.
-        value = 0
-        for p in parts:
-            if not (p.isascii() and p.isdigit()) or len(p) > 3 or (p[0] == "0" and p != "0"):
-                raise NetworkError(f"bad network: {text[:45]!r} is not an IP address")
-            octet = int(p)
-            if octet > 255:
-                raise NetworkError(f"bad network: {text[:45]!r} is not an IP address")
-            value = value << 8 | octet
-        return 4, value
-    found = parse_ip(text) if "%" not in text else None
+    # Not memoised: a list's million entries would only churn parse_ip's cache.
+    found = parse_ip.__wrapped__(text) if "%" not in text else None
     if found is None or (found[0] == 4 and ":" in text):
         # A zone (fe80::1%eth0) names an interface; an IPv4-mapped form says twice what
         # one IPv4 network says once: neither belongs in a list.
@@ -133,23 +122,23 @@ class NetworkIndex:
         self.label_columns = label_columns
         self.next_expiry = next_expiry
         self._labels = tuple(labels)
-        v4: list[RangeSpec] = []
-        v6: list[RangeSpec] = []
-        long: list[RangeSpec] = []
-        for (version, low, bits), (label, line) in networks.items():
+        v4: list[tuple[int, int, int]] = []
+        v6: list[tuple[int, int, int]] = []
+        long: list[tuple[int, int, int]] = []
+        for (version, low, bits), (label, _) in networks.items():
             if version == 4:
-                v4.append(RangeSpec(low, low | ((1 << (_V4_BITS - bits)) - 1), label, line))
+                v4.append((low, low | ((1 << (_V4_BITS - bits)) - 1), label))
             elif bits <= _UPPER:
                 top = low >> _UPPER
-                v6.append(RangeSpec(top, top | ((1 << (_UPPER - bits)) - 1), label, line))
+                v6.append((top, top | ((1 << (_UPPER - bits)) - 1), label))
             else:
-                long.append(RangeSpec(low, low | ((1 << (_V6_BITS - bits)) - 1), label, line))
-        self._v4_starts, self._v4_labels = flatten(v4)
-        self._v6_starts, self._v6_labels = flatten(v6)
+                long.append((low, low | ((1 << (_V6_BITS - bits)) - 1), label))
+        self._v4_starts, self._v4_labels = _nested(v4, array("Q"), 1 << _V4_BITS)
+        self._v6_starts, self._v6_labels = _nested(v6, array("Q"), 1 << _UPPER)
         # Few, and wider than 64 bits: a plain list (array holds 64 bits at most).
-        starts, found = flatten(long, typecode="")
+        starts, found = _nested(long, [], 1 << _V6_BITS)
         self._long_starts: list[int] = list(starts)
-        self._long_labels: array[int] = array("q", found)
+        self._long_labels: array[int] = found
         self.stats = ListStats(len(networks), 0, 0, skipped_expired, duplicates)
 
     def labels(self, address: str) -> Mapping[str, str] | None:
@@ -183,6 +172,42 @@ class NetworkIndex:
             f"NetworkIndex(name={self.name!r}, networks={s.entries},"
             f" skipped_expired={s.skipped_expired}, duplicates={s.duplicates})"
         )
+
+
+def _nested(
+    networks: list[tuple[int, int, int]], starts: MutableSequence[int], end: int
+) -> tuple[MutableSequence[int], array[int]]:
+    """Sorted segment starts and, per segment, the label of its longest covering network.
+
+    Networks are nested or apart, never overlapping otherwise, so one pass over them
+    sorted by start (the wider first) with a stack of the open ones does it: O(n) after
+    the sort, with no range objects built.
+    """
+    labels: array[int] = array("q")
+
+    def emit(point: int, label: int) -> None:
+        if starts and starts[-1] == point:
+            labels[-1] = label  # a network starting where another ended: it decides
+            if len(labels) > 1 and labels[-2] == label:
+                starts.pop()
+                labels.pop()
+        elif not labels or labels[-1] != label:
+            starts.append(point)
+            labels.append(label)
+
+    open_: list[tuple[int, int]] = []  # (last address, label) of the networks around
+    networks.sort(key=lambda n: (n[0], -n[1]))
+    for low, high, label in networks:
+        while open_ and open_[-1][0] < low:
+            last, _ = open_.pop()
+            emit(last + 1, open_[-1][1] if open_ else NO_LABEL)
+        emit(low, label)
+        open_.append((high, label))
+    while open_:
+        last, _ = open_.pop()
+        if last + 1 < end:
+            emit(last + 1, open_[-1][1] if open_ else NO_LABEL)
+    return starts, labels
 
 
 def _find(starts: Sequence[int], labels: Sequence[int], value: int) -> int:
