@@ -182,6 +182,11 @@ class IpLocator:
             self._by_block[block] = found
         return found
 
+    def forget(self) -> None:
+        """Drop every remembered answer (the databases changed)."""
+        self._by_text = {}
+        self._by_block = {}
+
     # -- reloading -------------------------------------------------------------------------
 
     def refresh(self) -> tuple[IpDatabase | None, ...]:
@@ -221,8 +226,7 @@ class IpLocator:
             return 0
         old = self.databases
         self.databases = tuple(new or db for db, new in zip(old, fresh, strict=True))
-        self._by_text = {}
-        self._by_block = {}
+        self.forget()
         for db, new in zip(old, fresh, strict=True):
             if new is not None:
                 log.info(
