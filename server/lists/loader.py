@@ -19,7 +19,13 @@ from typing import Final
 
 from server.lists.entries import EntryError, Exact, Prefix, Range, e164_digits, parse_entry
 from server.lists.index import ListIndex, RangeSpec
-from server.lists.networks import NetworkError, NetworkIndex, looks_like_network, parse_network
+from server.lists.networks import (
+    NetworkError,
+    NetworkIndex,
+    ipv4_network,
+    looks_like_network,
+    parse_network,
+)
 from server.phone import PhoneParser
 
 ENTRY_COLUMN: Final = "entry"
@@ -196,7 +202,9 @@ class _Builder:
         ncols = len(header)
         expires_at = header.index(EXPIRES_COLUMN) - 1 if EXPIRES_COLUMN in header else -1
         exact, label_ids, expired_cache = self.exact, self.label_ids, self.expired_cache
-        rows = 0
+        networks = self.networks
+        networks_ok = True  # False once numbers came first: networks then take the slow path
+        rows = network_rows = 0
         for i in range(start, len(lines)):
             line = lines[i].strip()
             if not line or line[0] == "#":
@@ -218,7 +226,25 @@ class _Builder:
                 expired = expired_or_none
             digits = e164_digits(entry)
             if digits is None:
-                self._other(i + 1, entry, values, expired)
+                # The other hot path: an IPv4 network (a feed of data-centre ranges).
+                net = ipv4_network(entry) if networks_ok else None
+                if net is None:
+                    self._other(i + 1, entry, values, expired)
+                    continue
+                if not self.first_network:
+                    self.first_network = i + 1
+                    if self.first_number:
+                        self._mixed(i + 1)
+                        networks_ok = False
+                        continue
+                if expired:
+                    self.skipped += 1
+                    continue
+                label = label_ids.get(values)
+                if label is None:
+                    label = label_ids[values] = len(label_ids)
+                networks[net] = (label, i + 1)
+                network_rows += 1
                 continue
             # The hot path: literal E.164, no phonenumbers.
             if not self.first_number:
@@ -236,6 +262,7 @@ class _Builder:
             exact[int(digits)] = label
             rows += 1
         self.exact_rows += rows
+        self.network_rows += network_rows
 
     def _label(self, values: tuple[str, ...]) -> int:
         label = self.label_ids.get(values)

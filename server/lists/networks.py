@@ -15,6 +15,7 @@ IPv6 prefixes, always more specific than those, go to a small table of their own
 from __future__ import annotations
 
 import ipaddress
+import socket
 from array import array
 from bisect import bisect_right
 from collections.abc import Mapping, MutableSequence, Sequence
@@ -50,6 +51,27 @@ def looks_like_network(text: str) -> bool:
         return True
     parts = text.split(".")
     return len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts)
+
+
+def ipv4_network(text: str) -> tuple[int, int, int] | None:
+    """``(4, network, prefix length)`` of a well-formed IPv4 network or address, or None
+    for anything else (which :func:`parse_network` then reads, or explains). The loader's
+    fast path: glibc's ``inet_pton`` is as strict as :mod:`ipaddress` for IPv4 (four
+    decimal parts, no leading zeros, each at most 255) and ten times faster."""
+    address, slash, length = text.partition("/")
+    try:
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+    except OSError:
+        return None
+    if not slash:
+        return 4, value, _V4_BITS
+    if not (length.isascii() and length.isdigit()) or len(length) > 2:
+        return None
+    bits = int(length)
+    host = _V4_BITS - bits
+    if bits > _V4_BITS or value >> host << host != value:
+        return None
+    return 4, value, bits
 
 
 def parse_network(text: str) -> Network:
@@ -196,8 +218,10 @@ def _nested(
             labels.append(label)
 
     open_: list[tuple[int, int]] = []  # (last address, label) of the networks around
-    networks.sort(key=lambda n: (n[0], -n[1]))
-    for low, high, label in networks:
+    # By start, the wider first: (low, -high) sorts natively, with no key function.
+    order = sorted((low, -high, label) for low, high, label in networks)
+    for low, neg_high, label in order:
+        high = -neg_high
         while open_ and open_[-1][0] < low:
             last, _ = open_.pop()
             emit(last + 1, open_[-1][1] if open_ else NO_LABEL)
