@@ -215,3 +215,33 @@ async def test_a_replaced_database_is_picked_up(
                 break
             await asyncio.sleep(0.05)
         assert (later.ip.province, later.action) == ("CN-BJ", pb.ACTION_ALLOW)
+
+
+async def test_the_decision_log_keeps_where_and_replay_uses_it(
+    geo_rules: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A decision-log line records the number's home, the IP facts the decision read and
+    the network-list entry; replaying the log without any database decides the same."""
+    import json
+
+    from cli_helpers import ringfence
+
+    rules, city, asn = geo_rules
+    log = tmp_path / "decisions.jsonl"
+    async with running_server(rules, ip_dbs=(city, asn), decision_log=str(log)) as srv:
+        for number, ip in ((BEIJING_NUMBER, "58.216.1.3"), (CHANGZHOU_NUMBER, "119.29.7.1")):
+            event = pb.Event(scene="register", ip=ip)
+            req = request(number, tenant="geo", event=event, request_id=f"r-{ip}")
+            await srv.decisions.Evaluate(req, timeout=10)
+    lines = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()]
+    away, idc = lines
+    assert (away["phone"]["province"], away["phone"]["city"]) == ("CN-BJ", "北京")
+    assert away["ip"]["province"] == "CN-JS"
+    assert idc["ip"]["asn"] == 45090
+    assert idc["lists"] == {"datacentres": {"kind": "idc", "provider": "tencent"}}
+    assert away["decision"]["action"] == "review"
+    assert idc["decision"]["action"] == "block"
+    done = ringfence("replay", str(log), "--rules", str(rules), "--tenant", "geo", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["policy"]["actions"] == {"review": 1, "block": 1}
