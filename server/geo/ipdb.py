@@ -40,7 +40,6 @@ log = logging.getLogger("ringfence.ipdb")
 CACHE_SIZE: Final = 65_536
 # Networks at least this wide answer for every address of the block around an address.
 _BLOCK_BITS: Final = {4: 24, 6: 64}
-_WIDTH: Final = {4: 32, 6: 128}
 _V4: Final = IpFacts(version=4)
 _V6: Final = IpFacts(version=6)
 _CHINA_NAMES: Final = frozenset({"中国", "china", "中华人民共和国"})
@@ -117,7 +116,7 @@ class IpLocator:
     lookups: int = 0  # database lookups made (cache misses)
     errors: int = 0  # lookups a database failed (a damaged file): that field is unknown
     _by_text: dict[str, IpFacts] = field(default_factory=dict, repr=False)
-    _by_block: dict[tuple[int, int], IpFacts] = field(default_factory=dict, repr=False)
+    _by_block: dict[int, IpFacts] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, paths: Sequence[str | os.PathLike[str]]) -> IpLocator:
@@ -154,7 +153,8 @@ class IpLocator:
         version, value = parsed
         if not self.databases:
             return _V4 if version == 4 else _V6
-        block = (version, value >> (_WIDTH[version] - _BLOCK_BITS[version]))
+        # One int per block: the /24's 24 bits, or the /64's 64 bits above a marker bit.
+        block = value >> 8 if version == 4 else value >> 64 | 1 << 64
         found = self._by_block.get(block)
         if found is not None:
             return found
@@ -171,7 +171,7 @@ class IpLocator:
                 wide = False
                 continue
             wide = wide and prefix_len <= _BLOCK_BITS[version]
-            if isinstance(record, Mapping):
+            if isinstance(record, dict):
                 for key, value_ in extract(record).items():
                     if value_ and not merged.get(key):
                         merged[key] = value_
@@ -264,22 +264,27 @@ class IpLocator:
 
 
 # -- what a record says ---------------------------------------------------------------------
+# Records come from the C reader as plain dicts and lists: checked with isinstance(x, dict)
+# (a C fast path), not against the Mapping ABC, which costs as much as the lookup itself.
 
 
-def _names(node: object) -> Mapping[str, str]:
-    if isinstance(node, Mapping):
+def _names(node: object) -> dict[str, str]:
+    if isinstance(node, dict):
         names = node.get("names")
-        if isinstance(names, Mapping):
+        if isinstance(names, dict):
             return names
-    return {}
+    return _NO_NAMES
 
 
-def _zh(names: Mapping[str, str]) -> str:
+_NO_NAMES: dict[str, str] = {}
+
+
+def _zh(names: dict[str, str]) -> str:
     return str(names.get("zh-CN") or names.get("zh") or "")
 
 
 def _code(node: object) -> str:
-    if isinstance(node, Mapping):
+    if isinstance(node, dict):
         code = node.get("iso_code")
         if isinstance(code, str):
             return code.strip().upper()
@@ -290,46 +295,54 @@ def extract(record: Mapping[str, Any]) -> dict[str, Any]:
     """The IpFacts fields a GeoLite2/GeoIP2 City, Country or ASN record (or an ISP or
     Enterprise one, or a converted ip2region/IPIP one) gives; absent fields are left out."""
     out: dict[str, Any] = {}
-    country_node = record.get("country") or record.get("registered_country")
-    country = _code(country_node)
-    if not country:
-        name = _zh(_names(country_node)) or str(_names(country_node).get("en", ""))
-        if name.strip().lower() in _CHINA_NAMES:
-            country = "CN"
-    if country:
-        out["country"] = country
-    subdivisions = record.get("subdivisions")
-    region = subdivisions[0] if isinstance(subdivisions, list) and subdivisions else None
+    get = record.get
+    country_node = get("country") or get("registered_country")
     province: Province | None = None
-    if region is not None:
-        code, names = _code(region), _names(region)
-        if country == "CN":
-            table = provinces()
-            candidates = (code, _zh(names), str(names.get("en", "")))
-            province = next((p for t in candidates if t and (p := table.find(t))), None)
-            if province is not None:
-                out["province"] = province.code
-                out["province_name"] = province.name_zh
-        elif code and country:
-            out["province"] = f"{country}-{code}"
-            out["province_name"] = str(names.get("en", "")) or _zh(names)
-    city_names = _names(record.get("city"))
-    if city_names:
-        out.update(_city(country, province, city_names))
-    found_traits = record.get("traits")
-    traits: Mapping[str, Any] = found_traits if isinstance(found_traits, Mapping) else {}
-    asn = record.get("autonomous_system_number") or traits.get("autonomous_system_number")
+    if country_node is not None:
+        country = _code(country_node)
+        if not country:
+            names = _names(country_node)
+            name = _zh(names) or str(names.get("en", ""))
+            if name.strip().lower() in _CHINA_NAMES:
+                country = "CN"
+        if country:
+            out["country"] = country
+        subdivisions = get("subdivisions")
+        if isinstance(subdivisions, list) and subdivisions:
+            province = _province(out, country, subdivisions[0])
+        city_names = _names(get("city"))
+        if city_names:
+            out.update(_city(country, province, city_names))
+    asn = get("autonomous_system_number")
+    org = get("autonomous_system_organization")
+    traits = get("traits")
+    if isinstance(traits, dict):
+        asn = asn or traits.get("autonomous_system_number")
+        org = org or traits.get("autonomous_system_organization")
     if isinstance(asn, int) and asn > 0:
         out["asn"] = asn
-    org = record.get("autonomous_system_organization") or traits.get(
-        "autonomous_system_organization"
-    )
     if isinstance(org, str) and org:
         out["org"] = org
     return out
 
 
-def _city(country: str, province: Province | None, names: Mapping[str, str]) -> dict[str, str]:
+def _province(out: dict[str, Any], country: str, region: object) -> Province | None:
+    code, names = _code(region), _names(region)
+    if country == "CN":
+        table = provinces()
+        candidates = (code, _zh(names), str(names.get("en", "")))
+        found = next((p for t in candidates if t and (p := table.find(t))), None)
+        if found is not None:
+            out["province"] = found.code
+            out["province_name"] = found.name_zh
+        return found
+    if code and country:
+        out["province"] = f"{country}-{code}"
+        out["province_name"] = str(names.get("en", "")) or _zh(names)
+    return None
+
+
+def _city(country: str, province: Province | None, names: dict[str, str]) -> dict[str, str]:
     zh, en = _zh(names), str(names.get("en", ""))
     if country != "CN":
         return {"city": en or zh, "city_name": en or zh}
