@@ -7,9 +7,14 @@ languages, which is what a lookup decodes) with mmdb-writer, then decides a stre
 events in process, as the server's request path does after parsing (facts, plan, evaluate
 through ``dsl.pipeline.Step``, values given):
 
-- baseline: the demo policy without its location rule (no ip.* read, so no lookup);
-- with IP facts: the demo policy (its rule compares phone.province with ip.province), each
-  event's facts built with ``IpLocator.facts`` over both databases.
+- baseline: the demo policy (its location rule compares phone.province with ip.province),
+  each event's IP facts already known (looked up before the clock starts), so the
+  decision does all the work the facts cause (the rule firing, its reason) but no lookup;
+- with lookups: the same, the facts looked up in both databases at decision time, as the
+  server does (``IpLocator.facts``), its memory of answers emptied before each round.
+
+The difference is what the two lookups add per Evaluate. For scale, also the demo policy
+without the location rule (reads no ip.*: the server never looks the address up for it).
 
 The traffic is a day's shape: most addresses come back (NAT, retries, one household's
 devices) or share a /24 with an earlier one; ``--cold`` share of them are new networks.
@@ -135,31 +140,40 @@ def main() -> None:
             for i, a in enumerate(addresses)
         ]
 
-        def baseline() -> None:
-            for phone, event in events:
-                Step(without, {}, Facts("demo", phone, event, NO_IP)).finish(values)
+        known = [locator.facts(event.ip) for _, event in events]
+        located = [(p, e, ip) for (p, e), ip in zip(events, known, strict=True)]
 
-        def with_facts() -> None:
-            # A fresh memo per round: every round pays the cold share again.
+        def baseline() -> None:
+            for phone, event, ip in located:
+                Step(with_ip, {}, Facts("demo", phone, event, ip)).finish(values)
+
+        def with_lookups() -> None:
+            # A fresh memory per round: every round pays the cold share again.
             locator.forget()
             for phone, event in events:
                 facts = Facts("demo", phone, event, locator.facts(event.ip))
                 Step(with_ip, {}, facts).finish(values)
 
-        baseline()  # warm both up (the CN city table loads on the first city decoded)
-        with_facts()
-        base_t, with_t = [], []
-        for _ in range(args.rounds):  # alternate, so drift hits both
+        def no_ip() -> None:
+            for phone, event in events:
+                Step(without, {}, Facts("demo", phone, event, NO_IP)).finish(values)
+
+        before = locator.lookups
+        base_t, with_t, plain_t = [], [], []
+        for _ in range(args.rounds):  # alternate, so drift hits all three
             base_t += per_event_us(baseline, len(events), 1)
-            with_t += per_event_us(with_facts, len(events), 1)
+            with_t += per_event_us(with_lookups, len(events), 1)
+            plain_t += per_event_us(no_ip, len(events), 1)
         b, w = statistics.median(base_t), statistics.median(with_t)
         print(
-            f"evaluate  : baseline {b:6.2f} µs   with IP facts {w:6.2f} µs   added "
-            f"{w - b:5.2f} µs per Evaluate ({w / b:4.2f}x)   target: added < 3 µs"
+            f"evaluate  : facts known {b:6.2f} µs   looked up {w:6.2f} µs   the lookups add "
+            f"{w - b:5.2f} µs per Evaluate ({w / b:4.2f}x)   target < 3 µs   (a policy "
+            f"reading no ip.*: {statistics.median(plain_t):6.2f} µs)"
         )
         print(
             f"traffic   : {len(events):,} events, {len(set(addresses)):,} addresses, "
-            f"{locator.lookups / 2 / (args.rounds + 1):,.0f} database lookups a round "
+            f"{(locator.lookups - before) / 2 / args.rounds:,.0f} lookups of both databases"
+            " a round "
             f"({args.cold:.0%} of events from new networks)"
         )
 
