@@ -22,6 +22,7 @@ BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("reload_latency.py", []),
     ("isolation_latency.py", []),
     ("hostile_policies.py", []),
+    ("idle_streams.py", []),
     ("state_bench.py", []),
     ("cluster_bench.py", []),
     ("claims_cost.py", []),

@@ -26,6 +26,7 @@ from dsl.pipeline import SyncState, decide_now
 from dsl.policy import CompiledPolicy
 from dsl.schema import IP_FIELDS, PHONE_FIELDS
 from dsl.suggest import closest
+from dsl.toml_guard import check_toml
 from dsl.toml_positions import Path, Positions, locate
 
 UNKNOWN = "unknown"
@@ -211,12 +212,16 @@ def load_cases(
     limit = _too_big(text, path)
     if limit is not None:
         raise PolicyError([limit])
+    excess = check_toml(text)
+    if excess is not None:
+        message = f"{excess.message} (a rule-test case needs a few levels)"
+        raise PolicyError([Diagnostic(path, excess.line, excess.column, Severity.ERROR, message)])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise PolicyError([_toml_error(err, text, path)]) from None
-    except RecursionError:
-        message = "values nested too deeply (a rule-test case needs a few levels)"
+    except (RecursionError, ValueError) as err:  # a backstop behind check_toml
+        message = f"not valid TOML ({type(err).__name__})"
         raise PolicyError([Diagnostic(path, 1, 1, Severity.ERROR, message)]) from None
     try:
         positions = locate(text)

@@ -26,6 +26,7 @@ from server.bundle.remote import BundleSource, RemoteSettings, register_metrics
 from server.bundle.worker import CompilePool
 from server.config import BundleConfig, ServeConfig
 from server.geo.ipdb import IpLocator
+from server.lists.writable import StateListMirror
 from server.observability.decision_log import DecisionLog
 from server.observability.health_http import HealthEndpoint
 from server.observability.telemetry import Telemetry, tracing_from_env
@@ -35,9 +36,11 @@ from server.phone.hashing import NumberHasher
 from server.rpc.decide import Decider
 from server.rpc.decision_service import DecisionService
 from server.rpc.decoding import add_service
+from server.rpc.list_entries import ListEntries
 from server.rpc.policy_service import PolicyService
 from server.rpc.tls import ReloadingCertificates
 from server.state import StateBackend, open_backend
+from server.state.keys import KeyHasher
 from server.state.pool import BackendPool
 
 log = logging.getLogger("ringfence.server")
@@ -53,6 +56,8 @@ def _server_options(config: ServeConfig) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.so_reuseport", 0),
+        # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: one connection cannot hold every slot.
+        ("grpc.max_concurrent_streams", config.max_streams_per_connection),
     ]
     if config.max_connection_age_s > 0:
         # GOAWAY after this age: clients reconnect and their balancer (or the Service's
@@ -100,6 +105,7 @@ class RingfenceServer:
     compiler: CompilePool = field(init=False)
     reloader: Reloader | None = field(init=False, default=None)
     health: HealthServicer = field(init=False)
+    decision_service: DecisionService = field(init=False)
     telemetry: Telemetry = field(init=False)
     decision_log: DecisionLog | None = field(init=False, default=None)
     _server: grpc.aio.Server | None = field(init=False, default=None)
@@ -111,6 +117,8 @@ class RingfenceServer:
     certificates: ReloadingCertificates | None = field(init=False, default=None)
     bundle_source: BundleSource | None = field(init=False, default=None)
     health_http: HealthEndpoint | None = field(init=False, default=None)
+    state_lists: StateListMirror = field(init=False)
+    _parser: PhoneParser = field(init=False)
     health_port: int = field(init=False, default=0)
 
     async def start(self) -> int:
@@ -125,7 +133,12 @@ class RingfenceServer:
         # loads what they hand back (server/bundle/worker.py).
         self.compiler = CompilePool(cfg.compile_budget)
         self.registry = TenantRegistry(
-            rules, parser, compiler=self.compiler, build_threads=cfg.compile_budget.workers
+            rules,
+            parser,
+            compiler=self.compiler,
+            build_threads=cfg.compile_budget.workers,
+            # A tenant.toml naming a backend the operator did not offer it never loads.
+            admit=cfg.state_backends.admission_error,
         )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:
@@ -150,8 +163,12 @@ class RingfenceServer:
 
         if self.backend is None:
             self.backend = factory(cfg.state)
-        self.backends = BackendPool(self.backend, factory, cfg.state_secrets_dir)
-        self.registry.listeners.append(self._open_tenant_backend)
+        self.backends = BackendPool(self.backend, factory, cfg.state_backends)
+        # Lists kept in state: every policy that declares one reads this replica's mirror.
+        self.state_lists = StateListMirror(self.backends, KeyHasher(self.hasher.key), self.clock)
+        self.registry.state_lists = self.state_lists.view
+        self.registry.listeners.append(self._follow_state_lists)
+        self._parser = parser
         if self.bundle_source is not None:
             register_metrics(
                 self.telemetry.meter_provider.get_meter("ringfence"), self.bundle_source.status
@@ -203,6 +220,8 @@ class RingfenceServer:
             self.registry, debounce_ms=cfg.reload_debounce_ms, poll_ms=cfg.watch_poll_ms
         )
         await self.reloader.reload_now()
+        await self.state_lists.refresh()
+        self.state_lists.start()
         if not self.registry.slots and self.bundle_source is None:
             log.warning(
                 "no tenant folders in the rules directory: not ready until a policy arrives",
@@ -214,6 +233,11 @@ class RingfenceServer:
                     "tenant has no tokens: anyone who can reach the port may use it",
                     extra={"tenant": slot.name},
                 )
+        for name in cfg.state_backends.unused():
+            log.warning(
+                "state backend is offered to no tenant (--state-backend-tenants NAME=TENANT)",
+                extra={"backend": name},
+            )
         if not cfg.admin_token_hashes:
             log.warning(
                 "PolicyService has no admin token: anyone who can reach the port may read "
@@ -227,23 +251,52 @@ class RingfenceServer:
         self.registry.listeners.append(self._schedule_health_update)
         return self.port
 
+    def _follow_state_lists(self, outcome: ReloadOutcome) -> None:
+        """After a reload, follow exactly the lists kept in state that live policies declare."""
+        self.state_lists.keep_only(
+            (slot.bundle.config.state, name, decl.name)
+            for name, slot in self.registry.slots.items()
+            if slot.bundle is not None
+            for decl in slot.bundle.policy.lists
+            if decl.from_state
+        )
+
     def _grpc_server(self, decider: Decider) -> grpc.aio.Server:
         """The services, health (NOT_SERVING until a policy loads) and reflection."""
         interceptors: list[Any] = list(self.interceptors)
         if self.telemetry.tracer is not None:
             interceptors.append(TracingInterceptor(self.telemetry.tracer))
-        server = grpc.aio.server(interceptors=interceptors, options=_server_options(self.config))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=_server_options(self.config),
+            # Past this many calls in flight, new ones are refused RESOURCE_EXHAUSTED at
+            # once: idle streams cannot pile up without bound.
+            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+        )
+        self.decision_service = DecisionService(
+            decider, stream_idle_timeout_s=self.config.stream_idle_timeout_s
+        )
         add_service(
             server,
             decision_pb2.DESCRIPTOR.services_by_name["DecisionService"],
-            DecisionService(decider),
+            self.decision_service,
         )
         bundle_status = self.bundle_source.status if self.bundle_source is not None else None
         add_service(
             server,
             policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
             PolicyService(
-                self.registry, self.config.admin_token_hashes, self.compiler, bundle_status
+                self.registry,
+                self.config.admin_token_hashes,
+                self.compiler,
+                bundle_status,
+                ListEntries(
+                    self.registry,
+                    self.state_lists,
+                    self._parser,
+                    self.config.admin_token_hashes,
+                    self.clock,
+                ),
             ),
         )
         self.health = HealthServicer()
@@ -264,20 +317,6 @@ class RingfenceServer:
 
     async def _activate_bundle(self, directory: Path) -> list[ReloadOutcome]:
         return await self.registry.reload(root=directory)
-
-    def _open_tenant_backend(self, outcome: ReloadOutcome) -> None:
-        """Open a tenant's own state backend when its policy loads, so a missing or bad
-        state secret is reported now rather than on its first request."""
-        bundle = self.registry.get(outcome.tenant) if outcome.ok else None
-        if bundle is None or not bundle.config.state or self.backends is None:
-            return
-        try:
-            self.backends.for_url(bundle.config.state)
-        except Exception as exc:
-            log.error(
-                "tenant state backend cannot be opened; its fail_mode will apply",
-                extra={"tenant": outcome.tenant, "error": str(exc)},
-            )
 
     def _start_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -346,6 +385,8 @@ class RingfenceServer:
                 "ringfence_ip_db_reload_failures",
                 lambda: sum(1 for d in locator.status() if d.error),
             )
+        # The service is made after the gauges; the gauge reads it when scraped.
+        tel.add_gauge("ringfence_streams_open", lambda: self.decision_service.open_streams)
         if self.decision_log is not None:
             dl = self.decision_log
             tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())
@@ -371,6 +412,8 @@ class RingfenceServer:
         await asyncio.to_thread(self.compiler.close)
         if self.health_http is not None:
             await self.health_http.stop()
+        with contextlib.suppress(AttributeError):
+            await self.state_lists.stop()
         if self.backends is not None:
             await self.backends.close()
         for task in list(self._background):

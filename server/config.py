@@ -11,8 +11,8 @@ from typing import Any
 
 from server.bundle.budget import CompileBudget, default_workers
 from server.bundle.tenant_config import hash_token
-
-STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+from server.state.catalog import BackendCatalog, CatalogError, build_catalog, check_state_url
+from server.urls import has_control_characters
 
 
 class ConfigError(ValueError):
@@ -43,13 +43,21 @@ class ServeConfig:
     # Events stamped further back than this are refused (docs/state.md §1): a backfill is
     # for `ringfence replay`, and an event clock is never a way to forge an old history.
     max_event_lateness_s: float = 86_400.0
-    # Delivery: secret files, polling watch, HTTP health, connection age, bundles.
-    state_secrets_dir: Path | None = None
+    # Delivery: polling watch, HTTP health, connection age, bundles.
     watch_poll_ms: int = 0
     health_listen: str = ""
     max_connection_age_s: float = 0.0
     max_connection_age_grace_s: float = 0.0
     bundle: BundleConfig | None = None
+    # The operator's named state backends, and which tenant may pick which
+    # (server/state/catalog.py): built from --state-backend, --state-secrets-dir and
+    # --state-backend-tenants at start.
+    state_backends: BackendCatalog = field(default_factory=BackendCatalog)
+    # gRPC limits: calls in flight, streams per connection, and how long a stream may sit
+    # without a message (0: forever).
+    max_concurrent_rpcs: int = 1000
+    max_streams_per_connection: int = 100
+    stream_idle_timeout_s: float = 300.0
     # IP databases (MaxMind DB files) ip.* facts are read from, in the order given.
     ip_dbs: tuple[Path, ...] = ()
     ip_db_poll_s: float = 10.0
@@ -117,6 +125,38 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "how far back an event's occurred_at may be (a duration such as 1d, or seconds);"
         " older events are refused with INVALID_ARGUMENT",
     ),
+    (
+        "--max-concurrent-rpcs",
+        "RINGFENCE_MAX_CONCURRENT_RPCS",
+        "1000",
+        "calls in flight at once (streams included); more are refused RESOURCE_EXHAUSTED",
+    ),
+    (
+        "--max-streams-per-connection",
+        "RINGFENCE_MAX_STREAMS_PER_CONNECTION",
+        "100",
+        "concurrent calls one client connection may hold (HTTP/2 MAX_CONCURRENT_STREAMS)",
+    ),
+    (
+        "--stream-idle-timeout",
+        "RINGFENCE_STREAM_IDLE_TIMEOUT",
+        "300",
+        "seconds an EvaluateStream may wait for its next message before it is ended (0: never)",
+    ),
+)
+# Repeatable flags: each given once per value; the variable holds several, separated by
+# whitespace (URLs and tenant lists never hold any).
+REPEATED_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    (
+        "--state-backend",
+        "RINGFENCE_STATE_BACKENDS",
+        'a named state backend NAME=URL that tenant.toml may pick with state = "NAME"',
+    ),
+    (
+        "--state-backend-tenants",
+        "RINGFENCE_STATE_BACKEND_TENANTS",
+        "NAME=TENANT[,TENANT...] (or NAME=*): the tenants that may pick backend NAME",
+    ),
 )
 # A blank admin token must be an error, not an open PolicyService: these two have no
 # default, so "not given" (None) and "given but empty" ("") stay apart.
@@ -131,7 +171,7 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "--state-secrets-dir",
         "RINGFENCE_STATE_SECRETS_DIR",
         "",
-        "directory of files that tenant.toml `state_secret` names (per-tenant state URLs)",
+        "directory of state backend URL files: each file is a backend named after it",
     ),
     (
         "--watch-poll-ms",
@@ -222,6 +262,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
             default=os.environ.get(env) if flag in _NO_DEFAULT else os.environ.get(env, default),
             help=f"{help_text} [env {env}, default {default or 'unset'}]",
         )
+    for flag, env, help_text in REPEATED_OPTIONS:
+        parser.add_argument(
+            flag,
+            action="append",
+            default=None,
+            help=f"{help_text}; repeatable [env {env}: several, separated by spaces]",
+        )
     add_ip_db_arguments(parser)
     parser.add_argument(
         "--ip-db-poll",
@@ -229,6 +276,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between checks for a replaced IP database file"
         " [env RINGFENCE_IP_DB_POLL, default 10]",
     )
+
+
+def _repeated(ns: argparse.Namespace, flag: str) -> list[str]:
+    """A repeatable flag's values; when the flag is not given, its variable's."""
+    given = getattr(ns, flag.removeprefix("--").replace("-", "_"), None)
+    if given is not None:
+        return list(given)
+    env = next(e for f, e, _ in REPEATED_OPTIONS if f == flag)
+    return os.environ.get(env, "").split()
 
 
 def add_ip_db_arguments(parser: argparse.ArgumentParser) -> None:
@@ -338,13 +394,13 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         if p is not None and not p.is_file():
             raise ConfigError(f"TLS file not found: {p}")
     state = _read_secret(ns.state, ns.state_file, "state URL")
-    if not (state == "memory://" or state.startswith(STATE_SCHEMES)):
+    try:
         # The URL may hold a password: name only where it came from.
-        where = f"the file {ns.state_file}" if ns.state_file else repr(ns.state)
-        raise ConfigError(
-            "--state: expected memory://, redis://HOST:PORT/DB or redis+cluster://HOST:PORT,..."
-            f" in {where}"
+        check_state_url(
+            state, f"--state (in the file {ns.state_file})" if ns.state_file else "--state"
         )
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from None
     if ns.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
     return ServeConfig(
@@ -368,6 +424,11 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         ),
         idempotency_window_s=_number(ns.idempotency_window, "--idempotency-window", minimum=0),
         max_event_lateness_s=_duration(ns.max_event_lateness, "--max-event-lateness"),
+        max_concurrent_rpcs=_whole(ns.max_concurrent_rpcs, "--max-concurrent-rpcs", minimum=1),
+        max_streams_per_connection=_whole(
+            ns.max_streams_per_connection, "--max-streams-per-connection", minimum=1
+        ),
+        stream_idle_timeout_s=_number(ns.stream_idle_timeout, "--stream-idle-timeout", minimum=0),
         ip_dbs=ip_db_paths(ns.ip_db),
         ip_db_poll_s=_number(ns.ip_db_poll, "--ip-db-poll", minimum=0.1),
         **_delivery(ns),
@@ -383,10 +444,16 @@ def _delivery(ns: argparse.Namespace) -> dict[str, Any]:
     secrets_dir = Path(ns.state_secrets_dir) if ns.state_secrets_dir else None
     if secrets_dir is not None and not secrets_dir.is_dir():
         raise ConfigError(f"--state-secrets-dir: not a directory: {secrets_dir}")
+    try:
+        catalog = build_catalog(
+            _repeated(ns, "--state-backend"), _repeated(ns, "--state-backend-tenants"), secrets_dir
+        )
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from None
     age = _number(ns.max_connection_age, "--max-connection-age", minimum=0)
     grace = _number(ns.max_connection_age_grace, "--max-connection-age-grace", minimum=0)
     return {
-        "state_secrets_dir": secrets_dir,
+        "state_backends": catalog,
         "watch_poll_ms": int(_number(ns.watch_poll_ms, "--watch-poll-ms", minimum=0)),
         "health_listen": _address(ns.health_listen, "--health-listen") if ns.health_listen else "",
         "max_connection_age_s": age,
@@ -401,6 +468,8 @@ def _bundle(ns: argparse.Namespace) -> BundleConfig:
     from server.bundle import oci
 
     url = ns.bundle
+    if has_control_characters(url):
+        raise ConfigError("--bundle: the URL holds a control character (CR, LF, NUL, ...)")
     if oci.is_oci(url):
         try:
             oci.parse_reference(url)

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
-from server.bundle.load import BundleError, TenantBundle, is_tenant_dir, load_bundle
+from server.bundle.load import (
+    BundleError,
+    StateLists,
+    TenantBundle,
+    is_tenant_dir,
+    load_bundle,
+)
 from server.bundle.tenant_config import TENANT_NAME
 from server.phone import PhoneParser
 
@@ -53,8 +59,13 @@ class TenantRegistry:
     slots: dict[str, TenantSlot] = field(default_factory=dict)
     # Called with each outcome (metrics, logs); must not raise.
     listeners: list[Callable[[ReloadOutcome], None]] = field(default_factory=list)
+    # Checks a built bundle against what the operator allows (its state backend):
+    # returns why it may not load, or None.
+    admit: Callable[[Path, TenantBundle], str | None] | None = None
     # What "today" is for list rows' expiry dates (tests move it).
     clock: Callable[[], float] = time.time
+    # The server's views of lists kept in state (offline tools have none).
+    state_lists: StateLists | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, name: str) -> TenantBundle | None:
@@ -115,7 +126,16 @@ class TenantRegistry:
 
     def _build_one(self, name: str) -> TenantBundle | str:
         try:
-            return load_bundle(self.root, name, self.parser, self.compiler, now=self.clock())
+            bundle = load_bundle(
+                self.root,
+                name,
+                self.parser,
+                self.compiler,
+                now=self.clock(),
+                state_lists=self.state_lists,
+            )
+            refused = self.admit(self.root, bundle) if self.admit is not None else None
+            return bundle if refused is None else refused
         except BundleError as exc:
             return exc.text()
         except Exception as exc:  # a loader bug must not take the old policy down with it

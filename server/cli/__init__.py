@@ -16,6 +16,7 @@ from server.cli import (
     evaluate,
     fmt,
     health,
+    lists,
     lsp,
     replay,
     ruletest,
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tenant", help="default: the tenant of the first event")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report")
+    s.add_argument(
+        "--max-bad-lines",
+        type=int,
+        metavar="N",
+        help="stop with an error once more than N lines are bad (default: skip them all)",
+    )
     add_ip_db_arguments(s)
     s.set_defaults(func=replay.run_replay)
 
@@ -112,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=health.run_health)
 
     bundle.add_bundle_parser(sub)
+    lists.add_list_parser(sub)
 
     s = sub.add_parser("lsp", help="the language server for editors (stdio)")
     lsp.add_arguments(s)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 TOP_REASONS_SHOWN = 10
 GROUPS_SHOWN = 10
+BAD_LINES_SHOWN = 20  # on stderr, as they are found
+BAD_LINES_KEPT = 100  # in the summary (--json, the tables, the report)
 
 
 def run_replay(ns: argparse.Namespace) -> int:
@@ -27,7 +29,12 @@ def run_replay(ns: argparse.Namespace) -> int:
 
     from server.cli import output
     from server.tools.replay import first_tenant, replay_file
+    from server.tools.replay_input import BadLines, TooManyBadLines
     from server.tools.summary import PolicyRun, summarize
+
+    if ns.max_bad_lines is not None and ns.max_bad_lines < 0:
+        print("ringfence replay: --max-bad-lines must be 0 or more", file=sys.stderr)
+        return 2
 
     report_path = Path(ns.report) if ns.report else None
     if report_path is not None:
@@ -59,18 +66,28 @@ def run_replay(ns: argparse.Namespace) -> int:
         return 2
     # Parsing (in a worker process when a core is free) and deciding overlap; the bar
     # counts lines of the file, bad lines are reported after.
-    errors: list[str] = []
-    with output.progress(_count_lines(events_path), "replay") as step:
-        summary, other_summary, diff = replay_file(
-            events_path,
-            reg.parser,
-            base,
-            other,
-            errors=errors,
-            progress=step,
-            locate=locator.facts,
+    errors = BadLines(events_path, ns.max_bad_lines)
+    try:
+        with output.progress(_count_lines(events_path), "replay") as step:
+            summary, other_summary, diff = replay_file(
+                events_path,
+                reg.parser,
+                base,
+                other,
+                errors=errors,
+                progress=step,
+                locate=locator.facts,
+            )
+    except TooManyBadLines as exc:
+        for e in errors[: min(BAD_LINES_SHOWN, exc.limit + 1)]:
+            print(e, file=sys.stderr)
+        print(
+            f"ringfence replay: stopped at line {exc.first_over.line}: more than {exc.limit} "
+            f"bad line(s) (--max-bad-lines {exc.limit})",
+            file=sys.stderr,
         )
-    for e in errors[:20]:
+        return 1
+    for e in errors[:BAD_LINES_SHOWN]:
         print(e, file=sys.stderr)
     if errors:
         print(f"ringfence replay: {len(errors)} bad line(s) skipped", file=sys.stderr)
@@ -85,6 +102,7 @@ def run_replay(ns: argparse.Namespace) -> int:
         else None,
         diff,
         skipped_lines=len(errors),
+        bad_lines=[(b.line, b.reason) for b in errors.lines(BAD_LINES_KEPT)],
     )
     if report_path is not None:
         from server.tools.report import render_html
@@ -116,6 +134,31 @@ def _report_problem(path: Path) -> str:
 
 
 def print_report(out: Console, report: dict[str, Any]) -> None:
+    _print_runs(out, report)
+    if report["skipped_lines"]:
+        _print_bad_lines(out, report)
+
+
+def _print_bad_lines(out: Console, report: dict[str, Any]) -> None:
+    from server.cli import output
+
+    shown = report["bad_lines"]
+    more = report["skipped_lines"] > len(shown)
+    out.print()
+    t = output.table(
+        out,
+        "line",
+        "reason",
+        title=f"{report['skipped_lines']} bad line(s) skipped"
+        + (f", the first {len(shown)}" if more else ""),
+        right=["line"],
+    )
+    for bad in shown:
+        t.add_row(*output.cells(bad["line"], bad["reason"]))
+    output.emit(out, t)
+
+
+def _print_runs(out: Console, report: dict[str, Any]) -> None:
     from server.cli import output
 
     _print_policy(out, report["policy"])

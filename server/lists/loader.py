@@ -182,8 +182,12 @@ class _Builder:
             line = raw.strip()
             if not line or line[0] == "#":
                 continue
-            header = _split(line)
             lineno = i + 1
+            try:
+                header = _split(line)
+            except _LineError as exc:
+                self.issue(lineno, str(exc))
+                return None, 0
             if header[0] != ENTRY_COLUMN:
                 self.issue(lineno, f"header must start with column {ENTRY_COLUMN!r}")
                 return None, 0
@@ -209,7 +213,11 @@ class _Builder:
             line = lines[i].strip()
             if not line or line[0] == "#":
                 continue
-            fields = _split(line)
+            try:
+                fields = _split(line)
+            except _LineError as exc:
+                self.issue(i + 1, str(exc))
+                continue
             if len(fields) != ncols:
                 self.issue(i + 1, f"expected {ncols} columns, found {len(fields)}")
                 continue
@@ -345,12 +353,28 @@ class _Builder:
         return expired
 
 
+class _LineError(ValueError):
+    """A line the CSV reader cannot split; the message says why for people."""
+
+
 def _split(line: str) -> list[str]:
     if '"' in line:
         # Quoted fields are rare; csv handles "a, b" and doubled quotes.
-        fields = next(csv.reader([line], skipinitialspace=True))
+        try:
+            fields = next(csv.reader([line], skipinitialspace=True))
+        except csv.Error as exc:
+            raise _LineError(_csv_message(exc)) from None
         return [f.strip() for f in fields] or [""]
     fields = line.split(",")
     if " " in line or "\t" in line:
         return [f.strip() for f in fields]
     return fields
+
+
+def _csv_message(exc: csv.Error) -> str:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"a quoted field longer than {csv.field_size_limit():,} characters"
+    if "new-line character" in text:
+        return "a line break (CR) inside a field: quote the field, or remove the CR"
+    return f"not valid CSV ({text[:100]})"

@@ -141,40 +141,56 @@ class CheckRunner:
             if self.generation.get(key) != gen:
                 self.superseded += 1
                 return
-            req = await self.prepare(key)
-            if req is None:
-                return
-            req = replace(req, key=key, quick=quick)
-            self.running = _Job(key, gen, time.monotonic())
-            reply: CheckReply | None
+            reply: CheckReply | None = None
             try:
-                reply = await asyncio.wait_for(self.worker.check(req), self.budget_s)
-                failure = reply.failure
-            except TimeoutError:
-                await self.worker.kill()
-                reply, failure = (
-                    None,
-                    f"checking took longer than {self.budget_s:g} s and was stopped",
-                )
-            except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
-                await self.worker.kill()
-                if self.generation.get(key) != gen:  # killed because a newer version came
-                    self.superseded += 1
+                req = await self.prepare(key)
+            except Exception as exc:  # a reader bug must not end this key's checks
+                log.exception("reading the files of a check failed")
+                req = CheckRequest("", {}, {}, key=key)
+                failure = f"the files could not be read ({exc.__class__.__name__})"
+            else:
+                if req is None:
                     return
-                reply, failure = None, f"the checking process stopped ({exc.__class__.__name__})"
-            finally:
-                self.running = None
+                req = replace(req, key=key, quick=quick)
+                checked = await self._check(key, gen, req)
+                if checked is None:
+                    return
+                reply, failure = checked
             self.checks_run += 1
             if self.generation.get(key) != gen:
                 self.superseded += 1
                 return
-        await self.publish(key, req, reply, failure)
+        try:
+            await self.publish(key, req, reply, failure)
+        except Exception:  # a publisher bug (a list reader, say) must not end checking
+            log.exception("publishing a check failed")
         if reply is not None and reply.quick and self.generation.get(key) == gen:
             # The quick check reused the last full one for what did not change; confirm it
             # all once the edits pause.
             self.timers[key] = asyncio.get_running_loop().create_task(
                 self._after_debounce(key, gen, self.settle_s, quick=False)
             )
+
+    async def _check(
+        self, key: str, gen: int, req: CheckRequest
+    ) -> tuple[CheckReply | None, str] | None:
+        """The worker's reply and the failure to show; None when a newer version of the
+        key killed the check."""
+        self.running = _Job(key, gen, time.monotonic())
+        try:
+            reply = await asyncio.wait_for(self.worker.check(req), self.budget_s)
+            return reply, reply.failure
+        except TimeoutError:
+            await self.worker.kill()
+            return None, f"checking took longer than {self.budget_s:g} s and was stopped"
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+            await self.worker.kill()
+            if self.generation.get(key) != gen:  # killed because a newer version came
+                self.superseded += 1
+                return None
+            return None, f"the checking process stopped ({exc.__class__.__name__})"
+        finally:
+            self.running = None
 
     async def close(self) -> None:
         for t in self.timers.values():

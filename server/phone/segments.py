@@ -67,7 +67,7 @@ class SegmentTable:
         errors: list[str] = []
         segments: dict[str, Segment] = {}
         first_line: dict[str, int] = {}
-        for row in reader:
+        for row in _rows(reader, source, errors):
             line = reader.line_num
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
@@ -129,3 +129,13 @@ def _row_problem(prefix: str, kind: str, operator: str) -> str | None:
     if not operator:
         return "empty host_operator"
     return None
+
+
+def _rows(reader: Iterator[list[str]], source: str, errors: list[str]) -> Iterator[list[str]]:
+    """The reader's rows until one it cannot split (a field over the CSV field limit, a
+    stray line break in a field), which ends the table with an error at its line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        line = getattr(reader, "line_num", 0)
+        errors.append(f"{source}:{line}: not valid CSV ({str(exc)[:100]})")

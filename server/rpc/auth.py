@@ -30,7 +30,7 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
-def _matches(digest: str, hashes: Iterable[str]) -> bool:
+def digest_in(digest: str, hashes: Iterable[str]) -> bool:
     # Compare against every stored hash (no early exit) so timing does not tell which.
     found = False
     for h in hashes:
@@ -50,11 +50,31 @@ def authorize_tenant(
             grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (authorization metadata)"
         )
     digest = hashlib.sha256(token.encode()).hexdigest()
-    if _matches(digest, config.token_hashes):
+    if digest_in(digest, config.token_hashes):
         return
-    if any(_matches(digest, o.token_hashes) for o in others() if o is not config):
+    if any(digest_in(digest, o.token_hashes) for o in others() if o is not config):
         raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "token is not valid for this tenant")
     raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+
+
+def authorize_stream(token: str | None, configs: Iterable[TenantConfig]) -> None:
+    """Raise UNAUTHENTICATED unless ``token`` opens some tenant, before a stream takes its
+    first message: a stream lives long, so one that could only ever be refused is ended
+    at once instead of being held open. Every item is still authorised for its tenant.
+    While any tenant is open, a stream needs no token (it may be for that tenant)."""
+    configs = list(configs)
+    if any(c.open_access for c in configs):
+        return
+    if token is None:
+        raise RequestError(
+            grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (authorization metadata)"
+        )
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    found = False
+    for c in configs:  # every tenant, no early exit: timing does not tell which matched
+        found |= digest_in(digest, c.token_hashes)
+    if not found:
+        raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
 
 
 def authorize_admin(admin_hashes: frozenset[str], token: str | None) -> None:
@@ -63,5 +83,5 @@ def authorize_admin(admin_hashes: frozenset[str], token: str | None) -> None:
     if token is None:
         raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "missing admin bearer token")
     digest = hashlib.sha256(token.encode()).hexdigest()
-    if not _matches(digest, admin_hashes):
+    if not digest_in(digest, admin_hashes):
         raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "not an admin token")

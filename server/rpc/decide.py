@@ -152,9 +152,9 @@ class Decider:
             now = facts.event.occurred_at
             with tel.stage("aggregates"):
                 try:
-                    # Opening can fail too (a tenant's state secret that cannot be read):
-                    # that is the backend failing, and the tenant's fail_mode decides.
-                    backend = self.backends.for_url(bundle.config.state)
+                    # Picking can fail too (a name the tenant was not offered): that is
+                    # the backend failing, and the tenant's fail_mode decides.
+                    backend = self.backends.backend_for(bundle.name, bundle.config.state)
                     if req.request_id and not req.dry_run and self.idempotency_window_s > 0:
                         claim = Claim(
                             req.request_id,

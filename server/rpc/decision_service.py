@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +12,7 @@ import grpc
 
 from server.api import decision_pb2 as pb
 from server.api import decision_pb2_grpc as pb_grpc
-from server.rpc.auth import bearer_token
+from server.rpc.auth import authorize_stream, bearer_token
 from server.rpc.decide import Decider
 from server.rpc.decoding import Undecodable
 from server.rpc.errors import RequestError, internal_status
@@ -20,8 +22,11 @@ log = logging.getLogger("ringfence.decision")
 
 
 class DecisionService(pb_grpc.DecisionServiceServicer):
-    def __init__(self, decider: Decider) -> None:
+    def __init__(self, decider: Decider, *, stream_idle_timeout_s: float = 0.0) -> None:
         self.decider = decider
+        # 0: a stream may wait for its next message for ever.
+        self.stream_idle_timeout_s = stream_idle_timeout_s
+        self.open_streams = 0  # authenticated streams running now (a gauge)
 
     async def Evaluate(
         self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -68,7 +73,37 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.EvaluateResponse]:
         token = bearer_token(context.invocation_metadata())
-        async for item in request_iterator:
+        try:
+            slots = self.decider.registry.slots.values()
+            authorize_stream(token, (s.bundle.config for s in slots if s.bundle is not None))
+        except RequestError as exc:
+            await context.abort(exc.code, exc.message, exc.trailing_metadata())
+        self.open_streams += 1
+        try:
+            async for response in self._stream(request_iterator, context, token):
+                yield response
+        finally:
+            self.open_streams -= 1
+
+    async def _stream(
+        self,
+        request_iterator: AsyncIterator[pb.EvaluateRequest | Undecodable],
+        context: grpc.aio.ServicerContext[Any, Any],
+        token: str | None,
+    ) -> AsyncIterator[pb.EvaluateResponse]:
+        idle = self.stream_idle_timeout_s
+        items = aiter(request_iterator)
+        while True:
+            try:
+                async with asyncio.timeout(idle) if idle > 0 else contextlib.nullcontext():
+                    item = await anext(items)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no message for {idle:g} s: the stream is closed (open a new one)",
+                )
             if type(item) is Undecodable:
                 # Answered like any other bad item; the stream goes on.
                 yield pb.EvaluateResponse(

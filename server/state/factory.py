@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from server.urls import check_url
+
 from .backend import StateBackend
 from .memory import MemoryBackend
 from .redis_backend import RedisBackend
@@ -19,6 +21,8 @@ def open_backend(
     ``unix:///path?db=0`` (shared by replicas), or ``redis+cluster://host:port,host:port``
     (``rediss+cluster://``: a Redis Cluster, keys spread over its masters). Opening connects
     lazily: a Redis that is down at start-up surfaces as StateError on the first call."""
+    # redis-py percent-decodes the user name and password into its AUTH command.
+    check_url(url, "the state backend URL")
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
         return MemoryBackend(hash_key=hash_key, max_keys=max_keys)

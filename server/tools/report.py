@@ -8,6 +8,9 @@ number comes from the summary dict that ``ringfence replay --json`` prints
 The page shows data from event files and policies, both untrusted: text goes into the
 HTML through Jinja2's autoescaping, and into the script only as JSON with ``<``, ``>``,
 ``&`` and the JavaScript line separators escaped, so no value can close the script.
+Plotly draws chart text as a small HTML dialect (``<a href>``, ``<b>``, ``<span
+style>``...), so every label that reaches a chart (trace names, categories, titles) is
+HTML-escaped first: Plotly turns the entities back into the characters, as text.
 
 Needs the ``report`` extra (plotly, jinja2): ``pip install 'ringfence[report]'``.
 """
@@ -202,6 +205,41 @@ def _section(key: str, p: Mapping[str, Any], timeline: Mapping[str, Any]) -> Pol
     )
 
 
+# Trace fields that Plotly draws as text: categories, names, labels.
+_TEXT_FIELDS = ("name", "x", "y", "text", "hovertext", "labels", "legendgrouptitle")
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every string in it escaped for Plotly's HTML dialect."""
+    if isinstance(value, str):
+        return value.translate(_MARKUP)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _plain_figure(fig: Mapping[str, Any], height: int) -> dict[str, Any]:
+    """A figure's JSON with its text escaped: the traces' text fields and every title."""
+    data = [
+        {k: _plain(v) if k in _TEXT_FIELDS else v for k, v in trace.items()}
+        for trace in fig["data"]
+    ]
+    layout = dict(fig["layout"])
+    for key, part in layout.items():
+        if key == "title" or (key.endswith("axis") and isinstance(part, dict)):
+            layout[key] = _plain_titles(part)
+    return {"data": data, "layout": {**layout, "height": height}}
+
+
+def _plain_titles(part: Any) -> Any:
+    if not isinstance(part, dict):
+        return part
+    return {k: _plain(v) if k in ("title", "text") else v for k, v in part.items()}
+
+
 def _script_json(value: Any) -> str:
     return json.dumps(value, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JS_ESCAPES)
 
@@ -228,8 +266,7 @@ def render_html(summary: Mapping[str, Any]) -> str:
     charts = [c for s in sections for c in s.charts] + list(changes)
     figures: dict[str, dict[str, Any]] = {}
     for c in charts:
-        fig = c.figure.to_plotly_json()
-        figures[c.id] = {"data": fig["data"], "layout": {**fig["layout"], "height": c.height}}
+        figures[c.id] = _plain_figure(c.figure.to_plotly_json(), c.height)
     return (
         _environment()
         .get_template("report.html.j2")

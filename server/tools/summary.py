@@ -358,8 +358,11 @@ def summarize(
     diff: Diff | None = None,
     *,
     skipped_lines: int = 0,
+    bad_lines: Iterable[tuple[int, str]] = (),
 ) -> dict[str, Any]:
-    """The one summary of a replay: what ``--json`` prints and every other output shows."""
+    """The one summary of a replay: what ``--json`` prints and every other output shows.
+    ``bad_lines`` are the first skipped lines (number, reason); ``skipped_lines`` counts
+    them all."""
     minutes = base.summary.minutes()
     if other is not None:
         minutes |= other.summary.minutes()
@@ -367,6 +370,7 @@ def summarize(
     out: dict[str, Any] = {
         "tenant": tenant,
         "skipped_lines": skipped_lines,
+        "bad_lines": [{"line": line, "reason": reason} for line, reason in bad_lines],
         "timeline": buckets.to_json(),
         "policy": _policy_json(base, buckets),
     }

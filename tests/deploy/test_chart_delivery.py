@@ -95,11 +95,41 @@ def test_existing_keyring_configmap() -> None:
 def test_tenant_state_secrets_are_files() -> None:
     values = {
         "rules": {"demo": {"policy.rf": "#\n"}},
-        "state": {"tenantSecrets": {"existingSecret": "tenant-redis"}},
+        "state": {
+            "tenantSecrets": {"existingSecret": "tenant-redis"},
+            "backends": {"acme-redis": {"tenants": ["acme"]}},
+        },
     }
     e = env(values)
     assert e["RINGFENCE_STATE_SECRETS_DIR"] == mounts(values)["tenant-state"]
     assert volumes(values)["tenant-state"]["secret"]["secretName"] == "tenant-redis"
+    assert e["RINGFENCE_STATE_BACKEND_TENANTS"] == "acme-redis=acme"
+    assert "RINGFENCE_STATE_BACKENDS" not in e
+
+
+def test_named_backends_and_who_may_pick_them() -> None:
+    values = {
+        "state": {
+            "backends": {
+                "shared-b": {"url": "redis://redis-b.redis:6379/0", "tenants": ["*"]},
+                "scratch": {"url": "memory://", "tenants": ["acme", "beta"]},
+            }
+        }
+    }
+    e = env(values)
+    # The variables the server reads (server/config.py), names in order.
+    assert (
+        e["RINGFENCE_STATE_BACKENDS"] == "scratch=memory:// shared-b=redis://redis-b.redis:6379/0"
+    )
+    assert e["RINGFENCE_STATE_BACKEND_TENANTS"] == "scratch=acme,beta shared-b=*"
+    assert "RINGFENCE_STATE_BACKENDS" not in env({})
+
+
+def test_grpc_limits() -> None:
+    e = env({"server": {"maxConcurrentRpcs": 500, "streamIdleTimeoutSeconds": 60}})
+    assert e["RINGFENCE_MAX_CONCURRENT_RPCS"] == "500"
+    assert e["RINGFENCE_MAX_STREAMS_PER_CONNECTION"] == "100"
+    assert e["RINGFENCE_STREAM_IDLE_TIMEOUT"] == "60"
 
 
 def test_chart_secret_redis_url_is_a_file() -> None:

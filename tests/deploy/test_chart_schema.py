@@ -61,6 +61,23 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("image digest not sha256", {"image": {"digest": "latest"}}, "/image/digest"),
     ("sampler ratio above 1", {"otel": {"samplerRatio": "1.5"}}, "/otel/samplerRatio"),
     ("bad pull policy", {"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    (
+        "password in a backend URL",
+        {"state": {"backends": {"b": {"url": "redis://:pw@redis-b:6379/0", "tenants": ["*"]}}}},
+        "/state/backends/b/url",
+    ),
+    ("backend offered to nobody", {"state": {"backends": {"b": {"url": "memory://"}}}}, "tenants"),
+    (
+        "bad backend name",
+        {"state": {"backends": {"../b": {"tenants": ["acme"]}}}},
+        "invalid propertyName '../b'",
+    ),
+    (
+        "bad tenant in a backend",
+        {"state": {"backends": {"b": {"tenants": ["Acme Co"]}}}},
+        "/state/backends/b/tenants/0",
+    ),
+    ("zero concurrent calls", {"server": {"maxConcurrentRpcs": 0}}, "/server/maxConcurrentRpcs"),
 ]
 
 BAD_PARAMS = [pytest.param(v, f, id=i) for i, v, f in BAD_VALUES]

@@ -140,13 +140,20 @@ def test_dashboard_shows(needed: str) -> None:
 # --- the live test --------------------------------------------------------------------
 
 
-def flaky_tenant(rules: Path) -> None:
+def flaky_tenant(rules: Path) -> list[str]:
     """A copy of demo whose own state backend is a Redis port nobody listens on: every
-    decision is degraded and counts a backend error."""
+    decision is degraded and counts a backend error. Returns the server flags that name
+    that backend and offer it to the tenant."""
     shutil.copytree(rules / "demo", rules / "flaky")
     (rules / "flaky" / "tenant.toml").write_text(
-        f'fail_mode = "open"\nstate = "redis://127.0.0.1:{free_port()}/0"\n', encoding="utf-8"
+        'fail_mode = "open"\nstate = "flaky-redis"\n', encoding="utf-8"
     )
+    return [
+        "--state-backend",
+        f"flaky-redis=redis://127.0.0.1:{free_port()}/0",
+        "--state-backend-tenants",
+        "flaky-redis=flaky",
+    ]
 
 
 EXPECTED_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
@@ -182,7 +189,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """A server under traffic, and a Prometheus scraping it every second."""
     tmp = tmp_path_factory.mktemp("scraped")
     rules = copy_rules(tmp)
-    flaky_tenant(rules)
+    flaky = flaky_tenant(rules)
     address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     # Prometheus first: it takes ~5 s to its first scrape (target updates are throttled),
     # time the server spends starting.
@@ -190,6 +197,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     # The server's log goes to a file: the flaky tenant logs a warning a call, which
     # would fill a pipe nobody reads and block the server.
     args = ["serve", "--rules", str(rules), "--listen", address, "--metrics-listen", metrics]
+    args += flaky
     with (tmp / "server.log").open("wb") as log:
         server = subprocess.Popen(
             [str(RINGFENCE), *args],

@@ -11,6 +11,7 @@ A fenced block says what it is after its opening fence:
 - ```` ```rf skip ```` not checked: an outline with placeholders such as ``NAME``.
 - ```` ```toml rf-test ```` rule-test cases (``[[case]]``) that must all pass against the
   page's last ``rf`` policy (numbers parsed by the server's parser, region CN).
+- ```` ```toml tenant ```` a ``tenant.toml``: it must load as the server loads one.
 
 A block with no language at all must not be a policy (it would escape these checks).
 """
@@ -110,6 +111,13 @@ def test_policy_examples(block: Block) -> None:
     elif kind == "toml rf-test":
         assert block.policy is not None, f"{block.where}: no ```rf policy before it"
         _run_cases(block, block.policy)
+    elif kind == "toml tenant":
+        from server.bundle.tenant_config import TenantConfigError, parse_tenant_config
+
+        try:
+            parse_tenant_config(block.text, block.where)
+        except TenantConfigError as err:
+            pytest.fail(f"the tenant.toml example does not load: {err}")
     elif kind.startswith("rf"):
         pytest.fail(f"{block.where}: unknown kind of example ```{kind}")
 

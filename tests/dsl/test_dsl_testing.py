@@ -226,7 +226,9 @@ def test_a_wall_clock_time_the_clocks_skip_is_an_error() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("a = " + "[\n" * 5000 + "]\n" * 5000, 1, "nested too deeply"),
+        ("a = " + "[\n" * 5000 + "]\n" * 5000, 33, "nested more than 32 deep"),
+        ("x = 1\n" + "a" + ".a" * 40 + " = 1\n", 2, "dotted key of more than 32 parts"),
+        ("x = 1" + "0" * 5000 + "\n", 1, "longer than 1000 characters"),
         ("a = " + "{b = " * 3000 + "1" + "}" * 3000, 1, "line longer than"),
         ("x = 1\n" + "a" + ".a" * 6000 + " = 1\n", 2, "line longer than 10000"),
         ("# big\n" * 200_000, 1, "larger than"),

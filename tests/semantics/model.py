@@ -459,10 +459,9 @@ class Model:
         seen = st.seen.get((kind, value)) if value else None
         if seen is None or r - seen.last > AGE_MEMORY_S:
             return (0, 0)
-        # "In whole seconds": of the difference, or between the two whole seconds; the
-        # specification does not say which, and they differ by at most one.
-        ages = (math.floor(r - seen.first), math.floor(r) - math.floor(seen.first))
-        return min(ages), max(ages)
+        # §6: between the whole seconds, and never negative (offline, r is the event time).
+        age = max(0, math.floor(r) - math.floor(seen.first))
+        return age, age
 
     def record(self, st: TenantState, facts: Facts, r: float) -> None:
         """Once per identity and concrete key, however many windows read it (§8)."""

@@ -466,22 +466,33 @@ def eval_values(root: Path, tenant: str, ev: Event) -> Values:
     return values
 
 
-def rule_test_case(ev: Event, name: str, expected_rules: Sequence[str]) -> str:
-    """A `[[case]]` for `ringfence test` that expects exactly these rules to fire."""
+def _event_table(ev: Event) -> str:
     event = {
         "scene": ev.scene,
         "app_id": ev.app_id,
         "ip": ev.ip,
         "device_id": ev.device_id,
-        "occurred_at": int(ev.occurred_at or 0),
+        "occurred_at": ev.occurred_at or 0,
     }
     fields = ", ".join(f"{k} = {json.dumps(v)}" for k, v in event.items())
     attrs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in ev.attributes)
+    return f"{{ {fields}, attributes = {{ {attrs} }} }}"
+
+
+def rule_test_case(
+    ev: Event, name: str, expected_rules: Sequence[str], history: Sequence[Event] = ()
+) -> str:
+    """A `[[case]]` for `ringfence test` that expects exactly these rules to fire, after
+    ``history`` (each with its own number and event time)."""
     rules = ", ".join(json.dumps(r) for r in sorted(expected_rules))
+    past = ",\n".join(
+        f"    {{ phone = {json.dumps(h.phone.e164)}, event = {_event_table(h)} }}" for h in history
+    )
     return (
         f"[[case]]\nname = {json.dumps(name)}\nphone = {json.dumps(ev.phone.e164)}\n"
-        f"event = {{ {fields}, attributes = {{ {attrs} }} }}\n"
-        f'[case.expect]\naction = "{"review" if expected_rules else "allow"}"\n'
+        f"event = {_event_table(ev)}\n"
+        + (f"history = [\n{past},\n]\n" if history else "")
+        + f'[case.expect]\naction = "{"review" if expected_rules else "allow"}"\n'
         f"rules = [{rules}]\n\n"
     )
 

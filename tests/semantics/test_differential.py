@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from semantics import paths
 from semantics.events import IPS, POOL, TENANTS, streams
 from semantics.model import Event, Model, Outcome, assumed, event_time, ip_city, network
@@ -162,3 +162,32 @@ def test_eval_and_rule_tests_assume_the_first_event(
     first = next((line.strip() for line in text.splitlines() if "expected" in line), text[:200])
     legend = ", ".join(f"v{j}_N: {v} == N" for j, v in enumerate(ids))
     assert passed, f"rule tests: {first}\n({legend})\n{text}\n--- policy ---\n{gen.text()}"
+
+
+@examples(8)
+@given(gen=policies(), stream=streams(max_events=12, flood=False))
+def test_rule_tests_with_a_history(
+    tmp_path: Path, gen: Generated, stream: tuple[Event, ...]
+) -> None:
+    """A rule test's `history` is decided in order through a fresh state before the case's
+    event (§7): the probe rules that fire on the case say every value matches the model."""
+    work = tmp_path / f"history-{len(list(tmp_path.iterdir()))}"
+    ws = paths.Workspace(work / "rules")
+    events = [replace(ev, request_id="") for ev in offline(stream, "a")]
+    assume(len(events) >= 2)
+    *history, last = events
+    model = Model(offline=True)
+    model.load("a", gen.model("a"))
+    for ev in history:
+        model.decide(ev)
+    want = model.decide(replace(last, dry_run=True))
+    # The probes are `== 0` and `== 1`: a larger value fires neither.
+    fired = [
+        gen.probe_rules(j)[lo]
+        for j, v in enumerate(gen.value_ids())
+        if (lo := want.values[v][0]) == want.values[v][1] and lo in (0, 1)
+    ]
+    case = paths.rule_test_case(last, "after its history", fired, history=history)
+    ws.write("a", {**gen.files("a"), "tests/history.toml": case})
+    passed, text = paths.rule_tests(ws.root, "a")
+    assert passed, f"rule tests with a history:\n{text}\n--- policy ---\n{gen.text()}"

@@ -67,6 +67,13 @@ def test_bundle_settings(tmp_path: Path, pub: Path) -> None:
         (["--max-connection-age", "-1"], "--max-connection-age: must be >= 0"),
         (["--watch-poll-ms", "soon"], "--watch-poll-ms: not a number"),
         (["--state-secrets-dir", "/nope"], "not a directory"),
+        (["--max-concurrent-rpcs", "0"], "--max-concurrent-rpcs: must be >= 1"),
+        (["--max-streams-per-connection", "2.5"], "must be a whole number"),
+        (["--stream-idle-timeout", "-1"], "--stream-idle-timeout: must be >= 0"),
+        (
+            ["--bundle", "https://b/r.tgz%0d%0aX-Evil: 1", "--bundle-allow-unsigned", "1"],
+            "--bundle: the URL holds a control character",
+        ),
     ],
 )
 def test_bad_delivery_flags(args: list[str], message: str) -> None:
@@ -126,3 +133,24 @@ def test_compile_defaults_leave_the_server_a_core() -> None:
     budget = from_namespace(parse()).compile_budget
     assert budget.workers == max(1, min(2, usable_cpus() // 2))
     assert budget.queue == 32
+
+
+def test_grpc_limits() -> None:
+    defaults = from_namespace(parse())
+    assert (
+        defaults.max_concurrent_rpcs,
+        defaults.max_streams_per_connection,
+        defaults.stream_idle_timeout_s,
+    ) == (1000, 100, 300.0)
+    cfg = from_namespace(
+        parse(
+            "--max-concurrent-rpcs",
+            "50",
+            "--max-streams-per-connection",
+            "8",
+            "--stream-idle-timeout",
+            "0",
+        )
+    )
+    assert (cfg.max_concurrent_rpcs, cfg.max_streams_per_connection) == (50, 8)
+    assert cfg.stream_idle_timeout_s == 0

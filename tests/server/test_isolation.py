@@ -14,6 +14,7 @@ from support import request, running_server
 
 from server.api import decision_pb2 as pb
 from server.api import policy_pb2 as ppb
+from server.state.catalog import build_catalog
 
 
 def reg(phone: str, tenant: str, when: float) -> pb.EvaluateRequest:
@@ -29,10 +30,11 @@ async def test_isolation(rules_copy: Path) -> None:
     shutil.copytree(rules_copy / "demo", rules_copy / "flaky")
     # Its own Redis, which is down (nothing listens on port 1), and it fails closed.
     (rules_copy / "flaky" / "tenant.toml").write_text(
-        'fail_mode = "closed"\nstate = "redis://127.0.0.1:1/0"\n'
+        'fail_mode = "closed"\nstate = "flaky-redis"\n'
     )
+    backends = build_catalog(["flaky-redis=redis://127.0.0.1:1/0"], ["flaky-redis=flaky"])
     now = time.time() - 60
-    async with running_server(rules_copy) as s:
+    async with running_server(rules_copy, state_backends=backends) as s:
         # The broken tenant is reported, and answered UNAVAILABLE rather than served.
         st = await s.policies.GetPolicyStatus(
             ppb.GetPolicyStatusRequest(tenant="broken"), timeout=5

@@ -311,6 +311,9 @@ def test_a_repeated_entry_is_an_update(write: Write, parser: PhoneParser) -> Non
         ("entry,,risk\n+8617012345678,r,r\n", 1, "empty column name in header"),
         ("# only a comment\n\n", 1, "no header row"),
         ("", 1, "no header row"),
+        ('entry,risk\n"+8617012345678",r\rx\n', 2, "a line break (CR) inside a field"),
+        (f'entry,risk\n"+8617012345678","{"x" * 140_000}"\n', 2, "a quoted field longer than"),
+        ('entry,ri\rsk,"note"\n', 1, "a line break (CR) inside a field"),
     ],
 )
 def test_every_error_kind_names_file_and_line(

@@ -77,6 +77,10 @@ def test_a_deployment_override_is_loaded(tmp_path: Path) -> None:
             "prefix,kind,host_operator\n130,mobile,X\n# c\n130,mvno,Y\n",
             ":4: duplicate prefix '130' (first on line 2)",
         ),
+        (
+            f'prefix,kind,host_operator\n"{"1" * 140_000}",mobile,X\n',
+            ":2: not valid CSV (field larger than field limit",
+        ),
     ],
 )
 def test_bad_rows_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:

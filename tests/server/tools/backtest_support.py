@@ -17,9 +17,17 @@ from support import RINGFENCE, RULES
 from bench.traffic import TZ, generate
 
 DAY = datetime(2026, 3, 1, tzinfo=TZ)
-# Values an attacker controls in an event file or a policy, meant to break out of the page.
-HOSTILE_APP = "</script><script>window.__pwned = 1</script>[red]x[/red]"
-HOSTILE_REASON = "</script><img src=x onerror=window.__pwned=2>"
+# Values an attacker controls in an event file or a policy, meant to break out of the page
+# (a script), into the terminal's markup (rich's [red]), or into Plotly's text markup (a
+# live link, styled text).
+HOSTILE_APP = (
+    "</script><script>window.__pwned = 1</script>[red]x[/red]"
+    '<a href="https://evil.example/app">app</a><b style="color:red">B</b>'
+)
+HOSTILE_REASON = (
+    "</script><img src=x onerror=window.__pwned=2>"
+    "<a href='https://evil.example/phish'>verify</a><i>it</i>"
+)
 CANDIDATE_RULE = f"""
 rule hostile_reason {{
     when event.scene == REGISTRATION and phone.segment_kind == "mvno"

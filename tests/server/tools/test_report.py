@@ -63,7 +63,10 @@ def test_hostile_values_stay_text(backtest: Backtest) -> None:
     assert "window.__pwned" not in page.scripts[0]
     figures = page.scripts[1]
     assert "</" not in figures
-    assert "\\u003c/script\\u003e" in figures  # the values are there, escaped
+    # The values are there, escaped twice: as text for Plotly's markup (&lt;), then for
+    # the script (\u0026).
+    assert "\\u0026lt;/script\\u0026gt;" in figures
+    assert "\\u0026lt;a href=" in figures
     assert "&lt;/script&gt;&lt;script&gt;window.__pwned = 1" in html  # and in the tables
 
 

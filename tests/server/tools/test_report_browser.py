@@ -6,13 +6,14 @@ back from the page, must be the numbers ``ringfence replay --json`` printed."""
 
 from __future__ import annotations
 
+import html
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from backtest_support import HOSTILE_APP, Backtest
+from backtest_support import HOSTILE_APP, HOSTILE_REASON, Backtest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -52,6 +53,18 @@ for (const section of document.querySelectorAll('section')) {
 }
 return out;
 """
+# What each chart draws as text (tick labels, legend, titles), and its links.
+CHART_TEXT = """
+const out = {};
+for (const el of document.querySelectorAll('.chart')) {
+  out[el.id] = {
+    texts: Array.from(el.querySelectorAll('svg text')).map(t => t.textContent),
+    links: el.querySelectorAll('a').length,
+    styled: Array.from(el.querySelectorAll('svg text tspan[style]')).map(t => t.textContent),
+  };
+}
+return out;
+"""
 PLOTTED = """
 const charts = Array.from(document.querySelectorAll('.chart'));
 return charts.length > 0 && charts.every(el => el._fullLayout && el.querySelector('svg'));
@@ -87,7 +100,9 @@ def page(browser: webdriver.Chrome, backtest: Backtest) -> dict[str, Any]:
         pytest.fail(f"the charts were never drawn; browser log: {browser.get_log('browser')}")
     charts: dict[str, Any] = browser.execute_script(READ_CHARTS)
     return {
-        "charts": charts,
+        # Chart text is HTML-escaped for Plotly's markup; the data means the unescaped text.
+        "charts": unescaped(charts),
+        "chart_text": browser.execute_script(CHART_TEXT),
         "log": browser.get_log("browser"),
         "resources": browser.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)"
@@ -99,6 +114,26 @@ def page(browser: webdriver.Chrome, backtest: Backtest) -> dict[str, Any]:
             ".slice(1).map(tr => Array.from(tr.cells).map(td => td.textContent))"
         ),
     }
+
+
+def unescaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return html.unescape(value)
+    if isinstance(value, list):
+        return [unescaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: unescaped(v) for k, v in value.items()}
+    return value
+
+
+def test_chart_text_is_text_not_markup(page: dict[str, Any]) -> None:
+    """App ids and reasons are drawn verbatim: no link, no styled text comes of them."""
+    text = page["chart_text"]
+    assert {chart: t["links"] for chart, t in text.items()} == dict.fromkeys(text, 0)
+    assert HOSTILE_APP in text["diff-apps"]["texts"]
+    assert f"hostile_reason: {HOSTILE_REASON}" in text["against-reasons"]["texts"]
+    styled = [s for t in text.values() for s in t["styled"]]
+    assert not any(s in ("B", "it", "app", "verify") for s in styled), styled
 
 
 def test_no_console_errors(page: dict[str, Any]) -> None:
