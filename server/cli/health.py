@@ -12,9 +12,9 @@ def run_health(ns: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with channel(ns.address, ns):
+    with channel(ns.address, ns) as ch:
         try:
-            resp = health_pb2_grpc.HealthStub(channel).Check(
+            resp = health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service=ns.service), timeout=ns.timeout
             )
         except grpc.RpcError as exc:
