@@ -246,7 +246,7 @@ class ListDecl:
 @dataclass(frozen=True, slots=True)
 class Per:
     kind: str  # number | list | segment | prefix | device | ip | app | tenant
-    arg: str | None  # list name or digit count
+    arg: str | None  # list name, digit count, or "/24" (a network: per ip/24)
     span: Span = field(compare=False)
 
 

@@ -476,6 +476,9 @@ class _Builder:
         )
 
     def per_key(self, t: Tree[Token]) -> ast.Per:
+        if len(t.children) == 3:  # ip/24: the argument keeps its slash
+            k, _, bits = t.children
+            return ast.Per(str(k), f"/{bits}", self.span(t))
         k, arg = t.children
         return ast.Per(str(k), None if arg is None else str(arg), self.span(t))
 

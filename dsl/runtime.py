@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from dsl.decision import Action, Decision, Match, RuleTrace
 from dsl.durations import format_duration
 from dsl.facts import PhoneFacts
+from dsl.lists import NETWORKS, NUMBERS
 from dsl.masking import mask_e164
 
 
@@ -66,11 +67,24 @@ def join_key(*parts: str) -> str:
     return "".join(f"{len(p)}:{p}" for p in parts)
 
 
-def label(view: object, e164: str, key: str) -> str:
-    labels = view.labels(e164) if hasattr(view, "labels") else None
+def subject(view: object, e164: str, ip: str) -> str:
+    """What a list is looked up with for one event: the number, or for a list of
+    networks the event's IP address."""
+    return ip if getattr(view, "kind", NUMBERS) == NETWORKS else e164
+
+
+def label(view: object, e164: str, ip: str, key: str) -> str:
+    """``LIST.label("key")``: that label of this event's entry (the number's, or the
+    address's on a network list); ``""`` when it has none."""
+    labels = view.labels(subject(view, e164, ip)) if hasattr(view, "labels") else None
     if not labels:
         return ""
     return str(labels.get(key, ""))
+
+
+def listed(view: object, e164: str, ip: str) -> bool:
+    """Whether this event is on a list (what feeds ``per list NAME``)."""
+    return subject(view, e164, ip) in view  # type: ignore[operator]
 
 
 @lru_cache(maxsize=64)
