@@ -225,7 +225,7 @@ class CompiledPolicy:
         """Decide. ``values`` maps aggregate id -> value; None or missing is unknown.
         ``unknown_because`` says why values are unknown, when the caller knows (the state
         backend failed): the reason a rule fired by its on_error gives. ``deadline``
-        (``time.thread_time()`` seconds, 0 for none): past it, evaluation stops between
+        (``dsl.runtime.work_time()`` seconds, 0 for none): past it, evaluation stops between
         rules with :class:`dsl.runtime.EvaluationDeadline`."""
         return self._evaluate(
             facts, values, lists, [] if explain else None, unknown_because, deadline

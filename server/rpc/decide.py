@@ -25,7 +25,7 @@ from dsl.decision import RuleTrace
 from dsl.durations import format_duration
 from dsl.facts import NO_IP, EventFacts, Facts
 from dsl.pipeline import STATE_UNAVAILABLE, Step
-from dsl.runtime import INT_MAX, INT_MIN, EvaluationDeadline, past
+from dsl.runtime import INT_MAX, INT_MIN, EvaluationDeadline, past, work_time
 from server.api import decision_pb2 as pb
 from server.bundle.registry import TenantRegistry
 from server.bundle.tenant_config import TenantConfig
@@ -122,7 +122,7 @@ class Decider:
     ) -> Outcome:
         # The deadline counts this request's own CPU on the event loop's thread: not time
         # the OS gave to other processes, nor other calls' work while this one waits.
-        cpu_start = time.thread_time()
+        cpu_start = work_time()
         validate_request(req, prefix)
         bundle = self.registry.get(req.tenant)
         if bundle is None:
@@ -161,7 +161,7 @@ class Decider:
         if step.refs:
             now = facts.event.occurred_at
             with tel.stage("aggregates"):
-                asked = time.thread_time()
+                asked = work_time()
                 # The memory backend answers without waiting: its reads are this
                 # request's own work, and count against the deadline.
                 in_process = True
@@ -204,7 +204,7 @@ class Decider:
                         ) from None
                     degraded = True
                 if not in_process:
-                    others = time.thread_time() - asked
+                    others = work_time() - asked
         deadline = cpu_start + others + limit if limit > 0 else 0.0
         try:
             with tel.stage("evaluate"):
