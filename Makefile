@@ -16,7 +16,7 @@ VSCE := $(TOOLS)/vsce/node_modules/.bin/vsce
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 SBOM    := build/sbom.cdx.json
 
-.PHONY: run test test-noisy lint typecheck protos buf-lint pytest bench image tools redis-server bundle-servers lock sbom \
+.PHONY: run test test-noisy lint typecheck home-locations protos buf-lint pytest bench image tools redis-server bundle-servers lock sbom \
 	browser-and-prometheus report clean vsix grammar
 
 
@@ -68,6 +68,11 @@ pytest: $(STAMP) redis-server bundle-servers browser-and-prometheus $(VSCODE_STA
 	$(BIN)/pytest -q -n $(PYTEST_PROCS)
 
 # Generated code is committed; tests/server/test_api_generated.py fails when it is stale.
+# The CN home-location table (server/data/cn_home_locations.tsv.gz), from the installed
+# phonenumbers' geocoder data: run after upgrading phonenumbers (tests/server/geo fails until then).
+home-locations: $(STAMP)
+	$(BIN)/python -m server.geo.home server/data/cn_home_locations.tsv.gz
+
 protos: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m server.api.generate
 

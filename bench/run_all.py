@@ -29,6 +29,8 @@ BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("tracing_floor.py", []),
     ("state_memory_micro.py", []),
     ("lists_bench.py", []),
+    ("lists_bench.py", ["--networks"]),
+    ("ip_facts.py", []),
     ("memory_bench.py", []),
     ("list_memory.py", []),
     ("lsp_latency.py", []),

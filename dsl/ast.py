@@ -247,7 +247,7 @@ class ListDecl:
 @dataclass(frozen=True, slots=True)
 class Per:
     kind: str  # number | list | segment | prefix | device | ip | app | tenant | attribute
-    arg: str | None  # list name or digit count, as written (a string with its quotes)
+    arg: str | None  # list name, digit count, "/24" (per ip/24), or a string with its quotes
     span: Span = field(compare=False)
     string: str | None = None  # the argument's text when written as a string: attribute "k"
 

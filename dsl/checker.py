@@ -25,7 +25,7 @@ from dsl.folding import (
     never_true,
 )
 from dsl.ir import Type
-from dsl.lists import LabelUse
+from dsl.lists import NETWORKS, NUMBERS, LabelUse, ListUse
 from dsl.lowering import Lowering
 from dsl.options import CompileOptions
 from dsl.patterns import PatternError, compile_pattern, search
@@ -112,6 +112,8 @@ class Checker:
         self.resolving: list[str] = []
         self.timezone = options.default_timezone
         self.uses_local_time = False
+        self.uses_ip = False  # ip.* read anywhere: the server must look event.ip up
+        self.list_uses: list[ListUse] = []  # lookups judged against what each list holds
         # Declared aggregates, their ago()/sustained() windows and age() keys.
         self.aggregates = Lowering(options, self.error, self.warn)
         self.rule_reads: list[str] = []
@@ -186,6 +188,8 @@ class Checker:
                 aggregates=tuple(self.aggregates.sites.items()),
                 programs=tuple(self.programs.items()),
             ),
+            uses_ip=self.uses_ip,
+            list_uses=tuple(dict.fromkeys(self.list_uses)),
         )
 
     def declare(self) -> None:
@@ -416,6 +420,8 @@ class Checker:
     def distinct_field(self, e: ast.Expr) -> str:
         text = _dotted(e)
         if text in schema.DISTINCT_FIELDS:
+            if text.startswith("ip."):
+                self.uses_ip = True
             return schema.DISTINCT_FIELDS[text]
         if (
             isinstance(e, ast.Index)
@@ -427,7 +433,8 @@ class Checker:
         self.error(
             e.span,
             "distinct() counts one of event.app_id, event.device_id, event.ip, event.scene,"
-            ' phone or event.attributes["key"]',
+            " phone, phone.province, phone.city, ip.country, ip.province, ip.city or"
+            ' event.attributes["key"]',
         )
         return ""
 
@@ -471,7 +478,7 @@ class Checker:
             self.error(
                 p.span,
                 f"unknown key '{p.kind}' (use number, list NAME, segment, prefix N, device, ip,"
-                ' app, tenant or attribute "NAME")',
+                ' ip/N, app, tenant or attribute "NAME")',
                 self.suggest(p.kind, schema.KEY_KINDS),
             )
             return None
@@ -516,10 +523,38 @@ class Checker:
                 self.error(p.span, f"prefix length must be 1..{schema.MAX_PREFIX_DIGITS}, got {n}")
                 return None
             arg = str(n)
+        elif key is KeyKind.IP and p.arg is not None:
+            bits = self.network_bits(p)
+            if bits is None:
+                return None
+            arg = str(bits)
         elif p.arg is not None:
-            self.error(p.span, f"'per {p.kind}' takes no argument")
+            if p.arg.startswith("/"):
+                self.error(
+                    p.span, f"only an IP address has networks: 'per {p.kind}/N' is not a key"
+                )
+            else:
+                self.error(p.span, f"'per {p.kind}' takes no argument")
             return None
         return key, arg
+
+    def network_bits(self, p: ast.Per | ast.PerRef) -> int | None:
+        """``per ip/24``: the prefix length of the network counted; up to 32 an IPv4
+        network, above 32 an IPv6 one (docs/dsl.md)."""
+        text = p.arg or ""
+        if not text.startswith("/"):
+            self.error(p.span, "write a network as 'per ip/24' (IPv4) or 'per ip/64' (IPv6)")
+            return None
+        digits = text[1:]
+        n = int(digits) if len(digits) <= 3 else schema.IPV6_BITS + 1
+        if not schema.MIN_NETWORK_BITS <= n <= schema.IPV6_BITS or n == schema.IPV4_BITS + 1:
+            self.error(
+                p.span,
+                f"a network is /{schema.MIN_NETWORK_BITS}../{schema.IPV4_BITS} (IPv4) or"
+                f" /{schema.IPV4_BITS + 2}../{schema.IPV6_BITS} (IPv6), not /{digits[:4]}",
+            )
+            return None
+        return n
 
     def over(self, d: ast.Aggregate) -> Window | None:
         if len(d.over) != 1:
@@ -850,6 +885,10 @@ class Checker:
             )
         if n == "event":
             return self.error(e.span, "'event' is not a value; use a field such as event.scene")
+        if n == "ip":
+            return self.error(
+                e.span, "'ip' is not a value; use a field such as ip.province (or event.ip)"
+            )
         sym = self.symbols.get(n)
         if sym is None:
             if n in schema.EVENT_FIELDS or n in schema.PHONE_FIELDS:
@@ -862,6 +901,7 @@ class Checker:
                 "tenant",
                 *(f"event.{f}" for f in schema.EVENT_FIELDS),
                 *(f"phone.{f}" for f in schema.PHONE_FIELDS if f not in schema.PHONE_PII),
+                *(f"ip.{f}" for f in schema.IP_FIELDS),
             ]
             return self.error(e.span, f"unknown name '{n}'", self.suggest(n, known))
         sym.used = True
@@ -908,6 +948,16 @@ class Checker:
             if e.name in schema.LOCAL_TIME_FIELDS:
                 self.uses_local_time = True
             return ir.Fact(f"event.{e.name}", t)
+        if base == "ip":
+            t = schema.IP_FIELDS.get(e.name)
+            if t is None:
+                return self.error(
+                    e.span,
+                    f"unknown field 'ip.{e.name}'",
+                    self.suggest(e.name, schema.IP_FIELDS),
+                )
+            self.uses_ip = True
+            return ir.Fact(f"ip.{e.name}", t)
         obj = self.expr(e.obj, ctx)
         if obj.type is Type.ERROR:
             return obj
@@ -1152,11 +1202,11 @@ class Checker:
         if key is None:
             return ir.Error()
         kind, arg = key
-        if kind not in schema.AGE_KEYS:
+        if kind not in schema.AGE_KEYS or (arg and kind is not KeyKind.ATTRIBUTE):
+            shown = kind.value + (f"/{arg}" if arg else "")
             return self.error(
                 e.args[0].span,
-                'age() is kept per number, device, ip, app or attribute "NAME", not per '
-                + kind.value,
+                'age() is kept per number, device, ip, app or attribute "NAME", not per ' + shown,
             )
         node = self.aggregates.age(kind, arg, e.span)
         if isinstance(node, ir.AggValue):
@@ -1204,12 +1254,16 @@ class Checker:
                 sym.used = True
                 if isinstance(e.left, ast.Name) and e.left.name == "phone":
                     value: ir.Node = ir.Fact("phone.e164", Type.STR)
+                    self.list_uses.append(ListUse(e.right.name, NUMBERS, e.span))
                 else:
                     value = self.expr(e.left, ctx)
                     if not self.expect(value, Type.STR, e.left.span, "a list lookup"):
                         return ir.Error()
                     if value.type is Type.ERROR:
                         return value
+                    if isinstance(value, ir.Fact) and value.path in ("phone.e164", "event.ip"):
+                        subject = NUMBERS if value.path == "phone.e164" else NETWORKS
+                        self.list_uses.append(ListUse(e.right.name, subject, e.span))
                 return ir.InList(value, e.right.name, nullable=value.nullable)
         left = self.expr(e.left, ctx)
         right = self.expr(e.right, ctx)

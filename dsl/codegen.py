@@ -244,7 +244,11 @@ class _Expr:
                 return _load(self.names.aggs[i])
             case ir.ListLabel(list_name=n, label=lab):
                 return _call(
-                    "label", _load(self.names.lists[n]), _attr(_load("phone"), "e164"), _const(lab)
+                    "label",
+                    _load(self.names.lists[n]),
+                    _attr(_load("phone"), "e164"),
+                    _attr(_load("event"), "ip"),
+                    _const(lab),
                 )
             case ir.InList(value=ir.Fact(path="phone.e164"), list_name=n) if (
                 n in self.names.members
@@ -446,6 +450,8 @@ def _prologue(policy: ir.CheckedPolicy, names: _Names, *, local_time: bool) -> l
         _assign("phone", _attr(_load("facts"), "phone")),
         _assign("event", _attr(_load("facts"), "event")),
     ]
+    if policy.uses_ip:
+        out.append(_assign("ip", _attr(_load("facts"), "ip")))
     if local_time:
         out.append(
             py.Assign(
@@ -471,6 +477,12 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
     body = _prologue(policy, names, local_time=uses_local)
     memo = _Memo([a.where for a in policy.aggregates if a.where is not None])
     body.extend(memo.init())
+    # Each network size `per ip/N` counts by, worked out once: n_24 = "1.2.3.0/24".
+    for bits in sorted(
+        {int(arg) for a in policy.aggregates for k, arg in a.spec.keys if k is KeyKind.IP and arg}
+    ):
+        network = _call("ip_network", _attr(_load("event"), "ip"), _const(bits))
+        body.append(_assign(f"n_{bits}", network))
     gen = _Expr(module, names, "p_", memo)
     refs: list[py.expr] = []
     # An aggregate and the windows ago() and sustained() read of it are fed by the same
@@ -530,7 +542,8 @@ def _key_part(kind: KeyKind, arg: str, names: _Names) -> tuple[py.expr, py.expr 
             return _attr(phone, "e164"), _ne_empty(_attr(phone, "e164"))
         case KeyKind.LIST:
             lst = _load(names.lists[arg])
-            return _const(arg), py.Compare(_attr(phone, "e164"), [_IN], [lst])
+            # The event's number, or its address for a list of networks.
+            return _const(arg), _call("listed", lst, _attr(phone, "e164"), _attr(event, "ip"))
         case KeyKind.SEGMENT:
             return _attr(phone, "segment_prefix"), _ne_empty(_attr(phone, "segment_prefix"))
         case KeyKind.PREFIX:
@@ -540,6 +553,9 @@ def _key_part(kind: KeyKind, arg: str, names: _Names) -> tuple[py.expr, py.expr 
             return prefix, py.Compare(_call("len", digits), [_GTE], [n])
         case KeyKind.DEVICE:
             return _attr(event, "device_id"), _ne_empty(_attr(event, "device_id"))
+        case KeyKind.IP if arg:
+            network = _load(f"n_{int(arg)}")
+            return network, _ne_empty(network)
         case KeyKind.IP:
             return _attr(event, "ip"), _ne_empty(_attr(event, "ip"))
         case KeyKind.APP:
@@ -560,6 +576,9 @@ def _plan_member(spec: AggregateSpec) -> tuple[py.expr, py.expr | None]:
     expr: py.expr
     if f == "phone":
         expr = _attr(_load("phone"), "e164")
+    elif f.startswith(("phone.", "ip.")):
+        obj, _, name = f.partition(".")
+        expr = _attr(_load(obj), name)
     elif f.startswith("attr:"):
         expr = _call(_attr(_load("event"), "attributes", "get"), _const(f[5:]), _const(""))
     else:

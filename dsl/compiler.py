@@ -12,14 +12,14 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import cast
 
-from dsl import ast, cost, runtime, sandbox
+from dsl import addresses, ast, cost, runtime, sandbox
 from dsl.aggregates import AggregateRef
 from dsl.checker import Checker, Unit
 from dsl.codegen import Generated, generate
 from dsl.decision import Action, Match, RuleTrace
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
 from dsl.ir import CheckedPolicy
-from dsl.lists import LabelUse
+from dsl.lists import LabelUse, ListUse
 from dsl.options import CompileOptions
 from dsl.parser import parse_module
 from dsl.patterns import Matcher, MatchMemo
@@ -56,6 +56,8 @@ _RUNTIME: dict[str, object] = {
     "EMPTY_LIST": runtime.EMPTY_LIST,
     "masked": runtime.masked,
     "label": runtime.label,
+    "listed": runtime.listed,
+    "ip_network": addresses.ip_network,
     "local_time": runtime.local_time,
     "add": runtime.add,
     "sub": runtime.sub,
@@ -224,6 +226,8 @@ class CheckReport:
     label_uses: tuple[LabelUse, ...] = ()
     # The cost model's estimate of one evaluation (dsl.cost), when the policy checked.
     cost: cost.PolicyCost | None = None
+    # `phone in LIST` / `event.ip in LIST`, checked against what each list holds.
+    list_uses: tuple[ListUse, ...] = ()
 
 
 def _check(
@@ -279,6 +283,7 @@ def _check(
         truncated,
         checked.label_uses if checked is not None else (),
         estimate,
+        checked.list_uses if checked is not None else (),
     )
     return checked, report
 
@@ -364,6 +369,8 @@ def build_policy(
             warnings=tuple(d for d in diags if not d.is_error),
             label_uses=checked.label_uses,
             cost=estimate.total,
+            reads_ip=checked.uses_ip,
+            list_uses=checked.list_uses,
         )
 
 
@@ -385,6 +392,8 @@ def load_policy(artifact: PolicyArtifact) -> CompiledPolicy:
         combining=artifact.combining,
         label_uses=artifact.label_uses,
         cost=artifact.cost,
+        reads_ip=artifact.reads_ip,
+        list_uses=artifact.list_uses,
         _plan=cast(PlanFn, namespace["plan"]),
         _evaluate=cast(EvalFn, namespace["evaluate"]),
     )

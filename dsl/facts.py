@@ -22,6 +22,9 @@ class PhoneFacts:
     ``unknown``). ``segment_kind`` comes from the CN segment table (``mobile``, ``mvno``,
     ``data_only``, ``iot``, ``satellite``, ``emergency``) and is empty outside CN;
     ``segment_prefix`` is the table prefix that matched (``"1703"``), empty when none did.
+    ``province`` (ISO 3166-2, ``CN-JS``) and ``city`` (``常州``) are a valid Chinese number's
+    home location (归属地) with their display names (``江苏省``, ``常州市``); empty where
+    only the country is known and outside China (docs/dsl.md).
     """
 
     e164: str
@@ -33,6 +36,10 @@ class PhoneFacts:
     segment_prefix: str = ""
     country_code: int = 0
     national_number: str = ""
+    province: str = ""
+    province_name: str = ""
+    city: str = ""
+    city_name: str = ""
 
     @property
     def digits(self) -> str:
@@ -53,7 +60,31 @@ class EventFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class IpFacts:
+    """Where the event's IP address is, from the IP databases the operator configured.
+
+    ``version`` is 4 or 6 for an address, 0 when ``event.ip`` is empty or not an address.
+    ``country`` is ISO 3166-1 alpha-2, ``province`` ISO 3166-2 (``CN-JS``: the form
+    ``phone.province`` has), ``city`` the same short form as ``phone.city`` in China;
+    ``asn`` and ``org`` the network's autonomous system. Empty (0) where no database knows.
+    """
+
+    version: int = 0
+    country: str = ""
+    province: str = ""
+    province_name: str = ""
+    city: str = ""
+    city_name: str = ""
+    asn: int = 0
+    org: str = ""
+
+
+NO_IP = IpFacts()
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     tenant: str
     phone: PhoneFacts
     event: EventFacts
+    ip: IpFacts = NO_IP

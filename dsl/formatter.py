@@ -129,7 +129,7 @@ class _Docs:
             case ast.DecimalLit(text=t):
                 return t
             case ast.PerRef(kind=k, arg=a):
-                return f"per {k}" + (f" {a}" if a else "")
+                return f"per {_key(k, a)}"
             case ast.DurationLit(text=t):
                 return t
             case ast.BoolLit(value=v):
@@ -260,10 +260,17 @@ def _clause(c: ast.Clause) -> tuple[str, ast.Expr | None]:
     raise AssertionError(f"the formatter cannot print clause {type(c).__name__}: add a case")
 
 
+def _key(kind: str, arg: str | None) -> str:
+    """``number``, ``prefix 7``, ``list vip``, ``ip/24``."""
+    if not arg:
+        return kind
+    return kind + (arg if arg.startswith("/") else f" {arg}")
+
+
 def _keys(per: Sequence[ast.Per]) -> list[str]:
     """``per number`` for one key; several keys always in the grouped spelling
     ``per (number, app)``."""
-    keys = [p.kind + (f" {p.arg}" if p.arg else "") for p in per]
+    keys = [_key(p.kind, p.arg) for p in per]
     if len(keys) > 1:
         return [f"per ({', '.join(keys)})"]
     return [f"per {k}" for k in keys]

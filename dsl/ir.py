@@ -14,7 +14,7 @@ from enum import Enum, StrEnum
 
 from dsl.aggregates import AggregateSpec
 from dsl.ast import Span
-from dsl.lists import LabelUse
+from dsl.lists import LabelUse, ListUse
 
 
 class Type(StrEnum):
@@ -255,6 +255,9 @@ class CheckedPolicy:
     patterns: tuple[str, ...] = ()  # regular expressions, compiled once when loaded
     label_uses: tuple[LabelUse, ...] = ()
     sites: Sites = Sites()
+    # ip.* facts are read: the server looks the address up in its IP databases.
+    uses_ip: bool = False
+    list_uses: tuple[ListUse, ...] = ()  # `phone in L` / `event.ip in L`, judged once loaded
 
 
 def children(node: Node) -> tuple[Node, ...]:

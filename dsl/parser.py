@@ -476,6 +476,9 @@ class _Builder:
         )
 
     def per_key(self, t: Tree[Token]) -> ast.Per:
+        if len(t.children) == 3:  # ip/24: the argument keeps its slash
+            k, _, bits = t.children
+            return ast.Per(str(k), f"/{bits}", self.span(t))
         k, arg = t.children
         if isinstance(arg, Token) and arg.type == "STRING":
             # `per attribute "user_id"`: kept as written for the formatter, and its text.
@@ -625,9 +628,7 @@ class _Builder:
                 first = k[0]
                 assert isinstance(first, Tree)
                 per = self.per_key(first)
-                return ast.PerRef(
-                    per.kind, per.arg, _join(self.span(t), per.span), per.string
-                )
+                return ast.PerRef(per.kind, per.arg, _join(self.span(t), per.span), per.string)
             case "or_expr" | "and_expr":
                 op = "or" if t.data == "or_expr" else "and"
                 ops = tuple(self.expr(c) for c in k)

@@ -84,7 +84,7 @@ class Step:
         planned facts (a retry decides with its first attempt's event time);
         ``unknown_because`` is why values are unknown, when the caller knows (the state
         failed), for the reasons of rules fired by their on_error. Past ``deadline``
-        (``time.thread_time()`` seconds; 0: none) the evaluation stops between rules with
+        (``dsl.runtime.work_time()`` seconds; 0: none) the evaluation stops between rules with
         :class:`dsl.runtime.EvaluationDeadline`."""
         used = self.facts if facts is None else facts
         decision = self.policy.evaluate(

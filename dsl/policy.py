@@ -13,7 +13,7 @@ from dsl.decision import Action, Decision, RuleTrace
 from dsl.diagnostics import Diagnostic, Severity
 from dsl.facts import Facts
 from dsl.ir import Combining
-from dsl.lists import LabelUse, ListView
+from dsl.lists import LabelUse, ListUse, ListView
 
 PlanFn = Callable[[Facts, Mapping[str, ListView]], tuple[AggregateRef, ...]]
 EvalFn = Callable[
@@ -68,6 +68,8 @@ class PolicyArtifact:
     warnings: tuple[Diagnostic, ...] = ()
     label_uses: tuple[LabelUse, ...] = ()
     cost: int = 0  # the cost model's estimate of one evaluation, in units (dsl.cost)
+    reads_ip: bool = False  # ip.* facts are read: the server looks event.ip up
+    list_uses: tuple[ListUse, ...] = ()
 
     def __reduce__(self) -> tuple[Callable[[bytes], PolicyArtifact], tuple[bytes]]:
         # Pickled as one marshal blob of plain tuples: the server unpickles artifacts on a
@@ -114,6 +116,7 @@ def _artifact_to_wire(a: PolicyArtifact) -> tuple[Any, ...]:
     lists = tuple((d.name, d.path, _span(d.span), d.from_state) for d in a.lists)
     combining = (a.combining.default_action, a.combining.review_score, a.combining.block_score)
     labels = tuple((u.list_name, u.label, _span(u.span)) for u in a.label_uses)
+    uses = tuple((u.list_name, u.subject, _span(u.span)) for u in a.list_uses)
     warnings = tuple(
         (d.path, d.line, d.column, d.severity.value, d.message, d.end_line, d.end_column)
         for d in a.warnings
@@ -130,6 +133,8 @@ def _artifact_to_wire(a: PolicyArtifact) -> tuple[Any, ...]:
         warnings,
         labels,
         a.cost,
+        a.reads_ip,
+        uses,
     )
 
 
@@ -146,6 +151,8 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
         warnings,
         labels,
         cost,
+        reads_ip,
+        uses,
     ) = marshal.loads(blob)
     return PolicyArtifact(
         tenant=tenant,
@@ -178,6 +185,8 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
         ),
         label_uses=tuple(LabelUse(n, label, Span(*sp)) for n, label, sp in labels),
         cost=cost,
+        reads_ip=reads_ip,
+        list_uses=tuple(ListUse(n, subject, Span(*sp)) for n, subject, sp in uses),
     )
 
 
@@ -194,6 +203,10 @@ class CompiledPolicy:
     cost: int  # the cost model's estimate of one evaluation, in units (dsl.cost)
     _plan: PlanFn = field(repr=False, compare=False)
     _evaluate: EvalFn = field(repr=False, compare=False)
+    # ip.* facts are read: the caller must look event.ip up (Facts.ip); otherwise it may
+    # leave Facts.ip empty and skip the databases.
+    reads_ip: bool = False
+    list_uses: tuple[ListUse, ...] = ()
 
     def plan(self, facts: Facts, lists: Mapping[str, ListView]) -> tuple[AggregateRef, ...]:
         """One ref per aggregate, bound to these facts: what to fetch and what to record."""
@@ -212,7 +225,7 @@ class CompiledPolicy:
         """Decide. ``values`` maps aggregate id -> value; None or missing is unknown.
         ``unknown_because`` says why values are unknown, when the caller knows (the state
         backend failed): the reason a rule fired by its on_error gives. ``deadline``
-        (``time.thread_time()`` seconds, 0 for none): past it, evaluation stops between
+        (``dsl.runtime.work_time()`` seconds, 0 for none): past it, evaluation stops between
         rules with :class:`dsl.runtime.EvaluationDeadline`."""
         return self._evaluate(
             facts, values, lists, [] if explain else None, unknown_because, deadline

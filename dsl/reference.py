@@ -153,6 +153,30 @@ _FACT_DOCS: dict[str, str] = {
     "phone.country_code": "The country calling code, `86`.",
     "phone.national_number": "The national significant number (not allowed in reasons).",
     "phone.masked": "The number with its middle digits hidden, `+86170****5678`: safe in reasons.",
+    "phone.province": (
+        "Home province of a Chinese number (归属地) as ISO 3166-2, `CN-JS`;"
+        ' `""` where only the country is known and outside China. Compare with `ip.province`.'
+    ),
+    "phone.province_name": "The home province's name, `江苏省`.",
+    "phone.city": (
+        "Home city of a Chinese number, its short name without 市/地区/自治州: `常州`, `北京`;"
+        ' `""` when unknown. Compare with `ip.city`.'
+    ),
+    "phone.city_name": "The home city's full name, `常州市`.",
+    "ip.version": "4 or 6 for the event's IP address; 0 when event.ip is empty or not an address.",
+    "ip.country": (
+        "Country of the event's IP (ISO 3166-1 alpha-2, `CN`), from the IP databases;"
+        ' `""` if unknown.'
+    ),
+    "ip.province": (
+        "Province (region) of the event's IP as ISO 3166-2, `CN-JS`, the form of"
+        ' `phone.province`; `""` if unknown.'
+    ),
+    "ip.province_name": "The IP's province name, `江苏省`.",
+    "ip.city": "City of the event's IP; in China the short name as `phone.city` has it, `常州`.",
+    "ip.city_name": "The IP's city name as the database gives it, `常州市`.",
+    "ip.asn": "Autonomous system number of the IP's network, `4134`; 0 if unknown.",
+    "ip.org": 'Organisation of that autonomous system, `CHINANET-BACKBONE`; `""` if unknown.',
     "event.scene": 'The scene of the event (`register`, `login`, `sms_code`, ...), `""` if absent.',
     "event.app_id": 'The calling app, `""` if absent.',
     "event.ip": 'The client IP, `""` if absent.',
@@ -176,7 +200,10 @@ _HELPER_DOCS: dict[str, str] = {
     ),
     "phone.starts_with": "Whether the E.164 number starts with the argument (`+` optional).",
     "phone.prefix": "The first N digits of the E.164 number, without `+` (not in reasons).",
-    "label": 'LIST.label("column"): that label of the number\'s list entry, `""` if not on it.',
+    "label": (
+        "LIST.label(\"column\"): that label of the number's list entry (of the address's, for"
+        ' a list of networks), `""` if not on it.'
+    ),
     "ago": "AGG.ago(1h): the aggregate over the same-sized window ending that long ago.",
     "sustained": (
         "sustained(COND, 3h): COND now and with every aggregate in it shifted back one window,"
@@ -193,7 +220,8 @@ _AGG_KIND_DOCS: dict[str, tuple[str, str]] = {
     "distinct": (
         "distinct(FIELD, per KEY, over WINDOW)",
         "Distinct values of FIELD in the window (event.app_id, event.device_id, event.ip,"
-        ' event.scene, phone, event.attributes["k"]).',
+        " event.scene, phone, phone.province, phone.city, ip.country, ip.province, ip.city,"
+        ' event.attributes["k"]).',
     ),
     "run": (
         "run(per segment | prefix N, over WINDOW)",
@@ -203,11 +231,17 @@ _AGG_KIND_DOCS: dict[str, tuple[str, str]] = {
 
 _KEY_KIND_DOCS: dict[str, tuple[str, str]] = {
     "number": ("per number", "The phone number (hashed by the state backend)."),
-    "list": ("per list NAME", "A list: only events whose number is on the list feed it."),
+    "list": (
+        "per list NAME",
+        "A list: only events whose number (address, for a list of networks) is on it feed it.",
+    ),
     "segment": ("per segment", "The CN segment-table prefix that matched."),
     "prefix": ("per prefix N", "The first N digits of the E.164 number (1..15)."),
     "device": ("per device", "The event's device id."),
-    "ip": ("per ip", "The event's IP."),
+    "ip": (
+        "per ip | ip/N",
+        "The event's IP; `per ip/24` its IPv4 /24 network, `per ip/64` its IPv6 /64.",
+    ),
     "app": ("per app", "The event's app id."),
     "tenant": ("per tenant", "The whole tenant."),
     "attribute": (
@@ -236,6 +270,10 @@ _SETTING_DOCS: dict[str, str] = {
 }
 
 
+# What a fact's name starts with: `phone.x`, `event.x`, `ip.x`.
+FACT_OBJECTS = ("phone", "event", "ip")
+
+
 def _type_word(t: Type) -> str:
     return t.value
 
@@ -251,6 +289,10 @@ def facts() -> tuple[Entry, ...]:
         for n, t in schema.EVENT_FIELDS.items()
     ]
     out.append(Entry("event.attributes", "string", _FACT_DOCS["event.attributes"]))
+    out += [
+        Entry(f"ip.{n}", _type_word(t), _FACT_DOCS.get(f"ip.{n}", ""))
+        for n, t in schema.IP_FIELDS.items()
+    ]
     out.append(Entry("tenant", "string", _FACT_DOCS["tenant"]))
     return tuple(out)
 
@@ -301,6 +343,14 @@ def aggregate_kinds() -> tuple[Entry, ...]:
 
 def key_kinds() -> tuple[Entry, ...]:
     return tuple(Entry(k, *_KEY_KIND_DOCS.get(k, (f"per {k}", ""))) for k in schema.KEY_KINDS)
+
+
+def network_keys() -> tuple[Entry, ...]:
+    """``per ip/24`` and ``per ip/64``: the networks most policies count by."""
+    return (
+        Entry("ip/24", "per ip/N", "The event's IPv4 /24 network (N up to 32: IPv4)."),
+        Entry("ip/64", "per ip/N", "The event's IPv6 /64 network (N above 32: IPv6)."),
+    )
 
 
 def age_keys() -> tuple[Entry, ...]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -12,6 +14,7 @@ from zoneinfo import ZoneInfo
 from dsl.decision import Action, Decision, Match, RuleTrace
 from dsl.durations import format_duration
 from dsl.facts import PhoneFacts
+from dsl.lists import NETWORKS, NUMBERS
 from dsl.masking import mask_e164
 
 
@@ -49,11 +52,39 @@ class EvaluationDeadline(Exception):
     blocks, so it ends the evaluation rather than one rule."""
 
 
+class _Collections(threading.local):
+    started = 0.0
+    spent = 0.0
+
+
+_collections = _Collections()
+
+
+def _collection(phase: str, info: object) -> None:
+    # A collection runs in the thread whose allocation triggered it, and walks every
+    # object the process holds: with a large state it takes tens of milliseconds, which
+    # is the process's housekeeping, not the policy's cost.
+    if phase == "start":
+        _collections.started = thread_time()
+    else:
+        _collections.spent += thread_time() - _collections.started
+
+
+gc.callbacks.append(_collection)
+
+
+def work_time() -> float:
+    """The clock deadlines are kept on: CPU seconds of the calling thread, less the time
+    its garbage collections took. CPU, not wall time: a machine busy with other processes
+    must not make a cheap evaluation miss its deadline, nor must a collection that
+    happened to start during it."""
+    return thread_time() - _collections.spent
+
+
 def past(deadline: float) -> None:
-    """Raise :class:`EvaluationDeadline` when ``deadline`` has passed: CPU seconds of the
-    calling thread (``time.thread_time()``), 0 for none. CPU, not wall time: a machine
-    busy with other processes must not make a cheap evaluation miss its deadline."""
-    if deadline and thread_time() > deadline:
+    """Raise :class:`EvaluationDeadline` when ``deadline`` (:func:`work_time` seconds, 0
+    for none) has passed."""
+    if deadline and work_time() > deadline:
         raise EvaluationDeadline
 
 
@@ -67,11 +98,24 @@ def join_key(*parts: str) -> str:
     return "".join(f"{len(p)}:{p}" for p in parts)
 
 
-def label(view: object, e164: str, key: str) -> str:
-    labels = view.labels(e164) if hasattr(view, "labels") else None
+def subject(view: object, e164: str, ip: str) -> str:
+    """What a list is looked up with for one event: the number, or for a list of
+    networks the event's IP address."""
+    return ip if getattr(view, "kind", NUMBERS) == NETWORKS else e164
+
+
+def label(view: object, e164: str, ip: str, key: str) -> str:
+    """``LIST.label("key")``: that label of this event's entry (the number's, or the
+    address's on a network list); ``""`` when it has none."""
+    labels = view.labels(subject(view, e164, ip)) if hasattr(view, "labels") else None
     if not labels:
         return ""
     return str(labels.get(key, ""))
+
+
+def listed(view: object, e164: str, ip: str) -> bool:
+    """Whether this event is on a list (what feeds ``per list NAME``)."""
+    return subject(view, e164, ip) in view  # type: ignore[operator]
 
 
 @lru_cache(maxsize=64)

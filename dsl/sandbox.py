@@ -30,6 +30,8 @@ RUNTIME_NAMES = frozenset(
         "EMPTY_LIST",
         "masked",
         "label",
+        "listed",
+        "ip_network",
         "local_time",
         "add",
         "sub",
@@ -60,6 +62,7 @@ LOCALS = frozenset(
         "lists",
         "phone",
         "event",
+        "ip",
         "local_hour",
         "local_weekday",
         "get",
@@ -74,9 +77,9 @@ LOCALS = frozenset(
         "deadline",
     }
 )
-# a_ aggregate values, l_ lists, in_ memberships, t_/p_ temporaries, k_/m_ named
-# conditions and matches() results computed once per call (codegen._Memo).
-_NUMBERED = re.compile(r"(?:a|l|in|t|p|k|m|SET|AGG|RE)_[0-9]{1,6}")
+# a_ aggregate values, l_ lists, in_ memberships, n_ networks, t_/p_ temporaries, k_/m_
+# named conditions and matches() results computed once per call (codegen._Memo).
+_NUMBERED = re.compile(r"(?:a|l|in|n|t|p|k|m|SET|AGG|RE)_[0-9]{1,6}")
 FUNCTIONS = frozenset({"plan", "evaluate"})
 # Fields of the facts, and the string/list methods the generator calls.
 ATTRIBUTES = frozenset(
@@ -94,6 +97,14 @@ ATTRIBUTES = frozenset(
         "country_code",
         "national_number",
         "digits",
+        "province",
+        "province_name",
+        "city",
+        "city_name",
+        "version",
+        "country",
+        "asn",
+        "org",
         "scene",
         "app_id",
         "ip",

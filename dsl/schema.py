@@ -16,6 +16,11 @@ PHONE_FIELDS: dict[str, Type] = {
     "country_code": Type.INT,
     "national_number": Type.STR,
     "masked": Type.STR,  # "+86170****0001": safe to put in reasons
+    # Home location of a Chinese number (归属地): ISO 3166-2 "CN-JS", short city "常州".
+    "province": Type.STR,
+    "province_name": Type.STR,  # "江苏省"
+    "city": Type.STR,
+    "city_name": Type.STR,  # "常州市"
 }
 # Fields that ARE the number: reasons are logged, so they may not be interpolated there.
 PHONE_PII = frozenset({"e164", "national_number"})
@@ -30,6 +35,17 @@ EVENT_FIELDS: dict[str, Type] = {
     "local_weekday": Type.INT,  # 1 (Monday) .. 7 (Sunday) in the policy time zone
 }
 LOCAL_TIME_FIELDS = frozenset({"local_hour", "local_weekday"})
+# Where event.ip is, from the operator's IP databases (dsl.facts.IpFacts): "" / 0 unknown.
+IP_FIELDS: dict[str, Type] = {
+    "version": Type.INT,  # 4 or 6; 0 when event.ip is empty or not an address
+    "country": Type.STR,  # ISO 3166-1 alpha-2: "CN"
+    "province": Type.STR,  # ISO 3166-2, as phone.province: "CN-JS"
+    "province_name": Type.STR,
+    "city": Type.STR,  # as phone.city in China: "常州"
+    "city_name": Type.STR,
+    "asn": Type.INT,  # autonomous system number: 4134
+    "org": Type.STR,  # its organisation: "CHINANET-BACKBONE"
+}
 
 # String helpers: name -> (argument types, result type).
 STRING_METHODS: dict[str, tuple[tuple[Type, ...], Type]] = {
@@ -56,6 +72,11 @@ DISTINCT_FIELDS = {
     "event.scene": "scene",
     "phone": "phone",
     "phone.e164": "phone",
+    "phone.province": "phone.province",
+    "phone.city": "phone.city",
+    "ip.country": "ip.country",
+    "ip.province": "ip.province",
+    "ip.city": "ip.city",
 }
 ACTIONS = ("allow", "review", "block")
 ON_ERROR = ("skip", "fire", *ACTIONS)
@@ -65,7 +86,7 @@ SETTINGS: dict[str, Type] = {
     "review_score": Type.INT,  # summed rule scores at or above this make a review
     "block_score": Type.INT,  # ... and at or above this a block
 }
-RESERVED = frozenset({"phone", "event", "tenant", "true", "false", "today"})
+RESERVED = frozenset({"phone", "event", "ip", "tenant", "true", "false", "today"})
 # Functions a condition can call: name -> what the argument list looks like.
 FUNCTIONS = {"sustained": "sustained(condition, duration)", "age": "age(per KEY)"}
 PRIORITY_RANGE = (-1000, 1000)
@@ -74,8 +95,10 @@ MAX_PREFIX_DIGITS = 15
 # The longest attribute key a request may send (server/rpc/validation.py): `per attribute`
 # names no longer key than that.
 MAX_ATTRIBUTE_KEY = 64
+# per ip/N: N up to 32 counts IPv4 networks, above 32 IPv6 networks (docs/dsl.md).
+IPV4_BITS = 32
+IPV6_BITS = 128
+MIN_NETWORK_BITS = 8
 MAX_KEYS = 3  # per (number, app, ip) at most
 # What age() can be kept per: things that are "new" or "old" (not segments or lists).
-AGE_KEYS = frozenset(
-    {KeyKind.NUMBER, KeyKind.DEVICE, KeyKind.IP, KeyKind.APP, KeyKind.ATTRIBUTE}
-)
+AGE_KEYS = frozenset({KeyKind.NUMBER, KeyKind.DEVICE, KeyKind.IP, KeyKind.APP, KeyKind.ATTRIBUTE})

@@ -64,7 +64,7 @@ class Reference:
 
 @dataclass(frozen=True, slots=True)
 class FactUse:
-    """``phone.x`` / ``event.x`` / ``tenant``: ``span`` covers the field name."""
+    """``phone.x`` / ``event.x`` / ``ip.x`` / ``tenant``: ``span`` covers the field name."""
 
     name: str  # "phone.segment_kind"
     span: ast.Span
@@ -215,7 +215,7 @@ def _collect(root: object, loc: _Locator, refs: list[Reference], facts: list[Fac
         if (
             isinstance(node, ast.Attr)
             and isinstance(node.obj, ast.Name)
-            and node.obj.name in ("phone", "event")
+            and node.obj.name in ("phone", "event", "ip")
         ):
             sp = node.span
             field = ast.Span(

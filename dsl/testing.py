@@ -14,16 +14,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
+from dsl.addresses import ip_version
 from dsl.decision import Action, Decision
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
 from dsl.durations import DurationError, parse_duration
 from dsl.event_time import event_epoch
-from dsl.facts import EventFacts, Facts, PhoneFacts
+from dsl.facts import EventFacts, Facts, IpFacts, PhoneFacts
 from dsl.ir import Type
-from dsl.lists import ListView
+from dsl.lists import NETWORKS, NUMBERS, ListView, kind_of
 from dsl.pipeline import SyncState, decide_now
 from dsl.policy import CompiledPolicy
-from dsl.schema import PHONE_FIELDS
+from dsl.schema import IP_FIELDS, PHONE_FIELDS
 from dsl.suggest import closest
 from dsl.toml_guard import check_toml
 from dsl.toml_positions import Path, Positions, locate
@@ -37,12 +38,13 @@ _CASE_KEYS = (
     "tenant",
     "event",
     "phone_facts",
+    "ip_facts",
     "aggregates",
     "lists",
     "history",
     "expect",
 )
-_HISTORY_KEYS = ("phone", "default_region", "event", "ago", "repeat")
+_HISTORY_KEYS = ("phone", "default_region", "event", "ip_facts", "ago", "repeat")
 MAX_HISTORY = 10_000  # events a case's history may expand to (repeat counts each)
 _EVENT_KEYS = ("scene", "app_id", "ip", "device_id", "occurred_at", "attributes")
 _EXPECT_KEYS = ("action", "risk", "tags", "rules", "shadow", "unknown_inputs")
@@ -58,6 +60,10 @@ PHONE_OVERRIDES: dict[str, type] = {
     for name, t in PHONE_FIELDS.items()
     if name not in _NOT_SETTABLE and t in _PY_TYPES and name in {f.name for f in fields(PhoneFacts)}
 }
+# IP facts a case (or eval's --fact) may set: every field of IpFacts (dsl/schema.py).
+IP_OVERRIDES: dict[str, type] = {
+    name: _PY_TYPES[t] for name, t in IP_FIELDS.items() if name in {f.name for f in fields(IpFacts)}
+}
 INT_MAX = 2**63 - 1  # policies hold 64-bit integers
 _A = {str: "a string", bool: "true or false", int: "an int"}
 
@@ -70,25 +76,27 @@ def _hint(name: str, candidates: Iterable[str]) -> str:
     return f" (expected one of: {', '.join(pool)})" if pool else ""
 
 
-def phone_fact_value(name: str, text: str) -> str | bool | int:
-    """A phone fact written as text (``ringfence eval --fact``), typed as the policy reads
-    it. Raises ValueError with the reason (a did-you-mean for an unknown name)."""
-    if name in _NOT_SETTABLE:
+def phone_fact_value(name: str, text: str, obj: str = "phone") -> str | bool | int:
+    """A phone (or, with ``obj="ip"``, IP) fact written as text (``ringfence eval --fact``),
+    typed as the policy reads it. Raises ValueError with the reason (a did-you-mean for an
+    unknown name)."""
+    if obj == "phone" and name in _NOT_SETTABLE:
         raise ValueError(f"phone.{name} cannot be set: {_NOT_SETTABLE[name]}")
-    want = PHONE_OVERRIDES.get(name)
+    table = PHONE_OVERRIDES if obj == "phone" else IP_OVERRIDES
+    want = table.get(name)
     if want is None:
-        pool = [f"phone.{k}" for k in PHONE_OVERRIDES]
-        raise ValueError(f"unknown phone fact 'phone.{name}'{_hint(f'phone.{name}', pool)}")
+        pool = [f"{obj}.{k}" for k in table]
+        raise ValueError(f"unknown {obj} fact '{obj}.{name}'{_hint(f'{obj}.{name}', pool)}")
     if want is bool:
         if text.lower() not in ("true", "false"):
-            raise ValueError(f"phone.{name} is a bool: expected true or false, got {text!r}")
+            raise ValueError(f"{obj}.{name} is a bool: expected true or false, got {text!r}")
         return text.lower() == "true"
     if want is int:
         digits = text.removeprefix("-")
         if not digits.isascii() or not digits.isdigit() or len(digits) > 19:
-            raise ValueError(f"phone.{name} is an int: expected digits, got {text!r}")
+            raise ValueError(f"{obj}.{name} is an int: expected digits, got {text!r}")
         if abs(int(text)) > INT_MAX:
-            raise ValueError(f"phone.{name} is out of range (at most {INT_MAX})")
+            raise ValueError(f"{obj}.{name} is out of range (at most {INT_MAX})")
         return int(text)
     return text
 
@@ -193,11 +201,14 @@ def load_cases(
     *,
     policy: CompiledPolicy | None = None,
     label_columns: Mapping[str, Sequence[str]] | None = None,
+    make_ip: Callable[[str], IpFacts] | None = None,
 ) -> list[RuleCase]:
     """The cases of a rule-test file's text; raises PolicyError with every problem found,
     each at ``path:line:col``. With ``policy``, names (aggregates, lists, rules, tags) are
     checked against it and a local date-time is read in its time zone; with
-    ``label_columns`` (list -> its file's label columns), so are the labels a case gives."""
+    ``label_columns`` (list -> its file's label columns), so are the labels a case gives.
+    ``make_ip`` says where ``event.ip`` is (the IP databases of ``ringfence test --ip-db``);
+    without it only the address's version is known, and ``ip_facts`` set the rest."""
     limit = _too_big(text, path)
     if limit is not None:
         raise PolicyError([limit])
@@ -217,7 +228,13 @@ def load_cases(
     except RecursionError:  # pragma: no cover - tomllib refuses such nesting first
         positions = None
     return parse_cases(
-        data, path, make_phone, positions=positions, policy=policy, label_columns=label_columns
+        data,
+        path,
+        make_phone,
+        positions=positions,
+        policy=policy,
+        label_columns=label_columns,
+        make_ip=make_ip,
     )
 
 
@@ -283,6 +300,7 @@ def parse_cases(
     positions: Positions | None = None,
     policy: CompiledPolicy | None = None,
     label_columns: Mapping[str, Sequence[str]] | None = None,
+    make_ip: Callable[[str], IpFacts] | None = None,
 ) -> list[RuleCase]:
     """Cases from a parsed TOML document; raises PolicyError naming every problem.
     Without ``positions`` every problem is reported at line 1."""
@@ -306,7 +324,9 @@ def parse_cases(
     assert isinstance(raw_cases, list)
     cases: list[RuleCase] = []
     for i, raw in enumerate(raw_cases):
-        reader = _CaseReader(problems, ("case", i), make_phone, known, timezone)
+        reader = _CaseReader(
+            problems, ("case", i), make_phone, known, timezone, make_ip or _version_only
+        )
         case = reader.read(raw, f"{path}:{problems.line_of(('case', i))} case[{i}]")
         if case is not None:
             cases.append(case)
@@ -316,6 +336,11 @@ def parse_cases(
 
 
 _MISSING = object()
+
+
+def _version_only(address: str) -> IpFacts:
+    """Where an address is with no IP database: only its version is known."""
+    return IpFacts(version=ip_version(address))
 
 
 def _short(name: str) -> str:
@@ -335,10 +360,12 @@ class _CaseReader:
         make_phone: Callable[[str, str], PhoneFacts],
         known: _Known | None,
         timezone: str,
+        make_ip: Callable[[str], IpFacts] = _version_only,
     ) -> None:
         self.problems = problems
         self.at = at
         self.make_phone = make_phone
+        self.make_ip = make_ip
         self.known = known
         self.timezone = timezone
         self.label = f"case[{at[-1]}]"
@@ -393,10 +420,11 @@ class _CaseReader:
         expect = self.expect(raw.get("expect", _MISSING))
         if not self.ok or phone is None or expect is None:
             return None
+        ip = self.ip_facts(raw, event.ip)
         return RuleCase(
             name=name,
             where=f"{where} {_short(name)}",
-            facts=Facts(tenant, phone, event),
+            facts=Facts(tenant, phone, event, ip),
             values=MappingProxyType(values),
             lists=MappingProxyType(lists),
             expect=expect,
@@ -442,9 +470,30 @@ class _CaseReader:
             if len(out) + repeat > MAX_HISTORY:
                 self.error((*at, "repeat"), f"a case's history holds at most {MAX_HISTORY} events")
                 return tuple(out)
+            ip = self.ip_facts(t, event.ip, at)
             if past is not None:
-                out.extend([Facts(tenant, past, event)] * repeat)
+                out.extend([Facts(tenant, past, event, ip)] * repeat)
         return tuple(out)
+
+    def ip_facts(self, raw: Mapping[str, object], address: str, at: Path = ()) -> IpFacts:
+        """Where ``event.ip`` is (``make_ip``), with what ``ip_facts`` sets."""
+        found = self.make_ip(address)
+        if "ip_facts" not in raw:
+            return found
+        keys = (*at, "ip_facts")
+        t = self.table(raw["ip_facts"], keys, IP_OVERRIDES)
+        changes: dict[str, object] = {}
+        for key, v in t.items():
+            want = IP_OVERRIDES.get(key)
+            if want is None:
+                continue  # reported as an unknown key
+            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                self.error((*keys, key), f"ip_facts.{key} must be {_A[want]}", value=True)
+            elif want is int and isinstance(v, int) and not 0 <= v <= INT_MAX:
+                self.error((*keys, key), f"ip_facts.{key} is out of range", value=True)
+            else:
+                changes[key] = v
+        return replace(found, **changes)  # type: ignore[arg-type]
 
     def phone(self, raw: Mapping[str, object], at: Path = ()) -> PhoneFacts | None:
         number = raw.get("phone", _MISSING)
@@ -629,22 +678,24 @@ class _CaseReader:
 
 @dataclass(frozen=True, slots=True)
 class _Overlay:
-    """A list as loaded, except that the case's number is forced on (with labels) or off."""
+    """A list as loaded, except that the case's number (its address, on a list of
+    networks) is forced on (with labels) or off."""
 
     base: ListView | None
-    e164: str
+    keys: frozenset[str]  # the number, the address, or both for a list not loaded
     forced: Mapping[str, str] | None
+    kind: str = NUMBERS
     size: int = field(default=0)
 
-    def __contains__(self, e164: object) -> bool:
-        if e164 == self.e164:
+    def __contains__(self, key: object) -> bool:
+        if key in self.keys:
             return self.forced is not None
-        return self.base is not None and e164 in self.base
+        return self.base is not None and key in self.base
 
-    def labels(self, e164: str) -> Mapping[str, str] | None:
-        if e164 == self.e164:
+    def labels(self, key: str) -> Mapping[str, str] | None:
+        if key in self.keys:
             return self.forced
-        return None if self.base is None else self.base.labels(e164)
+        return None if self.base is None else self.base.labels(key)
 
     def __len__(self) -> int:
         return len(self.base) if self.base is not None else 0
@@ -671,8 +722,13 @@ def run_case(
     if problems:
         return CaseResult(case, False, None, tuple(problems))
     views: dict[str, ListView] = dict(lists)
+    number, address = case.facts.phone.e164, case.facts.event.ip
     for name, labels in case.lists.items():
-        views[name] = _Overlay(lists.get(name), case.facts.phone.e164, labels)
+        base = lists.get(name)
+        kind = kind_of(base)
+        # A list the caller did not load (a cookbook recipe): whichever the policy asks.
+        keys = {number, address} if base is None else {address if kind == NETWORKS else number}
+        views[name] = _Overlay(base, frozenset(keys - {""}), labels, kind)
     tenant = case.facts.tenant or policy.tenant
     for past in case.history:
         decide_now(policy, views, replace(past, tenant=tenant), state, record=True)

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from server.bundle.reload import Reloader
 from server.bundle.remote import BundleSource, RemoteSettings, register_metrics
 from server.bundle.worker import CompilePool
 from server.config import BundleConfig, ServeConfig
+from server.geo.ipdb import IpLocator
 from server.lists.pool import ListPool
 from server.lists.writable import StateListMirror
 from server.observability.decision_log import DecisionLog
@@ -95,6 +96,9 @@ class RingfenceServer:
     backend: StateBackend | None = None
     # Extra grpc.aio server interceptors, outermost first (tests inject faults with them).
     interceptors: list[Any] = field(default_factory=list)
+    # The IP databases, opened by the caller (serve reports a bad file before starting);
+    # None: start() opens config.ip_dbs.
+    ip_locator: IpLocator | None = None
 
     port: int = 0
     hasher: NumberHasher = field(init=False)
@@ -177,6 +181,16 @@ class RingfenceServer:
             register_metrics(
                 self.telemetry.meter_provider.get_meter("ringfence"), self.bundle_source.status
             )
+        if self.ip_locator is None:
+            self.ip_locator = IpLocator.open(cfg.ip_dbs)
+        locator = self.ip_locator
+        if locator.configured:
+            for db in locator.status():
+                log.info(
+                    "IP database",
+                    extra={"path": db.path, "type": db.database_type, "build": db.build_epoch},
+                )
+            self._start_background(locator.watch(cfg.ip_db_poll_s))
         self._register_gauges(parser)
         decider = Decider(
             self.registry,
@@ -187,6 +201,7 @@ class RingfenceServer:
             idempotency_window_s=cfg.idempotency_window_s,
             max_event_lateness_s=cfg.max_event_lateness_s,
             evaluation_deadline_s=cfg.evaluation_deadline_s,
+            ip_locator=locator,
         )
 
         self._server = server = self._grpc_server(decider)
@@ -317,6 +332,11 @@ class RingfenceServer:
     async def _activate_bundle(self, directory: Path) -> list[ReloadOutcome]:
         return await self.registry.reload(root=directory)
 
+    def _start_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _schedule_health_update(self, _outcome: object) -> None:
         task = asyncio.ensure_future(self._update_health())
         self._background.add(task)
@@ -417,6 +437,17 @@ class RingfenceServer:
             ),
         ):
             tel.add_counter(name, fn, description)
+        locator = self.ip_locator
+        if locator is not None and locator.configured:
+            tel.add_counter("ringfence_ip_db_lookups", lambda: locator.lookups, "IP lookups")
+            tel.add_counter(
+                "ringfence_ip_db_errors", lambda: locator.errors, "IP lookups that failed"
+            )
+            tel.add_gauge(
+                "ringfence_ip_db_reload_failures",
+                lambda: sum(1 for d in locator.status() if d.error),
+                "IP databases whose last reload failed (the last good file answers)",
+            )
         # The service is made after the gauges; the gauge reads it when scraped.
         tel.add_gauge(
             "ringfence_streams_open",
@@ -464,12 +495,16 @@ class RingfenceServer:
             await self.state_lists.stop()
         if self.backends is not None:
             await self.backends.close()
+        for task in list(self._background):
+            task.cancel()
         if self.decision_log is not None:
             await self.decision_log.close()
         if self._metrics_http is not None:
             self._metrics_http[0].shutdown()
             self._metrics_http[0].server_close()
         self.telemetry.shutdown()
+        if self.ip_locator is not None:
+            self.ip_locator.close()
 
     async def wait(self) -> None:
         assert self._server is not None
@@ -507,9 +542,9 @@ def _bundle_source(cfg: BundleConfig, activate: Any) -> BundleSource:
     return BundleSource(settings, activate)
 
 
-async def serve(config: ServeConfig) -> int:
+async def serve(config: ServeConfig, ip_locator: IpLocator | None = None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP forces a reload. Returns the exit code."""
-    server = RingfenceServer(config)
+    server = RingfenceServer(config, ip_locator=ip_locator)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 

@@ -68,6 +68,9 @@ class ServeConfig:
     evaluation_budget: EvaluationBudget = field(default_factory=EvaluationBudget)
     evaluation_deadline_s: float = 0.05
     batch_deadline_s: float = 2.0
+    # IP databases (MaxMind DB files) ip.* facts are read from, in the order given.
+    ip_dbs: tuple[Path, ...] = ()
+    ip_db_poll_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +323,9 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+IP_DB_ENV = "RINGFENCE_IP_DB"
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, env, default, help_text in (*OPTIONS, *DELIVERY_OPTIONS):
         parser.add_argument(
@@ -334,6 +340,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
             default=None,
             help=f"{help_text}; repeatable [env {env}: several, separated by spaces]",
         )
+    add_ip_db_arguments(parser)
+    parser.add_argument(
+        "--ip-db-poll",
+        default=os.environ.get("RINGFENCE_IP_DB_POLL", "10"),
+        help="seconds between checks for a replaced IP database file"
+        " [env RINGFENCE_IP_DB_POLL, default 10]",
+    )
 
 
 def _repeated(ns: argparse.Namespace, flag: str) -> list[str]:
@@ -343,6 +356,31 @@ def _repeated(ns: argparse.Namespace, flag: str) -> list[str]:
         return list(given)
     env = next(e for f, e, _ in REPEATED_OPTIONS if f == flag)
     return os.environ.get(env, "").split()
+
+
+def add_ip_db_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ip-db PATH``, repeatable (also for eval, test and replay)."""
+    parser.add_argument(
+        "--ip-db",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="a MaxMind DB file (.mmdb: GeoLite2/GeoIP2 City, ASN, ...) ip.* facts are read"
+        f" from; repeat for several, the first that knows a field wins [env {IP_DB_ENV},"
+        " colon-separated]",
+    )
+
+
+def ip_db_paths(given: list[str] | None) -> tuple[Path, ...]:
+    """The flag's paths, or else the variable's (colon-separated); blanks are mistakes."""
+    if given is not None:
+        raw = list(given)
+    else:
+        env = os.environ.get(IP_DB_ENV, "")
+        raw = env.split(":") if env.strip() else []
+    if any(not p.strip() for p in raw):
+        raise ConfigError("--ip-db: an empty path (check RINGFENCE_IP_DB for a stray ':')")
+    return tuple(Path(p) for p in raw)
 
 
 def _read_secret(value: str, path: str, what: str) -> str:
@@ -468,6 +506,8 @@ def from_namespace(ns: argparse.Namespace) -> ServeConfig:
         )
         / 1000,
         batch_deadline_s=_number(ns.batch_deadline_ms, "--batch-deadline-ms", minimum=0) / 1000,
+        ip_dbs=ip_db_paths(ns.ip_db),
+        ip_db_poll_s=_number(ns.ip_db_poll, "--ip-db-poll", minimum=0.1),
         **_delivery(ns),
     )
 

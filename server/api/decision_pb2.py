@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bringfence/v1/decision.proto\x12\x0cringfence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xe2\x01\n\x05\x45vent\x12\r\n\x05scene\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\nattributes\x18\x06 \x03(\x0b\x32#.ringfence.v1.Event.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x01\n\x0f\x45valuateRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x14\n\x0cphone_number\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\"\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x13.ringfence.v1.Event\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\"t\n\tPhoneInfo\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x01(\t\x12\r\n\x05valid\x18\x02 \x01(\x08\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x13\n\x0bnumber_type\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x05 \x01(\t\x12\x14\n\x0csegment_kind\x18\x06 \x01(\t\"\xa2\x01\n\tRuleMatch\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12$\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x14.ringfence.v1.Action\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06shadow\x18\x04 \x01(\x08\x12\x12\n\nrisk_level\x18\x05 \x01(\x05\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\"O\n\x0fRuleExplanation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07matched\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\":\n\x0e\x41ggregateValue\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03\x12\r\n\x05known\x18\x03 \x01(\x08\"\xbe\x03\n\x10\x45valuateResponse\x12$\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x14.ringfence.v1.Action\x12\x12\n\nrisk_level\x18\x02 \x01(\x05\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12(\n\x07matches\x18\x04 \x03(\x0b\x32\x17.ringfence.v1.RuleMatch\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12&\n\x05phone\x18\x06 \x01(\x0b\x32\x17.ringfence.v1.PhoneInfo\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12!\n\x05\x65rror\x18\t \x01(\x0b\x32\x12.google.rpc.Status\x12\x32\n\x0b\x65xplanation\x18\n \x03(\x0b\x32\x1d.ringfence.v1.RuleExplanation\x12\x10\n\x08replayed\x18\x0b \x01(\x08\x12\r\n\x05score\x18\x14 \x01(\x05\x12\x12\n\ndecided_by\x18\x15 \x01(\t\x12\x14\n\x0c\x66\x61iled_rules\x18\x16 \x03(\t\x12\x30\n\naggregates\x18\x17 \x03(\x0b\x32\x1c.ringfence.v1.AggregateValue\"G\n\x14\x45valuateBatchRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.ringfence.v1.EvaluateRequest\"p\n\x0b\x42\x61tchResult\x12\x32\n\x08response\x18\x01 \x01(\x0b\x32\x1e.ringfence.v1.EvaluateResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"C\n\x15\x45valuateBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.ringfence.v1.BatchResult*W\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_ALLOW\x10\x01\x12\x11\n\rACTION_REVIEW\x10\x02\x12\x10\n\x0c\x41\x43TION_BLOCK\x10\x03\x32\x8b\x02\n\x0f\x44\x65\x63isionService\x12I\n\x08\x45valuate\x12\x1d.ringfence.v1.EvaluateRequest\x1a\x1e.ringfence.v1.EvaluateResponse\x12X\n\rEvaluateBatch\x12\".ringfence.v1.EvaluateBatchRequest\x1a#.ringfence.v1.EvaluateBatchResponse\x12S\n\x0e\x45valuateStream\x12\x1d.ringfence.v1.EvaluateRequest\x1a\x1e.ringfence.v1.EvaluateResponse(\x01\x30\x01\x42(Z&ringfence/gen/ringfence/v1;ringfencev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bringfence/v1/decision.proto\x12\x0cringfence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xe2\x01\n\x05\x45vent\x12\r\n\x05scene\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\nattributes\x18\x06 \x03(\x0b\x32#.ringfence.v1.Event.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x01\n\x0f\x45valuateRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x14\n\x0cphone_number\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\"\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x13.ringfence.v1.Event\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\"\x94\x01\n\tPhoneInfo\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x01(\t\x12\r\n\x05valid\x18\x02 \x01(\x08\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x13\n\x0bnumber_type\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x05 \x01(\t\x12\x14\n\x0csegment_kind\x18\x06 \x01(\t\x12\x10\n\x08province\x18\x07 \x01(\t\x12\x0c\n\x04\x63ity\x18\x08 \x01(\t\"d\n\x06IpInfo\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x10\n\x08province\x18\x03 \x01(\t\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x0b\n\x03\x61sn\x18\x05 \x01(\x03\x12\x0b\n\x03org\x18\x06 \x01(\t\"\xa2\x01\n\tRuleMatch\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12$\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x14.ringfence.v1.Action\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06shadow\x18\x04 \x01(\x08\x12\x12\n\nrisk_level\x18\x05 \x01(\x05\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\"O\n\x0fRuleExplanation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07matched\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\":\n\x0e\x41ggregateValue\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03\x12\r\n\x05known\x18\x03 \x01(\x08\"\xe0\x03\n\x10\x45valuateResponse\x12$\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x14.ringfence.v1.Action\x12\x12\n\nrisk_level\x18\x02 \x01(\x05\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12(\n\x07matches\x18\x04 \x03(\x0b\x32\x17.ringfence.v1.RuleMatch\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12&\n\x05phone\x18\x06 \x01(\x0b\x32\x17.ringfence.v1.PhoneInfo\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12!\n\x05\x65rror\x18\t \x01(\x0b\x32\x12.google.rpc.Status\x12\x32\n\x0b\x65xplanation\x18\n \x03(\x0b\x32\x1d.ringfence.v1.RuleExplanation\x12\x10\n\x08replayed\x18\x0b \x01(\x08\x12\r\n\x05score\x18\x14 \x01(\x05\x12\x12\n\ndecided_by\x18\x15 \x01(\t\x12\x14\n\x0c\x66\x61iled_rules\x18\x16 \x03(\t\x12\x30\n\naggregates\x18\x17 \x03(\x0b\x32\x1c.ringfence.v1.AggregateValue\x12 \n\x02ip\x18\x18 \x01(\x0b\x32\x14.ringfence.v1.IpInfo\"G\n\x14\x45valuateBatchRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.ringfence.v1.EvaluateRequest\"p\n\x0b\x42\x61tchResult\x12\x32\n\x08response\x18\x01 \x01(\x0b\x32\x1e.ringfence.v1.EvaluateResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"C\n\x15\x45valuateBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.ringfence.v1.BatchResult*W\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_ALLOW\x10\x01\x12\x11\n\rACTION_REVIEW\x10\x02\x12\x10\n\x0c\x41\x43TION_BLOCK\x10\x03\x32\x8b\x02\n\x0f\x44\x65\x63isionService\x12I\n\x08\x45valuate\x12\x1d.ringfence.v1.EvaluateRequest\x1a\x1e.ringfence.v1.EvaluateResponse\x12X\n\rEvaluateBatch\x12\".ringfence.v1.EvaluateBatchRequest\x1a#.ringfence.v1.EvaluateBatchResponse\x12S\n\x0e\x45valuateStream\x12\x1d.ringfence.v1.EvaluateRequest\x1a\x1e.ringfence.v1.EvaluateResponse(\x01\x30\x01\x42(Z&ringfence/gen/ringfence/v1;ringfencev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,30 +36,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z&ringfence/gen/ringfence/v1;ringfencev1'
   _globals['_EVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_EVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_ACTION']._serialized_start=1633
-  _globals['_ACTION']._serialized_end=1720
+  _globals['_ACTION']._serialized_start=1802
+  _globals['_ACTION']._serialized_end=1889
   _globals['_EVENT']._serialized_start=104
   _globals['_EVENT']._serialized_end=330
   _globals['_EVENT_ATTRIBUTESENTRY']._serialized_start=281
   _globals['_EVENT_ATTRIBUTESENTRY']._serialized_end=330
   _globals['_EVALUATEREQUEST']._serialized_start=333
   _globals['_EVALUATEREQUEST']._serialized_end=502
-  _globals['_PHONEINFO']._serialized_start=504
-  _globals['_PHONEINFO']._serialized_end=620
-  _globals['_RULEMATCH']._serialized_start=623
-  _globals['_RULEMATCH']._serialized_end=785
-  _globals['_RULEEXPLANATION']._serialized_start=787
-  _globals['_RULEEXPLANATION']._serialized_end=866
-  _globals['_AGGREGATEVALUE']._serialized_start=868
-  _globals['_AGGREGATEVALUE']._serialized_end=926
-  _globals['_EVALUATERESPONSE']._serialized_start=929
-  _globals['_EVALUATERESPONSE']._serialized_end=1375
-  _globals['_EVALUATEBATCHREQUEST']._serialized_start=1377
-  _globals['_EVALUATEBATCHREQUEST']._serialized_end=1448
-  _globals['_BATCHRESULT']._serialized_start=1450
-  _globals['_BATCHRESULT']._serialized_end=1562
-  _globals['_EVALUATEBATCHRESPONSE']._serialized_start=1564
-  _globals['_EVALUATEBATCHRESPONSE']._serialized_end=1631
-  _globals['_DECISIONSERVICE']._serialized_start=1723
-  _globals['_DECISIONSERVICE']._serialized_end=1990
+  _globals['_PHONEINFO']._serialized_start=505
+  _globals['_PHONEINFO']._serialized_end=653
+  _globals['_IPINFO']._serialized_start=655
+  _globals['_IPINFO']._serialized_end=755
+  _globals['_RULEMATCH']._serialized_start=758
+  _globals['_RULEMATCH']._serialized_end=920
+  _globals['_RULEEXPLANATION']._serialized_start=922
+  _globals['_RULEEXPLANATION']._serialized_end=1001
+  _globals['_AGGREGATEVALUE']._serialized_start=1003
+  _globals['_AGGREGATEVALUE']._serialized_end=1061
+  _globals['_EVALUATERESPONSE']._serialized_start=1064
+  _globals['_EVALUATERESPONSE']._serialized_end=1544
+  _globals['_EVALUATEBATCHREQUEST']._serialized_start=1546
+  _globals['_EVALUATEBATCHREQUEST']._serialized_end=1617
+  _globals['_BATCHRESULT']._serialized_start=1619
+  _globals['_BATCHRESULT']._serialized_end=1731
+  _globals['_EVALUATEBATCHRESPONSE']._serialized_start=1733
+  _globals['_EVALUATEBATCHRESPONSE']._serialized_end=1800
+  _globals['_DECISIONSERVICE']._serialized_start=1892
+  _globals['_DECISIONSERVICE']._serialized_end=2159
 # @@protoc_insertion_point(module_scope)

@@ -162,6 +162,8 @@ class PhoneInfo(_message.Message):
     NUMBER_TYPE_FIELD_NUMBER: _builtins.int
     CARRIER_FIELD_NUMBER: _builtins.int
     SEGMENT_KIND_FIELD_NUMBER: _builtins.int
+    PROVINCE_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
     e164: _builtins.str
     valid: _builtins.bool
     region: _builtins.str
@@ -173,6 +175,11 @@ class PhoneInfo(_message.Message):
     """CN segment kind: "mobile", "mvno", "data_only", "iot", "satellite", "emergency";
     empty outside CN.
     """
+    province: _builtins.str
+    """Home location of a Chinese number (归属地): ISO 3166-2 province ("CN-JS") and the
+    city's short name ("常州"); empty where unknown and outside China.
+    """
+    city: _builtins.str
     def __init__(
         self,
         *,
@@ -182,14 +189,56 @@ class PhoneInfo(_message.Message):
         number_type: _builtins.str = ...,
         carrier: _builtins.str = ...,
         segment_kind: _builtins.str = ...,
+        province: _builtins.str = ...,
+        city: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "e164", b"e164", "number_type", b"number_type", "region", b"region", "segment_kind", b"segment_kind", "valid", b"valid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "city", b"city", "e164", b"e164", "number_type", b"number_type", "province", b"province", "region", b"region", "segment_kind", b"segment_kind", "valid", b"valid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PhoneInfo: _TypeAlias = PhoneInfo  # noqa: Y015
+
+@_typing.final
+class IpInfo(_message.Message):
+    """Where the event's IP address is, from the server's IP databases (docs/dsl.md)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    PROVINCE_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    ASN_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """4 or 6; 0 when event.ip is empty or not an address."""
+    country: _builtins.str
+    """ISO 3166-1 alpha-2 ("CN")."""
+    province: _builtins.str
+    """ISO 3166-2 ("CN-JS"), the form of PhoneInfo.province."""
+    city: _builtins.str
+    asn: _builtins.int
+    """Autonomous system number and its organisation; 0 and "" when unknown."""
+    org: _builtins.str
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        country: _builtins.str = ...,
+        province: _builtins.str = ...,
+        city: _builtins.str = ...,
+        asn: _builtins.int = ...,
+        org: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asn", b"asn", "city", b"city", "country", b"country", "org", b"org", "province", b"province", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IpInfo: _TypeAlias = IpInfo  # noqa: Y015
 
 @_typing.final
 class RuleMatch(_message.Message):
@@ -321,6 +370,7 @@ class EvaluateResponse(_message.Message):
     DECIDED_BY_FIELD_NUMBER: _builtins.int
     FAILED_RULES_FIELD_NUMBER: _builtins.int
     AGGREGATES_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
     action: Global___Action.ValueType
     risk_level: _builtins.int
     policy_version: _builtins.str
@@ -361,6 +411,10 @@ class EvaluateResponse(_message.Message):
         value means). Filled when explain is set.
         """
 
+    @_builtins.property
+    def ip(self) -> Global___IpInfo:
+        """Where event.ip is: filled when the policy reads ip.* facts (the address was looked up)."""
+
     def __init__(
         self,
         *,
@@ -379,10 +433,11 @@ class EvaluateResponse(_message.Message):
         decided_by: _builtins.str = ...,
         failed_rules: _abc.Iterable[_builtins.str] | None = ...,
         aggregates: _abc.Iterable[Global___AggregateValue] | None = ...,
+        ip: Global___IpInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "phone", b"phone"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ip", b"ip", "phone", b"phone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "aggregates", b"aggregates", "decided_by", b"decided_by", "degraded", b"degraded", "error", b"error", "explanation", b"explanation", "failed_rules", b"failed_rules", "matches", b"matches", "phone", b"phone", "policy_version", b"policy_version", "replayed", b"replayed", "request_id", b"request_id", "risk_level", b"risk_level", "score", b"score", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "aggregates", b"aggregates", "decided_by", b"decided_by", "degraded", b"degraded", "error", b"error", "explanation", b"explanation", "failed_rules", b"failed_rules", "ip", b"ip", "matches", b"matches", "phone", b"phone", "policy_version", b"policy_version", "replayed", b"replayed", "request_id", b"request_id", "risk_level", b"risk_level", "score", b"score", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

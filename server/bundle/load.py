@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from dsl import CompiledPolicy, CompileOptions, ListDecl, PolicyError, load_policy
 from dsl.diagnostics import Diagnostic, Severity, render
-from dsl.lists import ListView, label_problems
+from dsl.lists import ListView, label_problems, list_kinds, list_use_problems
 from dsl.runtime import EMPTY_LIST
 from dsl.zones import zone as tz_zone
 from server.bundle.budget import EvaluationBudget
@@ -37,7 +37,7 @@ from server.bundle.files import (
 )
 from server.bundle.tenant_config import FILE_NAME as TENANT_TOML
 from server.bundle.tenant_config import TenantConfig, TenantConfigError, load_tenant_config
-from server.lists import ListIndex, ListLoadError, parse_list
+from server.lists import ListLoadError, LoadedList, parse_list
 from server.lists.loader import EXPIRES_COLUMN
 from server.lists.pool import ListPool
 from server.phone import PhoneParser
@@ -279,7 +279,7 @@ def load_bundle(
         ) from None
     policy = load_policy(artifact)
 
-    found: dict[str, ListIndex] = {}
+    found: dict[str, LoadedList] = {}
     kept_in_state: dict[str, ListView] = {}
     lists_parser = lists
     region = config.default_region or "CN"
@@ -342,6 +342,10 @@ def load_bundle(
     columns = {name: index.label_columns for name, index in found.items()}
     errors.extend(
         render(d, texts.get(d.path, "")) for d in label_problems(policy.label_uses, columns)
+    )
+    errors.extend(
+        render(d, texts.get(d.path, ""))
+        for d in list_use_problems(policy.list_uses, list_kinds(found))
     )
     if errors:
         raise BundleError(tenant, errors)

@@ -24,7 +24,7 @@ from server.cli import (
     serve,
     tokens,
 )
-from server.config import add_serve_arguments
+from server.config import add_ip_db_arguments, add_serve_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("rules", nargs="?", default="rules")
     s.add_argument("--tenant")
     s.add_argument("-v", "--verbose", action="store_true")
+    add_ip_db_arguments(s)
     s.set_defaults(func=ruletest.run_test)
 
     s = sub.add_parser("eval", help="decide one number offline and explain why")
@@ -72,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override a phone fact, e.g. phone.segment_kind=mvno, phone.valid=false",
+        help="override a phone or IP fact, e.g. phone.segment_kind=mvno, phone.valid=false,"
+        " ip.province=CN-JS",
     )
+    add_ip_db_arguments(s)
     s.add_argument(
         "--agg",
         action="append",
@@ -104,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop with an error once more than N lines are bad (default: skip them all)",
     )
+    add_ip_db_arguments(s)
     s.set_defaults(func=replay.run_replay)
 
     s = sub.add_parser("health", help="check a server's health (exit 0 when SERVING)")

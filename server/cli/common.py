@@ -1,5 +1,5 @@
 """What several subcommands share: a tenant registry over a rules folder, a channel to a
-running server."""
+running server, the IP databases."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import grpc
 
     from server.bundle.registry import TenantRegistry
+    from server.geo.ipdb import IpLocator
 
 
 def registry(rules: Path, segments: str | None = None) -> TenantRegistry:
@@ -57,3 +58,22 @@ def channel(address: str, ns: argparse.Namespace) -> grpc.Channel:
         )
         return grpc.secure_channel(address, creds)
     return grpc.insecure_channel(address)
+
+
+def open_ip_databases(given: list[str] | None, command: str) -> IpLocator | None:
+    """The IP databases of ``--ip-db`` (else ``RINGFENCE_IP_DB``), as the server opens
+    them; None after printing why one cannot be opened."""
+    import sys
+
+    from server.config import ConfigError, ip_db_paths
+    from server.geo.ipdb import IpDatabaseError, IpLocator
+
+    try:
+        return IpLocator.open(ip_db_paths(given))
+    except (ConfigError, IpDatabaseError) as exc:
+        text = str(exc)
+        print(
+            f"ringfence {command}: {text if text.startswith('--ip-db') else '--ip-db ' + text}",
+            file=sys.stderr,
+        )
+        return None

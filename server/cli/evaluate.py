@@ -2,9 +2,11 @@
 
 The event time is ``--at`` (RFC 3339 / ISO 8601; without an offset it is a wall-clock time
 in the policy's time zone) or now. ``--fact phone.NAME=VALUE`` overrides a parsed phone
-fact, typed as the policy reads it. Aggregates not given with ``--agg`` are ASSUMED, and
-shown as such: by default the event is taken as the first in every window (1 where it
-feeds the aggregate, 0 where it does not); ``--assume unknown`` makes them unknown instead.
+fact (``ip.NAME=VALUE`` an IP fact), typed as the policy reads it. ``--ip-db`` (or
+``RINGFENCE_IP_DB``) says where ``--ip`` is, as the server's databases would. Aggregates
+not given with ``--agg`` are ASSUMED, and shown as such: by default the event is taken as
+the first in every window (1 where it feeds the aggregate, 0 where it does not);
+``--assume unknown`` makes them unknown instead.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import difflib
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.cli.common import registry
+from server.cli.common import open_ip_databases, registry
 
 if TYPE_CHECKING:
     from dsl.aggregates import RefLike
@@ -102,8 +105,12 @@ def run_eval(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ringfence eval: {exc}", file=sys.stderr)
         return 2
+    locator = open_ip_databases(ns.ip_db, "eval")
+    if locator is None:
+        return 2
     try:
-        phone = _with_facts(phone, ns.fact)
+        phone, ip_changes = _with_facts(phone, ns.fact)
+        ip = replace(locator.facts(ns.ip), **ip_changes)  # type: ignore[arg-type]
         at = time.time()
         if ns.at is not None:
             try:
@@ -121,7 +128,7 @@ def run_eval(ns: argparse.Namespace) -> int:
         occurred_at=at,
         attributes=attrs,
     )
-    facts = Facts(tenant=ns.tenant, phone=phone, event=event)
+    facts = Facts(tenant=ns.tenant, phone=phone, event=event, ip=ip)
     decided = decide_now(
         policy,
         bundle.lists,
@@ -139,8 +146,15 @@ def run_eval(ns: argparse.Namespace) -> int:
     print(
         f"phone  {phone.e164 if ns.show_number else '(hidden)'} valid={phone.valid} "
         f"region={phone.region} type={phone.number_type} carrier={phone.carrier!r} "
-        f"segment={phone.segment_kind or '-'}"
+        f"segment={phone.segment_kind or '-'} home={phone.province or '-'}/{phone.city or '-'}"
     )
+    if policy.reads_ip or ns.ip:
+        where = "--ip-db" if locator.configured else "no --ip-db: location unknown"
+        print(
+            f"ip     {ns.ip or '(none)'} version={ip.version} country={ip.country or '-'} "
+            f"province={ip.province or '-'} city={ip.city or '-'} asn={ip.asn or '-'} "
+            f"org={ip.org or '-'}  [{where}]"
+        )
     for kv in ns.fact:
         print(f"fact   {kv.strip()}  (set with --fact)")
     print(_aggregate_lines(refs, values, given, at, ns.assume))
@@ -163,15 +177,15 @@ class _Unknown:
         return {}
 
 
-def _with_facts(phone: PhoneFacts, settings: list[str]) -> PhoneFacts:
-    """The phone facts with each ``--fact phone.NAME=VALUE`` applied, type-checked."""
-    from dataclasses import replace
-
+def _with_facts(phone: PhoneFacts, settings: list[str]) -> tuple[PhoneFacts, dict[str, object]]:
+    """The phone facts with each ``--fact phone.NAME=VALUE`` applied, type-checked, and
+    the ``--fact ip.NAME=VALUE`` changes to the IP facts."""
     from dsl.schema import EVENT_FIELDS
     from dsl.suggest import closest
     from dsl.testing import PHONE_OVERRIDES, phone_fact_value
 
     changes: dict[str, object] = {}
+    ip_changes: dict[str, object] = {}
     for kv in settings:
         flag = f"--fact {kv}"
         name, eq, text = kv.partition("=")
@@ -183,16 +197,22 @@ def _with_facts(phone: PhoneFacts, settings: list[str]) -> PhoneFacts:
             what = "--at" if field in ("occurred_at", "local_hour", "local_weekday") else None
             hint = f"set it with {what}" if what else f"event facts come from {_EVENT_FLAGS}"
             known = "" if field in EVENT_FIELDS else f" (no event.{field} either)"
-            raise _BadFlag(flag, f"only phone facts can be set here: {hint}{known}")
+            raise _BadFlag(flag, f"only phone and ip facts can be set here: {hint}{known}")
+        if obj == "ip" and dot:
+            try:
+                ip_changes[field] = phone_fact_value(field, text, "ip")
+            except ValueError as exc:
+                raise _BadFlag(flag, str(exc)) from None
+            continue
         if obj != "phone" or not dot:
             guess = closest(name, PHONE_OVERRIDES)
             suggestion = f"; did you mean 'phone.{guess}'?" if guess else ""
-            raise _BadFlag(flag, f"unknown fact '{name}': write phone.NAME{suggestion}")
+            raise _BadFlag(flag, f"unknown fact '{name}': write phone.NAME or ip.NAME{suggestion}")
         try:
             changes[field] = phone_fact_value(field, text)
         except ValueError as exc:
             raise _BadFlag(flag, str(exc)) from None
-    return replace(phone, **changes)  # type: ignore[arg-type]
+    return replace(phone, **changes), ip_changes  # type: ignore[arg-type]
 
 
 def _time_line(at: float, timezone: str, given: bool) -> str:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.cli.common import registry
+from server.cli.common import open_ip_databases, registry
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -61,13 +61,22 @@ def run_replay(ns: argparse.Namespace) -> int:
 
     base = load(Path(ns.rules))
     other = load(Path(ns.against)) if ns.against else None
+    locator = open_ip_databases(ns.ip_db, "replay")
+    if locator is None:
+        return 2
     # Parsing (in a worker process when a core is free) and deciding overlap; the bar
     # counts lines of the file, bad lines are reported after.
     errors = BadLines(events_path, ns.max_bad_lines)
     try:
         with output.progress(_count_lines(events_path), "replay") as step:
             summary, other_summary, diff = replay_file(
-                events_path, reg.parser, base, other, errors=errors, progress=step
+                events_path,
+                reg.parser,
+                base,
+                other,
+                errors=errors,
+                progress=step,
+                locate=locator.facts,
             )
     except TooManyBadLines as exc:
         for e in errors[: min(BAD_LINES_SHOWN, exc.limit + 1)]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from server.cli.common import registry, tenants
+from server.cli.common import open_ip_databases, registry, tenants
 
 
 def run_test(ns: argparse.Namespace) -> int:
@@ -16,6 +16,9 @@ def run_test(ns: argparse.Namespace) -> int:
     from server.state import MemoryBackend
 
     root = Path(ns.rules)
+    locator = open_ip_databases(getattr(ns, "ip_db", None), "test")
+    if locator is None:
+        return 2
     reg = registry(root)
     parser = reg.parser
     out = output.console()
@@ -42,7 +45,12 @@ def run_test(ns: argparse.Namespace) -> int:
             try:
                 text = case_file.read_text(encoding="utf-8")
                 cases = load_cases(
-                    text, str(case_file), make_phone, policy=bundle.policy, label_columns=columns
+                    text,
+                    str(case_file),
+                    make_phone,
+                    policy=bundle.policy,
+                    label_columns=columns,
+                    make_ip=locator.facts if locator.configured else None,
                 )
             except (OSError, UnicodeDecodeError) as exc:
                 details.append(f"{case_file}: error: cannot read: {exc}")

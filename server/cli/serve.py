@@ -22,4 +22,11 @@ def run_serve(ns: argparse.Namespace) -> int:
     if config.bundle is None and not config.rules.is_dir():
         print(f"ringfence serve: rules directory not found: {config.rules}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(config))
+    from server.geo.ipdb import IpDatabaseError, IpLocator
+
+    try:
+        locator = IpLocator.open(config.ip_dbs)
+    except IpDatabaseError as exc:
+        print(f"ringfence serve: --ip-db {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(config, locator))

@@ -18,11 +18,13 @@ from __future__ import annotations
 import heapq
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
 from typing import Any
+
+from dsl.lists import NUMBERS
 
 NO_LABEL = -1
 
@@ -48,6 +50,8 @@ class RangeSpec:
 
 class ListIndex:
     """Implements dsl.lists.ListView. Immutable once built; safe to share across tasks."""
+
+    kind = NUMBERS
 
     __slots__ = (
         "_exact_labels",
@@ -94,7 +98,7 @@ class ListIndex:
             by_length.setdefault(len(digits), {})[digits] = label
         # Longest first: the first prefix that matches is the most specific.
         self._prefixes = tuple(sorted(by_length.items(), reverse=True))
-        self._range_starts, self._range_labels = _flatten(ranges)
+        self._range_starts, self._range_labels = flatten(ranges)
         self.stats = ListStats(len(exact), len(prefixes), len(ranges), skipped_expired, duplicates)
         self._last: tuple[object, Mapping[str, str] | None] = (None, None)
 
@@ -177,13 +181,16 @@ class ListIndex:
         )
 
 
-def _flatten(ranges: Sequence[RangeSpec]) -> tuple[array[int], array[int]]:
+def flatten(
+    ranges: Sequence[RangeSpec], typecode: str = "Q"
+) -> tuple[MutableSequence[int], array[int]]:
     """Sorted segment starts and, per segment, the label of its narrowest covering range.
 
     A sweep over the boundaries with a heap of the ranges open at each point, keyed by
-    (width, order): O((R + S) log R) for R ranges and S segments.
+    (width, order): O((R + S) log R) for R ranges and S segments. The starts are an
+    ``array`` of ``typecode``, or a list for values wider than 64 bits (``typecode=""``).
     """
-    starts: array[int] = array("Q")
+    starts: MutableSequence[int] = array(typecode) if typecode else []
     labels: array[int] = array("q")
     if not ranges:
         return starts, labels

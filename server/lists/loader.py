@@ -19,6 +19,13 @@ from typing import Final
 
 from server.lists.entries import EntryError, Exact, Prefix, Range, e164_digits, parse_entry
 from server.lists.index import ListIndex, RangeSpec
+from server.lists.networks import (
+    NetworkError,
+    NetworkIndex,
+    ipv4_network,
+    looks_like_network,
+    parse_network,
+)
 from server.phone import PhoneParser
 
 ENTRY_COLUMN: Final = "entry"
@@ -53,6 +60,9 @@ def _default_parser() -> PhoneParser:
     return PhoneParser(cache_size=0)
 
 
+LoadedList = ListIndex | NetworkIndex
+
+
 def load_list(
     path: str | os.PathLike[str],
     *,
@@ -60,7 +70,7 @@ def load_list(
     default_region: str = "CN",
     parser: PhoneParser | None = None,
     today: date | None = None,
-) -> ListIndex:
+) -> LoadedList:
     """Load one list file. Raises ListLoadError listing every bad line (never a partial list).
 
     ``default_region`` applies to entries written without a country code; entries whose
@@ -84,7 +94,7 @@ def parse_list(
     default_region: str = "CN",
     parser: PhoneParser | None = None,
     today: date | None = None,
-) -> ListIndex:
+) -> LoadedList:
     """A list from bytes already read (the server reads rule folders itself, see
     :mod:`server.bundle.files`); ``where`` names it in issues."""
     try:
@@ -117,11 +127,16 @@ class _Builder:
         self.expired_cache: dict[str, bool] = {}
         self.dates: dict[str, date] = {}  # each expires value seen, as a date
         self.skipped = 0
+        # (version, network, prefix length) -> (label, line): a list of networks instead.
+        self.networks: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self.network_rows = 0
+        self.first_number = 0  # the line of the first number, of the first network
+        self.first_network = 0
 
     def issue(self, line: int, message: str) -> None:
         self.issues.append(ListIssue(self.path, line, message))
 
-    def build(self, text: str) -> ListIndex:
+    def build(self, text: str) -> LoadedList:
         lines = text.split("\n")
         header, start = self._header(lines)
         if header is not None:
@@ -134,6 +149,18 @@ class _Builder:
         labels: list[Mapping[str, str]] = [
             MappingProxyType(dict(zip(columns, values, strict=True))) for values in self.label_ids
         ]
+        next_expiry = min((d for d in self.dates.values() if d >= self.today), default=None)
+        if self.first_network:
+            return NetworkIndex(
+                name=self.name,
+                path=self.path,
+                label_columns=columns,
+                labels=labels,
+                networks=self.networks,
+                skipped_expired=self.skipped,
+                duplicates=self.network_rows - len(self.networks),
+                next_expiry=next_expiry,
+            )
         return ListIndex(
             name=self.name,
             path=self.path,
@@ -144,7 +171,7 @@ class _Builder:
             ranges=list(self.ranges.values()),
             skipped_expired=self.skipped,
             # The last day a row is on the list: it leaves the list the day after.
-            next_expiry=min((d for d in self.dates.values() if d >= self.today), default=None),
+            next_expiry=next_expiry,
             duplicates=(self.exact_rows - len(self.exact))
             + (self.prefix_rows - len(self.prefixes))
             + (self.range_rows - len(self.ranges)),
@@ -179,7 +206,9 @@ class _Builder:
         ncols = len(header)
         expires_at = header.index(EXPIRES_COLUMN) - 1 if EXPIRES_COLUMN in header else -1
         exact, label_ids, expired_cache = self.exact, self.label_ids, self.expired_cache
-        rows = 0
+        networks = self.networks
+        networks_ok = True  # False once numbers came first: networks then take the slow path
+        rows = network_rows = 0
         for i in range(start, len(lines)):
             line = lines[i].strip()
             if not line or line[0] == "#":
@@ -205,9 +234,32 @@ class _Builder:
                 expired = expired_or_none
             digits = e164_digits(entry)
             if digits is None:
-                self._other(i + 1, entry, values, expired)
+                # The other hot path: an IPv4 network (a feed of data-centre ranges).
+                net = ipv4_network(entry) if networks_ok else None
+                if net is None:
+                    self._other(i + 1, entry, values, expired)
+                    continue
+                if not self.first_network:
+                    self.first_network = i + 1
+                    if self.first_number:
+                        self._mixed(i + 1)
+                        networks_ok = False
+                        continue
+                if expired:
+                    self.skipped += 1
+                    continue
+                label = label_ids.get(values)
+                if label is None:
+                    label = label_ids[values] = len(label_ids)
+                networks[net] = (label, i + 1)
+                network_rows += 1
                 continue
             # The hot path: literal E.164, no phonenumbers.
+            if not self.first_number:
+                self.first_number = i + 1
+                if self.first_network:
+                    self._mixed(i + 1)
+                    continue
             if expired:
                 self.skipped += 1
                 continue
@@ -218,6 +270,7 @@ class _Builder:
             exact[int(digits)] = label
             rows += 1
         self.exact_rows += rows
+        self.network_rows += network_rows
 
     def _label(self, values: tuple[str, ...]) -> int:
         label = self.label_ids.get(values)
@@ -225,11 +278,48 @@ class _Builder:
             label = self.label_ids[values] = len(self.label_ids)
         return label
 
+    def _mixed(self, lineno: int) -> None:
+        if self.first_network < self.first_number:
+            what, first = "IP networks", self.first_network
+        else:
+            what, first = "phone numbers", self.first_number
+        self.issue(
+            lineno,
+            f"a list holds phone numbers or IP networks, not both: this one holds {what}"
+            f" (line {first}); put the others in a list of their own",
+        )
+
+    def _network(self, lineno: int, entry: str, values: tuple[str, ...], expired: bool) -> None:
+        try:
+            net = parse_network(entry)
+        except NetworkError as exc:
+            self.issue(lineno, str(exc))
+            return
+        if not self.first_network:
+            self.first_network = lineno
+        if self.first_number:
+            self._mixed(lineno)
+            return
+        if expired:
+            self.skipped += 1
+            return
+        # A repeated network is an update: the later line wins (stats.duplicates).
+        self.networks[(net.version, net.low, net.bits)] = (self._label(values), lineno)
+        self.network_rows += 1
+
     def _other(self, lineno: int, entry: str, values: tuple[str, ...], expired: bool) -> None:
+        if looks_like_network(entry):
+            self._network(lineno, entry, values, expired)
+            return
         try:
             parsed = parse_entry(entry, self.default_region, self.parser)
         except EntryError as exc:
             self.issue(lineno, str(exc))
+            return
+        if not self.first_number:
+            self.first_number = lineno
+        if self.first_network:
+            self._mixed(lineno)
             return
         if expired:
             self.skipped += 1

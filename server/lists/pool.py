@@ -26,7 +26,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from server.lists.index import ListIndex
-from server.lists.loader import ListIssue, ListLoadError, parse_list
+from server.lists.loader import ListIssue, ListLoadError, LoadedList, parse_list
+from server.lists.networks import NetworkIndex
 from server.phone import PhoneParser
 
 # Below this, parsing in place costs less than starting a process (1 MiB is ~20,000 lines).
@@ -58,6 +59,10 @@ def _child_main(
         conn.close()
         return
     del raw
+    if not isinstance(index, ListIndex):
+        conn.send(("whole", index))  # a list of networks: a few arrays, pickled as one
+        conn.close()
+        return
     state, numbers, labels = index.parts()
     conn.send(("ok", state))
     _send_array(conn, numbers)
@@ -109,7 +114,7 @@ class ListPool:
         default_region: str,
         parser: PhoneParser,
         today: date | None = None,
-    ) -> ListIndex:
+    ) -> LoadedList:
         """:func:`parse_list`, in a child process for big lists; raises ListLoadError."""
         if len(raw) < self.threshold:
             return parse_list(
@@ -151,7 +156,7 @@ class ListPool:
         if status == "error":
             assert isinstance(value, tuple)
             raise ListLoadError(value)
-        assert isinstance(value, ListIndex)
+        assert isinstance(value, ListIndex | NetworkIndex)
         return value
 
     def close(self) -> None:

@@ -135,19 +135,15 @@ def complete(
     dotted = _DOTTED_BEFORE.search(line)
     if dotted:
         obj = dotted.group(1)
-        if obj == "phone":
+        if obj in reference.FACT_OBJECTS:
             fields = [
-                Item(f.name.removeprefix("phone."), ItemKind.FIELD, f.detail, f.doc)
+                Item(f.name.removeprefix(f"{obj}."), ItemKind.FIELD, f.detail, f.doc)
                 for f in reference.facts()
-                if f.name.startswith("phone.")
+                if f.name.startswith(f"{obj}.")
             ]
-            return fields + _entries(reference.phone_helpers(), ItemKind.METHOD)
-        if obj == "event":
-            return [
-                Item(f.name.removeprefix("event."), ItemKind.FIELD, f.detail, f.doc)
-                for f in reference.facts()
-                if f.name.startswith("event.")
-            ]
+            if obj == "phone":
+                fields += _entries(reference.phone_helpers(), ItemKind.METHOD)
+            return fields
         d = defs.get(obj)
         if d is not None and d.kind is SymbolKind.LIST:
             e = reference.LIST_HELPER
@@ -182,7 +178,7 @@ def complete(
     ):
         return [i for i in _name_items(scope) if i.kind is ItemKind.LIST]
     if last == "per" or last.endswith("(per") or _KEY_IN_GROUP.search(stripped):
-        return _entries(reference.key_kinds(), ItemKind.KEYWORD)
+        return _entries((*reference.key_kinds(), *reference.network_keys()), ItemKind.KEYWORD)
     if last == "over":
         return _window_items(defs)
     if re.search(r"\baggregate\s+[A-Za-z_][A-Za-z_0-9]*\s*=\s*$", stripped):
@@ -208,6 +204,7 @@ def complete(
     items += [
         Item("phone", ItemKind.VALUE, "the number's facts", "phone.FIELD, phone in LIST"),
         Item("event", ItemKind.VALUE, "the event's facts", "event.FIELD"),
+        Item("ip", ItemKind.VALUE, "where event.ip is", "ip.FIELD: ip.province, ip.asn, ..."),
     ]
     tenant = reference.fact("tenant")
     if tenant is not None:

@@ -28,7 +28,7 @@ from pygls.uris import from_fs_path
 from dsl import ast, reference, schema
 from dsl.diagnostics import Diagnostic, PolicyError, Severity, Suggestion
 from dsl.formatter import format_source
-from dsl.lists import LabelUse, label_problems
+from dsl.lists import NETWORKS, NUMBERS, LabelUse, ListUse, label_problems, list_use_problems
 from dsl.symbols import (
     RENAMABLE,
     Definition,
@@ -80,6 +80,7 @@ class _ListInfo:
     file: Path
     entries: int
     columns: tuple[str, ...]
+    kind: str = NUMBERS  # what the file holds: phone numbers or IP networks
 
 
 class RingfenceServer(LanguageServer):
@@ -227,7 +228,7 @@ class RingfenceServer(LanguageServer):
             # Like the server's loader, lists are read only for a policy that compiles.
             compiles = not any(d.is_error for d in reply.diagnostics)
             await self.publish_extras(
-                key, root, name, reply.lists if compiles else (), reply.labels
+                key, root, name, reply.lists if compiles else (), reply.labels, reply.uses
             )
 
     def replace_owner(self, owner: str, root: Path, by_path: dict[str, list[Diagnostic]]) -> None:
@@ -282,6 +283,7 @@ class RingfenceServer(LanguageServer):
         tenant: str,
         lists: Sequence[ast.ListDecl],
         labels: Sequence[LabelUse] = (),
+        uses: Sequence[ListUse] = (),
     ) -> None:
         def build() -> tuple[dict[str, list[Diagnostic]], dict[str, list[Diagnostic]]]:
             config: dict[str, list[Diagnostic]] = {f"{tenant}/{TENANT_TOML}": []}
@@ -293,7 +295,7 @@ class RingfenceServer(LanguageServer):
                     region = parse_tenant_config(toml, "").default_region or "CN"
                 except TenantConfigError as exc:
                     config[rel].append(_config_diag(rel, str(exc)))
-            return config, self.list_problems(root, tenant, region, lists, labels)
+            return config, self.list_problems(root, tenant, region, lists, labels, uses)
 
         config, problems = await asyncio.to_thread(build)
         self.replace_owner("config:" + key, root, config)
@@ -306,15 +308,19 @@ class RingfenceServer(LanguageServer):
         region: str,
         decls: Sequence[ast.ListDecl],
         labels: Sequence[LabelUse] = (),
+        uses: Sequence[ListUse] = (),
     ) -> dict[str, list[Diagnostic]]:
         out: dict[str, list[Diagnostic]] = {}
         columns: dict[str, tuple[str, ...]] = {}
+        kinds: dict[str, str] = {}
         for decl in decls:
             if decl.source != "file":
                 continue  # kept in state: no file to read (the checker judges the word)
             info = self.list_info(root, tenant, decl, region)
             if isinstance(info, _ListInfo):
                 columns[decl.name] = info.columns
+                if info.kind == NETWORKS or info.entries:
+                    kinds[decl.name] = info.kind
             if isinstance(info, str):
                 out.setdefault(decl.span.path, []).append(
                     Diagnostic(
@@ -339,6 +345,8 @@ class RingfenceServer(LanguageServer):
         # As the server's loader does: every label a rule reads, against its list's header.
         for problem in label_problems(labels, columns):
             out.setdefault(problem.path, []).append(problem)
+        for problem in list_use_problems(uses, kinds):
+            out.setdefault(problem.path, []).append(problem)
         return out
 
     def list_info(
@@ -362,7 +370,7 @@ class RingfenceServer(LanguageServer):
         result: _ListInfo | ListLoadError
         try:
             index = load_list(file, name=decl.name, default_region=region)
-            result = _ListInfo(file, len(index), tuple(index.label_columns))
+            result = _ListInfo(file, len(index), tuple(index.label_columns), index.kind)
         except ListLoadError as exc:
             result = exc
         self.lists[file] = (stamp, result)

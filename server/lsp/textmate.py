@@ -149,6 +149,16 @@ def grammar() -> dict[str, Any]:
                     },
                 },
                 {
+                    # per ip/24: a network of the address
+                    "match": r"\b(per)\s+(ip)\s*(/)\s*([0-9]+)\b",
+                    "captures": {
+                        "1": {"name": "keyword.other.ringfence"},
+                        "2": {"name": "support.type.key.ringfence"},
+                        "3": {"name": "punctuation.separator.network.ringfence"},
+                        "4": {"name": "constant.numeric.integer.ringfence"},
+                    },
+                },
+                {
                     "match": rf"\b(per)\s+({_words(schema.KEY_KINDS)})\b",
                     "captures": {
                         "1": {"name": "keyword.other.ringfence"},
@@ -169,6 +179,14 @@ def grammar() -> dict[str, Any]:
                             "captures": {
                                 "1": {"name": "support.type.key.ringfence"},
                                 "2": {"name": "variable.other.list.ringfence"},
+                            },
+                        },
+                        {
+                            "match": r"\b(ip)\s*(/)\s*([0-9]+)\b",
+                            "captures": {
+                                "1": {"name": "support.type.key.ringfence"},
+                                "2": {"name": "punctuation.separator.network.ringfence"},
+                                "3": {"name": "constant.numeric.integer.ringfence"},
                             },
                         },
                         {
@@ -220,7 +238,8 @@ def grammar() -> dict[str, Any]:
         "facts": {
             "patterns": [
                 {
-                    "match": rf"\b(phone|event)\b(?:\s*(\.)\s*({NAME})\b(?!\s*\())?",
+                    "match": rf"\b({_words(reference.FACT_OBJECTS)})\b"
+                    rf"(?:\s*(\.)\s*({NAME})\b(?!\s*\())?",
                     "captures": {
                         "1": {"name": "variable.language.fact.ringfence"},
                         "2": {"name": "punctuation.accessor.ringfence"},

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from dsl import CheckReport, CompileOptions, ast, check_policy_report
 from dsl.diagnostics import Diagnostic
-from dsl.lists import LabelUse
+from dsl.lists import LabelUse, ListUse
 from dsl.options import DEFAULT_COST_BUDGET
 from server.lsp.chunks import ChunkCache
 
@@ -51,6 +51,8 @@ class CheckReply:
     lists: tuple[ast.ListDecl, ...] = ()
     # LIST.label("name") uses, checked by the server against the list files' headers.
     labels: tuple[LabelUse, ...] = ()
+    # `phone in LIST` / `event.ip in LIST`, checked against what each list file holds.
+    uses: tuple[ListUse, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,8 @@ class Checker:
             else:
                 self.full.pop(req.key, None)
         labels = tuple(replace(u, span=self.cache.real_span(u.span)) for u in report.label_uses)
-        return replace(self._real(diags), lists=self._lists(req), labels=labels)
+        uses = tuple(replace(u, span=self.cache.real_span(u.span)) for u in report.list_uses)
+        return replace(self._real(diags), lists=self._lists(req), labels=labels, uses=uses)
 
     def _lists(self, req: CheckRequest) -> tuple[ast.ListDecl, ...]:
         """List declarations in scope, with real spans (the files parse: they are cached)."""

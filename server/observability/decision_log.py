@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
+
+from dsl.facts import NO_IP
+from dsl.runtime import subject
 
 if TYPE_CHECKING:
     from server.outcome import Outcome
@@ -56,6 +60,10 @@ def record(outcome: Outcome, hasher: NumberHasher) -> dict[str, Any]:
             "segment_kind": p.segment_kind,
             "segment_prefix": p.segment_prefix,
             "country_code": p.country_code,
+            "province": p.province,
+            "province_name": p.province_name,
+            "city": p.city,
+            "city_name": p.city_name,
         },
         "event": {
             "scene": f.event.scene,
@@ -65,14 +73,16 @@ def record(outcome: Outcome, hasher: NumberHasher) -> dict[str, Any]:
             "occurred_at": f.event.occurred_at,
             "attributes": dict(f.event.attributes),
         },
-        # List memberships as decided, so a replay of this log can answer list lookups
-        # without the number itself.
+        # List memberships as decided (the number's entry, or the address's on a list of
+        # networks), so a replay of this log can answer list lookups without the number.
         "lists": {
             name: dict(labels)
             for name, view in outcome.bundle.lists.items()
-            if (labels := view.labels(p.e164)) is not None
+            if (labels := view.labels(subject(view, p.e164, f.event.ip))) is not None
         },
         "aggregates": dict(outcome.values),
+        # Where the address was, when the policy read it (the databases change weekly).
+        **({"ip": dataclasses.asdict(f.ip)} if f.ip is not NO_IP else {}),
         "decision": {
             "action": d.action.name.lower(),
             "risk_level": d.risk_level,

@@ -20,6 +20,7 @@ import phonenumbers
 from phonenumbers import carrier as pn_carrier
 
 from dsl.facts import PhoneFacts
+from server.geo.home import GEOGRAPHIC_TYPES, HomeLocations, home_locations
 from server.phone.segments import Segment, SegmentTable
 
 MAX_RAW_LENGTH: Final = 64
@@ -77,10 +78,16 @@ class CacheInfo:
 class PhoneParser:
     """Parses raw phone text into PhoneFacts; thread-safe (the cache is functools.lru_cache)."""
 
-    def __init__(self, segments: SegmentTable | None = None, cache_size: int = 65536) -> None:
+    def __init__(
+        self,
+        segments: SegmentTable | None = None,
+        cache_size: int = 65536,
+        homes: HomeLocations | None = None,
+    ) -> None:
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0")
         self.segments = segments if segments is not None else SegmentTable.load()
+        self.homes = homes if homes is not None else home_locations()
         # Failures are cached too (as their reason), so a flood of junk costs one parse each.
         self._cached = functools.lru_cache(maxsize=cache_size)(self._parse_uncached)
 
@@ -128,16 +135,28 @@ class PhoneParser:
             operator = segment.host_operator
         else:
             operator = pn_carrier.name_for_number(number, "en") or ""
+        valid = phonenumbers.is_valid_number(number)
+        number_type = _TYPE_NAMES.get(phonenumbers.number_type(number), "unknown")
+        # As phonenumbers' geocoder: a place for valid numbers of a geographic type only.
+        home = (
+            self.homes.lookup(nsn)
+            if cc == _CN_COUNTRY_CODE and valid and number_type in GEOGRAPHIC_TYPES
+            else None
+        )
         return PhoneFacts(
             e164=f"+{cc}{nsn}",
-            valid=phonenumbers.is_valid_number(number),
+            valid=valid,
             region="" if region == phonenumbers.UNKNOWN_REGION else region,
-            number_type=_TYPE_NAMES.get(phonenumbers.number_type(number), "unknown"),
+            number_type=number_type,
             carrier=operator,
             segment_kind=segment.kind if segment is not None else "",
             segment_prefix=segment.prefix if segment is not None else "",
             country_code=cc,
             national_number=nsn,
+            province=home.province if home is not None else "",
+            province_name=home.province_name if home is not None else "",
+            city=home.city if home is not None else "",
+            city_name=home.city_name if home is not None else "",
         )
 
     def _segment(self, cc: int, nsn: str) -> Segment | None:

@@ -23,12 +23,13 @@ import grpc
 
 from dsl.decision import RuleTrace
 from dsl.durations import format_duration
-from dsl.facts import EventFacts, Facts
+from dsl.facts import NO_IP, EventFacts, Facts
 from dsl.pipeline import STATE_UNAVAILABLE, Step
-from dsl.runtime import INT_MAX, INT_MIN, EvaluationDeadline, past
+from dsl.runtime import INT_MAX, INT_MIN, EvaluationDeadline, past, work_time
 from server.api import decision_pb2 as pb
 from server.bundle.registry import TenantRegistry
 from server.bundle.tenant_config import TenantConfig
+from server.geo.ipdb import IpLocator
 from server.observability.telemetry import Telemetry
 from server.outcome import Outcome
 from server.phone import PhoneParseError, PhoneParser, mask
@@ -61,8 +62,10 @@ class Decider:
         idempotency_window_s: float = 600.0,
         max_event_lateness_s: float = 86_400.0,
         evaluation_deadline_s: float = 0.0,
+        ip_locator: IpLocator | None = None,
     ) -> None:
         self.registry = registry
+        self.ip_locator = ip_locator if ip_locator is not None else IpLocator()
         self.parser = parser
         self.backends = backends
         self.telemetry = telemetry
@@ -119,7 +122,7 @@ class Decider:
     ) -> Outcome:
         # The deadline counts this request's own CPU on the event loop's thread: not time
         # the OS gave to other processes, nor other calls' work while this one waits.
-        cpu_start = time.thread_time()
+        cpu_start = work_time()
         validate_request(req, prefix)
         bundle = self.registry.get(req.tenant)
         if bundle is None:
@@ -145,7 +148,10 @@ class Decider:
             except PhoneParseError as exc:
                 raise invalid(f"{prefix}{exc.field}", exc.reason) from None
             received = self.clock()
-            facts = Facts(tenant=bundle.name, phone=phone, event=self._event(req, received, prefix))
+            event = self._event(req, received, prefix)
+            # The IP databases are asked only by a policy that reads ip.* facts.
+            ip = self.ip_locator.facts(event.ip) if bundle.policy.reads_ip else NO_IP
+            facts = Facts(tenant=bundle.name, phone=phone, event=event, ip=ip)
         step = Step(bundle.policy, bundle.lists, facts)
         values: Mapping[str, int | None] = {}
         degraded = replayed = False
@@ -155,7 +161,7 @@ class Decider:
         if step.refs:
             now = facts.event.occurred_at
             with tel.stage("aggregates"):
-                asked = time.thread_time()
+                asked = work_time()
                 # The memory backend answers without waiting: its reads are this
                 # request's own work, and count against the deadline.
                 in_process = True
@@ -198,7 +204,7 @@ class Decider:
                         ) from None
                     degraded = True
                 if not in_process:
-                    others = time.thread_time() - asked
+                    others = work_time() - asked
         deadline = cpu_start + others + limit if limit > 0 else 0.0
         try:
             with tel.stage("evaluate"):
@@ -289,6 +295,18 @@ def to_response(
     phone.number_type = p.number_type
     phone.carrier = p.carrier
     phone.segment_kind = p.segment_kind
+    if p.province:
+        phone.province = p.province
+        phone.city = p.city
+    ip = outcome.facts.ip
+    if ip is not NO_IP:
+        info = resp.ip
+        info.version = ip.version
+        info.country = ip.country
+        info.province = ip.province
+        info.city = ip.city
+        info.asn = ip.asn
+        info.org = ip.org
     resp.degraded = outcome.degraded
     resp.request_id = outcome.request_id
     if outcome.replayed:

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from dsl.runtime import work_time
 from server.api import decision_pb2 as pb
 from server.api import decision_pb2_grpc as pb_grpc
 from server.rpc.auth import authorize_stream, bearer_token
@@ -125,7 +126,7 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
             if time.perf_counter() - sliced > BATCH_SLICE_S:
                 await asyncio.sleep(0)  # let other calls in between items
                 sliced = time.perf_counter()
-            began = time.thread_time()
+            began = work_time()
             try:
                 # Errors are raised before anything is written into the slot.
                 await self._evaluate(
@@ -136,7 +137,7 @@ class DecisionService(pb_grpc.DecisionServiceServicer):
             except Exception:  # one broken item never fails the batch
                 log.exception("batch item %d failed", i)
                 result.error.CopyFrom(internal_status())
-            spent += time.thread_time() - began
+            spent += work_time() - began
         return out
 
     def _refuse_late(self, item: pb.EvaluateRequest, result: pb.BatchResult, limit: float) -> None:

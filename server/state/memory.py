@@ -9,7 +9,8 @@ holding the most. A tenant within its fair share is never evicted by another's t
 Chosen over aiocache's SimpleMemoryCache: every aiocache call goes through
 ``asyncio.wait_for`` (≈ 25 µs measured) and a window needs structured values (buckets,
 sets, sketches) that a key/value cache would only store whole. Expiry is driven by the
-event clock (``now``) so tests and replays behave like live traffic. Only for a single
+receipt clock (``received``; the event time in a replay) so tests and replays behave like
+live traffic. Only for a single
 replica: replicas each counting their own traffic would undercount.
 
 ``apply`` executes the planner's plan (``plan.py``), the same plan the Redis script
@@ -214,6 +215,9 @@ class MemoryBackend:
         self.stats.calls += 1
         try:
             plan = self._planner.plan(tenant, refs, now, record=record, received=received)
+            # Keys live on the receipt clock, as Redis keys live on Redis's: a back-dated
+            # event never expires what a later read still reads (docs/state.md §9).
+            clock = now if received is None else received
             store = self._stores.get(tenant)
             if store is None:
                 store = self._stores[tenant] = OrderedDict()
@@ -233,7 +237,7 @@ class MemoryBackend:
                 else:
                     entry = get(key)
                     if entry is not None:
-                        if kind is not _SEEN and entry.expires_at < now:
+                        if kind is not _SEEN and entry.expires_at < clock:
                             expired.append(key)
                             entry = None
                         else:
@@ -268,7 +272,7 @@ class MemoryBackend:
             for key in touched:
                 move_to_end(key)
             if plan.writes:
-                self._write(store, plan.writes, now)
+                self._write(store, plan.writes, clock)
             self.stats.keys = self._size
             return plan.complete(values) if plan.same else values
         except Exception:
@@ -318,9 +322,9 @@ class MemoryBackend:
 
     # -- writes --------------------------------------------------------------------
 
-    def _write(self, store: _Store, writes: list[WriteOp], now: float) -> None:
+    def _write(self, store: _Store, writes: list[WriteOp], clock: float) -> None:
         for kind, key, pos, member, ttl_s, cutoff in writes:
-            expires_at = (pos if kind is _SEEN else now) + ttl_s
+            expires_at = (pos if kind is _SEEN else clock) + ttl_s
             # Looked up again: an earlier write of this call may have evicted the key.
             # Every key written was read in this call, so an expired one is gone already;
             # the storage key names the kind, so an entry found is of that kind.

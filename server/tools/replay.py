@@ -33,7 +33,7 @@ from types import MappingProxyType
 
 from dsl.aggregates import AggregateRef
 from dsl.decision import Decision
-from dsl.facts import EventFacts, Facts, PhoneFacts
+from dsl.facts import NO_IP, EventFacts, Facts, IpFacts, PhoneFacts
 from dsl.pipeline import decide_now
 from server.bundle.load import TenantBundle
 from server.phone import PhoneParser
@@ -51,6 +51,7 @@ from .replay_input import (
     parse_lines,
 )
 from .replay_workers import (
+    Locate,
     PlannedRef,
     Wire,
     WireDecoder,
@@ -121,18 +122,22 @@ def read_events(
 
 
 class Replayer:
-    """One policy, one fresh memory state."""
+    """One policy, one fresh memory state. ``locate`` looks addresses up in the IP
+    databases (``--ip-db``), for a policy that reads ip.* facts."""
 
-    def __init__(self, bundle: TenantBundle, hash_key: bytes = b"replay") -> None:
+    def __init__(
+        self, bundle: TenantBundle, hash_key: bytes = b"replay", locate: Locate | None = None
+    ) -> None:
         self.bundle = bundle
         self.backend = MemoryBackend(hash_key=hash_key, max_keys=5_000_000)
         self.summary = Summary.for_policy(bundle.policy)
+        self.locate = locate if bundle.policy.reads_ip else None
 
     async def decide(self, ev: ReplayEvent) -> Decision:
         return self.decide_now(ev)
 
     def decide_now(self, ev: ReplayEvent) -> Decision:
-        return self.decide_facts(ev.phone, ev.event, ev.recorded_lists)
+        return self.decide_facts(ev.phone, ev.event, ev.recorded_lists, ip=ev.ip)
 
     def decide_facts(
         self,
@@ -140,12 +145,15 @@ class Replayer:
         event: EventFacts,
         recorded: Mapping[str, Mapping[str, str]] | None,
         planned: Sequence[AggregateRef | PlannedRef] | None = None,
+        ip: IpFacts = NO_IP,
     ) -> Decision:
         """Decide one event; ``planned`` is the policy's plan for it when a parsing
-        worker has already made it."""
+        worker has already made it; ``ip`` where its address is, when known already."""
         b = self.bundle
-        lists = lists_for(b, phone.e164, recorded)
-        facts = Facts(tenant=b.name, phone=phone, event=event)
+        lists = lists_for(b, phone.e164, recorded, event.ip)
+        if ip is NO_IP and self.locate is not None:
+            ip = self.locate(event.ip)
+        facts = Facts(tenant=b.name, phone=phone, event=event, ip=ip)
         decision = decide_now(
             b.policy, lists, facts, self.backend, record=True, refs=planned
         ).decision
@@ -156,13 +164,19 @@ class Replayer:
 class _Comparison:
     """One policy's replay, or two side by side over the same events, one event at a time."""
 
-    def __init__(self, base: TenantBundle, other: TenantBundle | None, samples: int) -> None:
-        self.a = Replayer(base)
-        self.b = Replayer(other) if other is not None else None
+    def __init__(
+        self,
+        base: TenantBundle,
+        other: TenantBundle | None,
+        samples: int,
+        locate: Locate | None = None,
+    ) -> None:
+        self.a = Replayer(base, locate=locate)
+        self.b = Replayer(other, locate=locate) if other is not None else None
         self.diff = Diff(sample_limit=samples)
 
     def step(self, ev: ReplayEvent) -> None:
-        self.step_facts(ev.phone, ev.event, ev.recorded_lists, ev.key)
+        self.step_facts(ev.phone, ev.event, ev.recorded_lists, ev.key, ip=ev.ip)
 
     def step_facts(
         self,
@@ -171,11 +185,12 @@ class _Comparison:
         recorded: Mapping[str, Mapping[str, str]] | None,
         key: str,
         planned: Sequence[PlannedRef] | None = None,
+        ip: IpFacts = NO_IP,
     ) -> None:
-        da = self.a.decide_facts(phone, event, recorded, planned)
+        da = self.a.decide_facts(phone, event, recorded, planned, ip)
         if self.b is None:
             return
-        db = self.b.decide_facts(phone, event, recorded)
+        db = self.b.decide_facts(phone, event, recorded, ip=ip)
         ev = ReplayEvent(0, event.occurred_at, self.a.bundle.name, phone, event, recorded, key)
         self.diff.add(ev, da, db)
 
@@ -193,9 +208,10 @@ async def replay(
     *,
     samples: int = SAMPLES,
     progress: Progress | None = None,
+    locate: Locate | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     """Replay ``events`` in the order given (callers sort them: :func:`read_events`)."""
-    return _replay_sorted(events, base, other, samples, progress, time.perf_counter())
+    return _replay_sorted(events, base, other, samples, progress, time.perf_counter(), locate)
 
 
 def _replay_sorted(
@@ -205,8 +221,9 @@ def _replay_sorted(
     samples: int,
     progress: Progress | None,
     t0: float,
+    locate: Locate | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
-    run = _Comparison(base, other, samples)
+    run = _Comparison(base, other, samples, locate)
     step = run.step
     done = 0
     for done, ev in enumerate(events, 1):
@@ -228,13 +245,16 @@ def replay_file(
     samples: int = SAMPLES,
     progress: Progress | None = None,
     workers: int | None = None,
+    locate: Locate | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     """Replay a file's events of ``base``'s tenant, parsing (and planning) in worker
     processes while deciding here (see the module docstring); the time measured covers
-    both. Bad lines go to ``errors``."""
+    both. Bad lines go to ``errors``; ``locate`` looks addresses up (``--ip-db``)."""
     tenant = base.name
     t0 = time.perf_counter()
-    run = _Comparison(base, other, samples)
+    reads_ip = base.policy.reads_ip or (other is not None and other.policy.reads_ip)
+    locate = locate if reads_ip else None
+    run = _Comparison(base, other, samples, locate)
     if usable_workers(workers) <= 0:
         # Parsing here: no wire format, each event decided as it is parsed.
         kept_events: list[ReplayEvent] = []
@@ -249,13 +269,16 @@ def replay_file(
                         run.step(ev)
             if progress is not None and order.in_order:
                 progress(len(lines))
-        return _finish(run, order, kept_events, base, other, samples, progress, t0)
+        return _finish(run, order, kept_events, base, other, samples, progress, t0, locate)
     kept: list[Wire] = []
     step = run.step_facts
     decoder = WireDecoder(base)
     phone_of, refs_of = decoder.phone, decoder.refs
     order = _InOrder()
-    for wire, errs in wire_chunks(path, parser, tenant, bundle=base, workers=workers):
+    ip_of = decoder.ip
+    for wire, errs in wire_chunks(
+        path, parser, tenant, bundle=base, workers=workers, locate=locate
+    ):
         errors.extend(errs)
         for w in wire:
             if w[2] != tenant:
@@ -269,11 +292,12 @@ def replay_file(
                 w[4], w[5], w[6], w[7], at, MappingProxyType(attrs) if attrs else EMPTY
             )
             plan = w[11]
-            step(phone_of(w[3]), event, w[9], w[10], None if plan is None else refs_of(plan))
+            planned = None if plan is None else refs_of(plan)
+            step(phone_of(w[3]), event, w[9], w[10], planned, ip_of(w[12]))
         if progress is not None and order.in_order:
             progress(len(wire))
     events = [decoder.event(w) for w in kept] if not order.in_order else []
-    return _finish(run, order, events, base, other, samples, progress, t0)
+    return _finish(run, order, events, base, other, samples, progress, t0, locate)
 
 
 class _InOrder:
@@ -304,12 +328,13 @@ def _finish(
     samples: int,
     progress: Progress | None,
     t0: float,
+    locate: Locate | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     """The streamed result, or, when the file was out of order, the sorted replay's."""
     if not order.in_order:
         # Progress counted the file's lines once already; the sorted pass adds none.
         kept.sort(key=lambda e: (e.occurred_at, e.line))
-        return _replay_sorted(kept, base, other, samples, None, t0)
+        return _replay_sorted(kept, base, other, samples, None, t0, locate)
     return run.result(time.perf_counter() - t0)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dsl.facts import EventFacts, PhoneFacts
-from dsl.lists import ListView
+from dsl.facts import NO_IP, EventFacts, IpFacts, PhoneFacts
+from dsl.lists import NETWORKS, NUMBERS, ListView, kind_of
 from server.bundle.load import TenantBundle
 from server.phone import PhoneParseError, PhoneParser
 
@@ -35,35 +35,46 @@ class ReplayEvent:
     event: EventFacts
     recorded_lists: Mapping[str, Mapping[str, str]] | None  # decision-log input only
     key: str  # what identifies the event in a diff: request_id or line number
+    # Where event.ip was, as a decision-log line recorded it; NO_IP: look it up (or not).
+    ip: IpFacts = NO_IP
 
 
 class RecordedList:
-    """A ListView answering from what a decision-log line recorded for one number."""
+    """A ListView answering from what a decision-log line recorded for one event: its
+    number's entry, or its address's on a list of networks."""
 
-    __slots__ = ("_e164", "_labels")
+    __slots__ = ("_key", "_labels", "kind")
 
-    def __init__(self, e164: str, labels: Mapping[str, str] | None) -> None:
-        self._e164 = e164
+    def __init__(self, key: str, labels: Mapping[str, str] | None, kind: str = NUMBERS) -> None:
+        self._key = key
         self._labels = labels
+        self.kind = kind
 
-    def __contains__(self, e164: object) -> bool:
-        return self._labels is not None and e164 == self._e164
+    def __contains__(self, key: object) -> bool:
+        return self._labels is not None and key == self._key
 
-    def labels(self, e164: str) -> Mapping[str, str] | None:
-        return self._labels if e164 == self._e164 else None
+    def labels(self, key: str) -> Mapping[str, str] | None:
+        return self._labels if key == self._key else None
 
     def __len__(self) -> int:
         return 0 if self._labels is None else 1
 
 
 def lists_for(
-    bundle: TenantBundle, e164: str, recorded: Mapping[str, Mapping[str, str]] | None
+    bundle: TenantBundle,
+    e164: str,
+    recorded: Mapping[str, Mapping[str, str]] | None,
+    ip: str = "",
 ) -> Mapping[str, ListView]:
     """The list views an event is decided with: the tenant's lists, or for a decision-log
     line what the line recorded (the number itself is only a hash there)."""
     if recorded is None:
         return bundle.lists
-    return {name: RecordedList(e164, recorded.get(name)) for name in bundle.lists}
+    out: dict[str, ListView] = {}
+    for name, view in bundle.lists.items():
+        kind = kind_of(view)
+        out[name] = RecordedList(ip if kind == NETWORKS else e164, recorded.get(name), kind)
+    return out
 
 
 # 1970-01-01 to 9999-11-30 (UTC): a calendar-day window reaches a day past its event, in
@@ -155,6 +166,10 @@ def parse_line(
             segment_prefix=_text(p, "segment_prefix", "phone.segment_prefix", line),
             country_code=code,
             national_number="",
+            province=_text(p, "province", "phone.province", line),
+            province_name=_text(p, "province_name", "phone.province_name", line),
+            city=_text(p, "city", "phone.city", line),
+            city_name=_text(p, "city_name", "phone.city_name", line),
         )
         recorded = {
             str(name): dict(_texts(labels, "lists", line))
@@ -162,7 +177,8 @@ def parse_line(
             if labels is not None  # null: not on that list
         }
         key = _text(obj, "request_id", "request_id", line) or f"line {line}"
-        return ReplayEvent(line, at, tenant, phone, event, recorded, key)
+        ip = _recorded_ip(obj, line)
+        return ReplayEvent(line, at, tenant, phone, event, recorded, key, ip)
     raw = obj.get("phone_number")
     if not isinstance(raw, str):
         raise ReplayInputError(f"line {line}: phone_number must be a string")
@@ -172,6 +188,34 @@ def parse_line(
         raise ReplayInputError(f"line {line}: phone_number: {exc.reason}") from None
     key = _text(obj, "request_id", "request_id", line) or f"line {line}"
     return ReplayEvent(line, at, tenant, phone, event, None, key)
+
+
+def _recorded_ip(obj: Mapping[str, Any], line: int) -> IpFacts:
+    """The IP facts a decision-log line recorded (as the databases said then); NO_IP when
+    the decision read none."""
+    ip = _object(obj.get("ip"), "ip", line)
+    if not ip:
+        return NO_IP
+    numbers: list[int] = []
+    for key, top in (("version", 6), ("asn", 2**32 - 1)):
+        value = ip.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+            raise ReplayInputError(f"line {line}: ip.{key} must be a number 0-{top}")
+        numbers.append(value)
+
+    def text(key: str) -> str:
+        return _text(ip, key, f"ip.{key}", line)
+
+    return IpFacts(
+        version=numbers[0],
+        country=text("country"),
+        province=text("province"),
+        province_name=text("province_name"),
+        city=text("city"),
+        city_name=text("city_name"),
+        asn=numbers[1],
+        org=text("org"),
+    )
 
 
 def parse_lines(

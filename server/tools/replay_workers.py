@@ -22,29 +22,33 @@ import multiprocessing
 import os
 import pickle
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import astuple
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from dsl.aggregates import AggregateSpec
-from dsl.facts import EventFacts, Facts, PhoneFacts
+from dsl.facts import NO_IP, EventFacts, Facts, IpFacts, PhoneFacts
 from server.bundle.load import TenantBundle
 from server.host import usable_cpus
 from server.phone import PhoneParser
 
 from .replay_input import EMPTY, ReplayEvent, chunks, lists_for, parse_lines
 
-PhoneWire = tuple[str, bool, str, str, str, str, str, int, str]
+PhoneWire = tuple[str, bool, str, str, str, str, str, int, str, str, str, str, str]
+IpWire = tuple[int, str, str, str, str, str, int, str]
 PlanWire = tuple[tuple[int, str, str, bool], ...]
 Wire = tuple[
     int, float, str, PhoneWire, str, str, str, str, "dict[str, str] | None",
-    "dict[str, dict[str, str]] | None", str, "PlanWire | None",
+    "dict[str, dict[str, str]] | None", str, "PlanWire | None", "IpWire | None",
 ]  # fmt: skip
 """(line, time, tenant, phone, scene, app_id, ip, device_id, attributes, recorded lists,
-key, plan): a parsed event, and its plan for the policy given (spec index, key, member,
-feeds per aggregate), or None when it was not planned (another tenant, or no policy)."""
+key, plan, ip facts): a parsed event, its plan for the policy given (spec index, key,
+member, feeds per aggregate) or None when it was not planned (another tenant, or no
+policy), and where its address is (None: not looked up)."""
+Locate = Callable[[str], IpFacts]
 _DONE = b""
 _FAILED = b"!"
 _PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe size
@@ -96,16 +100,29 @@ def usable_workers(workers: int | None) -> int:
 def _phone_wire(p: PhoneFacts) -> PhoneWire:
     return (
         p.e164, p.valid, p.region, p.number_type, p.carrier, p.segment_kind,
-        p.segment_prefix, p.country_code, p.national_number,
+        p.segment_prefix, p.country_code, p.national_number, p.province, p.province_name,
+        p.city, p.city_name,
     )  # fmt: skip
 
 
-def _to_wire(ev: ReplayEvent, bundle: TenantBundle | None, index: dict[int, int]) -> Wire:
+def event_ip(ev: ReplayEvent, locate: Locate | None) -> IpFacts:
+    """Where an event's address is: as its decision-log line recorded it, else from the
+    databases when a policy reads it (``locate``), else unknown."""
+    if ev.ip is not NO_IP or locate is None:
+        return ev.ip
+    return locate(ev.event.ip)
+
+
+def _to_wire(
+    ev: ReplayEvent, bundle: TenantBundle | None, index: dict[int, int], locate: Locate | None
+) -> Wire:
     e = ev.event
     plan: PlanWire | None = None
+    ip = event_ip(ev, locate)
     if bundle is not None and ev.tenant == bundle.name:
-        facts = Facts(tenant=ev.tenant, phone=ev.phone, event=e)
-        refs = bundle.policy.plan(facts, lists_for(bundle, ev.phone.e164, ev.recorded_lists))
+        facts = Facts(tenant=ev.tenant, phone=ev.phone, event=e, ip=ip)
+        lists = lists_for(bundle, ev.phone.e164, ev.recorded_lists, e.ip)
+        refs = bundle.policy.plan(facts, lists)
         found = [(index.get(id(r.spec)), r.key, r.member, r.feeds) for r in refs]
         if all(i is not None for i, _, _, _ in found):
             plan = tuple((i, k, m, f) for i, k, m, f in found if i is not None)
@@ -113,6 +130,7 @@ def _to_wire(ev: ReplayEvent, bundle: TenantBundle | None, index: dict[int, int]
     return (
         ev.line, ev.occurred_at, ev.tenant, _phone_wire(ev.phone), e.scene, e.app_id, e.ip,
         e.device_id, dict(e.attributes) if e.attributes else None, recorded, ev.key, plan,
+        None if ip is NO_IP else astuple(ip),
     )  # fmt: skip
 
 
@@ -124,6 +142,7 @@ def _work(
     bundle: TenantBundle | None,
     me: int,
     workers: int,
+    locate: Locate | None,
 ) -> None:
     try:
         index = {id(s): i for i, s in enumerate(bundle.policy.aggregates)} if bundle else {}
@@ -131,7 +150,7 @@ def _work(
             if k % workers != me:
                 continue
             events, errors = parse_lines(path, first, lines, parser, default_tenant)
-            wire = [_to_wire(ev, bundle, index) for ev in events]
+            wire = [_to_wire(ev, bundle, index, locate) for ev in events]
             conn.send_bytes(pickle.dumps((wire, errors), pickle.HIGHEST_PROTOCOL))
         conn.send_bytes(_DONE)
     except BaseException as exc:  # reported by the deciding process, which stops
@@ -147,15 +166,16 @@ def wire_chunks(
     *,
     bundle: TenantBundle | None = None,
     workers: int | None = None,
+    locate: Locate | None = None,
 ) -> Iterator[tuple[list[Wire], list[str]]]:
     """The file's parsed events (and bad-line messages) chunk by chunk, in file order.
-    ``workers=0`` parses in this process."""
+    ``workers=0`` parses in this process. ``locate`` looks addresses up (IP facts)."""
     n = usable_workers(workers)
     if n <= 0:
         index = {id(s): i for i, s in enumerate(bundle.policy.aggregates)} if bundle else {}
         for first, lines in chunks(path):
             events, errors = parse_lines(path, first, lines, parser, default_tenant)
-            yield [_to_wire(ev, bundle, index) for ev in events], errors
+            yield [_to_wire(ev, bundle, index, locate) for ev in events], errors
         return
     ctx = multiprocessing.get_context("fork")
     procs: list[Any] = []
@@ -167,7 +187,7 @@ def wire_chunks(
                 fcntl.fcntl(send.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
             proc = ctx.Process(
                 target=_work,
-                args=(send, path, parser, default_tenant, bundle, me, n),
+                args=(send, path, parser, default_tenant, bundle, me, n, locate),
                 daemon=True,
             )
             proc.start()
@@ -220,7 +240,12 @@ class WireDecoder:
             w[4], w[5], w[6], w[7], w[1], MappingProxyType(attrs) if attrs else EMPTY
         )
         recorded: Mapping[str, Mapping[str, str]] | None = w[9]
-        return ReplayEvent(w[0], w[1], w[2], self.phone(w[3]), event, recorded, w[10])
+        ip = self.ip(w[12])
+        return ReplayEvent(w[0], w[1], w[2], self.phone(w[3]), event, recorded, w[10], ip)
+
+    @staticmethod
+    def ip(w: IpWire | None) -> IpFacts:
+        return NO_IP if w is None else IpFacts(*w)
 
     def refs(self, plan: PlanWire) -> list[PlannedRef]:
         specs = self._specs

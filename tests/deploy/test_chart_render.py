@@ -21,7 +21,7 @@ from deploy.deploy_support import (
 )
 
 from server.cli import build_parser
-from server.config import DELIVERY_OPTIONS, OPTIONS
+from server.config import DELIVERY_OPTIONS, IP_DB_ENV, OPTIONS
 from server.shutdown import drain_time
 
 DECISION_SERVICE = "ringfence.v1.DecisionService"
@@ -172,6 +172,7 @@ def test_shutdown_outlasts_the_drain(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_env_names_are_server_settings(variant: str) -> None:
     known = {env_name for _flag, env_name, _default, _help in (*OPTIONS, *DELIVERY_OPTIONS)}
+    known |= {IP_DB_ENV, "RINGFENCE_IP_DB_POLL"}
     ours = {k for k in env(docs_for(variant)) if k.startswith("RINGFENCE_")}
     assert ours <= known, ours - known
     assert {"RINGFENCE_RULES", "RINGFENCE_LISTEN"} <= ours

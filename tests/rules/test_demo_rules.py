@@ -64,5 +64,6 @@ def test_every_demo_rule_is_exercised() -> None:
 def test_demo_lists_are_what_the_policy_declares() -> None:
     assert sorted((d.name, d.path) for d in demo().policy.lists) == [
         ("code_platform_numbers", "_shared/lists/code_platform_numbers.csv"),
+        ("datacentres", "lists/datacentres.csv"),
         ("privacy_numbers", "lists/privacy_numbers.csv"),
     ]

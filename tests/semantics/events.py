@@ -38,7 +38,21 @@ E164 = tuple(p.e164 for p in POOL)
 SCENES = ("register", "login", "sms_code", "")
 APPS = ("shop", "ride", "")
 DEVICES = ("d1", "d2", "")
-IPS = ("203.0.113.1", "203.0.113.2", "")
+# Two addresses of one /24 and one of another half of it (another city), an address the
+# databases do not know, IPv6 in two /64s, an IPv4-mapped one, and none (Evaluate
+# refuses text that is no address).
+IPS = (
+    "203.0.113.1",
+    "203.0.113.2",
+    "203.0.113.200",
+    "198.51.100.7",
+    "192.0.2.1",
+    "2001:db8:1:2::1",
+    "2001:db8:1:2::2",
+    "2001:db8:1:3::1",
+    "::ffff:203.0.113.9",
+    "",
+)
 CHANNELS = ((), (("channel", "web"),), (("channel", "app"),), (("channel", ""),))
 
 # 2030-01-01T00:00:00Z: ahead of the machine's clock, so no key a backend stamps with an

@@ -9,6 +9,7 @@ it knows exactly is the range ``(v, v)``.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,15 @@ IDEMPOTENCY_S = 600.0  # --idempotency-window (§8)
 AGE_MEMORY_S = 30 * 86_400.0  # a key's age is forgotten this long after its last sighting (§6)
 RUN_NEIGHBOURS = 1_000  # a run looks at most this many numbers each way (§5)
 DAY_S = 86_400
+# What the IP databases say (the live paths and the offline tools are given a database
+# built from this table): network -> the city, in the short form ip.city has.
+IP_CITIES: Mapping[str, str] = {
+    "203.0.113.0/25": "常州",
+    "203.0.113.128/25": "南京",
+    "198.51.100.0/24": "北京",
+    "2001:db8:1:2::/64": "上海",
+    "2001:db8:1:3::/64": "常州",
+}
 
 Range = tuple[int, int]
 Kind = Literal["count", "distinct", "run"]
@@ -82,8 +92,9 @@ class Filter:
 class Aggregate:
     name: str
     kind: Kind
-    keys: tuple[tuple[str, str], ...]  # (kind, argument): ("number", ""), ("prefix", "5")
-    field: str = ""  # distinct: app_id, device_id, ip, scene, phone or attr:<key>
+    # (kind, argument): ("number", ""), ("prefix", "5"), ("ip", "24") for per ip/24
+    keys: tuple[tuple[str, str], ...]
+    field: str = ""  # distinct: app_id, device_id, ip, scene, phone, ip.city or attr:<key>
     where: Filter | None = None
     window: int | None  # sliding window in seconds; None: `today`
     offsets: tuple[int, ...] = (0,)  # every window read: 0, each ago(), each sustained() step
@@ -158,6 +169,41 @@ def reach(agg: Aggregate) -> float:
 # §2: keys, fields and members ---------------------------------------------------------
 
 
+def address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``event.ip`` as an address (an IPv4-mapped IPv6 address is its IPv4 address), or
+    None when it is not one."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def network(text: str, bits: int) -> str:
+    """`per ip/N`: the address's /N network, for IPv4 when N <= 32 and IPv6 above."""
+    addr = address(text)
+    if addr is None or (addr.version == 4) != (bits <= 32):
+        return ""
+    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+
+
+def ip_city(text: str) -> str:
+    """ip.city: the city of the narrowest network in IP_CITIES holding the address."""
+    addr = address(text)
+    holding = [
+        ipaddress.ip_network(n)
+        for n in IP_CITIES
+        if addr is not None
+        and addr.version == ipaddress.ip_network(n).version
+        and addr in ipaddress.ip_network(n)
+    ]
+    if not holding:
+        return ""
+    return IP_CITIES[str(max(holding, key=lambda n: n.prefixlen))]
+
+
 def key_part(kind: str, arg: str, ev: Event, lists: frozenset[str]) -> str:
     p = ev.phone
     if kind == "number":
@@ -170,6 +216,8 @@ def key_part(kind: str, arg: str, ev: Event, lists: frozenset[str]) -> str:
         return p.digits[: int(arg)] if len(p.digits) >= int(arg) else ""
     if kind == "tenant":
         return ev.tenant
+    if kind == "ip" and arg:
+        return network(ev.ip, int(arg))
     return {"device": ev.device_id, "ip": ev.ip, "app": ev.app_id}[kind]
 
 
@@ -181,6 +229,8 @@ def concrete_key(agg: Aggregate, ev: Event, lists: frozenset[str]) -> tuple[str,
 def field_value(name: str, ev: Event) -> str:
     if name == "phone":
         return ev.phone.e164
+    if name == "ip.city":
+        return ip_city(ev.ip)
     if name.startswith("attr:"):
         return ev.attribute(name.removeprefix("attr:"))
     return str(getattr(ev, name))

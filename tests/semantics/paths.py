@@ -28,8 +28,9 @@ from typing import Any
 
 import grpc
 from hypothesis import HealthCheck, Phase, settings
+from ipdb_support import Place, write_city_db
 from semantics.events import EPOCH, ticks
-from semantics.model import Event, Outcome
+from semantics.model import IP_CITIES, Event, Outcome
 from support import RINGFENCE, running_server
 
 from server.api import decision_pb2 as pb
@@ -167,6 +168,16 @@ def examples(n: int, **more: Any) -> settings:
     )
 
 
+def ip_database(root: Path) -> Path:
+    """The IP database every path is given (beside the rules folder ``root``): the
+    model's IP_CITIES in the GeoLite2 City layout."""
+    path = root.parent / "semantics-city.mmdb"
+    if not path.exists():
+        places = {net: Place("CN", region="JS", city_zh=city) for net, city in IP_CITIES.items()}
+        write_city_db(path, places)
+    return path
+
+
 @dataclass
 class Live:
     """A server (restartable) over a workspace, on one state URL."""
@@ -178,18 +189,24 @@ class Live:
     @classmethod
     def start(cls, root: Path, state: str) -> Live:
         ws = Workspace(root)
-        return cls(ServerThread(root, Clock(), **cls.config(state)), ws, state)
+        return cls(ServerThread(root, Clock(), **cls.config(state, root)), ws, state)
 
     @staticmethod
-    def config(state: str) -> dict[str, Any]:
+    def config(state: str, root: Path) -> dict[str, Any]:
         # The hash key is shared, as replicas and restarts of one deployment share it.
-        return {"state": state, "state_timeout_ms": STATE_TIMEOUT_MS, "hash_key": HASH_KEY}
+        return {
+            "state": state,
+            "state_timeout_ms": STATE_TIMEOUT_MS,
+            "hash_key": HASH_KEY,
+            "ip_dbs": (ip_database(root),),
+        }
 
     def restart(self) -> None:
         """A new server process, as far as state goes: a new server object on the same
         rules folder and state URL (memory state is that object's own)."""
         self.server.stop()
-        self.server = ServerThread(self.ws.root, self.server.clock, **self.config(self.state))
+        config = self.config(self.state, self.ws.root)
+        self.server = ServerThread(self.ws.root, self.server.clock, **config)
 
 
 # Live paths ---------------------------------------------------------------------------
@@ -348,6 +365,8 @@ def replay(root: Path, tenant: str, events: Sequence[Event], work: Path) -> list
                 str(root),
                 "--tenant",
                 tenant,
+                "--ip-db",
+                str(ip_database(root)),
                 *DECISIONS,
                 str(out),
             ],
@@ -374,6 +393,7 @@ def _replay_api(root: Path, tenant: str, path: Path, keys: list[str]) -> list[Va
     """The values the replayer's memory state answered for each event (read by wrapping
     its backend: the CLI has no per-event output yet)."""
     from server.cli.common import registry
+    from server.geo.ipdb import IpLocator
     from server.tools.replay import Replayer, read_events
 
     reg = registry(root)
@@ -385,7 +405,7 @@ def _replay_api(root: Path, tenant: str, path: Path, keys: list[str]) -> list[Va
         errors: list[str] = []
         events = read_events(path, reg.parser, tenant, errors, workers=0)
         assert not errors, errors
-        replayer = Replayer(bundle)
+        replayer = Replayer(bundle, locate=IpLocator.open([ip_database(root)]).facts)
         seen: list[Values] = []
         apply_now = replayer.backend.apply_now
 
@@ -424,6 +444,7 @@ def eval_values(root: Path, tenant: str, ev: Event) -> Values:
     """The aggregate values `ringfence eval` shows (and decides with) for one event."""
     assert ev.occurred_at is not None
     args = ["eval", "--rules", str(root), "--tenant", tenant, "--phone", ev.phone.e164]
+    args += ["--ip-db", str(ip_database(root))]
     args += ["--scene", ev.scene, "--app-id", ev.app_id, "--ip", ev.ip]
     at = ev.occurred_at
     args += ["--device-id", ev.device_id, "--at", str(int(at)) if at == int(at) else repr(at)]
@@ -478,7 +499,7 @@ def rule_test_case(
 
 def rule_tests(root: Path, tenant: str) -> tuple[bool, str]:
     """`ringfence test -v` for one tenant: (every case passed, the output)."""
-    code, text = cli("test", str(root), "--tenant", tenant, "-v")
+    code, text = cli("test", str(root), "--tenant", tenant, "-v", "--ip-db", str(ip_database(root)))
     return code == 0, text
 
 

@@ -138,7 +138,7 @@ WINDOWS: tuple[tuple[int | None, tuple[str, ...]], ...] = (
     (None, ("today",)),
 )
 KINDS: tuple[Kind, ...] = ("count", "count", "distinct", "run")
-KEYS = ("number", "list vip", "segment", "prefix", "device", "ip", "app")
+KEYS = ("number", "list vip", "segment", "prefix", "device", "ip", "ip/24", "ip/64", "app")
 FIELDS = {
     "app_id": ("event.app_id",),
     "device_id": ("event.device_id",),
@@ -146,6 +146,7 @@ FIELDS = {
     "scene": ("event.scene",),
     "phone": ("phone", "phone.e164"),
     "attr:channel": ('event.attributes["channel"]',),
+    "ip.city": ("ip.city",),
 }
 
 
@@ -264,6 +265,8 @@ def readers(
 
 
 def key_text(kind: str, arg: str) -> str:
+    if kind == "ip" and arg:
+        return f"ip/{arg}"
     return {"list": "list vip", "prefix": f"prefix {arg}"}.get(kind, kind)
 
 
@@ -278,7 +281,13 @@ def key_sets(draw: st.DrawFn, kind: str) -> tuple[tuple[tuple[str, str], ...], s
     else:
         names = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
         keys = tuple(
-            draw(prefix) if n == "prefix" else ("list", "vip") if n == "list vip" else (n, "")
+            draw(prefix)
+            if n == "prefix"
+            else ("list", "vip")
+            if n == "list vip"
+            else ("ip", n[3:])
+            if n.startswith("ip/")
+            else (n, "")
             for n in names
         )
     texts = [key_text(*k) for k in keys]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import assume, given
 from semantics import paths
-from semantics.events import POOL, TENANTS, streams
-from semantics.model import Event, Model, Outcome, assumed, event_time
+from semantics.events import IPS, POOL, TENANTS, streams
+from semantics.model import Event, Model, Outcome, assumed, event_time, ip_city, network
 from semantics.paths import Answer, Live, ServerThread, examples, install, mismatches, report
 from semantics.policies import Generated, policies
 
@@ -45,6 +45,19 @@ def test_the_pool_is_what_the_parser_says() -> None:
         facts = parser.parse(phone.e164, "CN")
         got = (facts.e164, facts.national_number, facts.segment_prefix, facts.segment_kind)
         assert got == (phone.e164, phone.national, phone.segment, phone.segment_kind)
+
+
+def test_the_addresses_are_what_the_databases_say(tmp_path: Path) -> None:
+    """The model's networks and cities are the language's and the IP database's."""
+    from dsl.addresses import ip_network
+    from server.geo.ipdb import IpLocator
+
+    locator = IpLocator.open([paths.ip_database(tmp_path / "rules")])
+    for ip in IPS:
+        assert locator.facts(ip).city == ip_city(ip), ip
+        for bits in (24, 64):
+            assert ip_network(ip, bits) == network(ip, bits), (ip, bits)
+    locator.close()
 
 
 @examples(40)

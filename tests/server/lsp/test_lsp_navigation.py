@@ -44,6 +44,14 @@ async def test_completion_of_facts_with_types_and_docs(
     items = await _complete(reader, shared_rules, RULE_HEAD + "event.", "event.")
     assert set(schema.EVENT_FIELDS) <= set(items)
     assert items["local_hour"].detail == "int"
+    items = await _complete(reader, shared_rules, RULE_HEAD + "ip.", "ip.")
+    assert set(items) == set(schema.IP_FIELDS)
+    assert items["asn"].detail == "int"
+    province = items["province"]
+    assert isinstance(province.documentation, types.MarkupContent)
+    assert "CN-JS" in province.documentation.value
+    items = await _complete(reader, shared_rules, RULE_HEAD + "phone.", "phone.")
+    assert {"province", "city", "province_name", "city_name"} <= set(items)
 
 
 async def test_completion_of_names_in_scope_including_imports(
@@ -100,9 +108,11 @@ async def test_completion_of_names_in_scope_including_imports(
             {"privacy_numbers", "code_platform_numbers"},
         ),
         ("aggregate a = count(per number, per ", "per number, per ", set(schema.KEY_KINDS)),
+        ("aggregate a = count(per ", "per ", {"ip/24", "ip/64"}),
+        ("aggregate a = distinct(ip.", "ip.", {"city", "province", "country"}),
         ("rule x {\n    when age(", "age(", {"per number", "per device", "per ip", "per app"}),
         ("rule x {\n    when event.app_id.", "app_id.", {"matches", "contains"}),
-        ("rule x {\n    when ", "when ", {"age", "sustained", "phone"}),
+        ("rule x {\n    when ", "when ", {"age", "sustained", "phone", "ip"}),
         ("rule x {\n    when true\n    ", "true\n    ", {"priority", "score", "then"}),
         ("const A = 1\n", "\n", {"condition"}),
     ],

@@ -13,7 +13,7 @@ async def test_status_of_every_tenant(demo: Running) -> None:
     assert st.tenant == "demo"
     assert len(st.version) == 16
     assert st.rule_count == demo.server.registry.get("demo").rule_count  # type: ignore[union-attr]
-    assert st.list_count == 2
+    assert st.list_count == 3  # privacy numbers, code platforms, data-centre ranges
     assert st.loaded_at.seconds > 0
     assert st.last_error == ""
 

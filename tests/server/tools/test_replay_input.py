@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dsl.facts import NO_IP
 from server.phone import PhoneParser
 from server.tools.replay import ReplayInputError, parse_line
 from server.tools.replay_input import BadLine, BadLines, TooManyBadLines, parse_lines
@@ -79,11 +80,25 @@ EVENT = {"tenant": "t", "phone_number": "+8613800138000", "event": {"occurred_at
         ({**DECISION_LOG, "lists": ["privacy"]}, "lists must be an object"),
         ({**DECISION_LOG, "lists": {"privacy": "risk2"}}, "lists must be an object"),
         ({**DECISION_LOG, "lists": {"privacy": {"risk": [1]}}}, "lists must map names"),
+        ({**DECISION_LOG, "phone": {"province": ["CN-JS"]}}, "phone.province must be a string"),
+        ({**DECISION_LOG, "ip": "58.216.1.2"}, "ip must be an object"),
+        ({**DECISION_LOG, "ip": {"version": "4"}}, "ip.version must be a number 0-6"),
+        ({**DECISION_LOG, "ip": {"asn": 2**40}}, "ip.asn must be a number"),
+        ({**DECISION_LOG, "ip": {"city": {"zh": "常州"}}}, "ip.city must be a string"),
     ],
 )
 def test_fields_of_the_wrong_type_are_refused(obj: dict[str, Any], message: str) -> None:
     with pytest.raises(ReplayInputError, match=f"^line 3: {message}"):
         parse_line(obj, 3, PARSER, "t")
+
+
+def test_a_decision_log_line_keeps_where_the_number_and_the_address_were() -> None:
+    ip = {"version": 4, "country": "CN", "province": "CN-JS", "city": "常州", "asn": 4134}
+    phone = {**DECISION_LOG["phone"], "province": "CN-BJ", "city": "北京"}  # type: ignore[dict-item]
+    ev = parse_line({**DECISION_LOG, "phone": phone, "ip": ip}, 1, PARSER, "t")
+    assert (ev.phone.province, ev.phone.city) == ("CN-BJ", "北京")
+    assert (ev.ip.province, ev.ip.city, ev.ip.asn, ev.ip.version) == ("CN-JS", "常州", 4134, 4)
+    assert parse_line(DECISION_LOG, 1, PARSER, "t").ip is NO_IP
 
 
 def test_a_recorded_list_of_null_is_no_membership() -> None:
