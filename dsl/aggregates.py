@@ -28,6 +28,22 @@ class AggKind(StrEnum):
     RUN = "run"  # length of the run of consecutive numbers around this one, in the window
     # Seconds since the key was first seen, on the receipt clock (0 the first time): age().
     FIRST_SEEN = "first_seen"
+    # Over a numeric value of each event (``field`` = "value:<canonical expression>"):
+    SUM = "sum"  # the sum of the values in the window (0 for none)
+    AVG = "avg"  # their mean, rounded half to even to millionths (unknown for none)
+    MIN = "min"  # the least (unknown for none)
+    MAX = "max"  # the greatest (unknown for none)
+
+
+# Kinds over a numeric value of each event: their values may be unknown without the
+# state failing (an empty window's min, a sum past SUM_LIMIT).
+NUMERIC_KINDS = frozenset({AggKind.SUM, AggKind.AVG, AggKind.MIN, AggKind.MAX})
+# An event's value feeds a numeric aggregate only when its magnitude is below this (in
+# the value's own unit: millionths for a decimal), and a sum is unknown once its
+# positive or its negative part reaches SUM_LIMIT: every value, and every sum that is
+# known, is exact in a double (the Redis script's arithmetic) and in an int64.
+VALUE_LIMIT = 10**15
+SUM_LIMIT = 2**53
 
 
 class KeyKind(StrEnum):
@@ -100,6 +116,8 @@ class AggregateSpec:
     # so caller text in one part can never pass for another split.
     more_keys: tuple[tuple[KeyKind, str], ...] = ()
     field: str = ""  # for DISTINCT: "app_id", "device_id", "ip", "scene", "phone", "attr:<k>"
+    # (for SUM/AVG/MIN/MAX: "value:" and the canonical text of the value's expression)
+    decimal: bool = False  # SUM/AVG/MIN/MAX: the value is a decimal (millionths)
     filter: str = ""
     window: Window
     horizon_s: int = 0

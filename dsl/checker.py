@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from dsl import ast, ir, schema
-from dsl.aggregates import AggKind, KeyKind, Window, calendar_day, sliding
+from dsl.aggregates import NUMERIC_KINDS, AggKind, KeyKind, Window, calendar_day, sliding
 from dsl.diagnostics import Diagnostic, Severity, Suggestion
 from dsl.durations import DurationError, format_duration, parse_duration
 from dsl.folding import (
@@ -379,12 +379,27 @@ class Checker:
         if kind is None:
             self.error(
                 d.kind_span,
-                f"unknown aggregate kind '{d.kind}' (use count, distinct or run)",
+                f"unknown aggregate kind '{d.kind}' (use count, distinct, run, sum, avg, min"
+                " or max)",
                 self.suggest(d.kind, schema.AGG_KINDS),
             )
             ok = False
         field = ""
-        if kind is AggKind.DISTINCT:
+        value: ir.Node | None = None
+        if kind in NUMERIC_KINDS:
+            if len(d.args) != 1:
+                self.error(
+                    d.kind_span,
+                    f"{d.kind}() needs exactly one numeric value, e.g."
+                    f' {d.kind}(event.number("amount"), per number, over 1d)',
+                )
+                ok = False
+            else:
+                value = self.numeric_value(d.kind, d.args[0])
+                ok = ok and value is not None
+                if value is not None:
+                    field = "value:" + ir.canonical(value)
+        elif kind is AggKind.DISTINCT:
             if len(d.args) != 1:
                 self.error(d.kind_span, "distinct() needs exactly one field, e.g. event.app_id")
                 ok = False
@@ -415,7 +430,29 @@ class Checker:
                 field=field,
                 where=where,
                 window=window,
+                value=value,
             )
+
+    def numeric_value(self, kind: str, e: ast.Expr) -> ir.Node | None:
+        """The value a sum/avg/min/max adds up: a number computed from the event alone."""
+        node = self.expr(e, _Ctx(f"{kind}() value", aggregates=False))
+        if isinstance(node, ir.Error):
+            return None
+        if node.type not in (Type.INT, Type.DEC):
+            self.error(
+                e.span,
+                f"{kind}() is over a number, not a {node.type.value}: a numeric attribute"
+                ' is event.number("key")',
+            )
+            return None
+        if isinstance(node, ir.Lit):
+            self.error(
+                e.span,
+                f"{kind}() of a constant says nothing about the events: give a value of each"
+                ' event, e.g. event.number("amount")',
+            )
+            return None
+        return node
 
     def distinct_field(self, e: ast.Expr) -> str:
         text = _dotted(e)
@@ -916,7 +953,7 @@ class Checker:
         if not self.aggregates.has(n):
             return ir.Error()  # its declaration already has an error
         self.rule_reads.append(n)
-        return ir.AggValue(n)
+        return self.aggregates.value(n)
 
     def attr(self, e: ast.Attr, ctx: _Ctx) -> ir.Node:
         base = e.obj.name if isinstance(e.obj, ast.Name) else None

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dsl import ir
-from dsl.aggregates import AggKind, AggregateSpec, KeyKind
+from dsl.aggregates import NUMERIC_KINDS, AggKind, AggregateSpec, KeyKind
 from dsl.durations import format_duration
 from dsl.ir import Type
 from dsl.runtime import fmt, fmt_decimal
@@ -468,14 +468,13 @@ def _prologue(policy: ir.CheckedPolicy, names: _Names, *, local_time: bool) -> l
 
 def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.FunctionDef:
     local = {"event.local_hour", "event.local_weekday"}
+    # What the plan computes of each event: filters, and the values numeric aggregates add.
+    roots = [x for a in policy.aggregates for x in (a.where, a.value) if x is not None]
     uses_local = any(
-        isinstance(n, ir.Fact) and n.path in local
-        for a in policy.aggregates
-        if a.where is not None
-        for n in ir.walk(a.where)
+        isinstance(n, ir.Fact) and n.path in local for root in roots for n in ir.walk(root)
     )
     body = _prologue(policy, names, local_time=uses_local)
-    memo = _Memo([a.where for a in policy.aggregates if a.where is not None])
+    memo = _Memo(roots)
     body.extend(memo.init())
     # Each network size `per ip/N` counts by, worked out once: n_24 = "1.2.3.0/24".
     for bits in sorted(
@@ -493,8 +492,16 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
         spec = agg.spec
         found = bound.get(agg.base_id)
         if found is None:
+            key: py.expr
+            member: py.expr
+            member_ok: py.expr | None
             key, key_ok = _plan_key(spec, names)
-            member, member_ok = _plan_member(spec)
+            if agg.value is not None:
+                # The value as text, "" when unknown or out of bounds (does not feed).
+                member = _once(_call("amount", gen.gen(agg.value)), gen, body)
+                member_ok = _ne_empty(member)
+            else:
+                member, member_ok = _plan_member(spec)
             conds = [c for c in (key_ok, member_ok) if c is not None]
             if agg.where is not None:
                 # An unknown filter (a number attribute that is absent) does not feed.
@@ -604,7 +611,17 @@ def _gen_evaluate(
         body.append(_assign("get", _attr(_load("values"), "get")))
         for i in read_ids:
             body.append(_assign(names.aggs[i], _call("get", _const(i))))
-        unknown = _or([_is_none(_load(names.aggs[i])) for i in read_ids])
+        # A failed state answers no value at all; a numeric aggregate may answer unknown
+        # (an empty window's min) while the state is fine.
+        numeric = {a.spec.id for a in policy.aggregates if a.spec.kind in NUMERIC_KINDS}
+        unknown = _or(
+            [
+                py.Compare(_const(i), [py.NotIn()], [_load("values")])
+                if i in numeric
+                else _is_none(_load(names.aggs[i]))
+                for i in read_ids
+            ]
+        )
         body.append(_assign("unknown", unknown))
     else:
         body.append(_assign("unknown", _const(False)))

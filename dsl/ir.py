@@ -199,6 +199,7 @@ class CheckedAggregate:
     spec: AggregateSpec
     where: Node | None  # a non-nullable bool over facts; None = every event feeds it
     base_id: str  # the declared aggregate an offset variant belongs to (itself otherwise)
+    value: Node | None = None  # sum/avg/min/max: the number each event adds
 
 
 @dataclass(frozen=True, slots=True)

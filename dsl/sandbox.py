@@ -46,6 +46,7 @@ RUNTIME_NAMES = frozenset(
         "detail",
         "join_key",
         "number",
+        "amount",
         "unknown_reason",
         # Per-evaluation memo: the value of a local not computed yet (codegen._Memo).
         "PENDING",

@@ -173,7 +173,7 @@ class _Unknown:
         *,
         record: bool,
         received: float | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, int | None]:
         return {}
 
 

@@ -131,7 +131,9 @@ async def test_completion_of_age_keys_is_only_what_age_keeps(
     assert set(items) == {k.value for k in schema.AGE_KEYS}
     assert items["number"].kind == types.CompletionItemKind.Keyword
     items = await _complete(reader, shared_rules, RULE_HEAD + "a", RULE_HEAD)
-    assert items["age"].detail == "age(per number | device | ip | app) -> duration"
+    assert (
+        items["age"].detail == 'age(per number | device | ip | app | attribute "NAME") -> duration'
+    )
 
 
 async def test_completion_of_list_label_names(reader: LanguageClient, shared_rules: Path) -> None:
@@ -200,7 +202,7 @@ async def test_hover_on_second_version_declarations(
     agg = await _hover(reader, u, text, "per_app > 2")
     assert "aggregate per_app = count(per (number, app), over 30d)" in agg
     age = await _hover(reader, u, text, "age(per device)")
-    assert "age(per number | device | ip | app) -> duration" in age
+    assert 'age(per number | device | ip | app | attribute "NAME") -> duration' in age
     assert "first saw" in age
     assert "added up" in await _hover(reader, u, text, "score 5")
 
