@@ -127,6 +127,12 @@ class AggregateSpec:
         return ((self.key, self.key_arg), *self.more_keys)
 
 
+def is_decimal(spec: AggregateSpec) -> bool:
+    """Whether the aggregate's value is a decimal (millionths, as everywhere in the
+    language): an average always, a sum, min or max of decimal values."""
+    return spec.kind is AggKind.AVG or (spec.kind in NUMERIC_KINDS and spec.decimal)
+
+
 IdentityPart = tuple[str, str | int | bool | tuple[object, ...]]
 
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass, replace
 
 from dsl import ast, ir
 from dsl.aggregates import (
-    NUMERIC_KINDS,
     AggKind,
     AggregateSpec,
     KeyKind,
     Window,
     identity,
+    is_decimal,
     sliding,
 )
 from dsl.durations import format_duration
@@ -55,7 +55,7 @@ def age_id(kind: KeyKind, arg: str = "") -> str:
 def value_type(spec: AggregateSpec) -> ir.Type:
     """What an aggregate reads as: an int count; a sum, min or max in the type of its value;
     an average always a decimal (docs/state.md §5)."""
-    if spec.kind is AggKind.AVG or (spec.kind in NUMERIC_KINDS and spec.decimal):
+    if is_decimal(spec):
         return ir.Type.DEC
     if spec.kind is AggKind.FIRST_SEEN:
         return ir.Type.DUR
