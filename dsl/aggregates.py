@@ -133,6 +133,26 @@ def is_decimal(spec: AggregateSpec) -> bool:
     return spec.kind is AggKind.AVG or (spec.kind in NUMERIC_KINDS and spec.decimal)
 
 
+def given_value(text: str, *, decimal: bool, signed: bool) -> int:
+    """A value written for an aggregate (``eval --agg``, a rule test's ``aggregates``):
+    whole digits for a count; a decimal ("12.5", at most six places) for a decimal
+    aggregate, in millionths; a minus sign only for sum, avg, min and max. Raises
+    ValueError saying what is accepted."""
+    body = text[1:] if signed and text.startswith("-") else text
+    whole, dot, frac = body.partition(".")
+    ok = whole.isdigit() and whole.isascii() and len(whole) <= 19
+    if dot:
+        ok = ok and decimal and frac.isdigit() and frac.isascii() and len(frac) <= 6
+    value = int(whole) * (1_000_000 if decimal else 1) if ok else 0
+    if ok and dot:
+        value += int(frac.ljust(6, "0"))
+    if not ok or value > 2**63 - 1:
+        what = "a decimal with at most six places" if decimal else "a whole number"
+        sign = ", negative or not" if signed else " from 0"
+        raise ValueError(f"a value is {what}{sign}, within 64 bits, or 'unknown'")
+    return -value if body is not text else value
+
+
 IdentityPart = tuple[str, str | int | bool | tuple[object, ...]]
 
 

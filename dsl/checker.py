@@ -521,7 +521,7 @@ class Checker:
             return None
         arg = ""
         if p.string is not None and key is not KeyKind.ATTRIBUTE:
-            self.error(p.span, f"'per {p.kind}' takes no string")
+            self.error(p.span, f"'per {p.kind}' takes no name: only per attribute \"NAME\" does")
             return None
         if key is KeyKind.ATTRIBUTE:
             if p.string is None:

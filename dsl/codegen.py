@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dsl import ir
-from dsl.aggregates import NUMERIC_KINDS, AggKind, AggregateSpec, KeyKind
+from dsl.aggregates import NUMERIC_KINDS, AggKind, AggregateSpec, KeyKind, is_decimal
 from dsl.durations import format_duration
 from dsl.ir import Type
 from dsl.runtime import fmt, fmt_decimal
@@ -157,6 +157,7 @@ class _Names:
     members: dict[str, str]  # list name -> local variable holding `phone in LIST`
     specs: dict[str, str]  # aggregate id -> module name of its spec
     patterns: dict[str, str]  # regular expression -> module name of its compiled form
+    decimals: frozenset[str] = frozenset()  # aggregate ids whose values are decimals
 
 
 class _Memo:
@@ -426,6 +427,7 @@ def generate(policy: ir.CheckedPolicy, checkpoints: frozenset[int] = frozenset()
         members={n: f"in_{list_names.index(n)}" for n in members},
         specs=specs,
         patterns={p: f"RE_{i}" for i, p in enumerate(policy.patterns)},
+        decimals=frozenset(a.spec.id for a in policy.aggregates if is_decimal(a.spec)),
     )
     module.body.append(_assign("TIMEZONE", _const(policy.timezone)))
     plan = _gen_plan(policy, module, names)
@@ -790,4 +792,8 @@ def _detail(rule: ir.CheckedRule, gen: _Expr) -> py.expr:
     if rule.conditions:
         pairs = [_tuple([_const(n), gen.gen(_named(n, node))]) for n, node in rule.conditions]
         args.append(_tuple(pairs))
-    return _call("detail", *args)
+    decimals = [i for i in rule.reads if i in gen.names.decimals]
+    call = _call("detail", *args)
+    if decimals:  # shown as decimals (12.5), not millionths
+        call.keywords.append(py.keyword("decimals", _str_tuple(tuple(decimals))))
+    return call

@@ -7,7 +7,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsl.aggregates import AggKind, AggregateRef, AggregateSpec, KeyKind, Window, is_decimal
+from dsl.aggregates import (
+    NUMERIC_KINDS,
+    AggKind,
+    AggregateRef,
+    AggregateSpec,
+    KeyKind,
+    Window,
+    is_decimal,
+)
 from dsl.ast import Span
 from dsl.decision import Action, Decision, RuleTrace
 from dsl.diagnostics import Diagnostic, Severity
@@ -242,3 +250,8 @@ class CompiledPolicy:
         """The aggregates whose values are decimals (millionths): averages, and sums,
         mins and maxes of decimal values."""
         return frozenset(a.id for a in self.aggregates if is_decimal(a))
+
+    @property
+    def signed_ids(self) -> frozenset[str]:
+        """The aggregates whose values may be negative: sums, averages, mins and maxes."""
+        return frozenset(a.id for a in self.aggregates if a.kind in NUMERIC_KINDS)

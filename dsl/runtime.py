@@ -238,11 +238,14 @@ def detail(
     value: bool | None,
     on_error: str,
     conditions: tuple[tuple[str, bool | None], ...] = (),
+    decimals: tuple[str, ...] = (),
 ) -> str:
     """An explanation line's detail: ``hits=5, age(per number)=10m, busy=true``, and, when
     the condition was unknown, which on_error decided (``on_error`` is "" when it cannot be)."""
     parts = [
         f"{i}={fmt_duration(values.get(i)) if i.startswith('age(') else fmt(values.get(i))}"
+        if i not in decimals
+        else f"{i}={fmt_decimal(values.get(i))}"
         for i in reads
     ]
     parts += [f"{name}={fmt(v)}" for name, v in conditions]

@@ -122,7 +122,7 @@ ATTRIBUTES = frozenset(
     }
 )
 _METHODS = frozenset({"get", "lower", "upper", "startswith", "endswith", "append", "search"})
-_KEYWORDS = frozenset({"failed", "default", "review_score", "block_score"})
+_KEYWORDS = frozenset({"failed", "default", "review_score", "block_score", "decimals"})
 _NODES: tuple[type[py.AST], ...] = (
     py.Module,
     py.FunctionDef,
