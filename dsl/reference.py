@@ -334,6 +334,13 @@ def phone_helpers() -> tuple[Entry, ...]:
 
 
 LIST_HELPER = Entry("label", 'label("column") -> string', _HELPER_DOCS["label"])
+EVENT_HELPER = Entry(
+    "number",
+    'number("key") -> decimal',
+    'event.number("amount"): the attribute read as a decimal: an optional minus, digits,'
+    " an optional point and digits (rounded half to even at the sixth place), below"
+    ' 1,000,000,000 in size; unknown when absent or anything else ("1e5", "NaN", " 5").',
+)
 AGGREGATE_HELPER = Entry("ago", "ago(duration) -> int", _HELPER_DOCS["ago"])
 
 # Typed signatures of the built-in functions; schema.FUNCTIONS has the untyped ones.
