@@ -8,10 +8,8 @@ Regression tests for docs/state.md §2 and §5 and docs/dsl.md "Numbers in attri
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import grpc
 import pytest
 from conftest_redis import RedisServer
 from support import request, running_server
@@ -75,21 +73,6 @@ def test_hostile_numbers_are_unknown(text: str) -> None:
 )
 def test_the_edges_of_what_is_accepted(text: str, millionths: int) -> None:
     assert number({"amount": text}, "amount") == millionths
-
-
-def test_a_long_text_costs_no_more_than_a_short_one() -> None:
-    """The length is tested before any parsing: a 512-digit text is refused at once."""
-    started = time.perf_counter()
-    for _ in range(20_000):
-        number({"amount": "9" * 512}, "amount")
-    long = time.perf_counter() - started
-    started = time.perf_counter()
-    for _ in range(20_000):
-        number({"amount": "abc"}, "amount")
-    short = time.perf_counter() - started
-    # Not a timing threshold on the machine: the two runs are compared with each other,
-    # and a parse of 512 digits (int() of them) would be several times the short one.
-    assert long < short * 4 + 0.05
 
 
 @pytest.fixture
@@ -166,4 +149,4 @@ def test_many_distinct_attribute_values_are_bounded_as_keys_are() -> None:
     assert len(state) == 1_000
     assert state.stats.evictions == 4_000
     # The keys hold hashes of the ids, never the ids.
-    assert not any("u4999" in k for k in state.keys())
+    assert not any("u4999" in k for k in state.keys(tenant="t"))
