@@ -97,6 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report")
     s.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="outcome labels joined on request_id: CSV (request_id,label) or JSON lines;"
+        " they win over the events' own label field",
+    )
+    s.add_argument(
+        "--fraud-label",
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="a label value that means fraud (repeat, or comma-separate); every other label"
+        " then means good (default: fraud/bad/chargeback/true/1... are fraud,"
+        " good/legit/normal/false/0... good)",
+    )
+    s.add_argument(
+        "--decisions",
+        metavar="FILE",
+        help="write one record per event (action, score, rules, aggregate values): JSON"
+        " lines, or Parquet when FILE ends in .parquet",
+    )
+    s.add_argument(
         "--max-bad-lines",
         type=int,
         metavar="N",

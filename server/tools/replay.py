@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -34,10 +35,12 @@ from types import MappingProxyType
 from dsl.aggregates import AggregateRef
 from dsl.decision import Decision
 from dsl.facts import EventFacts, Facts, PhoneFacts
-from dsl.pipeline import decide_now
+from dsl.pipeline import Decided, decide_now
 from server.bundle.load import TenantBundle
 from server.phone import PhoneParser
 from server.state import MemoryBackend
+from server.tools.decisions import DecisionSink, record
+from server.tools.outcomes import Labelling, LabelReader
 from server.tools.summary import SAMPLES, Diff, Summary
 
 from .replay_input import (
@@ -66,6 +69,8 @@ PROGRESS_EVERY = 1000
 
 __all__ = [
     "Diff",
+    "LabelReader",
+    "Labelling",
     "ReplayEvent",
     "ReplayInputError",
     "Replayer",
@@ -127,12 +132,13 @@ class Replayer:
         self.bundle = bundle
         self.backend = MemoryBackend(hash_key=hash_key, max_keys=5_000_000)
         self.summary = Summary.for_policy(bundle.policy)
+        self.ids = bundle.policy.aggregate_ids
 
     async def decide(self, ev: ReplayEvent) -> Decision:
         return self.decide_now(ev)
 
     def decide_now(self, ev: ReplayEvent) -> Decision:
-        return self.decide_facts(ev.phone, ev.event, ev.recorded_lists)
+        return self.decide_facts(ev.phone, ev.event, ev.recorded_lists).decision
 
     def decide_facts(
         self,
@@ -140,29 +146,40 @@ class Replayer:
         event: EventFacts,
         recorded: Mapping[str, Mapping[str, str]] | None,
         planned: Sequence[AggregateRef | PlannedRef] | None = None,
-    ) -> Decision:
+        fraud: bool | None = None,
+    ) -> Decided:
         """Decide one event; ``planned`` is the policy's plan for it when a parsing
-        worker has already made it."""
+        worker has already made it; ``fraud`` its outcome (None: unlabelled)."""
         b = self.bundle
         lists = lists_for(b, phone.e164, recorded)
         facts = Facts(tenant=b.name, phone=phone, event=event)
-        decision = decide_now(
-            b.policy, lists, facts, self.backend, record=True, refs=planned
-        ).decision
-        self.summary.add(event, decision)
-        return decision
+        decided = decide_now(b.policy, lists, facts, self.backend, record=True, refs=planned)
+        self.summary.add(event, decided.decision, fraud)
+        return decided
 
 
 class _Comparison:
-    """One policy's replay, or two side by side over the same events, one event at a time."""
+    """One policy's replay, or two side by side over the same events, one event at a time;
+    each labelled from ``labels`` and written to ``sink`` when given."""
 
-    def __init__(self, base: TenantBundle, other: TenantBundle | None, samples: int) -> None:
+    def __init__(
+        self,
+        base: TenantBundle,
+        other: TenantBundle | None,
+        samples: int,
+        labels: Labelling | None = None,
+        sink: DecisionSink | None = None,
+    ) -> None:
         self.a = Replayer(base)
         self.b = Replayer(other) if other is not None else None
         self.diff = Diff(sample_limit=samples)
+        self.labels = labels
+        self.sink = sink
 
     def step(self, ev: ReplayEvent) -> None:
-        self.step_facts(ev.phone, ev.event, ev.recorded_lists, ev.key)
+        self.step_facts(
+            ev.phone, ev.event, ev.recorded_lists, ev.key, None, ev.line, ev.label, ev.request_id
+        )
 
     def step_facts(
         self,
@@ -171,13 +188,36 @@ class _Comparison:
         recorded: Mapping[str, Mapping[str, str]] | None,
         key: str,
         planned: Sequence[PlannedRef] | None = None,
+        line: int = 0,
+        label: str | None = None,
+        request_id: str = "",
     ) -> None:
-        da = self.a.decide_facts(phone, event, recorded, planned)
-        if self.b is None:
-            return
-        db = self.b.decide_facts(phone, event, recorded)
-        ev = ReplayEvent(0, event.occurred_at, self.a.bundle.name, phone, event, recorded, key)
-        self.diff.add(ev, da, db)
+        fraud = None
+        if self.labels is not None:
+            label, fraud = self.labels.of(label, request_id)
+        da = self.a.decide_facts(phone, event, recorded, planned, fraud)
+        db = None
+        if self.b is not None:
+            db = self.b.decide_facts(phone, event, recorded, None, fraud)
+            ev = ReplayEvent(
+                line, event.occurred_at, self.a.bundle.name, phone, event, recorded, key
+            )
+            self.diff.add(ev, da.decision, db.decision)
+        if self.sink is not None:
+            self.sink.write(
+                record(
+                    line=line,
+                    request_id=request_id,
+                    key=key,
+                    occurred_at=event.occurred_at,
+                    e164=phone.e164,
+                    label=label,
+                    fraud=fraud,
+                    decided=da,
+                    ids=self.a.ids,
+                    against=None if db is None or self.b is None else (db, self.b.ids),
+                )
+            )
 
     def result(self, elapsed: float) -> tuple[Summary, Summary | None, Diff]:
         self.a.summary.seconds = elapsed
@@ -193,20 +233,20 @@ async def replay(
     *,
     samples: int = SAMPLES,
     progress: Progress | None = None,
+    labels: Labelling | None = None,
+    decisions: DecisionSink | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     """Replay ``events`` in the order given (callers sort them: :func:`read_events`)."""
-    return _replay_sorted(events, base, other, samples, progress, time.perf_counter())
+    run = _Comparison(base, other, samples, labels, decisions)
+    return _replay_sorted(events, run, progress, time.perf_counter())
 
 
 def _replay_sorted(
     events: Iterable[ReplayEvent],
-    base: TenantBundle,
-    other: TenantBundle | None,
-    samples: int,
+    run: _Comparison,
     progress: Progress | None,
     t0: float,
 ) -> tuple[Summary, Summary | None, Diff]:
-    run = _Comparison(base, other, samples)
     step = run.step
     done = 0
     for done, ev in enumerate(events, 1):
@@ -228,13 +268,19 @@ def replay_file(
     samples: int = SAMPLES,
     progress: Progress | None = None,
     workers: int | None = None,
+    labels: Labelling | None = None,
+    decisions: DecisionSink | None = None,
+    tenants: Counter[str] | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     """Replay a file's events of ``base``'s tenant, parsing (and planning) in worker
     processes while deciding here (see the module docstring); the time measured covers
-    both. Bad lines go to ``errors``."""
+    both. Bad lines go to ``errors``; ``labels`` gives each event its outcome; every
+    decision is written to ``decisions``; the events of other tenants are counted in
+    ``tenants``."""
     tenant = base.name
     t0 = time.perf_counter()
-    run = _Comparison(base, other, samples)
+    run = _Comparison(base, other, samples, labels, decisions)
+    others: Counter[str] = Counter() if tenants is None else tenants
     if usable_workers(workers) <= 0:
         # Parsing here: no wire format, each event decided as it is parsed.
         kept_events: list[ReplayEvent] = []
@@ -247,9 +293,11 @@ def replay_file(
                     kept_events.append(ev)
                     if order.next(ev.occurred_at):
                         run.step(ev)
+                else:
+                    others[ev.tenant] += 1
             if progress is not None and order.in_order:
                 progress(len(lines))
-        return _finish(run, order, kept_events, base, other, samples, progress, t0)
+        return _finish(run, order, kept_events, progress, t0)
     kept: list[Wire] = []
     step = run.step_facts
     decoder = WireDecoder(base)
@@ -259,6 +307,7 @@ def replay_file(
         errors.extend(errs)
         for w in wire:
             if w[2] != tenant:
+                others[w[2]] += 1
                 continue
             kept.append(w)
             at = w[1]
@@ -269,11 +318,20 @@ def replay_file(
                 w[4], w[5], w[6], w[7], at, MappingProxyType(attrs) if attrs else EMPTY
             )
             plan = w[11]
-            step(phone_of(w[3]), event, w[9], w[10], None if plan is None else refs_of(plan))
+            step(
+                phone_of(w[3]),
+                event,
+                w[9],
+                w[10],
+                None if plan is None else refs_of(plan),
+                w[0],
+                w[12],
+                w[13],
+            )
         if progress is not None and order.in_order:
             progress(len(wire))
     events = [decoder.event(w) for w in kept] if not order.in_order else []
-    return _finish(run, order, events, base, other, samples, progress, t0)
+    return _finish(run, order, events, progress, t0)
 
 
 class _InOrder:
@@ -299,9 +357,6 @@ def _finish(
     run: _Comparison,
     order: _InOrder,
     kept: list[ReplayEvent],
-    base: TenantBundle,
-    other: TenantBundle | None,
-    samples: int,
     progress: Progress | None,
     t0: float,
 ) -> tuple[Summary, Summary | None, Diff]:
@@ -309,7 +364,18 @@ def _finish(
     if not order.in_order:
         # Progress counted the file's lines once already; the sorted pass adds none.
         kept.sort(key=lambda e: (e.occurred_at, e.line))
-        return _replay_sorted(kept, base, other, samples, None, t0)
+        if run.labels is not None:
+            run.labels.restart()
+        if run.sink is not None:
+            run.sink.restart()
+        again = _Comparison(
+            run.a.bundle,
+            run.b.bundle if run.b is not None else None,
+            run.diff.sample_limit,
+            run.labels,
+            run.sink,
+        )
+        return _replay_sorted(kept, again, None, t0)
     return run.result(time.perf_counter() - t0)
 
 
@@ -318,5 +384,10 @@ def run_replay_sync(
     base: TenantBundle,
     other: TenantBundle | None,
     progress: Progress | None = None,
+    *,
+    labels: Labelling | None = None,
+    decisions: DecisionSink | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
-    return asyncio.run(replay(events, base, other, progress=progress))
+    return asyncio.run(
+        replay(events, base, other, progress=progress, labels=labels, decisions=decisions)
+    )

@@ -35,6 +35,8 @@ class ReplayEvent:
     event: EventFacts
     recorded_lists: Mapping[str, Mapping[str, str]] | None  # decision-log input only
     key: str  # what identifies the event in a diff: request_id or line number
+    label: str | None = None  # the outcome as the line gave it (``label``), None: none given
+    request_id: str = ""
 
 
 class RecordedList:
@@ -161,8 +163,10 @@ def parse_line(
             for name, labels in _object(obj.get("lists"), "lists", line).items()
             if labels is not None  # null: not on that list
         }
-        key = _text(obj, "request_id", "request_id", line) or f"line {line}"
-        return ReplayEvent(line, at, tenant, phone, event, recorded, key)
+        rid = _text(obj, "request_id", "request_id", line)
+        return ReplayEvent(
+            line, at, tenant, phone, event, recorded, rid or f"line {line}", _label(obj, line), rid
+        )
     raw = obj.get("phone_number")
     if not isinstance(raw, str):
         raise ReplayInputError(f"line {line}: phone_number must be a string")
@@ -170,8 +174,23 @@ def parse_line(
         phone = parser.parse(raw, _text(obj, "default_region", "default_region", line))
     except PhoneParseError as exc:
         raise ReplayInputError(f"line {line}: phone_number: {exc.reason}") from None
-    key = _text(obj, "request_id", "request_id", line) or f"line {line}"
-    return ReplayEvent(line, at, tenant, phone, event, None, key)
+    rid = _text(obj, "request_id", "request_id", line)
+    return ReplayEvent(
+        line, at, tenant, phone, event, None, rid or f"line {line}", _label(obj, line), rid
+    )
+
+
+def _label(obj: Mapping[str, Any], line: int) -> str | None:
+    """The line's outcome label (``"label": "fraud"``), as text; None when it has none."""
+    value = obj.get("label")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, _SCALAR):
+        raise ReplayInputError(f"line {line}: label must be a string, a number or a bool")
+    text = str(value).strip()
+    return text or None
 
 
 def parse_lines(

@@ -40,11 +40,12 @@ PhoneWire = tuple[str, bool, str, str, str, str, str, int, str]
 PlanWire = tuple[tuple[int, str, str, bool], ...]
 Wire = tuple[
     int, float, str, PhoneWire, str, str, str, str, "dict[str, str] | None",
-    "dict[str, dict[str, str]] | None", str, "PlanWire | None",
+    "dict[str, dict[str, str]] | None", str, "PlanWire | None", "str | None", str,
 ]  # fmt: skip
 """(line, time, tenant, phone, scene, app_id, ip, device_id, attributes, recorded lists,
-key, plan): a parsed event, and its plan for the policy given (spec index, key, member,
-feeds per aggregate), or None when it was not planned (another tenant, or no policy)."""
+key, plan, label, request_id): a parsed event, and its plan for the policy given (spec
+index, key, member, feeds per aggregate), or None when it was not planned (another tenant,
+or no policy)."""
 _DONE = b""
 _FAILED = b"!"
 _PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe size
@@ -113,6 +114,7 @@ def _to_wire(ev: ReplayEvent, bundle: TenantBundle | None, index: dict[int, int]
     return (
         ev.line, ev.occurred_at, ev.tenant, _phone_wire(ev.phone), e.scene, e.app_id, e.ip,
         e.device_id, dict(e.attributes) if e.attributes else None, recorded, ev.key, plan,
+        ev.label, ev.request_id,
     )  # fmt: skip
 
 
@@ -220,7 +222,7 @@ class WireDecoder:
             w[4], w[5], w[6], w[7], w[1], MappingProxyType(attrs) if attrs else EMPTY
         )
         recorded: Mapping[str, Mapping[str, str]] | None = w[9]
-        return ReplayEvent(w[0], w[1], w[2], self.phone(w[3]), event, recorded, w[10])
+        return ReplayEvent(w[0], w[1], w[2], self.phone(w[3]), event, recorded, w[10], w[12], w[13])
 
     def refs(self, plan: PlanWire) -> list[PlannedRef]:
         specs = self._specs

@@ -1,0 +1,190 @@
+"""``ringfence replay --decisions FILE``: one record per replayed event, for pandas or DuckDB.
+
+JSON lines by default; Parquet (through pyarrow, the ``parquet`` extra) when the file name
+ends in ``.parquet``. Each record (docs/replay.md):
+
+    line, request_id, key, occurred_at, phone (masked), label, outcome,
+    action, score, risk_level, rules, shadow_rules, tags,
+    aggregates: [{id, value, known}]       # EvaluateResponse.aggregates' shape
+    against: {action, score, risk_level, rules, shadow_rules, tags, aggregates}   # --against
+
+Records are written in the order events are decided (event time, then line). A replay
+that finds its input out of order starts over in sorted order (server/tools/replay.py):
+:meth:`DecisionWriter.restart` then empties the file, so it always holds the sorted
+replay's records, once each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from dsl.decision import Decision
+from dsl.pipeline import Decided
+from server.phone.mask import mask
+
+PARQUET_SUFFIX = ".parquet"
+# Rows buffered before a Parquet row group is written: bounds memory on any input size.
+PARQUET_BATCH = 50_000
+
+
+class DecisionSink(Protocol):
+    def write(self, record: dict[str, Any]) -> None: ...
+    def restart(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def aggregates(ids: Sequence[str], values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every aggregate of the policy in policy order, as ``{id, value, known}``: a value the
+    state could not give is ``known: false`` with ``value: null``."""
+    out = []
+    for i in ids:
+        v = values.get(i)
+        out.append({"id": i, "value": v, "known": v is not None})
+    return out
+
+
+def outcome_word(fraud: bool | None) -> str | None:
+    return None if fraud is None else "fraud" if fraud else "good"
+
+
+def _decision(d: Decision) -> dict[str, Any]:
+    return {
+        "action": d.action.name.lower(),
+        "score": d.score,
+        "risk_level": d.risk_level,
+        "rules": [m.rule for m in d.matches if not m.shadow],
+        "shadow_rules": [m.rule for m in d.matches if m.shadow],
+        "tags": list(d.tags),
+    }
+
+
+def record(
+    *,
+    line: int,
+    request_id: str,
+    key: str,
+    occurred_at: float,
+    e164: str,
+    label: str | None,
+    fraud: bool | None,
+    decided: Decided,
+    ids: Sequence[str],
+    against: tuple[Decided, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "line": line,
+        "request_id": request_id,
+        "key": key,
+        "occurred_at": occurred_at,
+        # Never the number itself: a decisions file is shared like a report.
+        "phone": mask(e164),
+        "label": label,
+        "outcome": outcome_word(fraud),
+        **_decision(decided.decision),
+        "aggregates": aggregates(ids, decided.values),
+    }
+    if against is not None:
+        other, other_ids = against
+        out["against"] = {
+            **_decision(other.decision),
+            "aggregates": aggregates(other_ids, other.values),
+        }
+    return out
+
+
+class JsonLinesWriter:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: IO[str] = path.open("w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def restart(self) -> None:
+        self._f.seek(0)
+        self._f.truncate()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _parquet_schema(with_against: bool) -> Any:
+    import pyarrow as pa
+
+    agg = pa.list_(pa.struct([("id", pa.string()), ("value", pa.int64()), ("known", pa.bool_())]))
+    decision = [
+        ("action", pa.string()),
+        ("score", pa.int64()),
+        ("risk_level", pa.int64()),
+        ("rules", pa.list_(pa.string())),
+        ("shadow_rules", pa.list_(pa.string())),
+        ("tags", pa.list_(pa.string())),
+        ("aggregates", agg),
+    ]
+    fields = [
+        ("line", pa.int64()),
+        ("request_id", pa.string()),
+        ("key", pa.string()),
+        ("occurred_at", pa.float64()),
+        ("phone", pa.string()),
+        ("label", pa.string()),
+        ("outcome", pa.string()),
+        *decision,
+    ]
+    if with_against:
+        fields.append(("against", pa.struct(decision)))
+    return pa.schema(fields)
+
+
+class ParquetWriter:
+    """Rows buffered by the batch and written as row groups; one schema for every file, so
+    files of many runs concatenate in DuckDB (``read_parquet('*.parquet')``)."""
+
+    def __init__(self, path: Path, with_against: bool) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self._schema = _parquet_schema(with_against)
+        self._pq = pq
+        self._rows: list[dict[str, Any]] = []
+        self._writer: Any = pq.ParquetWriter(str(path), self._schema)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._rows.append(record)
+        if len(self._rows) >= PARQUET_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        import pyarrow as pa
+
+        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
+        self._rows.clear()
+
+    def restart(self) -> None:
+        self._rows.clear()
+        self._writer.close()
+        self._writer = self._pq.ParquetWriter(str(self.path), self._schema)
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+def parquet_problem() -> str:
+    """Why Parquet cannot be written here ("" when it can)."""
+    try:
+        import pyarrow.parquet  # noqa: F401 (an optional extra)
+    except ImportError as exc:
+        return f"{exc.name or 'pyarrow'} is not installed"
+    return ""
+
+
+def open_sink(path: Path, *, with_against: bool) -> DecisionSink:
+    if path.suffix.lower() == PARQUET_SUFFIX:
+        return ParquetWriter(path, with_against)
+    return JsonLinesWriter(path)
