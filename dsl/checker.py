@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from dsl import ast, ir, schema
+from dsl import ast, ir, lint, schema
 from dsl.aggregates import AggKind, KeyKind, Window, calendar_day, sliding
 from dsl.diagnostics import Diagnostic, Severity, Suggestion
 from dsl.durations import DurationError, format_duration, parse_duration
@@ -124,6 +124,8 @@ class Checker:
         self.policy_nodes = 0
         self.suggestions_left = MAX_SUGGESTIONS
         self.reported_node_limit = False
+        # What every expression was checked into, for the lint stage (dsl/lint.py).
+        self.typed: dict[int, tuple[ast.Expr, ir.Node]] = {}
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -158,7 +160,7 @@ class Checker:
             if sym.kind == "condition" and not sym.used:
                 self.condition(name, sym.decl.span, _Ctx("condition"))  # still checked
         self.report_unused()
-        return ir.CheckedPolicy(
+        checked = ir.CheckedPolicy(
             tenant=self.tenant,
             timezone=self.timezone,
             aggregates=self.aggregates.finish(self.in_plan),
@@ -173,6 +175,20 @@ class Checker:
             patterns=tuple(self.patterns),
             label_uses=tuple(dict.fromkeys(self.label_uses)),
         )
+        self.diags.extend(
+            lint.lint(
+                lint.LintInput(
+                    modules=tuple((u.module, u.library) for u in self.units),
+                    typed=self.typed,
+                    policy=checked,
+                    conditions=frozenset(
+                        n for n, s in self.symbols.items() if s.kind == "condition"
+                    ),
+                    options=self.options,
+                )
+            )
+        )
+        return checked
 
     def declare(self) -> None:
         for unit in self.units:
@@ -723,6 +739,11 @@ class Checker:
         return False
 
     def expr(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
+        node = self._expr(e, ctx)
+        self.typed[id(e)] = (e, node)
+        return node
+
+    def _expr(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
         match e:
             case ast.IntLit(value=v):
                 return ir.Lit(v, Type.INT)

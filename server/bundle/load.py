@@ -239,7 +239,9 @@ def load_bundle(
     for name, text in (*sorted(sources.items()), *sorted(library.items())):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     try:
-        options = CompileOptions(default_timezone=config.timezone or "UTC")
+        options = CompileOptions(
+            default_timezone=config.timezone or "UTC", tenant_timezone=config.timezone
+        )
         artifact = compiler.build(sources, library=library, tenant=tenant, options=options)
     except PolicyError as exc:
         all_sources = {**library, **sources}

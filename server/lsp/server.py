@@ -185,11 +185,11 @@ class RingfenceServer(LanguageServer):
             if kind == "L":
                 return CheckRequest("", {name + _LIB_CHECK: f'import "{name}"\n'}, library)
             sources = view.tenant_sources(root, name)
-            tz = "UTC"
+            tz = ""  # tenant.toml's, when it names one
             _, toml = view.tenant_toml(root, name)
             if toml is not None:
                 with contextlib.suppress(TenantConfigError):
-                    tz = parse_tenant_config(toml, TENANT_TOML).timezone or "UTC"
+                    tz = parse_tenant_config(toml, TENANT_TOML).timezone
             return CheckRequest(name, sources, library, tz)
 
         return await asyncio.to_thread(build)

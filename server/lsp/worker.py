@@ -126,7 +126,11 @@ class Checker:
             req.sources,
             library=req.library,
             tenant=req.tenant,
-            options=replace(self.options, default_timezone=req.timezone or "UTC"),
+            options=replace(
+                self.options,
+                default_timezone=req.timezone or "UTC",
+                tenant_timezone=req.timezone,
+            ),
             parser=self.cache.module_parser(keep),
         )
 
