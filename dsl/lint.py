@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dsl import ast, ir
 from dsl.aggregates import AggKind
@@ -462,8 +463,31 @@ class Reasoner:
     def __init__(self, domains: Domains, lists: Mapping[str, str]) -> None:
         self.d = domains
         self.lists = lists  # list name -> what it holds ("phone numbers")
+        # By node identity: each node is judged once, however many parts ask. The nodes
+        # belong to the checked policy, alive for as long as this reasoner is.
+        self._never: dict[int, Why | None] = {}
+        self._always: dict[int, Why | None] = {}
+        self._atoms: dict[int, Atom | None] = {}
+
+    def atom(self, n: ir.Node) -> Atom | None:
+        key = id(n)
+        if key not in self._atoms:
+            self._atoms[key] = atom(n)
+        return self._atoms[key]
 
     def never(self, n: ir.Node) -> Why | None:
+        key = id(n)
+        if key not in self._never:
+            self._never[key] = self._judge_never(n)
+        return self._never[key]
+
+    def always(self, n: ir.Node) -> Why | None:
+        key = id(n)
+        if key not in self._always:
+            self._always[key] = self._judge_always(n)
+        return self._always[key]
+
+    def _judge_never(self, n: ir.Node) -> Why | None:
         match n:
             case ir.Lit(value=False):
                 return Why(n, "it is false")
@@ -484,14 +508,14 @@ class Reasoner:
         special = self._never_leaf(n)
         if special is not None:
             return special
-        a = atom(n)
+        a = self.atom(n)
         if a is None:
             return None
         if self.d.empty(self.d.restrict(a)):
             return Why(n, self._domain_text(a, n, never=True), self._fix(a))
         return None
 
-    def always(self, n: ir.Node) -> Why | None:
+    def _judge_always(self, n: ir.Node) -> Why | None:
         match n:
             case ir.Lit(value=True):
                 return Why(n, "it is true")
@@ -513,7 +537,7 @@ class Reasoner:
             inner = self._never_leaf(n.operand)
             if inner is not None:
                 return Why(n, f"{inner.text}, so '{show(n)}' is always true")
-        a = atom(n)
+        a = self.atom(n)
         if a is None:
             return None
         if self.d.full(a, self.d.restrict(a)):
@@ -571,7 +595,7 @@ class Reasoner:
     def _conflict(self, n: ir.Node, ops: Sequence[ir.Node]) -> Why | None:
         by_subject: dict[ir.Node, tuple[Value, list[ir.Node]]] = {}
         for o in ops:
-            a = atom(o)
+            a = self.atom(o)
             if a is None:
                 continue
             found = by_subject.get(a.subject)
@@ -593,7 +617,7 @@ class Reasoner:
     def _cover(self, n: ir.Node, ops: Sequence[ir.Node]) -> Why | None:
         by_subject: dict[ir.Node, tuple[Atom, Value, list[ir.Node]]] = {}
         for o in ops:
-            a = atom(o)
+            a = self.atom(o)
             if a is None:
                 continue
             found = by_subject.get(a.subject)
@@ -815,21 +839,21 @@ class _Walker:
 
     def rule(self, r: ast.Rule, checked: ir.CheckedRule, when: ast.Expr, out: _Report) -> None:
         cond = checked.condition
-        if isinstance(cond, ir.Lit | ir.Error) or never_true(cond):
-            # The checker has judged the whole: its reason is not repeated as a part's.
-            judged = self.r.never(cond)
-            self.parts(when, out, top=None if judged is None else judged.node)
+        if isinstance(cond, ir.Error):
             return
-        spans = self.spans(when)
         dead = self.r.never(cond)
+        if isinstance(cond, ir.Lit) or (dead is not None and never_true(cond)):
+            # The checker has judged the whole: its reason is not repeated as a part's.
+            self.parts(when, out, top=None if dead is None else dead.node)
+            return
         if dead is not None:
-            span = spans.get(id(dead.node), when.span)
+            span = self.spans(when).get(id(dead.node), when.span)
             out.add(span, Severity.ERROR, f"rule '{r.name}' can never fire: {dead.text}", dead.fix)
             self.parts(when, out, top=dead.node)
             return
         every = self.r.always(cond)
         if every is not None:
-            span = spans.get(id(every.node), when.span)
+            span = self.spans(when).get(id(every.node), when.span)
             known = " whenever its aggregates are known" if cond.nullable else ""
             out.add(
                 span,
@@ -896,12 +920,12 @@ class _Walker:
             done.add(id(top.operand))
         for e in _post_order(root, self.conditions):
             n = self.ir_of(e)
-            self._decimal(e, n, out)
-            if n is None:
+            if n is None or n.type is not Type.BOOL or isinstance(n, ir.Lit | ir.Error):
                 continue
-            self._set_items(e, n, out)
-            if n.type is not Type.BOOL or isinstance(n, ir.Lit | ir.Error):
-                continue
+            if isinstance(e, ast.Compare):
+                self._decimal(e, n, out)
+            elif isinstance(e, ast.In):
+                self._set_items(e, n, out)
             made = {id(o) for o in _made_here(n)} - {id(c) for c in self._child_irs(e, n)}
             for why, verdict in ((self.r.never(n), "never"), (self.r.always(n), "always")):
                 if why is None or id(why.node) in done or isinstance(why.node, ir.Lit):
@@ -967,27 +991,25 @@ class _Walker:
             )
 
 
+_CHILDREN: dict[type, Callable[[Any], tuple[ast.Expr, ...]]] = {
+    ast.Attr: lambda e: (e.obj,),
+    ast.Method: lambda e: (e.obj, *e.args),
+    ast.Index: lambda e: (e.obj, e.key),
+    ast.Call: lambda e: e.args,
+    ast.SetLit: lambda e: e.items,
+    ast.Not: lambda e: (e.operand,),
+    ast.Neg: lambda e: (e.operand,),
+    ast.BoolOp: lambda e: e.operands,
+    ast.Compare: lambda e: (e.left, e.right),
+    ast.In: lambda e: (e.left, e.right),
+    ast.BinOp: lambda e: (e.left, e.right),
+    ast.Between: lambda e: (e.value, e.low, e.high),
+}
+
+
 def _children(e: ast.Expr) -> tuple[ast.Expr, ...]:
-    match e:
-        case ast.Attr(obj=o):
-            return (o,)
-        case ast.Method(obj=o, args=args):
-            return (o, *args)
-        case ast.Index(obj=o, key=k):
-            return (o, k)
-        case ast.Call(args=args):
-            return args
-        case ast.SetLit(items=items):
-            return items
-        case ast.Not(operand=o) | ast.Neg(operand=o):
-            return (o,)
-        case ast.BoolOp(operands=ops):
-            return ops
-        case ast.Compare(left=a, right=b) | ast.In(left=a, right=b) | ast.BinOp(left=a, right=b):
-            return (a, b)
-        case ast.Between(value=v, low=lo, high=hi):
-            return (v, lo, hi)
-    return ()
+    get = _CHILDREN.get(type(e))
+    return () if get is None else get(e)
 
 
 def _post_order(root: ast.Expr, conditions: frozenset[str]) -> Iterator[ast.Expr]:
@@ -1022,27 +1044,36 @@ def _twin_rules(
     spans = {
         item.name: item.name_span for m in tenant for item in m.items if isinstance(item, ast.Rule)
     }
-    first: dict[str, ir.CheckedRule] = {}
+    # Grouped by a cheap key first (the operands of a top-level and/or in any order):
+    # the canonical text that decides is built only for rules that share one.
+    groups: dict[object, list[ir.CheckedRule]] = {}
     for r in rules:
         if r.shadow or not r.action or isinstance(r.condition, ir.Error | ir.Lit):
             continue
-        if never_true(r.condition) or reasoner.never(r.condition) is not None:
-            continue  # dead: reported as such
-        key = ir.canonical(r.condition)
-        other = first.setdefault(key, r)
-        if other is r or other.action == r.action:
+        c = r.condition
+        key = (c.op, frozenset(c.operands)) if isinstance(c, ir.BoolOp) else c
+        groups.setdefault(key, []).append(r)
+    for group in groups.values():
+        if len(group) < 2 or len({r.action for r in group}) < 2:
             continue
-        winner = _winner(other, r)
-        span = spans.get(r.name)
-        if span is None:
-            continue
-        out.add(
-            span,
-            Severity.WARNING,
-            f"rule '{r.name}' ({r.action}) has the same condition as rule '{other.name}'"
-            f" ({other.action}, {other.path}:{other.line}): they always fire together, and"
-            f" '{winner.name}' decides ({winner.action})",
-        )
+        first: dict[str, ir.CheckedRule] = {}
+        for r in group:
+            if never_true(r.condition) or reasoner.never(r.condition) is not None:
+                continue  # dead: reported as such
+            other = first.setdefault(ir.canonical(r.condition), r)
+            if other is r or other.action == r.action:
+                continue
+            winner = _winner(other, r)
+            span = spans.get(r.name)
+            if span is None:
+                continue
+            out.add(
+                span,
+                Severity.WARNING,
+                f"rule '{r.name}' ({r.action}) has the same condition as rule '{other.name}'"
+                f" ({other.action}, {other.path}:{other.line}): they always fire together, and"
+                f" '{winner.name}' decides ({winner.action})",
+            )
 
 
 _SEVERITY = {"allow": 1, "review": 2, "block": 3}

@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("rules", nargs="?", default="rules")
     s.add_argument("--tenant")
     s.add_argument("-v", "--verbose", action="store_true")
+    s.add_argument(
+        "--coverage",
+        action="store_true",
+        help="also print the rules and conditions no case exercises (fires and stays quiet,"
+        " true and false)",
+    )
     s.set_defaults(func=ruletest.run_test)
 
     s = sub.add_parser("eval", help="decide one number offline and explain why")
