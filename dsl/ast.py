@@ -236,8 +236,11 @@ class Condition:
 @dataclass(frozen=True, slots=True)
 class ListDecl:
     name: str
-    path: str
+    path: str  # "" for a list kept in state
     span: Span = field(compare=False)
+    # Where the entries come from: "file" (``path``), "state", or the word written after
+    # `from` when it is neither (the checker reports it).
+    source: str = "file"
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,7 +166,14 @@ class Checker:
             timezone=self.timezone,
             aggregates=self.aggregates.finish(self.in_plan),
             lists=tuple(
-                (n, s.decl.path, s.decl.span.path, s.decl.span.line, s.decl.span.column)
+                (
+                    n,
+                    s.decl.path,
+                    s.decl.span.path,
+                    s.decl.span.line,
+                    s.decl.span.column,
+                    s.decl.source == "state",
+                )
                 for n, s in self.symbols.items()
                 if s.kind == "list" and isinstance(s.decl, ast.ListDecl)
             ),
@@ -194,6 +201,14 @@ class Checker:
     def declare(self) -> None:
         for unit in self.units:
             for item in unit.module.items:
+                if isinstance(item, ast.ListDecl) and item.source not in ("file", "state"):
+                    self.error(
+                        item.span,
+                        f"list '{item.name}' comes from a file (\"lists/{item.name}.csv\")"
+                        f" or from state, not '{item.source}'",
+                        self.suggest(item.source, ("state",)),
+                    )
+                    continue
                 if isinstance(item, ast.Const | ast.Condition | ast.ListDecl | ast.Aggregate):
                     kind = _KINDS[type(item)]
                     if item.name in schema.RESERVED:

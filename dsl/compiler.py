@@ -340,8 +340,8 @@ def build_policy(
             ),
             aggregates=tuple(a.spec for a in checked.aggregates),
             lists=tuple(
-                ListDecl(name, path, ast.Span(file, line, col, line, col))
-                for name, path, file, line, col in checked.lists
+                ListDecl(name, path, ast.Span(file, line, col, line, col), from_state)
+                for name, path, file, line, col, from_state in checked.lists
             ),
             timezone=checked.timezone,
             patterns=checked.patterns,

@@ -350,8 +350,9 @@ class _Printer:
                 self.headed(f"const {n} = ", v, (), item.span, 0, drop=True)
             case ast.Condition(name=n, value=v):
                 self.headed(f"condition {n} = ", v, (), item.span, 0, drop=True)
-            case ast.ListDecl(name=n, path=p):
-                self.headed(f"list {n} from {_quote(p)}", None, (), item.span, 0)
+            case ast.ListDecl(name=n, path=p, source=src):
+                origin = _quote(p) if src == "file" else src
+                self.headed(f"list {n} from {origin}", None, (), item.span, 0)
             case ast.Aggregate():
                 args = [expr_text(a) for a in item.args]
                 args += _keys(item.per)

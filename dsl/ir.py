@@ -209,7 +209,8 @@ class CheckedPolicy:
     tenant: str
     timezone: str
     aggregates: tuple[CheckedAggregate, ...]
-    lists: tuple[tuple[str, str, str, int, int], ...]  # name, path, file, line, column
+    # name, path, file, line, column, kept in state (`from state`)
+    lists: tuple[tuple[str, str, str, int, int, bool], ...]
     rules: tuple[CheckedRule, ...]
     uses_local_time: bool
     combining: Combining = Combining()

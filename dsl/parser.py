@@ -442,7 +442,10 @@ class _Builder:
             case "condition":
                 return ast.Condition(str(kids[0]), self.expr(kids[1]), sp)
             case "list_decl":
-                return ast.ListDecl(str(kids[0]), self.plain_string(_tok(kids[1])), sp)
+                origin = _tok(kids[1])
+                if origin.type == "NAME":
+                    return ast.ListDecl(str(kids[0]), "", sp, source=str(origin))
+                return ast.ListDecl(str(kids[0]), self.plain_string(origin), sp)
             case "aggregate":
                 return self.aggregate(kids, sp)
             case "rule":

@@ -44,6 +44,7 @@ class ListDecl:
     name: str
     path: str
     span: Span
+    from_state: bool = False  # `from state`: entries kept in the tenant's state backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ def _artifact_to_wire(a: PolicyArtifact) -> tuple[Any, ...]:
         )
         for s in a.aggregates
     )
-    lists = tuple((d.name, d.path, _span(d.span)) for d in a.lists)
+    lists = tuple((d.name, d.path, _span(d.span), d.from_state) for d in a.lists)
     combining = (a.combining.default_action, a.combining.review_score, a.combining.block_score)
     labels = tuple((u.list_name, u.label, _span(u.span)) for u in a.label_uses)
     warnings = tuple(
@@ -163,7 +164,7 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
             )
             for i, kind, key, arg, more, fld, flt, (size, offset, day, tz), horizon in aggs
         ),
-        lists=tuple(ListDecl(n, path, Span(*sp)) for n, path, sp in lists),
+        lists=tuple(ListDecl(n, path, Span(*sp), st) for n, path, sp, st in lists),
         timezone=timezone,
         patterns=patterns,
         combining=Combining(*combining),

@@ -25,6 +25,7 @@ from server.bundle.reload import Reloader
 from server.bundle.remote import BundleSource, RemoteSettings, register_metrics
 from server.bundle.worker import CompilePool
 from server.config import BundleConfig, ServeConfig
+from server.lists.writable import StateListMirror
 from server.observability.decision_log import DecisionLog
 from server.observability.health_http import HealthEndpoint
 from server.observability.telemetry import Telemetry, tracing_from_env
@@ -34,9 +35,11 @@ from server.phone.hashing import NumberHasher
 from server.rpc.decide import Decider
 from server.rpc.decision_service import DecisionService
 from server.rpc.decoding import add_service
+from server.rpc.list_entries import ListEntries
 from server.rpc.policy_service import PolicyService
 from server.rpc.tls import ReloadingCertificates
 from server.state import StateBackend, open_backend
+from server.state.keys import KeyHasher
 from server.state.pool import BackendPool
 
 log = logging.getLogger("ringfence.server")
@@ -110,6 +113,8 @@ class RingfenceServer:
     certificates: ReloadingCertificates | None = field(init=False, default=None)
     bundle_source: BundleSource | None = field(init=False, default=None)
     health_http: HealthEndpoint | None = field(init=False, default=None)
+    state_lists: StateListMirror = field(init=False)
+    _parser: PhoneParser = field(init=False)
     health_port: int = field(init=False, default=0)
 
     async def start(self) -> int:
@@ -155,6 +160,11 @@ class RingfenceServer:
         if self.backend is None:
             self.backend = factory(cfg.state)
         self.backends = BackendPool(self.backend, factory, cfg.state_backends)
+        # Lists kept in state: every policy that declares one reads this replica's mirror.
+        self.state_lists = StateListMirror(self.backends, KeyHasher(self.hasher.key), self.clock)
+        self.registry.state_lists = self.state_lists.view
+        self.registry.listeners.append(self._follow_state_lists)
+        self._parser = parser
         if self.bundle_source is not None:
             register_metrics(
                 self.telemetry.meter_provider.get_meter("ringfence"), self.bundle_source.status
@@ -195,6 +205,8 @@ class RingfenceServer:
             self.registry, debounce_ms=cfg.reload_debounce_ms, poll_ms=cfg.watch_poll_ms
         )
         await self.reloader.reload_now()
+        await self.state_lists.refresh()
+        self.state_lists.start()
         if not self.registry.slots and self.bundle_source is None:
             log.warning(
                 "no tenant folders in the rules directory: not ready until a policy arrives",
@@ -224,6 +236,16 @@ class RingfenceServer:
         self.registry.listeners.append(self._schedule_health_update)
         return self.port
 
+    def _follow_state_lists(self, outcome: ReloadOutcome) -> None:
+        """After a reload, follow exactly the lists kept in state that live policies declare."""
+        self.state_lists.keep_only(
+            (slot.bundle.config.state, name, decl.name)
+            for name, slot in self.registry.slots.items()
+            if slot.bundle is not None
+            for decl in slot.bundle.policy.lists
+            if decl.from_state
+        )
+
     def _grpc_server(self, decider: Decider) -> grpc.aio.Server:
         """The services, health (NOT_SERVING until a policy loads) and reflection."""
         interceptors: list[Any] = list(self.interceptors)
@@ -249,7 +271,17 @@ class RingfenceServer:
             server,
             policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
             PolicyService(
-                self.registry, self.config.admin_token_hashes, self.compiler, bundle_status
+                self.registry,
+                self.config.admin_token_hashes,
+                self.compiler,
+                bundle_status,
+                ListEntries(
+                    self.registry,
+                    self.state_lists,
+                    self._parser,
+                    self.config.admin_token_hashes,
+                    self.clock,
+                ),
             ),
         )
         self.health = HealthServicer()
@@ -352,6 +384,8 @@ class RingfenceServer:
         await asyncio.to_thread(self.compiler.close)
         if self.health_http is not None:
             await self.health_http.stop()
+        with contextlib.suppress(AttributeError):
+            await self.state_lists.stop()
         if self.backends is not None:
             await self.backends.close()
         if self.decision_log is not None:

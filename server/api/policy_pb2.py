@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ringfence/v1/policy.proto\x12\x0cringfence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\x16GetPolicyStatusRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xd3\x01\n\x12TenantPolicyStatus\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x12\n\nrule_count\x18\x05 \x01(\x05\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlist_count\x18\x07 \x01(\x05\"x\n\x17GetPolicyStatusResponse\x12\x31\n\x07tenants\x18\x01 \x03(\x0b\x32 .ringfence.v1.TenantPolicyStatus\x12*\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1a.ringfence.v1.BundleStatus\"\xc0\x02\n\x0c\x42undleStatus\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x30\n\x0c\x61\x63tivated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_check_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_success_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x0f\n\x07tenants\x18\t \x03(\t\x12\x0c\n\x04\x65tag\x18\n \x01(\t\"\xab\x01\n\nDiagnostic\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\x05\x12(\n\x08severity\x18\x04 \x01(\x0e\x32\x16.ringfence.v1.Severity\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_line\x18\x06 \x01(\x05\x12\x12\n\nend_column\x18\x07 \x01(\x05\x12\x10\n\x08rendered\x18\x08 \x01(\t\"E\n\x15ValidatePolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"S\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12-\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\x18.ringfence.v1.Diagnostic\"\x15\n\x13ReloadPolicyRequest\"I\n\x14ReloadPolicyResponse\x12\x31\n\x07tenants\x18\x01 \x03(\x0b\x32 .ringfence.v1.TenantPolicyStatus*N\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n\x0eSEVERITY_ERROR\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x32\xa3\x02\n\rPolicyService\x12^\n\x0fGetPolicyStatus\x12$.ringfence.v1.GetPolicyStatusRequest\x1a%.ringfence.v1.GetPolicyStatusResponse\x12[\n\x0eValidatePolicy\x12#.ringfence.v1.ValidatePolicyRequest\x1a$.ringfence.v1.ValidatePolicyResponse\x12U\n\x0cReloadPolicy\x12!.ringfence.v1.ReloadPolicyRequest\x1a\".ringfence.v1.ReloadPolicyResponseB(Z&ringfence/gen/ringfence/v1;ringfencev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ringfence/v1/policy.proto\x12\x0cringfence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\x16GetPolicyStatusRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\x87\x02\n\x12TenantPolicyStatus\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x12\n\nrule_count\x18\x05 \x01(\x05\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlist_count\x18\x07 \x01(\x05\x12\x32\n\x0bstate_lists\x18\x08 \x03(\x0b\x32\x1d.ringfence.v1.StateListStatus\"A\n\x0fStateListStatus\x12\x0c\n\x04list\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x05\x12\x0f\n\x07version\x18\x03 \x01(\x03\"x\n\x17GetPolicyStatusResponse\x12\x31\n\x07tenants\x18\x01 \x03(\x0b\x32 .ringfence.v1.TenantPolicyStatus\x12*\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1a.ringfence.v1.BundleStatus\"\xc0\x02\n\x0c\x42undleStatus\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x30\n\x0c\x61\x63tivated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_check_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_success_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x0f\n\x07tenants\x18\t \x03(\t\x12\x0c\n\x04\x65tag\x18\n \x01(\t\"\xab\x01\n\nDiagnostic\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\x05\x12(\n\x08severity\x18\x04 \x01(\x0e\x32\x16.ringfence.v1.Severity\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_line\x18\x06 \x01(\x05\x12\x12\n\nend_column\x18\x07 \x01(\x05\x12\x10\n\x08rendered\x18\x08 \x01(\t\"E\n\x15ValidatePolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"S\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12-\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\x18.ringfence.v1.Diagnostic\"\x15\n\x13ReloadPolicyRequest\"\xa8\x01\n\x0cNewListEntry\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x36\n\x06labels\x18\x04 \x03(\x0b\x32&.ringfence.v1.NewListEntry.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"b\n\x15\x41\x64\x64ListEntriesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04list\x18\x02 \x01(\t\x12+\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x1a.ringfence.v1.NewListEntry\"I\n\x16\x41\x64\x64ListEntriesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\x12\x0f\n\x07version\x18\x03 \x01(\x03\"I\n\x18RemoveListEntriesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04list\x18\x02 \x01(\t\x12\x0f\n\x07numbers\x18\x03 \x03(\t\"=\n\x19RemoveListEntriesResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x05\x12\x0f\n\x07version\x18\x02 \x01(\x03\"5\n\x15GetListEntriesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04list\x18\x02 \x01(\t\"\x84\x02\n\tListEntry\x12\x15\n\rmasked_number\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x33\n\x06labels\x18\x03 \x03(\x0b\x32#.ringfence.v1.ListEntry.LabelsEntry\x12,\n\x08\x61\x64\x64\x65\x64_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x64\x64\x65\x64_by\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x16GetListEntriesResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.ringfence.v1.ListEntry\x12\x0f\n\x07version\x18\x02 \x01(\x03\"I\n\x14ReloadPolicyResponse\x12\x31\n\x07tenants\x18\x01 \x03(\x0b\x32 .ringfence.v1.TenantPolicyStatus*N\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n\x0eSEVERITY_ERROR\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x32\xc3\x04\n\rPolicyService\x12^\n\x0fGetPolicyStatus\x12$.ringfence.v1.GetPolicyStatusRequest\x1a%.ringfence.v1.GetPolicyStatusResponse\x12[\n\x0eValidatePolicy\x12#.ringfence.v1.ValidatePolicyRequest\x1a$.ringfence.v1.ValidatePolicyResponse\x12U\n\x0cReloadPolicy\x12!.ringfence.v1.ReloadPolicyRequest\x1a\".ringfence.v1.ReloadPolicyResponse\x12[\n\x0e\x41\x64\x64ListEntries\x12#.ringfence.v1.AddListEntriesRequest\x1a$.ringfence.v1.AddListEntriesResponse\x12\x64\n\x11RemoveListEntries\x12&.ringfence.v1.RemoveListEntriesRequest\x1a\'.ringfence.v1.RemoveListEntriesResponse\x12[\n\x0eGetListEntries\x12#.ringfence.v1.GetListEntriesRequest\x1a$.ringfence.v1.GetListEntriesResponseB(Z&ringfence/gen/ringfence/v1;ringfencev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +33,52 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z&ringfence/gen/ringfence/v1;ringfencev1'
-  _globals['_SEVERITY']._serialized_start=1205
-  _globals['_SEVERITY']._serialized_end=1283
+  _globals['_NEWLISTENTRY_LABELSENTRY']._loaded_options = None
+  _globals['_NEWLISTENTRY_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_LISTENTRY_LABELSENTRY']._loaded_options = None
+  _globals['_LISTENTRY_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_SEVERITY']._serialized_start=2211
+  _globals['_SEVERITY']._serialized_end=2289
   _globals['_GETPOLICYSTATUSREQUEST']._serialized_start=76
   _globals['_GETPOLICYSTATUSREQUEST']._serialized_end=116
   _globals['_TENANTPOLICYSTATUS']._serialized_start=119
-  _globals['_TENANTPOLICYSTATUS']._serialized_end=330
-  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_start=332
-  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_end=452
-  _globals['_BUNDLESTATUS']._serialized_start=455
-  _globals['_BUNDLESTATUS']._serialized_end=775
-  _globals['_DIAGNOSTIC']._serialized_start=778
-  _globals['_DIAGNOSTIC']._serialized_end=949
-  _globals['_VALIDATEPOLICYREQUEST']._serialized_start=951
-  _globals['_VALIDATEPOLICYREQUEST']._serialized_end=1020
-  _globals['_VALIDATEPOLICYRESPONSE']._serialized_start=1022
-  _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=1105
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=1107
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=1128
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1130
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1203
-  _globals['_POLICYSERVICE']._serialized_start=1286
-  _globals['_POLICYSERVICE']._serialized_end=1577
+  _globals['_TENANTPOLICYSTATUS']._serialized_end=382
+  _globals['_STATELISTSTATUS']._serialized_start=384
+  _globals['_STATELISTSTATUS']._serialized_end=449
+  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_start=451
+  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_end=571
+  _globals['_BUNDLESTATUS']._serialized_start=574
+  _globals['_BUNDLESTATUS']._serialized_end=894
+  _globals['_DIAGNOSTIC']._serialized_start=897
+  _globals['_DIAGNOSTIC']._serialized_end=1068
+  _globals['_VALIDATEPOLICYREQUEST']._serialized_start=1070
+  _globals['_VALIDATEPOLICYREQUEST']._serialized_end=1139
+  _globals['_VALIDATEPOLICYRESPONSE']._serialized_start=1141
+  _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=1224
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=1226
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=1247
+  _globals['_NEWLISTENTRY']._serialized_start=1250
+  _globals['_NEWLISTENTRY']._serialized_end=1418
+  _globals['_NEWLISTENTRY_LABELSENTRY']._serialized_start=1373
+  _globals['_NEWLISTENTRY_LABELSENTRY']._serialized_end=1418
+  _globals['_ADDLISTENTRIESREQUEST']._serialized_start=1420
+  _globals['_ADDLISTENTRIESREQUEST']._serialized_end=1518
+  _globals['_ADDLISTENTRIESRESPONSE']._serialized_start=1520
+  _globals['_ADDLISTENTRIESRESPONSE']._serialized_end=1593
+  _globals['_REMOVELISTENTRIESREQUEST']._serialized_start=1595
+  _globals['_REMOVELISTENTRIESREQUEST']._serialized_end=1668
+  _globals['_REMOVELISTENTRIESRESPONSE']._serialized_start=1670
+  _globals['_REMOVELISTENTRIESRESPONSE']._serialized_end=1731
+  _globals['_GETLISTENTRIESREQUEST']._serialized_start=1733
+  _globals['_GETLISTENTRIESREQUEST']._serialized_end=1786
+  _globals['_LISTENTRY']._serialized_start=1789
+  _globals['_LISTENTRY']._serialized_end=2049
+  _globals['_LISTENTRY_LABELSENTRY']._serialized_start=1373
+  _globals['_LISTENTRY_LABELSENTRY']._serialized_end=1418
+  _globals['_GETLISTENTRIESRESPONSE']._serialized_start=2051
+  _globals['_GETLISTENTRIESRESPONSE']._serialized_end=2134
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=2136
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=2209
+  _globals['_POLICYSERVICE']._serialized_start=2292
+  _globals['_POLICYSERVICE']._serialized_end=2871
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,21 @@ class PolicyServiceStub:
                 request_serializer=ringfence_dot_v1_dot_policy__pb2.ReloadPolicyRequest.SerializeToString,
                 response_deserializer=ringfence_dot_v1_dot_policy__pb2.ReloadPolicyResponse.FromString,
                 _registered_method=True)
+        self.AddListEntries = channel.unary_unary(
+                '/ringfence.v1.PolicyService/AddListEntries',
+                request_serializer=ringfence_dot_v1_dot_policy__pb2.AddListEntriesRequest.SerializeToString,
+                response_deserializer=ringfence_dot_v1_dot_policy__pb2.AddListEntriesResponse.FromString,
+                _registered_method=True)
+        self.RemoveListEntries = channel.unary_unary(
+                '/ringfence.v1.PolicyService/RemoveListEntries',
+                request_serializer=ringfence_dot_v1_dot_policy__pb2.RemoveListEntriesRequest.SerializeToString,
+                response_deserializer=ringfence_dot_v1_dot_policy__pb2.RemoveListEntriesResponse.FromString,
+                _registered_method=True)
+        self.GetListEntries = channel.unary_unary(
+                '/ringfence.v1.PolicyService/GetListEntries',
+                request_serializer=ringfence_dot_v1_dot_policy__pb2.GetListEntriesRequest.SerializeToString,
+                response_deserializer=ringfence_dot_v1_dot_policy__pb2.GetListEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -78,6 +93,27 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddListEntries(self, request, context):
+        """Lists kept in state (`list NAME from state` in a tenant's policy): entries added,
+        removed and listed here, shared by every replica of the tenant's state backend. Calls
+        need the operator's admin token or one of the tenant's [auth] admin_tokens_sha256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveListEntries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetListEntries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +131,21 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ReloadPolicy,
                     request_deserializer=ringfence_dot_v1_dot_policy__pb2.ReloadPolicyRequest.FromString,
                     response_serializer=ringfence_dot_v1_dot_policy__pb2.ReloadPolicyResponse.SerializeToString,
+            ),
+            'AddListEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddListEntries,
+                    request_deserializer=ringfence_dot_v1_dot_policy__pb2.AddListEntriesRequest.FromString,
+                    response_serializer=ringfence_dot_v1_dot_policy__pb2.AddListEntriesResponse.SerializeToString,
+            ),
+            'RemoveListEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveListEntries,
+                    request_deserializer=ringfence_dot_v1_dot_policy__pb2.RemoveListEntriesRequest.FromString,
+                    response_serializer=ringfence_dot_v1_dot_policy__pb2.RemoveListEntriesResponse.SerializeToString,
+            ),
+            'GetListEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetListEntries,
+                    request_deserializer=ringfence_dot_v1_dot_policy__pb2.GetListEntriesRequest.FromString,
+                    response_serializer=ringfence_dot_v1_dot_policy__pb2.GetListEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +231,87 @@ class PolicyService:
             '/ringfence.v1.PolicyService/ReloadPolicy',
             ringfence_dot_v1_dot_policy__pb2.ReloadPolicyRequest.SerializeToString,
             ringfence_dot_v1_dot_policy__pb2.ReloadPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringfence.v1.PolicyService/AddListEntries',
+            ringfence_dot_v1_dot_policy__pb2.AddListEntriesRequest.SerializeToString,
+            ringfence_dot_v1_dot_policy__pb2.AddListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringfence.v1.PolicyService/RemoveListEntries',
+            ringfence_dot_v1_dot_policy__pb2.RemoveListEntriesRequest.SerializeToString,
+            ringfence_dot_v1_dot_policy__pb2.RemoveListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringfence.v1.PolicyService/GetListEntries',
+            ringfence_dot_v1_dot_policy__pb2.GetListEntriesRequest.SerializeToString,
+            ringfence_dot_v1_dot_policy__pb2.GetListEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

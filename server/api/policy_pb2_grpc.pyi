@@ -41,6 +41,13 @@ class PolicyServiceStub:
     """ReloadPolicy re-reads the rules directory now (as SIGHUP does) and reports each
     tenant's status afterwards.
     """
+    AddListEntries: _grpc.UnaryUnaryMultiCallable[_policy_pb2.AddListEntriesRequest, _policy_pb2.AddListEntriesResponse]
+    """Lists kept in state (`list NAME from state` in a tenant's policy): entries added,
+    removed and listed here, shared by every replica of the tenant's state backend. Calls
+    need the operator's admin token or one of the tenant's [auth] admin_tokens_sha256.
+    """
+    RemoveListEntries: _grpc.UnaryUnaryMultiCallable[_policy_pb2.RemoveListEntriesRequest, _policy_pb2.RemoveListEntriesResponse]
+    GetListEntries: _grpc.UnaryUnaryMultiCallable[_policy_pb2.GetListEntriesRequest, _policy_pb2.GetListEntriesResponse]
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
@@ -55,6 +62,13 @@ class PolicyServiceAsyncStub(PolicyServiceStub):
     """ReloadPolicy re-reads the rules directory now (as SIGHUP does) and reports each
     tenant's status afterwards.
     """
+    AddListEntries: _aio.UnaryUnaryMultiCallable[_policy_pb2.AddListEntriesRequest, _policy_pb2.AddListEntriesResponse]  # type: ignore[assignment]
+    """Lists kept in state (`list NAME from state` in a tenant's policy): entries added,
+    removed and listed here, shared by every replica of the tenant's state backend. Calls
+    need the operator's admin token or one of the tenant's [auth] admin_tokens_sha256.
+    """
+    RemoveListEntries: _aio.UnaryUnaryMultiCallable[_policy_pb2.RemoveListEntriesRequest, _policy_pb2.RemoveListEntriesResponse]  # type: ignore[assignment]
+    GetListEntries: _aio.UnaryUnaryMultiCallable[_policy_pb2.GetListEntriesRequest, _policy_pb2.GetListEntriesResponse]  # type: ignore[assignment]
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
     """PolicyService is the admin surface: what policy each tenant runs, and a checker for
@@ -84,5 +98,30 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
         """ReloadPolicy re-reads the rules directory now (as SIGHUP does) and reports each
         tenant's status afterwards.
         """
+
+    @_abc_1.abstractmethod
+    def AddListEntries(
+        self,
+        request: _policy_pb2.AddListEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.AddListEntriesResponse, _abc.Awaitable[_policy_pb2.AddListEntriesResponse]]:
+        """Lists kept in state (`list NAME from state` in a tenant's policy): entries added,
+        removed and listed here, shared by every replica of the tenant's state backend. Calls
+        need the operator's admin token or one of the tenant's [auth] admin_tokens_sha256.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveListEntries(
+        self,
+        request: _policy_pb2.RemoveListEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.RemoveListEntriesResponse, _abc.Awaitable[_policy_pb2.RemoveListEntriesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetListEntries(
+        self,
+        request: _policy_pb2.GetListEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.GetListEntriesResponse, _abc.Awaitable[_policy_pb2.GetListEntriesResponse]]: ...
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

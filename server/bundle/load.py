@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from dsl import CompiledPolicy, CompileOptions, ListDecl, PolicyError, load_policy
 from dsl.diagnostics import Diagnostic, Severity, render
 from dsl.lists import ListView, label_problems
+from dsl.runtime import EMPTY_LIST
 from dsl.zones import zone as tz_zone
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
 from server.bundle.files import (
@@ -39,6 +40,8 @@ from server.lists.loader import EXPIRES_COLUMN
 from server.phone import PhoneParser
 
 SHARED = "_shared"
+# (state backend name, tenant, list) -> the view of a list kept in state.
+StateLists = Callable[[str, str, str], ListView]
 # The most of a failed build's rendered diagnostics kept (GetPolicyStatus.last_error, logs).
 MAX_ERROR_TEXT = 16 * 1024
 POLICY_SUFFIX = ".rf"
@@ -210,10 +213,13 @@ def load_bundle(
     compiler: PolicyCompiler | None = None,
     *,
     now: float | None = None,
+    state_lists: StateLists | None = None,
 ) -> TenantBundle:
     """Read (confined to the tenant's folder and ``_shared/``), compile (with
     ``compiler``: the server's passes a worker pool with a budget), load lists, activate.
-    ``now`` (default: the clock) says which list rows have expired."""
+    ``now`` (default: the clock) says which list rows have expired; ``state_lists`` gives
+    the view of a list kept in state (the server's mirror; offline tools have none, and
+    such a list reads empty)."""
     compiler = compiler or InProcessCompiler()
     folder = root / tenant
     if not folder.is_dir():
@@ -251,6 +257,7 @@ def load_bundle(
     policy = load_policy(artifact)
 
     lists: dict[str, ListIndex] = {}
+    kept_in_state: dict[str, ListView] = {}
     region = config.default_region or "CN"
     shared_real = _shared_dir(root, root_real)
     texts = {**library, **sources}
@@ -265,6 +272,11 @@ def load_bundle(
         return render(diag, texts.get(span.path, ""))
 
     for decl in policy.lists:
+        if decl.from_state:
+            kept_in_state[decl.name] = (
+                EMPTY_LIST if state_lists is None else state_lists(config.state, tenant, decl.name)
+            )
+            continue
         try:
             path, inside, fence, label = _locate_list(
                 root, folder, decl.path, folder_real, shared_real
@@ -313,7 +325,7 @@ def load_bundle(
         name=tenant,
         config=config,
         policy=policy,
-        lists=MappingProxyType(dict(lists)),
+        lists=MappingProxyType({**lists, **kept_in_state}),
         version=digest.hexdigest()[:16],
         loaded_at=time.time(),
         refresh_at=refresh_at,

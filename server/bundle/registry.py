@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.bundle.compiling import InProcessCompiler, PolicyCompiler
-from server.bundle.load import BundleError, TenantBundle, is_tenant_dir, load_bundle
+from server.bundle.load import (
+    BundleError,
+    StateLists,
+    TenantBundle,
+    is_tenant_dir,
+    load_bundle,
+)
 from server.bundle.tenant_config import TENANT_NAME
 from server.phone import PhoneParser
 
@@ -58,6 +64,8 @@ class TenantRegistry:
     admit: Callable[[Path, TenantBundle], str | None] | None = None
     # What "today" is for list rows' expiry dates (tests move it).
     clock: Callable[[], float] = time.time
+    # The server's views of lists kept in state (offline tools have none).
+    state_lists: StateLists | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, name: str) -> TenantBundle | None:
@@ -118,7 +126,14 @@ class TenantRegistry:
 
     def _build_one(self, name: str) -> TenantBundle | str:
         try:
-            bundle = load_bundle(self.root, name, self.parser, self.compiler, now=self.clock())
+            bundle = load_bundle(
+                self.root,
+                name,
+                self.parser,
+                self.compiler,
+                now=self.clock(),
+                state_lists=self.state_lists,
+            )
             refused = self.admit(self.root, bundle) if self.admit is not None else None
             return bundle if refused is None else refused
         except BundleError as exc:

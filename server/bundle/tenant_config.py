@@ -14,6 +14,7 @@ operator's named state backends to use, a rate limit, and the hashed bearer toke
     max_rps = 500                 # per server process; beyond it: RESOURCE_EXHAUSTED
     [auth]
     tokens_sha256 = ["<hex sha256 of a token>", ...]   # empty or absent: the tenant is open
+    admin_tokens_sha256 = [...]   # may add to and remove from the tenant's `from state` lists
 
 Nothing here names a host, a file or a URL: the operator maps backend names to URLs and
 decides which tenant may pick which name (``ringfence serve --state-backend``,
@@ -57,7 +58,7 @@ _KEYS = {
     "description",
 }
 _LIMIT_KEYS = {"max_rps"}
-_AUTH_KEYS = {"tokens_sha256"}
+_AUTH_KEYS = {"tokens_sha256", "admin_tokens_sha256"}
 # What a URL in `state` looks like (the form the operator's flags take now).
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|/")
 
@@ -74,6 +75,8 @@ class TenantConfig:
     state: str = ""  # empty: the server's --state; else a backend name the operator gave
     max_rps: int = 0  # 0: unlimited
     token_hashes: frozenset[str] = field(default_factory=frozenset)
+    # Tokens that may change the tenant's lists kept in state (besides the operator's).
+    admin_token_hashes: frozenset[str] = field(default_factory=frozenset)
     # Where `state` was written (line, column), for the server's errors about the name.
     state_place: tuple[int, int] = field(default=(0, 0), compare=False)
 
@@ -193,25 +196,8 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
 
     auth = r.table("auth")
     r.unknown(auth, _AUTH_KEYS, ("auth",))
-    tokens = auth.get("tokens_sha256", [])
-    if not isinstance(tokens, list):
-        raise r.fail(
-            ("auth", "tokens_sha256"),
-            "[auth] tokens_sha256 must be a list of lower-case hex SHA-256 digests",
-        )
-    if len(tokens) > MAX_TOKENS:
-        raise r.fail(
-            ("auth", "tokens_sha256"), f"[auth] tokens_sha256 holds more than {MAX_TOKENS} digests"
-        )
-    for i, t in enumerate(tokens):
-        if not (isinstance(t, str) and _HEX64.fullmatch(t)):
-            found = r.positions.find(("auth", "tokens_sha256", i))
-            line, col = (found[1].value.line, found[1].value.column) if found else (0, 0)
-            where = f"{path}:{line}:{col}" if line else path
-            raise TenantConfigError(
-                f"{where}: error: [auth] tokens_sha256 must be a list of lower-case hex SHA-256"
-                " digests (ringfence hash-token)"
-            )
+    tokens = _digests(r, auth, "tokens_sha256", path)
+    admin = _digests(r, auth, "admin_tokens_sha256", path)
     return TenantConfig(
         fail_mode=fail_mode,
         default_region=region,
@@ -219,8 +205,30 @@ def parse_tenant_config(text: str, path: str) -> TenantConfig:
         state=state,
         max_rps=max_rps,
         token_hashes=frozenset(tokens),
+        admin_token_hashes=frozenset(admin),
         state_place=r.place("state") if state else (0, 0),
     )
+
+
+def _digests(r: _Reader, auth: dict[str, object], key: str, path: str) -> list[str]:
+    """``[auth] KEY``: a bounded list of lower-case hex SHA-256 digests."""
+    tokens = auth.get(key, [])
+    if not isinstance(tokens, list):
+        raise r.fail(
+            ("auth", key), f"[auth] {key} must be a list of lower-case hex SHA-256 digests"
+        )
+    if len(tokens) > MAX_TOKENS:
+        raise r.fail(("auth", key), f"[auth] {key} holds more than {MAX_TOKENS} digests")
+    for i, t in enumerate(tokens):
+        if not (isinstance(t, str) and _HEX64.fullmatch(t)):
+            found = r.positions.find(("auth", key, i))
+            line, col = (found[1].value.line, found[1].value.column) if found else (0, 0)
+            where = f"{path}:{line}:{col}" if line else path
+            raise TenantConfigError(
+                f"{where}: error: [auth] {key} must be a list of lower-case hex SHA-256"
+                " digests (ringfence hash-token)"
+            )
+    return tokens
 
 
 def _state(r: _Reader, data: dict[str, object]) -> str:

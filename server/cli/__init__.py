@@ -16,6 +16,7 @@ from server.cli import (
     evaluate,
     fmt,
     health,
+    lists,
     lsp,
     replay,
     ruletest,
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=health.run_health)
 
     bundle.add_bundle_parser(sub)
+    lists.add_list_parser(sub)
 
     s = sub.add_parser("lsp", help="the language server for editors (stdio)")
     lsp.add_arguments(s)

@@ -1,11 +1,15 @@
-"""What several subcommands share: a tenant registry over a rules folder."""
+"""What several subcommands share: a tenant registry over a rules folder, a channel to a
+running server."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import grpc
+
     from server.bundle.registry import TenantRegistry
 
 
@@ -33,3 +37,17 @@ def tenants(reg: TenantRegistry, only: str | None) -> list[str]:
             raise SystemExit(f"ringfence: no tenant folder {only!r} in {reg.root}")
         return [only]
     return names
+
+
+def channel(address: str, ns: argparse.Namespace) -> grpc.Channel:
+    """A channel to a running server: TLS when ``--tls-ca`` or ``--tls-cert`` is given."""
+    import grpc
+
+    if ns.tls_ca or ns.tls_cert:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=Path(ns.tls_ca).read_bytes() if ns.tls_ca else None,
+            private_key=Path(ns.tls_key).read_bytes() if ns.tls_key else None,
+            certificate_chain=Path(ns.tls_cert).read_bytes() if ns.tls_cert else None,
+        )
+        return grpc.secure_channel(address, creds)
+    return grpc.insecure_channel(address)

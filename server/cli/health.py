@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from server.cli.common import channel
 
 
 def run_health(ns: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    if ns.tls_ca or ns.tls_cert:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=Path(ns.tls_ca).read_bytes() if ns.tls_ca else None,
-            private_key=Path(ns.tls_key).read_bytes() if ns.tls_key else None,
-            certificate_chain=Path(ns.tls_cert).read_bytes() if ns.tls_cert else None,
-        )
-        channel = grpc.secure_channel(ns.address, creds)
-    else:
-        channel = grpc.insecure_channel(ns.address)
-    with channel:
+    with channel(ns.address, ns):
         try:
             resp = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=ns.service), timeout=ns.timeout

@@ -78,6 +78,12 @@ def parse_entry(text: str, default_region: str, parser: PhoneParser) -> Entry:
 _SEPARATORS: Final = frozenset("+-. ()\u3000\uff0b\uff0d\uff08\uff09")
 
 
+def exact_number(text: str, default_region: str, parser: PhoneParser) -> str:
+    """One number written as a list entry is (no prefix, no range), as E.164: the same
+    strict reading for a list file's row and a number added through PolicyService."""
+    return f"+{_number(text.strip(), default_region, parser)}"
+
+
 def _number(text: str, default_region: str, parser: PhoneParser) -> int:
     digits = e164_digits(text)
     if digits is not None:

@@ -241,8 +241,8 @@ def describe(d: Definition) -> str:
     match item:
         case ast.Const(name=n, value=v):
             return f"const {n} = {expr_text(v)}"
-        case ast.ListDecl(name=n, path=p):
-            return f'list {n} from "{p}"'
+        case ast.ListDecl(name=n, path=p, source=src):
+            return f'list {n} from "{p}"' if src == "file" else f"list {n} from {src}"
         case ast.Condition(name=n, value=v):
             return f"condition {n} = {expr_text(v)}"
         case ast.Aggregate():

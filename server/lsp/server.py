@@ -301,6 +301,8 @@ class RingfenceServer(LanguageServer):
         out: dict[str, list[Diagnostic]] = {}
         columns: dict[str, tuple[str, ...]] = {}
         for decl in decls:
+            if decl.source != "file":
+                continue  # kept in state: no file to read (the checker judges the word)
             info = self.list_info(root, tenant, decl, region)
             if isinstance(info, _ListInfo):
                 columns[decl.name] = info.columns
@@ -333,6 +335,8 @@ class RingfenceServer(LanguageServer):
     def list_info(
         self, root: Path, tenant: str, decl: ast.ListDecl, region: str = "CN"
     ) -> _ListInfo | ListLoadError | str:
+        if decl.source == "state":
+            return "kept in state: entries are added and removed on the server (ringfence list add)"
         folder = root / (tenant or "_shared")
         try:
             file = find_list_file(root, folder, decl.path)

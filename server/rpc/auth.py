@@ -30,7 +30,7 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
-def _matches(digest: str, hashes: Iterable[str]) -> bool:
+def digest_in(digest: str, hashes: Iterable[str]) -> bool:
     # Compare against every stored hash (no early exit) so timing does not tell which.
     found = False
     for h in hashes:
@@ -50,9 +50,9 @@ def authorize_tenant(
             grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (authorization metadata)"
         )
     digest = hashlib.sha256(token.encode()).hexdigest()
-    if _matches(digest, config.token_hashes):
+    if digest_in(digest, config.token_hashes):
         return
-    if any(_matches(digest, o.token_hashes) for o in others() if o is not config):
+    if any(digest_in(digest, o.token_hashes) for o in others() if o is not config):
         raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "token is not valid for this tenant")
     raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
 
@@ -72,7 +72,7 @@ def authorize_stream(token: str | None, configs: Iterable[TenantConfig]) -> None
     digest = hashlib.sha256(token.encode()).hexdigest()
     found = False
     for c in configs:  # every tenant, no early exit: timing does not tell which matched
-        found |= _matches(digest, c.token_hashes)
+        found |= digest_in(digest, c.token_hashes)
     if not found:
         raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
 
@@ -83,5 +83,5 @@ def authorize_admin(admin_hashes: frozenset[str], token: str | None) -> None:
     if token is None:
         raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "missing admin bearer token")
     digest = hashlib.sha256(token.encode()).hexdigest()
-    if not _matches(digest, admin_hashes):
+    if not digest_in(digest, admin_hashes):
         raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "not an admin token")

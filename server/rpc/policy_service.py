@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -19,6 +20,9 @@ from server.bundle.tenant_config import TENANT_NAME
 from server.bundle.worker import CompilePool, PoolBusy, PoolClosed
 from server.rpc.auth import authorize_admin, bearer_token
 from server.rpc.errors import RequestError, invalid
+from server.rpc.list_entries import ListEntries
+
+_R = TypeVar("_R")
 
 MAX_SOURCE = 1 << 20
 POLICY_PATH = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_./-]{0,190}\.rf")
@@ -35,7 +39,9 @@ def _ts(seconds: float) -> timestamp_pb2.Timestamp:
 LISTED_ERROR = 2048
 
 
-def slot_status(slot: TenantSlot, error_limit: int = 0) -> pb.TenantPolicyStatus:
+def slot_status(
+    slot: TenantSlot, error_limit: int = 0, lists: ListEntries | None = None
+) -> pb.TenantPolicyStatus:
     error = slot.last_error
     if error_limit and len(error) > error_limit:
         error = error[:error_limit] + f"\n... (GetPolicyStatus tenant={slot.name!r} has all of it)"
@@ -45,6 +51,8 @@ def slot_status(slot: TenantSlot, error_limit: int = 0) -> pb.TenantPolicyStatus
         status.loaded_at.CopyFrom(_ts(slot.bundle.loaded_at))
         status.rule_count = slot.bundle.rule_count
         status.list_count = len(slot.bundle.lists)
+        for name, entries, version in lists.mirror.status(slot.name) if lists else ():
+            status.state_lists.add(list=name, entries=entries, version=version)
     if slot.last_error:
         status.last_error_at.CopyFrom(_ts(slot.last_error_at))
     return status
@@ -72,11 +80,13 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         admin_hashes: frozenset[str],
         compiler: CompilePool,
         bundle: BundleStatus | None = None,
+        lists: ListEntries | None = None,
     ) -> None:
         self.registry = registry
         self.admin_hashes = admin_hashes
         self.compiler = compiler
         self.bundle = bundle
+        self.lists = lists
 
     async def _admin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
@@ -93,10 +103,11 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             if slot is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown tenant {request.tenant!r}")
             assert slot is not None
-            return pb.GetPolicyStatusResponse(tenants=[slot_status(slot)])
+            return pb.GetPolicyStatusResponse(tenants=[slot_status(slot, lists=self.lists)])
         response = pb.GetPolicyStatusResponse(
             tenants=[
-                slot_status(self.registry.slots[n], LISTED_ERROR) for n in self.registry.names()
+                slot_status(self.registry.slots[n], LISTED_ERROR, self.lists)
+                for n in self.registry.names()
             ]
         )
         if self.bundle is not None:
@@ -152,6 +163,36 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             ],
         )
 
+    async def AddListEntries(
+        self, request: pb.AddListEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.AddListEntriesResponse:
+        return await self._lists(context, lambda lists, token: lists.add(request, token))
+
+    async def RemoveListEntries(
+        self, request: pb.RemoveListEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RemoveListEntriesResponse:
+        return await self._lists(context, lambda lists, token: lists.remove(request, token))
+
+    async def GetListEntries(
+        self, request: pb.GetListEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetListEntriesResponse:
+        return await self._lists(context, lambda lists, token: lists.get(request, token))
+
+    async def _lists(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Callable[[ListEntries, str | None], Awaitable[_R]],
+    ) -> _R:
+        """A list call, authorised by the operator's or the tenant's admin token inside."""
+        if self.lists is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server keeps no lists")
+        assert self.lists is not None
+        try:
+            return await call(self.lists, bearer_token(context.invocation_metadata()))
+        except RequestError as exc:
+            await context.abort(exc.code, exc.message, exc.trailing_metadata())
+            raise  # unreachable: abort raises
+
     async def ReloadPolicy(
         self, request: pb.ReloadPolicyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ReloadPolicyResponse:
@@ -159,6 +200,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         await self.registry.reload()
         return pb.ReloadPolicyResponse(
             tenants=[
-                slot_status(self.registry.slots[n], LISTED_ERROR) for n in self.registry.names()
+                slot_status(self.registry.slots[n], LISTED_ERROR, self.lists)
+                for n in self.registry.names()
             ]
         )

@@ -11,6 +11,8 @@ from typing import Protocol
 from dsl.aggregates import RefLike
 from dsl.facts import EventFacts, Facts
 
+from .lists import ListStore
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -95,6 +97,11 @@ class StateBackend(Protocol):
     given), see its §1."""
 
     stats: StateStats
+
+    @property
+    def lists(self) -> ListStore:
+        """Where lists kept in state (``list NAME from state``) live on this backend."""
+        ...
 
     async def apply(
         self,

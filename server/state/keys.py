@@ -57,6 +57,13 @@ def claim_key(tag: str, request_hash: str) -> str:
     return f"{KEY_PREFIX}:{{{tag}}}:rid:{request_hash}"
 
 
+def list_keys(tenant: str, name: str) -> tuple[str, str]:
+    """The storage of a list kept in state (``list NAME from state``): a HASH of entries
+    (hashed number -> encoded entry) and its version counter, in one slot."""
+    head = f"{KEY_PREFIX}:{{{hash_tag(tenant, 'statelist', _q(name))}}}"
+    return f"{head}:entries", f"{head}:v"
+
+
 def tag_of(key: str) -> str:
     """The hash tag of a storage key built here (the text between the first braces)."""
     start = key.index("{") + 1

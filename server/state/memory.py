@@ -31,6 +31,7 @@ from .backend import Applied, Claim, StateStats
 from .claims import DEFAULT_CLAIMS_PER_TENANT, MemoryClaims
 from .keys import KeyHasher
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
+from .lists import MemoryLists
 from .plan import Planner, WriteOp
 
 _COUNT = AggKind.COUNT
@@ -186,6 +187,7 @@ class MemoryBackend:
         self._stores: dict[str, _Store] = {}
         self._size = 0  # keys across every tenant's store
         self._claims = MemoryClaims(self._hasher, claims_per_tenant)
+        self.lists = MemoryLists()  # lists kept in state (server/state/lists.py)
 
     async def apply(
         self,

@@ -22,6 +22,7 @@ from dsl.aggregates import RefLike
 from .backend import Applied, Claim, StateStats
 from .errors import StateError, StateTimeout
 from .keys import KeyHasher
+from .lists import RedisLists
 from .plan import Plan, Planner
 from .script import claim_args, decode, encode, pack
 
@@ -157,6 +158,11 @@ class ScriptedBackend:
 
     def _failed(self) -> None:
         """Told of an exchange that failed (the cluster refreshes its slot map)."""
+
+    @property
+    def lists(self) -> RedisLists:
+        """Lists kept in state, through this backend's client (server/state/lists.py)."""
+        return RedisLists(self._client, self._what)
 
     async def ping(self) -> bool:
         try:

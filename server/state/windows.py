@@ -190,19 +190,6 @@ def record_bucket(window: Window, now: float) -> int:
     return compile_window(window).bucket(now)
 
 
-def covers_now(window: Window, now: float) -> bool:
-    """Whether the event at ``now`` lands in the window it reads: only then does it count
-    in the value it reads."""
-    c = compile_window(window)
-    lo, hi = c.read(now)
-    return lo <= c.bucket(now) <= hi
-
-
 def ttl_s(window: Window, horizon_s: int) -> int:
     """How long a key must outlive its last write for every window over it to be answered."""
     return compile_window(window).write(0.0, horizon_s)[2]
-
-
-def keep_from_bucket(window: Window, now: float, horizon_s: int) -> int:
-    """The oldest bucket kept after a write at ``now``; older ones go."""
-    return compile_window(window).write(now, horizon_s)[1]

@@ -1,0 +1,263 @@
+"""PolicyService's list calls: add to, remove from and read the lists a tenant keeps in
+state (``list NAME from state``; server/lists/writable.py says how they are kept).
+
+Who may: the operator's admin token, or one of the tenant's own ``[auth]
+admin_tokens_sha256`` (a tenant's reviewers change its lists and no one else's). A server
+with no admin token and a tenant with none of its own is open, as PolicyService is.
+Every change is logged on ``ringfence.audit`` with masked numbers and which token made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from server.api import policy_pb2 as pb
+from server.bundle.load import TenantBundle
+from server.bundle.registry import TenantRegistry
+from server.lists.entries import EntryError, exact_number
+from server.lists.writable import (
+    MAX_ENTRIES_PER_CALL,
+    MAX_ENTRIES_PER_LIST,
+    MAX_LABEL_KEY,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    MAX_NOTE,
+    MAX_TTL_S,
+    StateListMirror,
+    StoredEntry,
+)
+from server.phone import PhoneParser, mask
+from server.rpc.auth import digest_in
+from server.rpc.errors import FieldViolation, RequestError
+from server.state import StateError
+from server.state.lists import ListStore
+
+audit = logging.getLogger("ringfence.audit")
+
+
+def _ts(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+class ListEntries:
+    def __init__(
+        self,
+        registry: TenantRegistry,
+        mirror: StateListMirror,
+        parser: PhoneParser,
+        admin_hashes: frozenset[str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.mirror = mirror
+        self.parser = parser
+        self.admin_hashes = admin_hashes
+        self.clock = clock
+
+    # -- the calls ----------------------------------------------------------------------------
+
+    async def add(
+        self, req: pb.AddListEntriesRequest, token: str | None
+    ) -> pb.AddListEntriesResponse:
+        bundle, by = self._authorised(req.tenant, req.list, token)
+        if not req.entries:
+            raise _bad([FieldViolation("entries", "no entries to add")])
+        if len(req.entries) > MAX_ENTRIES_PER_CALL:
+            raise _bad([FieldViolation("entries", f"more than {MAX_ENTRIES_PER_CALL} in one call")])
+        now = self.clock()
+        problems: list[FieldViolation] = []
+        puts: dict[str, bytes] = {}
+        masked: list[str] = []
+        for i, e in enumerate(req.entries):
+            at = f"entries[{i}]"
+            e164 = self._number(bundle, e.number, f"{at}.number", problems)
+            if not 0 <= e.ttl_seconds <= MAX_TTL_S:
+                problems.append(FieldViolation(f"{at}.ttl_seconds", f"0 to {MAX_TTL_S} seconds"))
+            if len(e.note) > MAX_NOTE:
+                problems.append(FieldViolation(f"{at}.note", f"longer than {MAX_NOTE} characters"))
+            if len(e.labels) > MAX_LABELS:
+                problems.append(FieldViolation(f"{at}.labels", f"more than {MAX_LABELS} labels"))
+            for k, v in e.labels.items():
+                if not k or len(k) > MAX_LABEL_KEY or len(v) > MAX_LABEL_VALUE or k == "note":
+                    problems.append(
+                        FieldViolation(
+                            f"{at}.labels",
+                            f"keys 1 to {MAX_LABEL_KEY} characters (not 'note'), values at"
+                            f" most {MAX_LABEL_VALUE}",
+                        )
+                    )
+                    break
+            if e164 is None or problems:
+                continue
+            entry = StoredEntry(
+                masked=mask(e164),
+                note=e.note,
+                labels=dict(e.labels),
+                added_at=now,
+                expires_at=now + e.ttl_seconds if e.ttl_seconds else None,
+                added_by=by,
+            )
+            puts[self.mirror.hasher.hashed_key(e164)] = entry.encode()
+            masked.append(entry.masked)
+        if problems:
+            raise _bad(problems)
+        store = self._store(bundle)
+        try:
+            version, held = await store.read(bundle.name, req.list)
+            # Expired entries make room; a list past its bound refuses more.
+            expired = [
+                f
+                for f, raw in held.items()
+                if not StoredEntry.decode(raw).live(now) and f not in puts
+            ]
+            if (
+                len(held) - len(expired) + sum(1 for f in puts if f not in held)
+                > MAX_ENTRIES_PER_LIST
+            ):
+                raise RequestError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"list {req.list!r} would hold more than {MAX_ENTRIES_PER_LIST} entries",
+                )
+            added, updated, _, version = await store.write(bundle.name, req.list, puts, expired)
+        except StateError as exc:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, f"state backend: {exc}") from None
+        await self._refreshed(bundle, req.list)
+        audit.info(
+            "list entries added",
+            extra={
+                "tenant": bundle.name,
+                "list": req.list,
+                "numbers": masked,
+                "ttl_s": sorted({e.ttl_seconds for e in req.entries}),
+                "by": by,
+                "version": version,
+            },
+        )
+        return pb.AddListEntriesResponse(added=added, updated=updated, version=version)
+
+    async def remove(
+        self, req: pb.RemoveListEntriesRequest, token: str | None
+    ) -> pb.RemoveListEntriesResponse:
+        bundle, by = self._authorised(req.tenant, req.list, token)
+        if len(req.numbers) > MAX_ENTRIES_PER_CALL:
+            raise _bad([FieldViolation("numbers", f"more than {MAX_ENTRIES_PER_CALL} in one call")])
+        problems: list[FieldViolation] = []
+        fields = []
+        masked = []
+        for i, raw in enumerate(req.numbers):
+            e164 = self._number(bundle, raw, f"numbers[{i}]", problems)
+            if e164 is not None:
+                fields.append(self.mirror.hasher.hashed_key(e164))
+                masked.append(mask(e164))
+        if problems:
+            raise _bad(problems)
+        try:
+            _, _, removed, version = await self._store(bundle).write(
+                bundle.name, req.list, {}, fields
+            )
+        except StateError as exc:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, f"state backend: {exc}") from None
+        await self._refreshed(bundle, req.list)
+        audit.info(
+            "list entries removed",
+            extra={"tenant": bundle.name, "list": req.list, "numbers": masked, "by": by},
+        )
+        return pb.RemoveListEntriesResponse(removed=removed, version=version)
+
+    async def get(
+        self, req: pb.GetListEntriesRequest, token: str | None
+    ) -> pb.GetListEntriesResponse:
+        bundle, _ = self._authorised(req.tenant, req.list, token)
+        try:
+            version, held = await self._store(bundle).read(bundle.name, req.list)
+        except StateError as exc:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, f"state backend: {exc}") from None
+        now = self.clock()
+        entries = sorted(
+            (e for e in map(StoredEntry.decode, held.values()) if e.live(now)),
+            key=lambda e: (e.added_at, e.masked),
+        )
+        out = pb.GetListEntriesResponse(version=version)
+        for e in entries:
+            item = out.entries.add(
+                masked_number=e.masked,
+                note=e.note,
+                labels=dict(e.labels),
+                added_by=e.added_by,
+            )
+            item.added_at.CopyFrom(_ts(e.added_at))
+            if e.expires_at is not None:
+                item.expires_at.CopyFrom(_ts(e.expires_at))
+        return out
+
+    # -- shared --------------------------------------------------------------------------------
+
+    def _authorised(self, tenant: str, name: str, token: str | None) -> tuple[TenantBundle, str]:
+        """The tenant's live bundle and who is asking, or why not."""
+        bundle = self.registry.get(tenant)
+        if bundle is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"unknown tenant {tenant!r}")
+        digest = hashlib.sha256(token.encode()).hexdigest() if token is not None else ""
+        if self.admin_hashes and digest and digest_in(digest, self.admin_hashes):
+            by = "operator"
+        elif (
+            bundle.config.admin_token_hashes
+            and digest
+            and digest_in(digest, bundle.config.admin_token_hashes)
+        ):
+            by = digest[:12]
+        elif not self.admin_hashes and not bundle.config.admin_token_hashes:
+            by = "open"
+        elif token is None:
+            raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "missing admin bearer token")
+        else:
+            raise RequestError(
+                grpc.StatusCode.PERMISSION_DENIED, f"not an admin token for tenant {tenant!r}"
+            )
+        declared = {d.name for d in bundle.policy.lists if d.from_state}
+        if name not in declared:
+            shown = ", ".join(sorted(declared)) or "none"
+            raise RequestError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"tenant {tenant!r} keeps no list {name[:64]!r} in state"
+                f" (`list NAME from state` in its policy; it has: {shown})",
+            )
+        return bundle, by
+
+    def _number(
+        self, bundle: TenantBundle, raw: str, at: str, problems: list[FieldViolation]
+    ) -> str | None:
+        if not raw or len(raw) > 64:
+            problems.append(FieldViolation(at, "a phone number of 1 to 64 characters"))
+            return None
+        try:
+            return exact_number(raw, bundle.config.default_region or "CN", self.parser)
+        except EntryError as exc:
+            problems.append(FieldViolation(at, str(exc)))
+            return None
+
+    def _store(self, bundle: TenantBundle) -> ListStore:
+        try:
+            return self.mirror.pool.backend_for(bundle.name, bundle.config.state).lists
+        except StateError as exc:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, f"state backend: {exc}") from None
+
+    async def _refreshed(self, bundle: TenantBundle, name: str) -> None:
+        """This replica sees its own change at once; the others within a poll."""
+        await self.mirror.refresh([(bundle.config.state, bundle.name, name)])
+
+
+def _bad(problems: Sequence[FieldViolation]) -> RequestError:
+    return RequestError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "; ".join(f"{p.field}: {p.description}" for p in problems),
+        tuple(problems),
+    )
