@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -31,7 +32,7 @@ PARQUET_BATCH = 50_000
 
 
 class DecisionSink(Protocol):
-    def write(self, record: dict[str, Any]) -> None: ...
+    def write(self, rec: DecisionRecord) -> None: ...
     def restart(self) -> None: ...
     def close(self) -> None: ...
 
@@ -61,6 +62,24 @@ def _decision(d: Decision) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One event's record: its fields, and the aggregate values still as the state gave
+    them (each writer lays them out its own way, the JSON one without a dict per value)."""
+
+    head: dict[str, Any]  # every field but aggregates and against
+    ids: Sequence[str]
+    values: Mapping[str, Any]
+    against: tuple[dict[str, Any], Sequence[str], Mapping[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**self.head, "aggregates": aggregates(self.ids, self.values)}
+        if self.against is not None:
+            head, ids, values = self.against
+            out["against"] = {**head, "aggregates": aggregates(ids, values)}
+        return out
+
+
 def record(
     *,
     line: int,
@@ -73,8 +92,8 @@ def record(
     decided: Decided,
     ids: Sequence[str],
     against: tuple[Decided, Sequence[str]] | None = None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
+) -> DecisionRecord:
+    head: dict[str, Any] = {
         "line": line,
         "request_id": request_id,
         "key": key,
@@ -84,24 +103,48 @@ def record(
         "label": label,
         "outcome": outcome_word(fraud),
         **_decision(decided.decision),
-        "aggregates": aggregates(ids, decided.values),
     }
+    other = None
     if against is not None:
-        other, other_ids = against
-        out["against"] = {
-            **_decision(other.decision),
-            "aggregates": aggregates(other_ids, other.values),
-        }
-    return out
+        theirs, their_ids = against
+        other = (_decision(theirs.decision), their_ids, theirs.values)
+    return DecisionRecord(head, ids, decided.values, other)
 
 
 class JsonLinesWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._f: IO[str] = path.open("w", encoding="utf-8")
+        self._prefixes: dict[int, tuple[Sequence[str], list[str]]] = {}
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+    def _aggregates(self, ids: Sequence[str], values: Mapping[str, Any]) -> str:
+        # The ids are the policy's: their JSON is made once per policy, not per event.
+        found = self._prefixes.get(id(ids))
+        if found is None or found[0] is not ids:
+            found = self._prefixes[id(ids)] = (
+                ids,
+                ['{"id":' + json.dumps(i) + ',"value":' for i in ids],
+            )
+        parts = []
+        for i, prefix in zip(ids, found[1], strict=True):
+            v = values.get(i)
+            if v is None:
+                parts.append(prefix + 'null,"known":false}')
+            elif type(v) is int:
+                parts.append(f'{prefix}{v},"known":true}}')
+            else:
+                parts.append(f'{prefix}{json.dumps(v)},"known":true}}')
+        return "[" + ",".join(parts) + "]"
+
+    def write(self, rec: DecisionRecord) -> None:
+        text = json.dumps(rec.head, separators=(",", ":"))
+        text = text[:-1] + ',"aggregates":' + self._aggregates(rec.ids, rec.values)
+        if rec.against is not None:
+            head, ids, values = rec.against
+            inner = json.dumps(head, separators=(",", ":"))
+            text += ',"against":' + inner[:-1] + ',"aggregates":'
+            text += self._aggregates(ids, values) + "}"
+        self._f.write(text + "}\n")
 
     def restart(self) -> None:
         self._f.seek(0)
@@ -152,8 +195,8 @@ class ParquetWriter:
         self._rows: list[dict[str, Any]] = []
         self._writer: Any = pq.ParquetWriter(str(path), self._schema)
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._rows.append(record)
+    def write(self, rec: DecisionRecord) -> None:
+        self._rows.append(rec.to_dict())
         if len(self._rows) >= PARQUET_BATCH:
             self._flush()
 
