@@ -51,6 +51,19 @@ def outcome_word(fraud: bool | None) -> str | None:
     return None if fraud is None else "fraud" if fraud else "good"
 
 
+_MASKED: dict[str, str] = {}
+
+
+def _masked(e164: str) -> str:
+    """:func:`mask`, remembered: a number's events come in runs (a sign-up, its codes)."""
+    found = _MASKED.get(e164)
+    if found is None:
+        if len(_MASKED) >= 100_000:
+            _MASKED.clear()
+        found = _MASKED[e164] = mask(e164)
+    return found
+
+
 def _decision(d: Decision) -> dict[str, Any]:
     return {
         "action": d.action.name.lower(),
@@ -99,7 +112,7 @@ def record(
         "key": key,
         "occurred_at": occurred_at,
         # Never the number itself: a decisions file is shared like a report.
-        "phone": mask(e164),
+        "phone": _masked(e164),
         "label": label,
         "outcome": outcome_word(fraud),
         **_decision(decided.decision),
