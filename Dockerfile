@@ -34,11 +34,13 @@ COPY server/ server/
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist .
 
 # The runtime venv is created at its final path (venvs are not relocatable) with bytecode
-# compiled now, since the running container cannot write it; pip itself is not shipped.
+# compiled now, since the running container cannot write it; no installer is shipped (pip,
+# and the setuptools and wheel that a venv may seed, go).
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --require-hashes -r requirements.lock \
  && /opt/venv/bin/pip install --no-deps /dist/*.whl \
- && /opt/venv/bin/pip uninstall -y pip \
+ && /opt/venv/bin/pip uninstall -y -q setuptools wheel 2>/dev/null; \
+    /opt/venv/bin/pip uninstall -y pip \
  && /opt/venv/bin/ringfence --help > /dev/null
 
 # ---------------------------------------------------------------------------------------------
@@ -56,14 +58,34 @@ LABEL org.opencontainers.image.title="ringfence" \
       org.opencontainers.image.source="https://example.invalid/ringfence" \
       org.opencontainers.image.documentation="docs/operations.md"
 
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # A fixed numeric UID/GID so Kubernetes runAsNonRoot can verify it and fsGroup can match.
+# Then the base's installers go: pip, setuptools and wheel of the system Python (Debian's
+# packages, or the official image's /usr/local ones), the venv module with its bundled
+# wheels, and apt itself. dpkg's database stays, so scanners (and the SBOM below) see what
+# is installed.
 RUN groupadd --system --gid 10001 ringfence \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin ringfence
+      --shell /usr/sbin/nologin ringfence \
+ && { python3 -m pip uninstall -y -q pip setuptools wheel 2>/dev/null || true; } \
+ && dpkg-query -W -f '${Package} ${db:Status-Status}\n' \
+      | awk '$2 == "installed" && $1 ~ /^python3(\.[0-9]+)?-(pip|pip-whl|setuptools|setuptools-whl|wheel|venv)$/ {print $1}' \
+      | xargs -r dpkg --purge --force-depends \
+ && dpkg-query -W -f '${Package} ${db:Status-Status}\n' \
+      | awk '$2 == "installed" && $1 ~ /^(apt|apt-utils|libapt-pkg.*)$/ {print $1}' \
+      | xargs -r dpkg --purge --force-remove-essential --force-remove-protected --force-depends \
+ && rm -rf /var/lib/apt /var/cache/apt /var/log/apt /etc/apt /usr/local/bin/pip* /usr/local/bin/wheel
 
 COPY --from=build /opt/venv /opt/venv
 # Example policy so the image starts on its own; deployments mount their rules over it.
 COPY --chown=10001:10001 rules/ /etc/ringfence/rules/
+
+# The image's own SBOM: the OS and its packages with their licences, the interpreter and
+# the venv's packages, as they are in this final image (.ci/sbom_image.py; .ci/image.sh
+# copies it out to build/sbom-image.cdx.json).
+RUN --mount=type=bind,source=.ci/sbom_image.py,target=/tmp/sbom_image.py \
+    /opt/venv/bin/python /tmp/sbom_image.py --venv /opt/venv --version "${VERSION}" \
+      --created "${CREATED}" -o /usr/share/doc/ringfence/sbom.cdx.json
 
 # Every setting has a RINGFENCE_* variable; defaults live here (not as flags in CMD) so that
 # `docker run -e` and a Kubernetes env entry can override each of them.
@@ -81,8 +103,11 @@ VOLUME ["/etc/ringfence/rules", "/tmp"]
 USER 10001:10001
 EXPOSE 50051 9090 8080
 STOPSIGNAL SIGTERM
+# Readiness of this container's own server, wherever RINGFENCE_LISTEN puts it and with TLS
+# on: it asks the plain-HTTP /readyz (RINGFENCE_HEALTH_LISTEN). Kubernetes ignores it and
+# runs the chart's probes instead.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["/opt/venv/bin/ringfence", "health", "127.0.0.1:50051", "--service", "ringfence.v1.DecisionService"]
+  CMD ["/opt/venv/bin/ringfence", "health", "--local"]
 
 ENTRYPOINT ["/opt/venv/bin/ringfence"]
 CMD ["serve"]

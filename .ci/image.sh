@@ -2,7 +2,7 @@
 # Build the Ringfence image with podman, no Docker daemon and no registry needed: the base is a
 # Debian bookworm bootstrapped from this machine's own apt mirror and imported locally.
 #
-#   .ci/image.sh            # -> localhost/ringfence:dev
+#   .ci/image.sh            # -> localhost/ringfence:dev, and its SBOM build/sbom-image.cdx.json
 #   IMAGE=ringfence:x .ci/image.sh
 #
 # Idempotent. The first run installs podman & co. with apt-get, bootstraps the base into
@@ -195,6 +195,12 @@ build_image() {
   # --format docker keeps the HEALTHCHECK, which the OCI format drops.
   podman build "${args[@]}" .
   log "build took $((SECONDS - start))s"
+  # The image's own SBOM (OS packages, interpreter, venv; written by its last build step).
+  mkdir -p "$REPO/build"
+  podman run --rm --network=none --entrypoint /bin/cat "$IMAGE" /usr/share/doc/ringfence/sbom.cdx.json \
+    >"$REPO/build/sbom-image.cdx.json.new"
+  mv "$REPO/build/sbom-image.cdx.json.new" "$REPO/build/sbom-image.cdx.json"
+  log "SBOM of the image: build/sbom-image.cdx.json"
   # Drop the image this one replaced (with its own untagged layers), or every source change
   # leaves ~100 MB behind. Never `podman image prune`: it also deletes the layer cache, and
   # other projects' images. Still in use by a container: kept.

@@ -1,13 +1,15 @@
-"""Resident memory of a real ``ringfence serve`` process against the size of its lists: at
-steady state, at its peak while starting, and at its peak during a hot reload of the list.
+"""Resident memory of a real ``ringfence serve`` against the size of its lists: at steady
+state, at its peak while starting, and at its peak during a hot reload of the list; all of
+the pod's processes counted (the server, the policy compiler's fork server and workers,
+the short-lived process that parses a big list), as a container's memory limit counts them.
 
     .venv/bin/python bench/list_memory.py [--entries 250000 1000000]
 
 The baseline, measured in the same run, is the same server with the demo policy's own small
-list; per-entry figures are (RSS with N entries - baseline RSS) / N. The reload peak is read
-from VmHWM after resetting it (/proc/PID/clear_refs), then changing one list line and
-sending SIGHUP, so it is the transient of one reload: the old lists stay live while the new
-ones are built. These are the figures behind "Memory sizing" in docs/operations.md.
+list; per-entry figures are (RSS with N entries - baseline RSS) / N. Peaks are the largest
+sum of the processes' RSS sampled every 10 ms: while starting, and during one reload after
+one list line changed (SIGHUP), when the old lists stay live while the new ones are built.
+These are the figures behind "Memory sizing" in docs/operations.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import BIN, REPO, machine
 from bench.lists_bench import generate
+from server.observability.processes import descendants, resident_bytes
 
 LIST = Path("demo/lists/privacy_numbers.csv")
 MIB = 1 << 20
@@ -43,13 +47,30 @@ class Sample:
     after_reload: int
 
 
-def status(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) * 1024
-    return out
+def tree_rss(pid: int) -> int:
+    """RSS of ``pid`` and every process below it, added up."""
+    return sum(resident_bytes(p) for p in (pid, *descendants(pid)))
+
+
+class Peak:
+    """The largest tree RSS seen, sampled every 10 ms in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.value = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.value = max(self.value, tree_rss(self.pid))
+            time.sleep(0.01)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.value
 
 
 def wait_for(proc: subprocess.Popen[bytes], msg: str, timeout: float = 300) -> dict[str, object]:
@@ -87,28 +108,31 @@ def measure(rules: Path, entries: int) -> Sample:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    start_peak = Peak(proc.pid)
     try:
         wait_for(proc, "policy loaded")
         start_s = time.perf_counter() - t0
         time.sleep(1.0)  # let the allocator settle
-        first = status(proc.pid)
-        Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        start = start_peak.stop()
+        steady = tree_rss(proc.pid)
+        reload_peak = Peak(proc.pid)
         with (rules / LIST).open("a", encoding="utf-8") as fh:
             fh.write("+8619999999999,risk1,ops,2026-01-01,\n")
         proc.send_signal(signal.SIGHUP)
         wait_for(proc, "policy loaded")
         time.sleep(1.0)
-        second = status(proc.pid)
+        reloaded = reload_peak.stop()
+        after = tree_rss(proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
     return Sample(
         entries=entries,
         start_s=start_s,
-        steady=first["VmRSS"],
-        start_peak=first["VmHWM"],
-        reload_peak=second["VmHWM"],
-        after_reload=second["VmRSS"],
+        steady=steady,
+        start_peak=start,
+        reload_peak=reloaded,
+        after_reload=after,
     )
 
 
@@ -126,7 +150,7 @@ def main() -> int:
             samples.append(measure(rules, n))
             shutil.rmtree(rules)
     base = samples[0]
-    print(f"# server RSS against list size ({machine()})")
+    print(f"# pod RSS (server and its processes) against list size ({machine()})")
     print(
         f"{'entries':>10} {'start s':>8} {'steady MiB':>11} {'start peak':>11} "
         f"{'reload peak':>12} {'after':>8} | per entry: steady  start  reload"

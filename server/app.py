@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,6 +24,7 @@ from server.bundle.reload import Reloader
 from server.bundle.remote import BundleSource, RemoteSettings, register_metrics
 from server.bundle.worker import CompilePool
 from server.config import BundleConfig, ServeConfig
+from server.lists.pool import ListPool
 from server.lists.writable import StateListMirror
 from server.observability.decision_log import DecisionLog
 from server.observability.health_http import HealthEndpoint
@@ -38,6 +38,7 @@ from server.rpc.decoding import add_service
 from server.rpc.list_entries import ListEntries
 from server.rpc.policy_service import PolicyService
 from server.rpc.tls import ReloadingCertificates
+from server.shutdown import Health, drain
 from server.state import StateBackend, open_backend
 from server.state.keys import KeyHasher
 from server.state.pool import BackendPool
@@ -99,9 +100,10 @@ class RingfenceServer:
     hasher: NumberHasher = field(init=False)
     registry: TenantRegistry = field(init=False)
     compiler: CompilePool = field(init=False)
+    list_pool: ListPool = field(init=False)
     reloader: Reloader | None = field(init=False, default=None)
-    health: HealthServicer = field(init=False)
-    decision_service: DecisionService = field(init=False)
+    health: Health = field(init=False)
+    decisions: DecisionService = field(init=False)
     telemetry: Telemetry = field(init=False)
     decision_log: DecisionLog | None = field(init=False, default=None)
     _server: grpc.aio.Server | None = field(init=False, default=None)
@@ -110,6 +112,8 @@ class RingfenceServer:
     _metrics_registry: Any = field(init=False, default=None)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
     _stopping: bool = field(init=False, default=False)
+    # Set by a second SIGTERM: stop waiting for clients to leave.
+    drain_interrupted: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     certificates: ReloadingCertificates | None = field(init=False, default=None)
     bundle_source: BundleSource | None = field(init=False, default=None)
     health_http: HealthEndpoint | None = field(init=False, default=None)
@@ -128,6 +132,8 @@ class RingfenceServer:
         # Policies are compiled in worker processes with a budget; this process only
         # loads what they hand back (server/bundle/worker.py).
         self.compiler = CompilePool(cfg.compile_budget)
+        # Big lists are parsed in a child process: a reload never holds the event loop.
+        self.list_pool = ListPool(cfg.segments, threshold=cfg.list_child_min_bytes)
         self.registry = TenantRegistry(
             rules,
             parser,
@@ -135,6 +141,7 @@ class RingfenceServer:
             build_threads=cfg.compile_budget.workers,
             # A tenant.toml naming a backend the operator did not offer it never loads.
             admit=cfg.state_backends.admission_error,
+            lists=self.list_pool,
         )
         readers = list(self.metric_readers)
         if cfg.metrics_listen:
@@ -183,6 +190,20 @@ class RingfenceServer:
         self._server = server = self._grpc_server(decider)
         for name in HEALTH_NAMES:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if cfg.health_listen:
+            # First: liveness and startup probes ask it while the policy loads.
+            self.health_http = HealthEndpoint(self._serving)
+            self.health_port = await self.health_http.start(cfg.health_listen)
+        self.reloader = Reloader(
+            self.registry, debounce_ms=cfg.reload_debounce_ms, poll_ms=cfg.watch_poll_ms
+        )
+        # The rules are loaded before the port opens: a restarted server that a balancer
+        # connects to at once (an L4 proxy, pick_first over addresses) has its tenants, and
+        # answers no caller NOT_FOUND for a tenant that is only not loaded yet.
+        await self.reloader.reload_now()
+        await self.state_lists.refresh()
+        self.state_lists.start()
+        await self._update_health()
         creds = None
         if cfg.tls_cert is not None and cfg.tls_key is not None:
             self.certificates = ReloadingCertificates(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
@@ -197,16 +218,6 @@ class RingfenceServer:
         log.info(
             "listening", extra={"address": cfg.listen, "port": self.port, "tls": creds is not None}
         )
-
-        if cfg.health_listen:
-            self.health_http = HealthEndpoint(self._serving)
-            self.health_port = await self.health_http.start(cfg.health_listen)
-        self.reloader = Reloader(
-            self.registry, debounce_ms=cfg.reload_debounce_ms, poll_ms=cfg.watch_poll_ms
-        )
-        await self.reloader.reload_now()
-        await self.state_lists.refresh()
-        self.state_lists.start()
         if not self.registry.slots and self.bundle_source is None:
             log.warning(
                 "no tenant folders in the rules directory: not ready until a policy arrives",
@@ -258,13 +269,13 @@ class RingfenceServer:
             # once: idle streams cannot pile up without bound.
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
-        self.decision_service = DecisionService(
-            decider, stream_idle_timeout_s=self.config.stream_idle_timeout_s
+        self.decisions = DecisionService(
+            decider,
+            stream_idle_timeout_s=self.config.stream_idle_timeout_s,
+            ready=self.registry.ready,
         )
         add_service(
-            server,
-            decision_pb2.DESCRIPTOR.services_by_name["DecisionService"],
-            self.decision_service,
+            server, decision_pb2.DESCRIPTOR.services_by_name["DecisionService"], self.decisions
         )
         bundle_status = self.bundle_source.status if self.bundle_source is not None else None
         add_service(
@@ -284,7 +295,7 @@ class RingfenceServer:
                 ),
             ),
         )
-        self.health = HealthServicer()
+        self.health = Health()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (
             *HEALTH_NAMES[1:],
@@ -326,6 +337,15 @@ class RingfenceServer:
         # A registry of our own, so several servers in one process (tests) don't collide.
         self._metrics_registry = CollectorRegistry(auto_describe=True)
         reader = PrometheusMetricReader(registry=self._metrics_registry)
+        # process_* (CPU, resident memory, open files, start time) of this process, and the
+        # same for the policy compiler processes beside it (a pod's memory is all of them).
+        from prometheus_client import PlatformCollector, ProcessCollector
+
+        from server.observability.processes import ChildProcesses
+
+        ProcessCollector(registry=self._metrics_registry)
+        PlatformCollector(registry=self._metrics_registry)
+        self._metrics_registry.register(ChildProcesses())
         host, _, port = address.rpartition(":")
         self._metrics_http = start_http_server(
             int(port), addr=host.strip("[]"), registry=self._metrics_registry
@@ -339,29 +359,74 @@ class RingfenceServer:
         return int(self._metrics_http[0].server_address[1])
 
     def _register_gauges(self, parser: PhoneParser) -> None:
+        """Counts kept by the parser, the state backends and the compiler, read at scrape
+        time: cumulative ones as counters (``_total``), levels as gauges."""
         tel = self.telemetry
-        tel.add_gauge("ringfence_phone_cache_hits", lambda: parser.cache_info.hits)
-        tel.add_gauge("ringfence_phone_cache_misses", lambda: parser.cache_info.misses)
-        backend = self.backend
-        assert backend is not None
-        stats = backend.stats
-        tel.add_gauge("ringfence_state_calls", lambda: stats.calls)
-        tel.add_gauge("ringfence_state_errors", lambda: stats.errors)
-        tel.add_gauge("ringfence_state_timeouts", lambda: stats.timeouts)
-        tel.add_gauge("ringfence_state_evictions", lambda: stats.evictions)
-        tel.add_gauge("ringfence_state_keys", lambda: stats.keys)
-        tel.add_gauge("ringfence_state_round_trips", lambda: stats.round_trips)
+        cache = parser.cache_info
+        tel.add_counter(
+            "ringfence_phone_cache_hits",
+            lambda: cache.hits,
+            "Phone numbers answered from the parse cache",
+        )
+        tel.add_counter(
+            "ringfence_phone_cache_misses",
+            lambda: cache.misses,
+            "Phone numbers parsed (not in the parse cache)",
+        )
+        pool = self.backends
+        assert pool is not None
+
+        def per_backend(attr: str) -> Callable[[], list[tuple[float, dict[str, str]]]]:
+            return lambda: [(getattr(b.stats, attr), {"backend": name}) for name, b in pool.named()]
+
+        for attr, counter, description in (
+            ("calls", True, "State backend calls (one per decision that needs state)"),
+            ("errors", True, "State backend calls that failed (the tenant's fail_mode decided)"),
+            ("timeouts", True, "State backend calls that ran past --state-timeout-ms"),
+            ("round_trips", True, "Network round trips to the state backend"),
+            ("evictions", True, "State keys evicted (memory backend: over its size limit)"),
+            ("replays", True, "Retried request ids answered from the idempotency record"),
+            ("keys", False, "Live state keys (memory: exact; Redis: DBSIZE at the last ping)"),
+        ):
+            tel.add_observable(
+                f"ringfence_state_{attr}",
+                per_backend(attr),
+                f"{description}, by backend (default, or the operator's name for it)",
+                counter=counter,
+            )
         compiles = self.compiler.stats
-        tel.add_gauge("ringfence_policy_compiles", lambda: compiles.jobs)
-        tel.add_gauge("ringfence_policy_compile_timeouts", lambda: compiles.timeouts)
-        tel.add_gauge("ringfence_policy_compile_out_of_memory", lambda: compiles.out_of_memory)
-        tel.add_gauge("ringfence_policy_checks_refused", lambda: compiles.refused)
-        tel.add_gauge("ringfence_state_replays", lambda: stats.replays)  # retried request ids
+        for name, fn, description in (
+            ("ringfence_policy_compiles", lambda: compiles.jobs, "Policy compile jobs run"),
+            (
+                "ringfence_policy_compile_timeouts",
+                lambda: compiles.timeouts,
+                "Policy compiles stopped at their CPU budget",
+            ),
+            (
+                "ringfence_policy_compile_out_of_memory",
+                lambda: compiles.out_of_memory,
+                "Policy compiles stopped at their memory budget",
+            ),
+            (
+                "ringfence_policy_checks_refused",
+                lambda: compiles.refused,
+                "ValidatePolicy calls refused because the compile queue was full",
+            ),
+        ):
+            tel.add_counter(name, fn, description)
         # The service is made after the gauges; the gauge reads it when scraped.
-        tel.add_gauge("ringfence_streams_open", lambda: self.decision_service.open_streams)
+        tel.add_gauge(
+            "ringfence_streams_open",
+            lambda: self.decisions.open_streams,
+            "EvaluateStream calls running now",
+        )
         if self.decision_log is not None:
             dl = self.decision_log
-            tel.add_gauge("ringfence_decision_log_queue", lambda: dl.queue.qsize())
+            tel.add_gauge(
+                "ringfence_decision_log_queue",
+                lambda: dl.queue.qsize(),
+                "Decision-log lines waiting to be written",
+            )
 
     async def reload(self) -> None:
         if self.reloader is not None:
@@ -370,7 +435,9 @@ class RingfenceServer:
             self.bundle_source.poll_now()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, let in-flight calls finish within the grace period, close."""
+        """Turn NOT_SERVING, refuse new connections and wait (up to the drain time) for
+        the open ones to end, then stop: in-flight calls get the grace period. The order
+        is why no call is dropped: see server/shutdown.py."""
         grace = self.config.grace_s if grace is None else grace
         self._stopping = True
         with contextlib.suppress(Exception):
@@ -380,8 +447,14 @@ class RingfenceServer:
         if self.bundle_source is not None:
             await self.bundle_source.stop()
         if self._server is not None:
+            self.decisions.drain()
+            if self.config.drain_s > 0:
+                await drain(self.port, self.config.drain_s, interrupted=self.drain_interrupted)
+            with contextlib.suppress(Exception):
+                await self.health.end_watches()
             await self._server.stop(grace)
         await asyncio.to_thread(self.compiler.close)
+        self.list_pool.close()
         if self.health_http is not None:
             await self.health_http.stop()
         with contextlib.suppress(AttributeError):
@@ -402,6 +475,7 @@ class RingfenceServer:
 
 def _bundle_source(cfg: BundleConfig, activate: Any) -> BundleSource:
     from server.bundle.archive import Limits
+    from server.bundle.rotation import Sources
     from server.bundle.signing import Keyring
 
     keyring = None
@@ -417,6 +491,15 @@ def _bundle_source(cfg: BundleConfig, activate: Any) -> BundleSource:
         limits=Limits(max_archive_bytes=cfg.max_bytes, max_unpacked_bytes=cfg.max_unpacked_bytes),
         ca_file=cfg.ca_file,
         token=cfg.token,
+        # Re-read when they change: rotations take effect without a restart.
+        sources=Sources(
+            url_file=cfg.url_file,
+            token_file=cfg.token_file,
+            key_files=cfg.public_keys,
+            keyring_dir=cfg.keyring_dir,
+            ca_file=cfg.ca_file,
+        ),
+        token_realm_hosts=cfg.token_realm_hosts,
     )
     return BundleSource(settings, activate)
 
@@ -426,14 +509,20 @@ async def serve(config: ServeConfig) -> int:
     server = RingfenceServer(config)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+
     # Before start: the first policy build (which starts the compiler processes) takes a
     # moment, and a SIGHUP in it must reload, not end the process.
+    def terminate() -> None:
+        if stopping.is_set():
+            server.drain_interrupted.set()  # a second signal: stop waiting for clients
+        stopping.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, terminate)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
     await server.start()
     await stopping.wait()
-    log.info("shutting down", extra={"grace_s": config.grace_s})
+    log.info("shutting down", extra={"drain_s": config.drain_s, "grace_s": config.grace_s})
     await server.stop()
     log.info("stopped")
     return 0

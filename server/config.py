@@ -48,6 +48,11 @@ class ServeConfig:
     health_listen: str = ""
     max_connection_age_s: float = 0.0
     max_connection_age_grace_s: float = 0.0
+    # After SIGTERM, how long the server may wait for clients to leave before it stops
+    # (server/shutdown.py); 0: no drain.
+    drain_s: float = 0.0
+    # Lists larger than this are parsed in a child process (server/lists/pool.py).
+    list_child_min_bytes: int = 1 << 20
     bundle: BundleConfig | None = None
     # The operator's named state backends, and which tenant may pick which
     # (server/state/catalog.py): built from --state-backend, --state-secrets-dir and
@@ -74,6 +79,11 @@ class BundleConfig:
     max_unpacked_bytes: int = 1 << 30
     ca_file: Path | None = None
     token: str = ""
+    # Files re-read while the server runs (server/bundle/rotation.py): the URL and token
+    # files; the keys (public_keys, keyring_dir) and ca_file are re-read too.
+    url_file: Path | None = None
+    token_file: Path | None = None
+    token_realm_hosts: tuple[str, ...] = ()
 
 
 # flag, env var, default, help
@@ -195,10 +205,31 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "seconds calls may run on after that",
     ),
     (
+        "--drain-timeout",
+        "RINGFENCE_DRAIN_TIMEOUT",
+        "auto",
+        "after SIGTERM, seconds to refuse new connections and wait for open ones to end "
+        "before stopping (auto: 1.1 x --max-connection-age + 1, or 0 without an age)",
+    ),
+    (
+        "--list-child-min-kb",
+        "RINGFENCE_LIST_CHILD_MIN_KB",
+        "1024",
+        "list files larger than this are parsed in a child process, so a reload never stalls "
+        "the server (0: every list)",
+    ),
+    (
         "--bundle",
         "RINGFENCE_BUNDLE",
         "",
         "pull rules as a bundle from an http(s) URL or oci://registry/repo:tag (replaces --rules)",
+    ),
+    (
+        "--bundle-file",
+        "RINGFENCE_BUNDLE_FILE",
+        "",
+        "file holding the --bundle URL (a mounted Secret, for URLs with credentials or a "
+        "presigned query); re-read when it changes",
     ),
     (
         "--bundle-public-key",
@@ -244,7 +275,15 @@ DELIVERY_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "--bundle-token-file",
         "RINGFENCE_BUNDLE_TOKEN_FILE",
         "",
-        "file holding a bearer token for the bundle server (oci://: user:password, or a token)",
+        "file holding a bearer token for the bundle server (oci://: user:password, or a token);"
+        " re-read when it changes",
+    ),
+    (
+        "--bundle-token-realm-hosts",
+        "RINGFENCE_BUNDLE_TOKEN_REALM_HOSTS",
+        "",
+        "hosts (host or host:port, comma-separated) besides the registry itself whose token "
+        "service an oci:// registry may send the server to, e.g. auth.docker.io",
     ),
 )
 
@@ -410,15 +449,22 @@ def _delivery(ns: argparse.Namespace) -> dict[str, Any]:
         )
     except CatalogError as exc:
         raise ConfigError(str(exc)) from None
+    from server.shutdown import drain_time
+
     age = _number(ns.max_connection_age, "--max-connection-age", minimum=0)
     grace = _number(ns.max_connection_age_grace, "--max-connection-age-grace", minimum=0)
+    drain = str(ns.drain_timeout).strip().lower()
+    drain_s = drain_time(age) if drain == "auto" else _number(drain, "--drain-timeout", minimum=0)
     return {
         "state_backends": catalog,
+        "drain_s": drain_s,
+        "list_child_min_bytes": _whole(ns.list_child_min_kb, "--list-child-min-kb", minimum=0)
+        << 10,
         "watch_poll_ms": int(_number(ns.watch_poll_ms, "--watch-poll-ms", minimum=0)),
         "health_listen": _address(ns.health_listen, "--health-listen") if ns.health_listen else "",
         "max_connection_age_s": age,
         "max_connection_age_grace_s": grace,
-        "bundle": _bundle(ns) if ns.bundle else None,
+        "bundle": _bundle(ns) if ns.bundle or ns.bundle_file else None,
     }
 
 
@@ -426,19 +472,24 @@ def _bundle(ns: argparse.Namespace) -> BundleConfig:
     import tempfile
 
     from server.bundle import oci
+    from server.bundle.remote import check_url
 
-    url = ns.bundle
+    if ns.bundle and ns.bundle_file:
+        raise ConfigError("give --bundle or --bundle-file, not both")
+    url_file = Path(ns.bundle_file) if ns.bundle_file else None
+    url = _read_secret(ns.bundle, ns.bundle_file, "bundle URL")
+    flag = "--bundle-file" if url_file else "--bundle"
     if has_control_characters(url):
-        raise ConfigError("--bundle: the URL holds a control character (CR, LF, NUL, ...)")
-    if oci.is_oci(url):
-        try:
-            oci.parse_reference(url)
-        except ValueError as exc:
-            raise ConfigError(f"--bundle: {exc}") from None
-    elif not url.startswith(("http://", "https://")):
-        raise ConfigError(
-            "--bundle: expected an http:// or https:// URL, or oci://registry/repository:tag"
-        )
+        raise ConfigError(f"{flag}: the URL holds a control character (CR, LF, NUL, ...)")
+    try:
+        check_url(url)
+    except ValueError as exc:
+        # Never quoted: the URL may hold credentials.
+        raise ConfigError(f"{flag}: {exc}") from None
+    try:
+        realm_hosts = oci.parse_realm_hosts(ns.bundle_token_realm_hosts.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--bundle-token-realm-hosts: {exc}") from None
     keys = tuple(Path(p) for p in ns.bundle_public_key.split(",") if p)
     keyring = Path(ns.bundle_keyring) if ns.bundle_keyring else None
     unsigned = _flag(ns.bundle_allow_unsigned)
@@ -481,6 +532,9 @@ def _bundle(ns: argparse.Namespace) -> BundleConfig:
         << 20,
         ca_file=ca,
         token=_read_secret("", ns.bundle_token_file, "bundle token"),
+        url_file=url_file,
+        token_file=Path(ns.bundle_token_file) if ns.bundle_token_file else None,
+        token_realm_hosts=realm_hosts,
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -69,7 +71,16 @@ def publish(www: Path, root: Path, key: Path | None, revision: str, name: str = 
             manifest=manifest_for(root, revision=revision),
             key=load_private_key(key) if key else None,
         )
+    # nginx's ETag is the size and the mtime in whole seconds: two bundles of one size
+    # published within a second would look the same to a poller. Each gets a second of
+    # its own, as publications minutes apart would.
+    global _last_mtime
+    _last_mtime = max(int(time.time()), _last_mtime + 1)
+    os.utime(tmp, (_last_mtime, _last_mtime))
     os.replace(tmp, www / name)
+
+
+_last_mtime = 0
 
 
 @dataclass
@@ -96,15 +107,17 @@ class Traffic:
 async def serving(
     tmp_path: Path, url: str, keys: Keys | None, **bundle: object
 ) -> AsyncIterator[tuple[Running, Traffic]]:
+    settings: dict[str, object] = {
+        "public_keys": (keys.pub,) if keys else (),
+        "allow_unsigned": keys is None and "keyring_dir" not in bundle,
+        "poll_s": 0.1,
+        "jitter_s": 0.0,
+        "timeout_s": 30.0,
+    }
     config = BundleConfig(
         url=url,
         work_dir=tmp_path / "bundle-work",
-        public_keys=(keys.pub,) if keys else (),
-        allow_unsigned=keys is None,
-        poll_s=float(bundle.pop("poll_s", 0.1)),  # type: ignore[arg-type]
-        jitter_s=0.0,
-        timeout_s=30.0,
-        **bundle,  # type: ignore[arg-type]
+        **{**settings, **bundle},  # type: ignore[arg-type]
     )
     async with running_server(
         tmp_path / "unused",
@@ -177,3 +190,28 @@ async def readyz(s: Running) -> int:
 
 async def holds(value: bool) -> bool:
     return value
+
+
+def mount(root: Path, files: dict[str, bytes]) -> None:
+    """What the kubelet does to a Secret or ConfigMap volume when its object changes: the
+    files go into a new timestamped folder, ``..data`` is swapped to it in one rename, each
+    name is a symlink through ``..data``, and the old folder is deleted."""
+    root.mkdir(parents=True, exist_ok=True)
+    counter = root / ".generation"
+    generation = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(generation + 1))
+    new = root / f"..2026_12_01_{generation:04d}"
+    new.mkdir()
+    for name, data in files.items():
+        (new / name).write_bytes(data)
+    old = os.readlink(root / "..data") if (root / "..data").is_symlink() else None
+    os.symlink(new.name, root / "..data_tmp")
+    os.replace(root / "..data_tmp", root / "..data")
+    for entry in root.iterdir():
+        if entry.is_symlink() and entry.name not in files and not entry.name.startswith(".."):
+            entry.unlink()  # a key removed from the object leaves the volume
+    for name in files:
+        if not (root / name).is_symlink():
+            os.symlink(f"..data/{name}", root / name)
+    if old is not None:
+        shutil.rmtree(root / old)

@@ -119,6 +119,9 @@ def server_process(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
+        # Unbuffered: read_json_line waits with select(), which cannot see lines a
+        # buffered reader has already taken off the pipe.
+        bufsize=0,
     )
     lines: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout

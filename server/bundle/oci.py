@@ -18,6 +18,13 @@ any bundle: the registry is a transport, never a source of trust.
 Registries that want credentials answer 401 with a challenge: ``Basic`` is answered with
 the configured ``user:password``; ``Bearer realm=...`` (Docker Hub, GHCR, Harbor, ...) by
 fetching a pull token from the realm, anonymously or with those credentials.
+
+The realm is the registry's to name, so a registry (or whoever answers in its place) could
+point it at an internal address: the pod would fetch that URL, with the credentials, and
+send whatever it answered back to the registry as a bearer token. A realm is therefore
+asked only on the registry's own host and port, or on a host the operator allows
+(``--bundle-token-realm-hosts``: Docker Hub's ``auth.docker.io``, GitLab's ``gitlab.com``),
+never through a redirect.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -108,11 +117,42 @@ class Layer:
     size: int
 
 
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _host_port(netloc: str, scheme: str) -> tuple[str, int | None]:
+    """``host[:port]`` as (lower-case host without brackets, port or None)."""
+    parts = urlsplit(f"{scheme}://{netloc}")
+    port = parts.port
+    return (parts.hostname or "").lower(), port
+
+
+def parse_realm_hosts(entries: Iterable[str]) -> tuple[str, ...]:
+    """Validate the operator's realm hosts (``host`` or ``host:port``); ValueError names a
+    bad entry."""
+    out = []
+    for raw in entries:
+        entry = raw.strip()
+        if not entry:
+            continue
+        if "/" in entry or "@" in entry or not _HOST.fullmatch(entry):
+            raise ValueError(f"not a host or host:port: {entry!r}")
+        try:
+            _host_port(entry, "https")
+        except ValueError:
+            raise ValueError(f"not a host or host:port: {entry!r}") from None
+        out.append(entry.lower())
+    return tuple(out)
+
+
 class RegistryAuth:
     """Answers a registry's 401 challenge once and reuses the answer until the next 401."""
 
-    def __init__(self, ref: OciReference, credentials: str = "") -> None:
+    def __init__(
+        self, ref: OciReference, credentials: str = "", *, realm_hosts: Iterable[str] = ()
+    ) -> None:
         self.ref = ref
+        self._realm_hosts = tuple(realm_hosts)
         user, colon, password = credentials.partition(":")
         self._basic = (
             "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if colon else ""
@@ -147,12 +187,14 @@ class RegistryAuth:
             # The realm is the registry's to name: credentials meant for a TLS registry are
             # never sent in the clear to wherever it points.
             raise OciError("the registry's token service is plain http; refusing to use it")
+        self._check_realm(realm)
         query = {"scope": f"repository:{self.ref.repository}:pull"}
         if service := fields.get("service"):
             query["service"] = service
         headers = {"Authorization": self._basic} if self._basic else {}
         request = client.build_request("GET", realm, params=query, headers=headers)
-        resp = await client.send(request, stream=True)
+        # No redirects: an allowed host must not be a way to reach any other.
+        resp = await client.send(request, stream=True, follow_redirects=False)
         try:
             if resp.status_code != 200:
                 raise OciError(f"the registry's token service answered HTTP {resp.status_code}")
@@ -167,6 +209,32 @@ class RegistryAuth:
             return False  # the same token was just refused
         self._header = header
         return True
+
+    def _check_realm(self, realm: str) -> None:
+        """Refuse a token service that is neither on the registry's own host and port nor
+        on a host the operator allowed (never quoting the realm's query or user info)."""
+        try:
+            parts = urlsplit(realm)
+            host, port = (parts.hostname or "").lower(), parts.port
+        except ValueError:
+            raise OciError("the registry's token service URL is not a URL") from None
+        if not host or parts.username is not None:
+            raise OciError("the registry's token service URL has no plain host")
+        default = _DEFAULT_PORTS.get(parts.scheme, 0)
+        port = port or default
+        own_host, own_port = _host_port(self.ref.registry, self.ref.scheme)
+        if (host, port) == (own_host, own_port or _DEFAULT_PORTS[self.ref.scheme]):
+            return
+        for entry in self._realm_hosts:
+            allowed_host, allowed_port = _host_port(entry, parts.scheme)
+            if host == allowed_host and (allowed_port is None or allowed_port == port):
+                return
+        shown = f"[{host}]" if ":" in host else host
+        raise OciError(
+            f"the registry sends its token requests to {shown}:{port}, which is not the "
+            "registry itself; allow that host with --bundle-token-realm-hosts if it is the "
+            "registry's real token service"
+        )
 
 
 async def get(

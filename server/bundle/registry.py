@@ -24,6 +24,7 @@ from server.bundle.load import (
     load_bundle,
 )
 from server.bundle.tenant_config import TENANT_NAME
+from server.lists.pool import ListPool
 from server.phone import PhoneParser
 
 log = logging.getLogger("ringfence.tenants")
@@ -45,6 +46,9 @@ class ReloadOutcome:
     version: str = ""
     error: str = ""
     removed: bool = False
+    # False when the tenant is as it was: the same version already live, or the same
+    # error already reported (metrics and logs count only changes).
+    changed: bool = True
 
 
 @dataclass(slots=True)
@@ -56,6 +60,8 @@ class TenantRegistry:
     # Tenants built at once: with as many as the pool has workers, one tenant whose
     # policy runs into the time budget does not hold back the others' reloads.
     build_threads: int = 1
+    # The server parses big lists in a child process (server/lists/pool.py).
+    lists: ListPool | None = None
     slots: dict[str, TenantSlot] = field(default_factory=dict)
     # Called with each outcome (metrics, logs); must not raise.
     listeners: list[Callable[[ReloadOutcome], None]] = field(default_factory=list)
@@ -131,6 +137,7 @@ class TenantRegistry:
                 name,
                 self.parser,
                 self.compiler,
+                self.lists,
                 now=self.clock(),
                 state_lists=self.state_lists,
             )
@@ -151,13 +158,16 @@ class TenantRegistry:
                 slot = self.slots[name] = TenantSlot(name)
             slot.reloads += 1
             if isinstance(result, str):
+                changed = result != slot.last_error
                 slot.last_error, slot.last_error_at = result, now
-                outcomes.append(ReloadOutcome(name, ok=False, error=result))
+                outcomes.append(ReloadOutcome(name, ok=False, error=result, changed=changed))
                 continue
+            changed = bool(slot.last_error)
             if slot.bundle is None or slot.bundle.version != result.version:
                 slot.bundle = result
+                changed = True
             slot.last_error = ""
-            outcomes.append(ReloadOutcome(name, ok=True, version=result.version))
+            outcomes.append(ReloadOutcome(name, ok=True, version=result.version, changed=changed))
         if full:
             for gone in sorted(set(self.slots) - set(built)):
                 # A tenant folder can vanish for an instant while a ConfigMap swaps its

@@ -33,7 +33,9 @@ import httpx
 from server.bundle import oci
 from server.bundle.archive import BundleRejected, Limits, Manifest, unpack
 from server.bundle.registry import ReloadOutcome
+from server.bundle.rotation import Credentials, Sources, Update
 from server.bundle.signing import Keyring
+from server.observability.redact import redact_text
 
 log = logging.getLogger("ringfence.bundle")
 
@@ -47,14 +49,31 @@ class FetchError(Exception):
     """The bundle server answered, but not with a bundle."""
 
 
+# How often the files behind the URL, token, keys and CA are looked at between polls.
+WATCH_S = 1.0
+
+
 def redact(url: str) -> str:
     """The URL without credentials or query (presigned URLs carry secrets there)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError saying what is wrong when ``url`` is no bundle URL (the message
+    never quotes it: it may hold credentials)."""
+    if oci.is_oci(url):
+        oci.parse_reference(url)
+    elif not url.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL, or oci://registry/repository:tag")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +87,11 @@ class RemoteSettings:
     limits: Limits = field(default_factory=Limits)
     ca_file: Path | None = None
     token: str = ""
+    # The files the URL, token, keys and CA come from, re-read when they change.
+    sources: Sources = field(default_factory=Sources)
+    # Hosts (host or host:port) besides the registry's own whose token service may be
+    # asked for a pull token (Docker Hub's auth.docker.io, GitLab's gitlab.com).
+    token_realm_hosts: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -88,6 +112,14 @@ class BundleStatus:
     bytes_received: int = 0  # of the download in progress or the last one
     downloading: bool = False
     results: Counter[str] = field(default_factory=Counter)
+    # The longest a poll interval can be (interval + jitter): staleness alerts count these.
+    poll_interval_s: float = 0.0
+    # Key ids the server trusts now (empty when unsigned bundles are accepted).
+    trusted_keys: tuple[str, ...] = ()
+    # False while the active bundle's signer is no longer in the keyring.
+    signer_trusted: bool = True
+    # Re-read URL, token, keys and CA files: (what, "ok" or "error") -> count.
+    credential_reloads: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 Activate = Callable[[Path], Awaitable[Sequence[ReloadOutcome]]]
@@ -103,11 +135,25 @@ class BundleSource:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self.status = BundleStatus(source=redact(settings.url))
+        self.credentials = Credentials(
+            settings.sources,
+            url=settings.url,
+            token=settings.token,
+            keyring=settings.keyring,
+            ca_file=settings.ca_file,
+            check_url=check_url,
+        )
+        self.status = BundleStatus(
+            source=redact(self.credentials.url),
+            poll_interval_s=settings.poll_s + settings.jitter_s,
+            trusted_keys=tuple(sorted(settings.keyring.keys)) if settings.keyring else (),
+        )
         self._activate = activate
         self._clock = clock
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._client_ca: Path | None = None  # the CA file the client was made with
+        self._ca_changed = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -116,12 +162,20 @@ class BundleSource:
         self._serial = 0
         self._failures = 0
         self.polls = 0  # completed polls, for tests and the log
-        # An oci:// source: the reference and the registry's credentials (config checked
-        # the URL parses).
         self._oci: tuple[oci.OciReference, oci.RegistryAuth] | None = None
-        if oci.is_oci(settings.url):
-            ref = oci.parse_reference(settings.url)
-            self._oci = (ref, oci.RegistryAuth(ref, settings.token))
+        self._set_oci()
+
+    def _set_oci(self) -> None:
+        """For an oci:// source: the reference and the registry's credentials (the URL
+        was checked when it was read)."""
+        url = self.credentials.url
+        self._oci = None
+        if oci.is_oci(url):
+            ref = oci.parse_reference(url)
+            auth = oci.RegistryAuth(
+                ref, self.credentials.token, realm_hosts=self.settings.token_realm_hosts
+            )
+            self._oci = (ref, auth)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -164,11 +218,21 @@ class BundleSource:
         return base + random.uniform(0, s.jitter_s)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = 0.0
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            # Between polls the credential files are looked at every WATCH_S: a rotated
+            # token or a removed key takes effect in about a second, not at the next poll.
+            due = loop.time() + delay
+            while not self._wake.is_set() and (left := due - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, WATCH_S)):
+                        await self._wake.wait()
+                if not self._wake.is_set() and not self._stopping:
+                    try:
+                        await self.check_credentials()
+                    except Exception:
+                        log.exception("re-reading the bundle credentials failed")
             self._wake.clear()
             if self._stopping:
                 return
@@ -180,12 +244,81 @@ class BundleSource:
 
     # --- one poll ----------------------------------------------------------------
 
+    # --- credentials that change -------------------------------------------------
+
+    async def check_credentials(self) -> list[Update]:
+        """Re-read the URL, token, keys and CA files that changed, apply what can be used,
+        log and count each change; a change that matters polls at once."""
+        updates = await asyncio.to_thread(self.credentials.check)
+        for update in updates:
+            self._apply(update)
+        if any(u.ok or u.what == "keys" for u in updates):
+            self._wake.set()
+        return updates
+
+    def _apply(self, update: Update) -> None:
+        st = self.status
+        creds = self.credentials
+        creds.apply(update)
+        st.credential_reloads[(update.what, "ok" if update.ok else "error")] += 1
+        level = logging.INFO if update.ok else logging.ERROR
+        message = (
+            f"bundle {update.what} re-read"
+            if update.ok
+            else f"bundle {update.what} changed but cannot be used"
+        )
+        log.log(level, message, extra={"detail": update.detail, "source": st.source})
+        if update.what == "keys":
+            keyring = creds.keyring
+            st.trusted_keys = tuple(sorted(keyring.keys)) if keyring is not None else ()
+            # A bundle refused by the old keyring (signed by a key added only now) must be
+            # fetched again: forget the ETag of anything but the active bundle.
+            self._sent_etag = st.etag
+            self._check_signer()
+        elif not update.ok:
+            return
+        elif update.what == "url":
+            st.source = redact(creds.url)
+            self._sent_etag = st.etag
+            self._set_oci()
+        elif update.what == "token":
+            self._set_oci()
+        elif update.what == "ca":
+            self._ca_changed = True
+
+    def _check_signer(self) -> None:
+        """Whether the active bundle's signer is still trusted; when it is not, the policy
+        keeps serving (taking every tenant down would be worse) but the status, the log and
+        ``ringfence_bundle_signer_trusted`` say so until a bundle from a trusted key
+        replaces it."""
+        st = self.status
+        keyring = self.credentials.keyring
+        trusted = not st.key_id or keyring is None or st.key_id in keyring.keys
+        if not trusted and st.signer_trusted:
+            log.error(
+                "the active bundle's signing key is no longer trusted; it keeps serving "
+                "until a bundle signed by a trusted key replaces it",
+                extra={"key_id": st.key_id, "revision": st.revision},
+            )
+        st.signer_trusted = trusted
+        if not trusted:
+            st.last_error = self._distrusted()
+            st.last_error_at = self._clock()
+
+    def _distrusted(self) -> str:
+        st = self.status
+        return (
+            f"revision {st.revision} is signed by key {st.key_id}, which is no longer trusted:"
+            " publish a bundle signed by a trusted key"
+        )
+
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            s = self.settings
+            ca_file = self.credentials.ca_file
             verify: ssl.SSLContext | bool = True
-            if s.ca_file is not None:
-                verify = ssl.create_default_context(cafile=str(s.ca_file))
+            if ca_file is not None:
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            self._client_ca = ca_file
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 follow_redirects=True,
@@ -199,6 +332,12 @@ class BundleSource:
 
     async def poll_once(self) -> str:
         """One check: "not_modified", "unchanged", "updated", "error" or "rejected"."""
+        await self.check_credentials()
+        if self._ca_changed and self._client is not None:
+            # A new CA: a new client (connections made under the old one are closed).
+            self._ca_changed = False
+            old, self._client = self._client, None
+            await old.aclose()
         st = self.status
         st.last_check_at = self._clock()
         work = self.settings.work_dir
@@ -233,7 +372,7 @@ class BundleSource:
         s = self.settings
         try:
             unpacked = await asyncio.to_thread(
-                unpack, part, dest, keyring=s.keyring, limits=s.limits
+                unpack, part, dest, keyring=self.credentials.keyring, limits=s.limits
             )
         except BundleRejected as exc:
             # The same bytes would be refused again: do not fetch them until they change.
@@ -252,13 +391,13 @@ class BundleSource:
         """Stream the bundle to ``part``: (etag, sha256), or None on 304 Not Modified."""
         if self._oci is not None:
             return await self._download_oci(part, *self._oci)
-        s = self.settings
+        creds = self.credentials
         headers = {"Accept-Encoding": "identity", "User-Agent": _AGENT}
         if self._sent_etag:
             headers["If-None-Match"] = self._sent_etag
-        if s.token:
-            headers["Authorization"] = f"Bearer {s.token}"
-        async with self._http().stream("GET", s.url, headers=headers) as resp:
+        if creds.token:
+            headers["Authorization"] = f"Bearer {creds.token}"
+        async with self._http().stream("GET", creds.url, headers=headers) as resp:
             if resp.status_code == 304:
                 return None
             if resp.status_code != 200:
@@ -325,6 +464,7 @@ class BundleSource:
         st.etag = self._sent_etag = etag
         st.activated_at = st.last_success_at = now
         st.archive_bytes = st.bytes_received
+        st.signer_trusted = True  # verified against the keyring of this very poll
         self._active_digest = digest
         self._failures = 0
         failed = sorted(o.tenant for o in outcomes if not o.ok)
@@ -352,7 +492,7 @@ class BundleSource:
 
     def _current(self) -> None:
         self.status.last_success_at = self._clock()
-        self.status.last_error = ""
+        self.status.last_error = "" if self.status.signer_trusted else self._distrusted()
         self._failures = 0
 
     def _cleanup(self, keep: Path) -> None:
@@ -379,8 +519,8 @@ class BundleSource:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    # httpx messages may quote the URL; never the query (it can hold a presigned secret).
-    return text.replace("\n", " ")[:300]
+    # httpx messages may quote the URL: never its credentials or query (a presigned secret).
+    return redact_text(text.replace("\n", " "))[:300]
 
 
 def register_metrics(meter: Any, status: BundleStatus) -> None:
@@ -425,4 +565,37 @@ def register_metrics(meter: Any, status: BundleStatus) -> None:
         "ringfence_bundle_polls",
         callbacks=[results],
         description="Bundle polls by result (updated, not_modified, unchanged, error, rejected)",
+    )
+
+    def reloads(_options: Any) -> list[Observation]:
+        return [
+            Observation(n, {"what": what, "result": result})
+            for (what, result), n in list(status.credential_reloads.items())
+        ]
+
+    def signer(_options: Any) -> list[Observation]:
+        if not status.revision or not status.key_id:
+            return []
+        return [Observation(int(status.signer_trusted), {"key_id": status.key_id})]
+
+    meter.create_observable_counter(
+        "ringfence_bundle_credential_reloads",
+        callbacks=[reloads],
+        description="Bundle URL, token, key and CA files re-read after a change, by what and "
+        "result (ok, or error: the previous value stays; for keys, some did not load)",
+    )
+    meter.create_observable_gauge(
+        "ringfence_bundle_trusted_keys",
+        callbacks=[lambda _options: [Observation(len(status.trusted_keys))]],
+        description="Public keys bundles may be signed with now (0 with unsigned bundles)",
+    )
+    meter.create_observable_gauge(
+        "ringfence_bundle_signer_trusted",
+        callbacks=[signer],
+        description="1 while the active bundle's signing key is trusted; 0 once it was removed",
+    )
+    meter.create_observable_gauge(
+        "ringfence_bundle_poll_interval_seconds",
+        callbacks=[stamp("poll_interval_s")],
+        description="The longest time between two polls (interval plus jitter)",
     )

@@ -93,21 +93,52 @@ class Keyring:
     def load(cls, files: Iterable[Path] = (), directory: Path | None = None) -> Keyring:
         """Keys from PEM files and from every ``*.pem`` / ``*.pub`` in ``directory`` (a
         mounted ConfigMap or Secret: its ``..data`` entries are skipped)."""
-        paths = list(files)
-        if directory is not None:
-            if not directory.is_dir():
-                raise SignatureError(f"keyring directory not found: {directory}")
-            paths += sorted(
-                p
-                for p in directory.iterdir()
-                if p.suffix in (".pem", ".pub") and not p.name.startswith(".") and p.is_file()
-            )
+        paths = key_paths(files, directory)
         if len(paths) > MAX_KEYS:
             raise SignatureError(f"more than {MAX_KEYS} public keys")
         ring = cls.of(load_public_key(p) for p in paths)
         if not ring.keys:
             raise SignatureError("the keyring holds no public key (*.pem)")
         return ring
+
+    @classmethod
+    def load_available(
+        cls, files: Iterable[Path] = (), directory: Path | None = None
+    ) -> tuple[Keyring, list[str]]:
+        """The keys that load now, and why the others did not: for a running server
+        re-reading its keys, which must never trust more than the files say (a key that is
+        gone or unreadable is not trusted) and never stop over one bad file. The keyring
+        may be empty: every bundle is then refused."""
+        errors: list[str] = []
+        try:
+            paths = key_paths(files, directory)
+        except SignatureError as exc:
+            return cls({}), [str(exc)]
+        if len(paths) > MAX_KEYS:
+            errors.append(f"more than {MAX_KEYS} public keys: only the first {MAX_KEYS} are read")
+            paths = paths[:MAX_KEYS]
+        keys: list[PublicKey] = []
+        for p in paths:
+            try:
+                keys.append(load_public_key(p))
+            except SignatureError as exc:
+                errors.append(str(exc))
+        return cls.of(keys), errors
+
+
+def key_paths(files: Iterable[Path] = (), directory: Path | None = None) -> list[Path]:
+    """The key files a keyring is read from: ``files``, then the ``*.pem`` / ``*.pub`` in
+    ``directory`` by name."""
+    paths = list(files)
+    if directory is not None:
+        if not directory.is_dir():
+            raise SignatureError(f"keyring directory not found: {directory}")
+        paths += sorted(
+            p
+            for p in directory.iterdir()
+            if p.suffix in (".pem", ".pub") and not p.name.startswith(".") and p.is_file()
+        )
+    return paths
 
 
 def sign(manifest: bytes, key: PrivateKey) -> bytes:

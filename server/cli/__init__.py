@@ -7,6 +7,7 @@ health`` does not pay for the compiler.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -133,8 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=replay.run_replay)
 
     s = sub.add_parser("health", help="check a server's health (exit 0 when SERVING)")
-    s.add_argument("address", nargs="?", default="127.0.0.1:50051")
+    s.add_argument("address", nargs="?", default="")
     s.add_argument("--service", default="")
+    s.add_argument(
+        "--local",
+        action="store_true",
+        help="the server of this container, from its RINGFENCE_* settings (HEALTHCHECK)",
+    )
+    s.add_argument("--live", action="store_true", help="with --local: liveness, not readiness")
     s.add_argument("--timeout", type=float, default=3.0)
     s.add_argument("--tls-ca")
     s.add_argument("--tls-cert")
@@ -156,7 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    return int(ns.func(ns))
+    try:
+        code = int(ns.func(ns))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`ringfence bundle inspect b.tar.gz | head`): stop quietly,
+        # as a Unix tool killed by SIGPIPE would, without a traceback or a flush error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return code
 
 
 if __name__ == "__main__":

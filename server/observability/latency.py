@@ -1,5 +1,6 @@
-"""The decision-latency histogram, counted in plain lists and exposed to Prometheus by a
-collector at scrape time.
+"""The request-latency histogram, counted in plain lists and exposed to Prometheus by a
+collector at scrape time: every answer, by tenant and gRPC status code (a slow or failing
+state backend shows in ``code="UNAVAILABLE"``, caller bugs in ``INVALID_ARGUMENT``).
 
 An OpenTelemetry SDK histogram ``record`` with a tenant attribute costs ~3 µs in a tight
 loop and several times that on a busy server (measured: docs/benchmarks.md); a bisect and
@@ -22,21 +23,24 @@ NAME = "ringfence_decision_duration_seconds"
 class LatencyHistogram(Collector):
     def __init__(self, bounds: tuple[float, ...] = BUCKETS) -> None:
         self.bounds = bounds
-        # tenant -> [count per bucket..., +Inf bucket, sum]
-        self._series: dict[str, list[float]] = {}
+        # (tenant, code) -> [count per bucket..., +Inf bucket, sum]
+        self._series: dict[tuple[str, str], list[float]] = {}
 
-    def observe(self, tenant: str, seconds: float) -> None:
-        series = self._series.get(tenant)
+    def observe(self, tenant: str, seconds: float, code: str = "OK") -> None:
+        key = (tenant, code)
+        series = self._series.get(key)
         if series is None:
-            series = self._series[tenant] = [0.0] * (len(self.bounds) + 2)
+            series = self._series[key] = [0.0] * (len(self.bounds) + 2)
         series[bisect_left(self.bounds, seconds)] += 1
         series[-1] += seconds
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(
-            NAME, "Time from request received to decision made", labels=["tenant"]
+            NAME,
+            "Time from request received to answer (a decision, or an error by its code)",
+            labels=["tenant", "code"],
         )
-        for tenant, series in list(self._series.items()):
+        for key, series in list(self._series.items()):
             cumulative = 0.0
             buckets: list[tuple[str, float]] = []
             for bound, count in zip(self.bounds, series, strict=False):
@@ -44,5 +48,5 @@ class LatencyHistogram(Collector):
                 buckets.append((repr(bound), cumulative))
             cumulative += series[len(self.bounds)]
             buckets.append(("+Inf", cumulative))
-            family.add_metric([tenant], buckets, sum_value=series[-1])
+            family.add_metric(list(key), buckets, sum_value=series[-1])
         yield family

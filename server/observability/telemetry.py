@@ -9,6 +9,7 @@ the number only as a keyed hash.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import time
@@ -54,6 +55,12 @@ def _rule_label(labels: dict[str, str], rule: str) -> str:
 # becomes a label value, so it cannot fill the series cap or crowd out real tenants.
 UNKNOWN_TENANT = "_unknown"
 DEFAULT_SAMPLE_RATIO = 0.1  # of traces the caller has not already decided on
+# When the request (or batch item) being answered arrived: set by the servicer, read when
+# the request fails, so an error's latency is counted like a decision's. Per task, so
+# interleaved requests on the event loop never see each other's.
+_REQUEST_START: contextvars.ContextVar[float] = contextvars.ContextVar("ringfence_request_start")
+
+Observe = Callable[[], "list[tuple[float, dict[str, str]]]"]
 
 
 def tracing_from_env() -> TracerProvider | None:
@@ -145,7 +152,9 @@ class Telemetry:
             "ringfence_backend_errors", description="State backend failures by kind"
         )
         self._reloads = m.create_counter(
-            "ringfence_policy_reloads", description="Policy reloads by tenant and result"
+            "ringfence_policy_reloads",
+            description="Policy reloads that changed something, by tenant and result "
+            "(ok: a new version; error: a new or different error; removed)",
         )
         self._log_drops = m.create_counter(
             "ringfence_decision_log_dropped",
@@ -172,15 +181,25 @@ class Telemetry:
         return callback
 
     def add_gauge(self, name: str, fn: Callable[[], float], description: str = "") -> None:
+        self.add_observable(name, lambda: [(fn(), {})], description, counter=False)
+
+    def add_counter(self, name: str, fn: Callable[[], float], description: str) -> None:
+        """A cumulative count read at scrape time: exported as ``<name>_total``, typed
+        counter, so ``rate()`` and ``increase()`` handle process restarts."""
+        self.add_observable(name, lambda: [(fn(), {})], description, counter=True)
+
+    def add_observable(self, name: str, fn: Observe, description: str, *, counter: bool) -> None:
+        """A gauge or counter with labels: ``fn`` returns (value, labels) pairs."""
+
         def callback(_options: Any) -> list[metrics.Observation]:
             try:
-                return [metrics.Observation(fn())]
-            except Exception:  # a gauge must never break a scrape
+                return [metrics.Observation(v, attrs) for v, attrs in fn()]
+            except Exception:  # a metric must never break a scrape
                 return []
 
-        self.meter_provider.get_meter("ringfence").create_observable_gauge(
-            name, callbacks=[callback], description=description
-        )
+        meter = self.meter_provider.get_meter("ringfence")
+        create = meter.create_observable_counter if counter else meter.create_observable_gauge
+        create(name, callbacks=[callback], description=description)
 
     # --- request path -------------------------------------------------------------
 
@@ -196,7 +215,7 @@ class Telemetry:
         action = d.action.name.lower()
         elapsed = time.perf_counter() - outcome.started
         self._decision_counts[(tenant, action)] += 1
-        self.latency.observe(tenant, elapsed)
+        self.latency.observe(tenant, elapsed, "OK")
         if d.matches:
             labels = self._rule_labels.get(tenant)
             if labels is None:
@@ -228,16 +247,30 @@ class Telemetry:
         if self.decision_log is not None and not self.decision_log.offer(outcome, self.hasher):
             self._log_drops.add(1)
 
+    @staticmethod
+    def request_started() -> None:
+        """Mark when the request about to be answered arrived (per task)."""
+        _REQUEST_START.set(time.perf_counter())
+
     def request_failed(self, tenant: str, code: grpc.StatusCode, *, known: bool) -> None:
         """``known``: the server has this tenant; any other name is counted as
-        :data:`UNKNOWN_TENANT`."""
-        self._errors.add(1, {"tenant": tenant if known else UNKNOWN_TENANT, "code": code.name})
+        :data:`UNKNOWN_TENANT`. Counted in the latency histogram too, under its code."""
+        label = tenant if known else UNKNOWN_TENANT
+        self._errors.add(1, {"tenant": label, "code": code.name})
+        started = _REQUEST_START.get(None)
+        if started is not None:
+            self.latency.observe(label, time.perf_counter() - started, code.name)
 
     def backend_failed(self, tenant: str, exc: Exception) -> None:
         self._backend_errors.add(1, {"tenant": tenant, "kind": type(exc).__name__})
         log.warning("state backend failed", extra={"tenant": tenant, "error": str(exc)})
 
     def reloaded(self, outcome: ReloadOutcome) -> None:
+        if not outcome.changed:
+            # A reload that found the tenant as it was (SIGHUP, a touched file, a bundle
+            # poll): nothing happened to count or to report.
+            log.debug("policy unchanged", extra={"tenant": outcome.tenant})
+            return
         result = "removed" if outcome.removed else ("ok" if outcome.ok else "error")
         self._reloads.add(1, {"tenant": outcome.tenant, "result": result})
         if outcome.ok:

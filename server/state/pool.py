@@ -44,6 +44,11 @@ class BackendPool:
     def all(self) -> list[StateBackend]:
         return [self.default, *self._by_name.values()]
 
+    def named(self) -> list[tuple[str, StateBackend]]:
+        """Each backend opened so far with its name for metrics: ``default``, or the name
+        the operator gave it (never its URL, which may hold a password)."""
+        return [("default", self.default), *self._by_name.items()]
+
     async def close(self) -> None:
         for backend in self.all():
             with contextlib.suppress(Exception):

@@ -138,7 +138,7 @@ def test_values_reach_the_rules() -> None:
         }
     )
     latency = alerts(rules)["RingfenceLatencyHigh"]
-    assert '{job="risk-engine",namespace="risk"}' in latency["expr"]
+    assert '{job="risk-engine",namespace="risk",code="OK"}' in latency["expr"]
     assert "> 0.02" in latency["expr"]
     assert latency["annotations"]["runbook_url"] == "https://wiki.internal/ringfence#latency-up"
     custom = rendered_rules({"prometheusRule": {"enabled": True, "selector": 'cluster="eu1"'}})

@@ -153,9 +153,10 @@ def test_defaults_network_policy_sizing_and_connection_age() -> None:
     assert resources["requests"]["memory"] == resources["limits"]["memory"]
     e = env({})
     assert (e["RINGFENCE_MAX_CONNECTION_AGE"], e["RINGFENCE_MAX_CONNECTION_AGE_GRACE"]) == (
-        "300",
+        "30",
         "30",
     )
+    assert e["RINGFENCE_DRAIN_TIMEOUT"] == "auto"
 
 
 def test_extra_containers_volumes_and_init_containers() -> None:
@@ -267,3 +268,24 @@ def test_schema_rejects_delivery_values(values: dict[str, Any], fragment: str) -
             Path(__file__).resolve().parents[2] / "helm" / "ringfence"
         ).validate_schema(values)
     assert fragment in str(err.value)
+
+
+def pod_template(values: dict[str, Any]) -> dict[str, Any]:
+    return one(docs(values), "Deployment")["spec"]["template"]  # type: ignore[no-any-return]
+
+
+def test_a_restart_only_where_the_server_cannot_re_read() -> None:
+    """The admin token is read at start: changing it changes the pod template (a rollout).
+    Bundle keys are re-read by the running server: changing them leaves the template as it
+    is, and the keys' ConfigMap carries the change to the pods without a restart."""
+    hash_key = "k" * 32
+    base = {"bundle": BUNDLE, "auth": {"hashKey": hash_key, "adminToken": "a" * 16}}
+    rotated_admin = {**base, "auth": {"hashKey": hash_key, "adminToken": "b" * 16}}
+    other = PEM.replace("example", "another")
+    more_keys = {**base, "bundle": {**BUNDLE, "publicKeys": {"ci.pem": PEM, "ci-2.pem": other}}}
+    assert pod_template(rotated_admin) != pod_template(base)
+    assert pod_template(more_keys) == pod_template(base)
+    keys = next(
+        c for c in by_kind(docs(more_keys), "ConfigMap") if c["metadata"]["name"].endswith("keys")
+    )
+    assert set(keys["data"]) == {"ci.pem", "ci-2.pem"}

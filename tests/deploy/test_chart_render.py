@@ -22,6 +22,7 @@ from deploy.deploy_support import (
 
 from server.cli import build_parser
 from server.config import DELIVERY_OPTIONS, OPTIONS
+from server.shutdown import drain_time
 
 DECISION_SERVICE = "ringfence.v1.DecisionService"
 REDIS = {"backend": "redis", "redis": {"url": "redis://:pw@redis:6379/0"}}
@@ -129,11 +130,12 @@ def test_pods_are_locked_down(variant: str) -> None:
             assert "cpu" in c["resources"]["requests"]
 
 
-def test_plain_grpc_gets_native_grpc_probes() -> None:
+def test_plain_grpc_gets_native_grpc_readiness_and_http_liveness() -> None:
     c = container(docs_for("defaults"))
-    assert c["startupProbe"]["grpc"] == {"port": 50051, "service": DECISION_SERVICE}
     assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": DECISION_SERVICE}
-    assert c["livenessProbe"]["grpc"] == {"port": 50051, "service": ""}
+    # "The process answers", policy or not: a pod without one is not ready, not restarted.
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
 
 
 @pytest.mark.parametrize("variant", ["production", "tls without client auth"])
@@ -141,7 +143,7 @@ def test_tls_probes_use_the_http_health_endpoint(variant: str) -> None:
     docs = docs_for(variant)
     c = container(docs)
     # No exec (a Python process per probe): plain HTTP to the server's health endpoint.
-    assert c["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert not any(k == "exec" and "ringfence" in str(v) for k, v in walk(c))
@@ -155,9 +157,16 @@ def test_tls_probes_use_the_http_health_endpoint(variant: str) -> None:
 def test_shutdown_outlasts_the_drain(variant: str) -> None:
     docs = docs_for(variant)
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
-    grace = float(env(docs)["RINGFENCE_GRACE"])
+    e = env(docs)
+    grace = float(e["RINGFENCE_GRACE"])
+    drain = e["RINGFENCE_DRAIN_TIMEOUT"]
+    # What the server makes of the setting (server/config.py), not a copy of its rule.
+    drain_s = (
+        drain_time(float(e["RINGFENCE_MAX_CONNECTION_AGE"])) if drain == "auto" else float(drain)
+    )
+    assert drain_s > 0  # a drain happens: the default ages connections
     sleep = int(container(docs)["lifecycle"]["preStop"]["exec"]["command"][1])
-    assert pod["terminationGracePeriodSeconds"] > grace + sleep
+    assert pod["terminationGracePeriodSeconds"] > sleep + drain_s + grace
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

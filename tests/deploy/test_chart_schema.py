@@ -135,8 +135,19 @@ FAILS: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "grace longer than the pod's",
-        {"server": {"graceSeconds": 30}},
-        "terminationGracePeriodSeconds (30) must exceed",
+        {"server": {"shutdownGraceSeconds": 30}},
+        "terminationGracePeriodSeconds (60) must exceed",
+    ),
+    (
+        "a drain longer than the pod's",
+        {"connectionAge": {"maxSeconds": 300}},
+        "terminationGracePeriodSeconds (60) must exceed server.preStopSleepSeconds + drainSeconds",
+    ),
+    ("the old grace name", {"server": {"graceSeconds": 10}}, "server.shutdownGraceSeconds"),
+    (
+        "the old age grace name",
+        {"connectionAge": {"graceSeconds": 30}},
+        "connectionAge.callGraceSeconds",
     ),
     (
         "two rules sources",

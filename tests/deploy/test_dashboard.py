@@ -18,6 +18,8 @@ from typing import Any
 
 import grpc
 import pytest
+from bundle_support import make_keys, publish
+from conftest_nginx import NginxServer
 from conftest_redis import free_port
 from deploy.deploy_support import CHART, manifests, one, render
 from deploy.prometheus_support import Prometheus
@@ -30,7 +32,13 @@ JOB = "rf-ringfence"  # what the ServiceMonitor's job is for release "rf"
 SCRAPE = "500ms"
 # What Grafana puts in for the variables: all tenants, a rate window of 4 scrape intervals
 # (Grafana's own rule for $__rate_interval) of SCRAPE.
-VARIABLES = {"$job": JOB, "$tenant": ".*", "$__rate_interval": "2s"}
+VARIABLES = {
+    "$cluster": ".*",
+    "$namespace": ".*",
+    "$job": JOB,
+    "$tenant": ".*",
+    "$__rate_interval": "2s",
+}
 QUERY_DEADLINE_S = 30.0
 TRAFFIC_LIMIT_S = 60.0  # the traffic thread stops by itself after this
 UNEXPECTED: list[str] = []  # errors the traffic got other than those it asks for
@@ -101,7 +109,9 @@ def test_dashboard_is_well_formed() -> None:
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert set(variables) == {"datasource", "job", "tenant"}
+    assert list(variables) == ["datasource", "cluster", "namespace", "job", "tenant"]
+    # "All" must match series without the label (one cluster: no cluster label at all).
+    assert variables["cluster"]["allValue"] == variables["namespace"]["allValue"] == ".*"
     assert variables["datasource"]["query"] == "prometheus"
     cells: set[tuple[int, int]] = set()
     for p in board["panels"]:
@@ -131,10 +141,25 @@ def test_dashboard_is_well_formed() -> None:
         r"sum by \(code\) \(rate\(ringfence_request_errors_total",
         r"ringfence_policy_reloads_total",
         r"ringfence_backend_errors_total",
+        r"sum by \(code, le\) \(rate\(ringfence_decision_duration_seconds_bucket",
+        r"sum by \(backend\) \(rate\(ringfence_state_errors_total",
+        r"ringfence_bundle_last_success_timestamp_seconds",
+        r"ringfence_bundle_polls_total",
+        r"ringfence_bundle_info",
+        r"ringfence_bundle_signer_trusted",
+        r"process_resident_memory_bytes",
+        r"ringfence_child_processes_resident_memory_bytes",
+        r"rate\(process_cpu_seconds_total",
     ],
 )
 def test_dashboard_shows(needed: str) -> None:
     assert any(re.search(needed, expr) for _, expr in queries(dashboard())), needed
+
+
+def test_every_query_follows_the_cluster_and_namespace() -> None:
+    for name, expr in queries(dashboard()):
+        raw = expr.replace(JOB, "$job")
+        assert raw.count('cluster=~".*", namespace=~".*", job=~"$job"') == raw.count("job="), name
 
 
 # --- the live test --------------------------------------------------------------------
@@ -156,7 +181,17 @@ def flaky_tenant(rules: Path) -> list[str]:
     ]
 
 
-EXPECTED_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+def broken_tenant(rules: Path) -> None:
+    """A tenant whose policy never compiled: it only ever gets errors (UNAVAILABLE)."""
+    (rules / "broken").mkdir()
+    (rules / "broken" / "policy.rf").write_text("rule oops { when ??? }\n", encoding="utf-8")
+
+
+EXPECTED_ERRORS = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.UNAVAILABLE,  # the broken tenant only
+)
 
 
 def traffic(address: str, stop: threading.Event, unexpected: list[str]) -> None:
@@ -174,29 +209,40 @@ def traffic(address: str, stop: threading.Event, unexpected: list[str]) -> None:
                 pb.EvaluateRequest(tenant="flaky", phone_number=f"+86138{n:08d}", event=register),
                 pb.EvaluateRequest(tenant="demo", phone_number="not a number"),
                 pb.EvaluateRequest(tenant="nobody", phone_number="+8613800138000"),
+                pb.EvaluateRequest(tenant="broken", phone_number="+8613800138000"),
             ]
             for req in calls:
                 try:
                     stub.Evaluate(req, timeout=5)
                 except grpc.RpcError as exc:
-                    if exc.code() not in EXPECTED_ERRORS:
+                    expected = exc.code() in EXPECTED_ERRORS
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        expected = req.tenant == "broken"
+                    if not expected:
                         unexpected.append(f"{req.tenant}: {exc.code().name} {exc.details()}")
             time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """A server under traffic, and a Prometheus scraping it every second."""
+    """A server under traffic pulling its rules as a signed bundle from a real nginx, and
+    a Prometheus scraping it every 500 ms."""
     tmp = tmp_path_factory.mktemp("scraped")
     rules = copy_rules(tmp)
     flaky = flaky_tenant(rules)
+    broken_tenant(rules)
+    keys = make_keys(tmp)
+    nginx = NginxServer.start(tmp / "nginx", tmp / "www")
+    publish(nginx.www, rules, keys.key, "r1")
     address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     # Prometheus first: it takes ~5 s to its first scrape (target updates are throttled),
     # time the server spends starting.
     prom = Prometheus.start(tmp / "prometheus", {JOB: [metrics]}, scrape_interval=SCRAPE)
     # The server's log goes to a file: the flaky tenant logs a warning a call, which
     # would fill a pipe nobody reads and block the server.
-    args = ["serve", "--rules", str(rules), "--listen", address, "--metrics-listen", metrics]
+    args = ["serve", "--listen", address, "--metrics-listen", metrics]
+    args += ["--bundle", nginx.url("b.tar.gz"), "--bundle-public-key", str(keys.pub)]
+    args += ["--bundle-poll", "1", "--bundle-jitter", "0", "--bundle-dir", str(tmp / "work")]
     args += flaky
     with (tmp / "server.log").open("wb") as log:
         server = subprocess.Popen(
@@ -217,7 +263,8 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
             sender.join(10)
         prom.stop()
         server.terminate()
-        server.wait(10)
+        server.wait(30)
+        nginx.stop()
 
 
 def test_traffic_got_the_answers_it_expected(scraped: Prometheus) -> None:
@@ -239,13 +286,30 @@ def test_every_panel_query_returns_data(scraped: Prometheus) -> None:
     assert not pending, f"no data for: {sorted(pending)}\n{scraped.log()}"
 
 
+def variable_query(name: str, **values: str) -> tuple[str, str]:
+    """(label, series selector) of the dashboard's ``label_values(selector, label)``."""
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    query = variables[name]["query"]["query"]
+    m = re.fullmatch(r"label_values\((.*), (\w+)\)", query)
+    assert m is not None, query
+    selector = m[1]
+    for var, value in values.items():
+        selector = selector.replace(f"${var}", value)
+    assert "$" not in selector, selector
+    return m[2], selector
+
+
 def test_variable_queries_list_the_job_and_tenants(scraped: Prometheus) -> None:
-    jobs = scraped.api("label/job/values", **{"match[]": "ringfence_decisions_total"})
-    assert JOB in jobs
-    tenants = scraped.api(
-        "label/tenant/values", **{"match[]": f'ringfence_decisions_total{{job=~"{JOB}"}}'}
-    )
-    assert {"demo", "flaky"} <= set(tenants)
+    label, selector = variable_query("job", cluster=".*", namespace=".*")
+    assert JOB in scraped.api(f"label/{label}/values", **{"match[]": selector})
+    label, selector = variable_query("tenant", cluster=".*", namespace=".*", job=JOB)
+    deadline = time.monotonic() + QUERY_DEADLINE_S
+    tenants: set[str] = set()
+    while time.monotonic() < deadline and not {"demo", "flaky", "broken"} <= tenants:
+        tenants = set(scraped.api(f"label/{label}/values", **{"match[]": selector}))
+        time.sleep(0.5)
+    # The broken tenant has no decision at all, only errors: it is listed all the same.
+    assert {"demo", "flaky", "broken"} <= tenants, tenants
 
 
 def test_alerts_read_series_the_server_exports(scraped: Prometheus) -> None:

@@ -205,3 +205,103 @@ def test_image_serves_read_only_as_10001_and_stops_cleanly(
     # Personal data: the number must not appear in the logs in any raw form.
     assert PHONE.lstrip("+") not in text, tail(text)
     assert PHONE[3:] not in text, tail(text)
+
+
+def run_in_image(image: str, script: str, program: str = "/bin/sh") -> str:
+    """``program -c script`` in the image, no network, nothing mounted."""
+    result = podman(
+        "run",
+        "--rm",
+        "--network=none",
+        "--health-interval=disable",
+        "--entrypoint",
+        program,
+        image,
+        "-c",
+        script,
+    )
+    return result.stdout
+
+
+# Installers and build tools: none may ship (what pip can install, the service must not).
+TOOLS = ("pip", "pip3", "pip3.11", "apt", "apt-get", "apt-cache", "gcc", "cc", "make", "wheel")
+MODULES = ("pip", "setuptools", "wheel", "ensurepip", "grpc_tools")
+
+
+def test_image_ships_no_installers_or_build_tools(image: str) -> None:
+    found = run_in_image(image, f"for t in {' '.join(TOOLS)}; do command -v $t; done; true")
+    assert found.strip() == "", found
+    probe = f"import importlib.util as u; print([m for m in {MODULES!r} if u.find_spec(m)])"
+    for python in ("/usr/bin/python3", "/opt/venv/bin/python"):
+        assert run_in_image(image, probe, program=python).strip() == "[]", python
+    # dpkg's database stays, and no longer lists what was removed.
+    listed = run_in_image(image, "dpkg-query -W -f '${Package}\\n'").split()
+    assert "libc6" in listed
+    assert not {"apt", "python3-pip", "python3-setuptools", "python3-venv"} & set(listed)
+
+
+def test_image_sbom_lists_os_packages_the_interpreter_and_licences(image: str) -> None:
+    sbom = json.loads((REPO / "build" / "sbom-image.cdx.json").read_text())
+    assert sbom["bomFormat"] == "CycloneDX"
+    assert sbom["specVersion"] == "1.6"
+    components = sbom["components"]
+    by_name = {c["name"]: c for c in components}
+    assert by_name["debian"]["type"] == "operating-system"
+    interpreter = by_name["cpython"]
+    assert interpreter["type"] == "platform"
+    assert interpreter["version"].startswith("3.")
+    assert interpreter["licenses"] == [{"license": {"id": "PSF-2.0"}}]
+    for deb in ("libc6", "python3.11", "ca-certificates", "bash"):
+        assert by_name[deb]["purl"].startswith(f"pkg:deb/debian/{deb}@"), deb
+    assert by_name["bash"]["licenses"]  # a machine-readable copyright file, read
+    assert by_name["grpcio"]["purl"].startswith("pkg:pypi/grpcio@")
+    assert by_name["grpcio"]["licenses"]
+    assert by_name["ringfence"]["purl"].startswith("pkg:pypi/ringfence@")
+    # What the image does not ship is not in its SBOM either, and the other way round.
+    assert not {"pip", "setuptools", "wheel", "apt", "grpcio-tools", "python3-pip"} & set(by_name)
+    installed = run_in_image(image, "dpkg-query -W -f '${Package}\\n'").split()
+    debs = {c["name"] for c in components if c.get("purl", "").startswith("pkg:deb/")}
+    assert debs == set(installed)
+    with_licences = [c for c in components if c.get("licenses")]
+    assert len(with_licences) > 0.9 * len(components)
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+def test_healthcheck_follows_the_listen_address_and_tls(image: str, tmp_path: Path) -> None:
+    """RINGFENCE_LISTEN moved and TLS on: the image's own HEALTHCHECK still answers."""
+    from certs import make_pki
+
+    pki = make_pki(tmp_path)
+    tmp_path.chmod(0o755)  # readable by UID 10001 through the bind mount
+    for path in tmp_path.iterdir():
+        path.chmod(0o644)
+    name = f"ringfence-test-{secrets.token_hex(4)}"
+    port = free_port()
+    command = [
+        "run", "--rm", "-d", "--name", name, "--read-only", "--health-interval=disable",
+        "--publish", f"127.0.0.1:{port}:6000",
+        "-v", f"{tmp_path}:/etc/ringfence/tls:ro",
+        "-e", "RINGFENCE_LISTEN=0.0.0.0:6000",
+        "-e", "RINGFENCE_TLS_CERT=/etc/ringfence/tls/server.pem",
+        "-e", "RINGFENCE_TLS_KEY=/etc/ringfence/tls/server.key",
+        image,
+    ]  # fmt: skip
+    podman(*command)
+    try:
+        # Readiness comes once the example policy has loaded: wait for that state.
+        deadline_checks = 300
+        for _ in range(deadline_checks):
+            check = podman("healthcheck", "run", name, check=False)
+            if check.returncode == 0:
+                break
+            assert podman("inspect", "--format", "{{.State.Running}}", name).stdout == "true\n"
+        else:
+            pytest.fail(f"HEALTHCHECK never passed: {check.stdout}{check.stderr}")
+        creds = grpc.ssl_channel_credentials(root_certificates=pki.ca.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{port}", creds) as channel:
+            resp = decision_pb2_grpc.DecisionServiceStub(channel).Evaluate(
+                evaluate_request(), timeout=10
+            )
+        assert resp.request_id
+    finally:
+        podman("rm", "--force", "--ignore", name, check=False)

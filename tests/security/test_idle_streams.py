@@ -124,7 +124,7 @@ async def evaluate_or_refused(s: Running) -> pb.EvaluateResponse | None:
 async def streams_open(s: Running, n: int) -> None:
     """Wait until the server runs ``n`` streams (its gauge)."""
     async with asyncio.timeout(WAIT_S):
-        while s.server.decision_service.open_streams != n:  # noqa: ASYNC110 - in the server
+        while s.server.decisions.open_streams != n:  # noqa: ASYNC110 - in the server
             await asyncio.sleep(0.01)
 
 

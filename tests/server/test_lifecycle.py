@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support import request, server_process, wait_serving
+from support import read_json_line, request, server_process, wait_serving
 
 from server.api import decision_pb2 as pb
 from server.api import decision_pb2_grpc as pb_grpc
@@ -18,50 +19,76 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def test_sigterm_lets_in_flight_calls_finish_and_exits_0(rules_copy: Path) -> None:
-    with server_process(rules_copy, "--grace", "10") as srv:
+def test_sigterm_drains_then_exits_0(rules_copy: Path) -> None:
+    """SIGTERM: health turns NOT_SERVING at once, a stream ends at its item boundary with
+    UNAVAILABLE (every item read was answered), new connections are refused, calls on the
+    open connection are still answered, and the process exits 0 once that connection is
+    gone. Every step waits for a state, never for time."""
+    # A long age: the open connection must not be recycled while the test looks at it.
+    with server_process(rules_copy, "--max-connection-age", "120", "--grace", "10") as srv:
         wait_serving(srv.address)
-        with grpc.insecure_channel(srv.address) as ch:
-            stub = pb_grpc.DecisionServiceStub(ch)
-            first_answered = threading.Event()
-            release = threading.Event()
+        channel = grpc.insecure_channel(srv.address)
+        stub = pb_grpc.DecisionServiceStub(channel)
+        release = threading.Event()
 
-            def requests():  # type: ignore[no-untyped-def]
-                yield request("+8613800138000", request_id="before", dry_run=True)
-                # Hold the stream open until SIGTERM has been delivered.
-                release.wait(20)
-                for i in range(50):
-                    yield request(f"+86138001{i:05d}", request_id=f"after{i}", dry_run=True)
+        def items():  # type: ignore[no-untyped-def]
+            yield request("+8613800138000", request_id="before", dry_run=True)
+            release.wait(60)  # idle: the server is waiting for the next item
 
-            # Watch health from before the signal: the open stream sees it turn.
-            watch = health_pb2_grpc.HealthStub(ch).Watch(
-                health_pb2.HealthCheckRequest(service=""), timeout=20
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=60
+        )
+        assert next(watch).status == SERVING
+        responses = stub.EvaluateStream(items(), timeout=60)
+        assert next(responses).request_id == "before"
+
+        srv.proc.send_signal(signal.SIGTERM)
+        assert next(watch).status == NOT_SERVING
+        with pytest.raises(grpc.RpcError) as ended:
+            next(responses)
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "resend the items without a response" in ended.value.details()
+        release.set()
+
+        # A new connection is refused (the listener closes right after health turns)...
+        while not refused(srv.address):
+            pass
+        # ...while the open one is still served: its calls are never dropped.
+        resp = stub.Evaluate(request("+8613800138000", dry_run=True), timeout=10)
+        assert resp.request_id
+        assert srv.proc.poll() is None  # still draining: a client is connected
+        channel.close()  # the client leaves: the drain is over
+        assert srv.proc.wait(60) == 0
+
+
+def refused(address: str) -> bool:
+    """Whether a call on a connection of its own (not one shared with the test's other
+    channels) is refused."""
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(address, options=options) as fresh:
+        try:
+            pb_grpc.DecisionServiceStub(fresh).Evaluate(
+                request("+8613800138000", dry_run=True), timeout=10
             )
-            assert next(watch).status == SERVING
-            responses = stub.EvaluateStream(requests(), timeout=30)
-            got = []
-            for resp in responses:
-                got.append(resp.request_id)
-                if resp.request_id == "before":
-                    first_answered.set()
-                    srv.proc.send_signal(signal.SIGTERM)
-                    # Health turns NOT_SERVING at once, while the stream is still open...
-                    assert next(watch).status == NOT_SERVING
-                    # ...and new calls are refused once the listener closes (health turns
-                    # first, so a call or two may still slip in).
-                    refused = None
-                    deadline = time.monotonic() + 10
-                    while refused is None and time.monotonic() < deadline:
-                        try:
-                            stub.Evaluate(request("+8613800138000", dry_run=True), timeout=5)
-                        except grpc.RpcError as exc:
-                            refused = exc.code()
-                    assert refused in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
-                    release.set()
-            assert first_answered.is_set()
-            assert got == ["before"] + [f"after{i}" for i in range(50)]
-            assert responses.code() == grpc.StatusCode.OK
-        assert srv.proc.wait(20) == 0
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.UNAVAILABLE
+    return False
+
+
+def test_a_second_sigterm_ends_the_drain(rules_copy: Path) -> None:
+    with server_process(rules_copy, "--max-connection-age", "120") as srv:
+        wait_serving(srv.address)
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.DecisionServiceStub(channel)
+            stub.Evaluate(request("+8613800138000", dry_run=True), timeout=10)
+            srv.proc.send_signal(signal.SIGTERM)
+            while True:  # draining once the open connection is the only one served
+                line = read_json_line(srv.proc, time.monotonic() + 60)
+                assert line is not None, "no drain"
+                if str(line.get("msg", "")).startswith("draining"):
+                    break
+            srv.proc.send_signal(signal.SIGTERM)
+            assert srv.proc.wait(60) == 0
 
 
 def test_health_not_serving_until_a_policy_loads(tmp_path: Path) -> None:

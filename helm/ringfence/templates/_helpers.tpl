@@ -56,7 +56,25 @@ app.kubernetes.io/part-of: ringfence
 
 {{/* Non-empty when a rules source is configured (a bundle URL included). */}}
 {{- define "ringfence.hasRules" -}}
-{{- if or .Values.rules .Values.rulesFrom.existingConfigMap .Values.rulesFrom.volume .Values.bundle.url }}true{{ end }}
+{{- if or .Values.rules .Values.rulesFrom.existingConfigMap .Values.rulesFrom.volume (include "ringfence.bundleEnabled" .) }}true{{ end }}
+{{- end }}
+
+{{/* Non-empty when rules come from a bundle (its URL in the values or in a Secret). */}}
+{{- define "ringfence.bundleEnabled" -}}
+{{- if or .Values.bundle.url .Values.bundle.urlSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+The Secret the bundle URL is read from, or empty when it is a plain value: the user's
+urlSecret, or one of the chart's own when the URL holds credentials (user info or a query,
+which a presigned object-store URL uses for its signature).
+*/}}
+{{- define "ringfence.bundleUrlSecret" -}}
+{{- if .Values.bundle.urlSecret }}
+{{- .Values.bundle.urlSecret }}
+{{- else if and .Values.bundle.url (or (regexMatch "^[^:/?#]+://[^/?#]*@" .Values.bundle.url) (contains "?" .Values.bundle.url)) }}
+{{- printf "%s-bundle-url" (include "ringfence.fullname" .) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -65,7 +83,7 @@ image's example policy when none is given (so the pod is never Ready on a policy
 chose). Only demoPolicy=true leaves the image's example in place; a bundle needs no folder.
 */}}
 {{- define "ringfence.mountsRules" -}}
-{{- if and (not .Values.bundle.url) (not .Values.demoPolicy) }}true{{ end }}
+{{- if and (not (include "ringfence.bundleEnabled" .)) (not .Values.demoPolicy) }}true{{ end }}
 {{- end }}
 
 {{/* Labels of the helm test pod: its own name, so no Service, PDB or policy selects it. */}}
@@ -93,13 +111,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: RINGFENCE_MAX_CONNECTION_AGE
   value: {{ .Values.connectionAge.maxSeconds | quote }}
 - name: RINGFENCE_MAX_CONNECTION_AGE_GRACE
-  value: {{ .Values.connectionAge.graceSeconds | quote }}
+  value: {{ .Values.connectionAge.callGraceSeconds | quote }}
 - name: RINGFENCE_WATCH_POLL_MS
   value: {{ .Values.rulesWatch.pollMs | quote }}
-{{- with .Values.bundle }}
-{{- if .url }}
+{{- if include "ringfence.bundleUrlSecret" . }}
+# The URL may hold credentials: read from a mounted Secret, never from the environment.
+- name: RINGFENCE_BUNDLE_FILE
+  value: /etc/ringfence/bundle-url/url
+{{- else if .Values.bundle.url }}
 - name: RINGFENCE_BUNDLE
-  value: {{ .url | quote }}
+  value: {{ .Values.bundle.url | quote }}
+{{- end }}
+{{- with .Values.bundle }}
+{{- if include "ringfence.bundleEnabled" $ }}
 - name: RINGFENCE_BUNDLE_DIR
   value: /var/lib/ringfence/bundle
 - name: RINGFENCE_BUNDLE_POLL
@@ -122,6 +146,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: RINGFENCE_BUNDLE_TOKEN_FILE
   value: /etc/ringfence/bundle-token/token
 {{- end }}
+{{- with .tokenRealmHosts }}
+- name: RINGFENCE_BUNDLE_TOKEN_REALM_HOSTS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- if .caConfigMap }}
 - name: RINGFENCE_BUNDLE_CA
   value: /etc/ringfence/bundle-ca/ca.crt
@@ -141,9 +169,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   mountPath: /etc/ringfence/tenant-state
   readOnly: true
 {{- end }}
-{{- if .Values.bundle.url }}
+{{- if include "ringfence.bundleEnabled" . }}
 - name: bundle-work
   mountPath: /var/lib/ringfence/bundle
+{{- if include "ringfence.bundleUrlSecret" . }}
+- name: bundle-url
+  mountPath: /etc/ringfence/bundle-url
+  readOnly: true
+{{- end }}
 {{- if or .Values.bundle.publicKeys .Values.bundle.keyringConfigMap }}
 - name: bundle-keys
   mountPath: /etc/ringfence/bundle-keys
@@ -182,12 +215,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     secretName: {{ . }}
     defaultMode: 0440
 {{- end }}
-{{- if .Values.bundle.url }}
+{{- if include "ringfence.bundleEnabled" . }}
 # On disk, not in memory: a memory-backed emptyDir would count the download and the
 # unpacked lists against the container's memory limit.
 - name: bundle-work
   emptyDir:
     sizeLimit: {{ .Values.bundle.workDirSizeLimit }}
+{{- with include "ringfence.bundleUrlSecret" . }}
+- name: bundle-url
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: {{ ternary $.Values.bundle.urlSecretKey "url" (not (empty $.Values.bundle.urlSecret)) }}
+        path: url
+{{- end }}
 {{- if or .Values.bundle.publicKeys .Values.bundle.keyringConfigMap }}
 - name: bundle-keys
   configMap:
@@ -223,8 +265,11 @@ that can be verified, a rules ConfigMap that fits, scraping that the NetworkPoli
 {{- if and $shared (not $v.auth.existingSecret) (not $v.auth.hashKey) }}
 {{- fail "several replicas, autoscaling or Redis state need a hash key that never changes: set auth.existingSecret (a Secret with keys hash-key and admin-token; recommended) or auth.hashKey. A generated key differs on every `helm template` (Argo CD, Flux), and replicas with different keys write different Redis keys for the same number." }}
 {{- end }}
-{{- if and $v.bundle.url (not $v.bundle.publicKeys) (not $v.bundle.keyringConfigMap) (not $v.bundle.allowUnsigned) }}
+{{- if and (include "ringfence.bundleEnabled" .) (not $v.bundle.publicKeys) (not $v.bundle.keyringConfigMap) (not $v.bundle.allowUnsigned) }}
 {{- fail "bundle.url needs bundle.publicKeys or bundle.keyringConfigMap to verify signatures (or bundle.allowUnsigned=true to accept whatever the URL serves)." }}
+{{- end }}
+{{- if and $v.bundle.url $v.bundle.urlSecret }}
+{{- fail "give bundle.url or bundle.urlSecret, not both." }}
 {{- end }}
 {{- $size := 0 }}
 {{- range $tenant, $files := $v.rules }}
@@ -238,8 +283,19 @@ that can be verified, a rules ConfigMap that fits, scraping that the NetworkPoli
 {{- if and $v.networkPolicy.enabled $v.serviceMonitor.enabled $v.server.metrics (not $v.networkPolicy.metricsFrom) }}
 {{- fail "serviceMonitor.enabled with networkPolicy.enabled: set networkPolicy.metricsFrom to the peers that scrape (e.g. the monitoring namespace), or the policy blocks them." }}
 {{- end }}
-{{- if and $v.bundle.url (or $v.rules $v.rulesFrom.existingConfigMap $v.rulesFrom.volume) }}
+{{- if and (include "ringfence.bundleEnabled" .) (or $v.rules $v.rulesFrom.existingConfigMap $v.rulesFrom.volume) }}
 {{- fail "choose one rules source: bundle.url replaces rules and rulesFrom." }}
+{{- end }}
+{{- end }}
+
+{{/* The drain time the server uses: server.drainSeconds, or what "auto" makes of the age. */}}
+{{- define "ringfence.drainSeconds" -}}
+{{- if eq (toString .Values.server.drainSeconds) "auto" }}
+{{- if gt (int .Values.connectionAge.maxSeconds) 0 }}
+{{- add1 (div (add (mul (int .Values.connectionAge.maxSeconds) 11) 9) 10) }}
+{{- else }}0{{ end }}
+{{- else }}
+{{- int .Values.server.drainSeconds }}
 {{- end }}
 {{- end }}
 
@@ -272,8 +328,16 @@ when schema validation is skipped. Each failure says what to change.
 {{- if and (eq $v.state.backend "redis") (not $v.state.redis.url) (not $v.state.redis.existingSecret) (not $v.auth.existingSecret) }}
 {{- fail "state.backend is \"redis\" but no URL is given: set state.redis.url, state.redis.existingSecret or auth.existingSecret (key redis-url)." }}
 {{- end }}
-{{- if le (int $v.terminationGracePeriodSeconds) (add (int $v.server.graceSeconds) (int $v.server.preStopSleepSeconds) | int) }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed server.preStopSleepSeconds + server.graceSeconds (%d): the kubelet would SIGKILL calls still draining." (int $v.terminationGracePeriodSeconds) (add (int $v.server.graceSeconds) (int $v.server.preStopSleepSeconds) | int)) }}
+{{- if hasKey $v.server "graceSeconds" }}
+{{- fail "server.graceSeconds is now server.shutdownGraceSeconds (and connectionAge.graceSeconds connectionAge.callGraceSeconds): two settings of one name were one too many." }}
+{{- end }}
+{{- if hasKey $v.connectionAge "graceSeconds" }}
+{{- fail "connectionAge.graceSeconds is now connectionAge.callGraceSeconds (server.graceSeconds is server.shutdownGraceSeconds)." }}
+{{- end }}
+{{- $drain := include "ringfence.drainSeconds" . | int }}
+{{- $shutdown := add (int $v.server.preStopSleepSeconds) $drain (int $v.server.shutdownGraceSeconds) | int }}
+{{- if le (int $v.terminationGracePeriodSeconds) $shutdown }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed server.preStopSleepSeconds + drainSeconds + shutdownGraceSeconds (%d): the kubelet would SIGKILL calls still draining." (int $v.terminationGracePeriodSeconds) $shutdown) }}
 {{- end }}
 {{- $sources := 0 }}
 {{- if $v.rules }}{{ $sources = add1 $sources }}{{ end }}
@@ -313,22 +377,30 @@ when schema validation is skipped. Each failure says what to change.
 {{- end }}
 
 {{/*
-Probes: native gRPC where possible. The kubelet's gRPC probe cannot speak TLS, so with TLS
-on they ask the plain-HTTP health endpoint, which reports the same state (no exec, no
-Python process per probe).
+Probes. Readiness means "a policy is served": gRPC health for the DecisionService
+(NOT_SERVING until a policy loads, and again while draining), or /readyz, which reads the
+same state, when TLS is on (the kubelet's gRPC probe cannot speak TLS). Liveness and start-up
+mean "the process answers": /healthz, answered by the event loop whether or not a policy is
+loaded, in both modes, so a pod waiting for its first bundle or serving no tenant is left not
+ready, never restarted.
 */}}
 {{- define "ringfence.probe" -}}
+{{- if eq .kind "ready" }}
 {{- if .root.Values.tls.enabled }}
 httpGet:
-  path: {{ ternary "/readyz" "/healthz" (ne .service "") }}
+  path: /readyz
   port: health
-timeoutSeconds: 2
 {{- else }}
 grpc:
   port: {{ .root.Values.server.grpcPort }}
-  service: {{ .service | quote }}
-timeoutSeconds: 2
+  service: ringfence.v1.DecisionService
 {{- end }}
+{{- else }}
+httpGet:
+  path: /healthz
+  port: health
+{{- end }}
+timeoutSeconds: 2
 periodSeconds: {{ .cfg.periodSeconds }}
 failureThreshold: {{ .cfg.failureThreshold }}
 {{- end }}

@@ -135,12 +135,16 @@ async def test_a_registry_with_a_token_service_gets_a_pull_token(
         registry.push(bundle(tmp_path, "v1", keys.key), TAG)
         url = registry.reference(TAG)
         pushed = len(tokens.seen)
-        async with serving(tmp_path / "without", url, keys) as (s, _):
+        # The token service runs on another port than the registry: the operator allows it.
+        allowed = (tokens.realm.split("/")[2],)
+        async with serving(tmp_path / "without", url, keys, token_realm_hosts=allowed) as (s, _):
             source = s.server.bundle_source
             assert source is not None
             await wait_for(lambda: holds(source.status.results["error"] >= 1))
             assert "token service answered HTTP 401" in source.status.last_error
-        async with serving(tmp_path / "with", url, keys, token="ci:s3cret") as (s, _):
+        async with serving(
+            tmp_path / "with", url, keys, token="ci:s3cret", token_realm_hosts=allowed
+        ) as (s, _):
             await wait_revision(s, "v1")
             assert await reason(s) == "v1"
             source = s.server.bundle_source

@@ -92,3 +92,80 @@ async def test_a_challenge_the_server_will_not_answer(challenge: str, error: str
         else:
             assert await auth.answer(client, challenge) is False
     assert auth.headers() == before
+
+
+def _token_service(seen: list[str], status: int = 200):  # type: ignore[no-untyped-def]
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url.copy_with(query=None)))
+        if status != 200:
+            return httpx.Response(status, headers={"location": "http://10.0.0.1/latest"})
+        return httpx.Response(200, json={"token": "pull-token"})
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("registry", "realm", "allowed", "asked"),
+    [
+        ("r.example", "https://r.example/token", (), True),
+        ("r.example", "https://r.example:443/token", (), True),
+        ("r.example:5000", "https://r.example:5000/token", (), True),
+        ("r.example", "https://R.EXAMPLE/token", (), True),
+        # Another host, or another port of the same host: only when the operator allows it.
+        ("r.example", "https://169.254.169.254/latest/meta-data", (), False),
+        ("r.example", "https://r.example:8443/token", (), False),
+        ("r.example", "https://auth.example/token", (), False),
+        ("r.example", "https://auth.example/token", ("auth.example",), True),
+        ("r.example", "https://auth.example:8443/token", ("auth.example",), True),
+        ("r.example", "https://auth.example:8443/token", ("auth.example:443",), False),
+        ("r.example", "https://auth.example.evil/token", ("auth.example",), False),
+        ("r.example", "https://user@r.example/token", (), False),
+    ],
+)
+async def test_a_token_realm_is_asked_only_on_the_registry_or_an_allowed_host(
+    registry: str, realm: str, allowed: tuple[str, ...], asked: bool
+) -> None:
+    seen: list[str] = []
+    auth = RegistryAuth(
+        parse_reference(f"oci://{registry}/rules:prod"), "ci:s3cret", realm_hosts=allowed
+    )
+    transport = httpx.MockTransport(_token_service(seen))
+    async with httpx.AsyncClient(transport=transport) as client:
+        if asked:
+            assert await auth.answer(client, f'Bearer realm="{realm}",service="r"')
+            assert auth.headers() == {"Authorization": "Bearer pull-token"}
+        else:
+            with pytest.raises(OciError, match=r"not the registry itself|no plain host"):
+                await auth.answer(client, f'Bearer realm="{realm}",service="r"')
+    assert len(seen) == int(asked)
+
+
+async def test_a_token_service_that_redirects_is_not_followed() -> None:
+    seen: list[str] = []
+    auth = RegistryAuth(parse_reference("oci://r.example/rules:prod"), "ci:s3cret")
+    transport = httpx.MockTransport(_token_service(seen, status=302))
+    async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
+        with pytest.raises(OciError, match="answered HTTP 302"):
+            await auth.answer(client, 'Bearer realm="https://r.example/token"')
+    assert seen == ["https://r.example/token"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "error"),
+    [
+        (["auth.docker.io", " gitlab.com:443 ", ""], ""),
+        (["[::1]:5000"], ""),
+        (["https://auth.docker.io"], "not a host"),
+        (["user@host"], "not a host"),
+        (["host/path"], "not a host"),
+        (["host:99999"], "not a host"),
+    ],
+)
+def test_realm_hosts_are_checked(entries: list[str], error: str) -> None:
+    from server.bundle.oci import parse_realm_hosts
+
+    if error:
+        with pytest.raises(ValueError, match=error):
+            parse_realm_hosts(entries)
+    else:
+        assert parse_realm_hosts(entries) == tuple(e.strip().lower() for e in entries if e.strip())

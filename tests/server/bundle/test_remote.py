@@ -187,7 +187,9 @@ async def test_not_ready_until_the_first_bundle_arrives(
         assert await readyz(s) == 503
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await s.decisions.Evaluate(request(PHONE, tenant="acme"), timeout=5)
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        # Not "unknown tenant" (which a caller must not retry): the server has none yet.
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no policy is loaded yet" in info.value.details()
         publish(nginx.www, rules(tmp_path / "v1", "block", "v1"), keys.key, "v1")
         await wait_revision(s, "v1")
         assert await readyz(s) == 200

@@ -51,22 +51,18 @@ async def test_not_ready_without_a_policy(tmp_path: Path) -> None:
 
 
 async def test_not_ready_while_draining(rules_copy: Path) -> None:
-    async with running_server(rules_copy, health_listen="127.0.0.1:0") as s:
+    """While the server drains (its clients still connected), /readyz says 503 and /healthz
+    200: the pod leaves the Service without being restarted."""
+    async with running_server(rules_copy, health_listen="127.0.0.1:0", drain_s=120) as s:
         port = s.server.health_port
-        release = asyncio.Event()
-
-        async def requests():  # type: ignore[no-untyped-def]
-            yield request("+8613800138000", dry_run=True)
-            await release.wait()
-
-        stream = s.decisions.EvaluateStream(requests())
-        await stream.read()  # the stream is open: shutdown must wait for it
+        await s.decisions.Evaluate(request("+8613800138000", dry_run=True), timeout=5)
         stopping = asyncio.create_task(s.server.stop(grace=10))
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(60):
             while (await get(port, "/readyz"))[0] != 503:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         assert await get(port, "/healthz") == (200, "ok\n")
-        release.set()
+        assert not stopping.done()  # the test's own connection holds the drain
+        await s.channel.close()  # the last client leaves: the drain ends
         await stopping
 
 

@@ -13,7 +13,9 @@ def test_buckets_are_cumulative_per_tenant() -> None:
     h.observe("b", 0.02)
     (family,) = h.collect()
     samples = {
-        (s.name, s.labels.get("tenant"), s.labels.get("le")): s.value for s in family.samples
+        (s.name, s.labels.get("tenant"), s.labels.get("le")): s.value
+        for s in family.samples
+        if s.labels["code"] == "OK"
     }
     assert samples[("ringfence_decision_duration_seconds_bucket", "a", "0.001")] == 2
     assert samples[("ringfence_decision_duration_seconds_bucket", "a", "0.01")] == 3
@@ -29,5 +31,12 @@ def test_exposition() -> None:
     h = LatencyHistogram()
     registry.register(h)
     h.observe("demo", 0.0003)
+    h.observe("demo", 0.2, "UNAVAILABLE")
     text = generate_latest(registry).decode()
-    assert 'ringfence_decision_duration_seconds_bucket{le="0.0005",tenant="demo"} 1.0' in text
+    assert (
+        'ringfence_decision_duration_seconds_bucket{code="OK",le="0.0005",tenant="demo"} 1.0'
+    ) in text
+    assert (
+        'ringfence_decision_duration_seconds_bucket{code="UNAVAILABLE",le="0.25",tenant="demo"} 1.0'
+    ) in text
+    assert 'ringfence_decision_duration_seconds_count{code="UNAVAILABLE",tenant="demo"} 1.0' in text

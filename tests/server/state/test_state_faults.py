@@ -31,11 +31,26 @@ async def apply(b: RedisBackend, t: float = T0) -> dict[str, int]:
     return await asyncio.wait_for(b.apply("t1", [REF], t, record=True), GUARD_S)
 
 
+async def until_ok(b: RedisBackend) -> tuple[dict[str, int], int]:
+    """Apply until Redis answers within the timeout (a healthy Redis on a loaded machine may
+    miss a 20 ms timeout now and then): the answer, and how many attempts it took."""
+    async with asyncio.timeout(GUARD_S):
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await apply(b), attempts
+            except StateTimeout:
+                continue
+
+
 @pytest.mark.parametrize("timeout_s", [0.02, 0.1])
 async def test_paused_redis_times_out_then_recovers(own_redis: Any, timeout_s: float) -> None:
     b = redis_backend(own_redis.url, timeout_s)
     try:
-        assert await apply(b) == {"c": 1}
+        first, _ = await until_ok(b)
+        before = first["c"]  # 1, or more if attempts that timed out were recorded anyway
+        timeouts = b.stats.timeouts
         own_redis.pause()
         try:
             for _ in range(3):  # every call gives up on its own, none piles up
@@ -44,11 +59,11 @@ async def test_paused_redis_times_out_then_recovers(own_redis: Any, timeout_s: f
             assert await asyncio.wait_for(b.ping(), GUARD_S) is False
         finally:
             own_redis.resume()
-        assert b.stats.timeouts == 4
+        assert b.stats.timeouts - timeouts == 4
         # Calls that timed out may have reached Redis before it stopped: at least the
         # first event, at most all of them. The backend itself is usable again.
-        got = (await apply(b))["c"]
-        assert 2 <= got <= 5
+        after, attempts = await until_ok(b)
+        assert before + 1 <= after["c"] <= before + 3 + attempts
         assert await b.ping() is True
     finally:
         await b.close()
