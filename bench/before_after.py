@@ -4,10 +4,11 @@
 
 The earlier revision is unpacked (``git archive``) into a temporary folder and run by the
 same interpreter with that folder first on ``sys.path``, so both sides share the venv, the
-machine and the minute; only the code differs. Both serve the same rules (this checkout's
-``rules/``) and replay the same file. Rounds alternate between the two sides, so drift on
-a shared machine hits both alike; each figure is the median of the rounds, and the ratio
-(after / before) is what to read.
+machine and the minute; only the code differs. Both serve the same rules, the earlier
+revision's ``rules/`` (which this checkout must still run; its own may use what the
+earlier code does not know), and replay the same file. Rounds alternate between the two
+sides, so drift on a shared machine hits both alike; each figure is the median of the
+rounds, and the ratio (after / before) is what to read.
 
 * Evaluate: ``ringfence serve`` in a child process, pre-serialised requests (bench/echo_ratio.py's
   mix, no event time: each is decided at the server's clock) at 1 and 16 concurrent calls.
@@ -40,9 +41,9 @@ _RUN = "import sys; sys.argv[0] = 'ringfence'; from server.cli import main; sys.
 
 
 def unpack(rev: str, into: Path) -> Path:
-    """The revision's dsl/ and server/ (the code; rules and tests come from here)."""
+    """The revision's dsl/ and server/ (the code) and rules/ (the policy both sides run)."""
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "dsl", "server"],
+        ["git", "archive", "--format=tar", rev, "dsl", "server", "rules"],
         cwd=REPO,
         capture_output=True,
         check=True,
@@ -95,7 +96,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         before = unpack(ns.before, Path(tmp) / "before")
         after = REPO
-        rules = REPO / "rules"
+        rules = before / "rules"
         events = Path(tmp) / "day.jsonl"
         day = generate(seed=11, users=ns.users)
         events.write_text("".join(json.dumps(e) + "\n" for e in day))

@@ -7,10 +7,11 @@ one mistake does not cascade into a page of follow-on errors.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from dsl import ast, ir, schema
+from dsl import ast, ir, lint, schema
 from dsl.aggregates import NUMERIC_KINDS, AggKind, KeyKind, Window, calendar_day, sliding
 from dsl.diagnostics import Diagnostic, Severity, Suggestion
 from dsl.durations import DurationError, format_duration, parse_duration
@@ -128,6 +129,8 @@ class Checker:
         self.policy_nodes = 0
         self.suggestions_left = MAX_SUGGESTIONS
         self.reported_node_limit = False
+        # What every expression was checked into, for the lint stage (dsl/lint.py).
+        self.typed: dict[int, tuple[ast.Expr, ir.Node]] = {}
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -162,7 +165,7 @@ class Checker:
             if sym.kind == "condition" and not sym.used:
                 self.condition(name, sym.decl.span, _Ctx("condition"))  # still checked
         self.report_unused()
-        return ir.CheckedPolicy(
+        checked = ir.CheckedPolicy(
             tenant=self.tenant,
             timezone=self.timezone,
             aggregates=self.aggregates.finish(self.in_plan),
@@ -191,6 +194,20 @@ class Checker:
             uses_ip=self.uses_ip,
             list_uses=tuple(dict.fromkeys(self.list_uses)),
         )
+        self.diags.extend(
+            lint.lint(
+                lint.LintInput(
+                    modules=tuple((u.module, u.library) for u in self.units),
+                    typed=self.typed,
+                    policy=checked,
+                    conditions=frozenset(
+                        n for n, s in self.symbols.items() if s.kind == "condition"
+                    ),
+                    options=self.options,
+                )
+            )
+        )
+        return checked
 
     def declare(self) -> None:
         for unit in self.units:
@@ -386,7 +403,18 @@ class Checker:
             ok = False
         field = ""
         value: ir.Node | None = None
-        if kind in NUMERIC_KINDS:
+        stray = _stray_keys(d)
+        if stray:
+            keys = ", ".join(
+                [*(p.kind if p.arg is None else f"{p.kind} {p.arg}" for p in d.per), *stray]
+            )
+            self.error(
+                d.args[-len(stray)].span,
+                f"'{', '.join(stray)}' after 'per {d.per[0].kind}' is read as a field of"
+                f" {d.kind}(); to count per several keys together write per ({keys})",
+            )
+            ok = False
+        elif kind in NUMERIC_KINDS:
             if len(d.args) != 1:
                 self.error(
                     d.kind_span,
@@ -841,6 +869,11 @@ class Checker:
         return False
 
     def expr(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
+        node = self._expr(e, ctx)
+        self.typed[id(e)] = (e, node)
+        return node
+
+    def _expr(self, e: ast.Expr, ctx: _Ctx) -> ir.Node:
         match e:
             case ast.IntLit(value=v):
                 return ir.Lit(v, Type.INT)
@@ -1124,6 +1157,14 @@ class Checker:
         try:
             program = compile_pattern(pattern).programsize
         except PatternError as err:
+            backref = _BACKREFERENCE.search(pattern)
+            if backref is not None:
+                return self.error(
+                    e.args[0].span,
+                    f"invalid regular expression: RE2 has no backreferences ({backref.group()}):"
+                    " it matches in linear time, so it cannot refer back to a group; list the"
+                    " repeated text, or test it another way",
+                )
             # RE2's reason can quote the whole pattern: keep the message short.
             return self.error(e.args[0].span, f"invalid regular expression: {str(err)[:120]}")
         if isinstance(obj, ir.Lit):
@@ -1265,6 +1306,14 @@ class Checker:
         return out
 
     def set_lit(self, e: ast.SetLit, ctx: _Ctx) -> ir.Node:
+        if any(isinstance(i, ast.StrLit) for i in e.items) or all(
+            self.bare_word(i) for i in e.items
+        ):
+            bare = [i for i in e.items if isinstance(i, ast.Name) and self.bare_word(i)]
+            for word in bare:
+                self.unquoted(word)
+            if bare:
+                return ir.Error()
         items = [self.expr(i, ctx) for i in e.items]
         if any(i.type is Type.ERROR for i in items):
             return ir.Error()
@@ -1285,6 +1334,17 @@ class Checker:
         return ir.Lit(values, Type.SET_STR if kind is Type.STR else Type.SET_INT)  # type: ignore[arg-type]
 
     def membership(self, e: ast.In, ctx: _Ctx) -> ir.Node:
+        if isinstance(e.right, ast.StrLit) and e.right.is_plain:
+            sym = self.symbols.get(e.right.value)
+            if sym is not None and sym.kind == "list":
+                sym.used = True
+                name = e.right.value
+                return self.error(
+                    e.right.span,
+                    f"{e.right.raw} is a string; a list is named without quotes:"
+                    f" {'phone' if _dotted(e.left) == 'phone' else '...'} in {name}",
+                    Suggestion(e.right.raw, name),
+                )
         if isinstance(e.right, ast.Name):
             sym = self.symbols.get(e.right.name)
             if sym is not None and sym.kind == "list":
@@ -1321,10 +1381,35 @@ class Checker:
         return ir.InSet(left, right.value, nullable=left.nullable)
 
     def compare(self, op: str, le: ast.Expr, re: ast.Expr, span: ast.Span, ctx: _Ctx) -> ir.Node:
-        left = self.expr(le, ctx)
-        right = self.expr(re, ctx)
+        bare = le if self.bare_word(le) else re if self.bare_word(re) else None
+        if isinstance(bare, ast.Name) and op in ("==", "!="):
+            # `event.scene == register`: a string without its quotes, most likely.
+            other = re if bare is le else le
+            other_node = self.expr(other, ctx)
+            if other_node.type is Type.STR:
+                return self.unquoted(bare)
+            bare_node = self.expr(bare, ctx)
+            left, right = (bare_node, other_node) if bare is le else (other_node, bare_node)
+        else:
+            left = self.expr(le, ctx)
+            right = self.expr(re, ctx)
         if Type.ERROR in (left.type, right.type):
             return ir.Error()
+        if {left.type, right.type} == {Type.DUR, Type.INT}:
+            number = left if left.type is Type.INT else right
+            if isinstance(number, ir.Lit) and isinstance(number.value, int):
+                as_duration = format_duration(abs(number.value))
+                what = "a duration"
+                duration = right if number is left else left
+                if isinstance(duration, ir.AggValue) and duration.agg_id.startswith("age("):
+                    what = f"{duration.agg_id} is a duration"
+                else:
+                    what = "cannot compare a duration with an int"
+                return self.error(
+                    span,
+                    f"{what}: write {as_duration} ({number.value} seconds), not {number.value}",
+                    Suggestion(str(abs(number.value)), as_duration),
+                )
         if {left.type, right.type} == {Type.INT, Type.DEC}:
             # An int against a decimal compares as decimals: scale the int side.
             left, right = self.promote(left, le.span), self.promote(right, re.span)
@@ -1335,6 +1420,27 @@ class Checker:
         if op not in ("==", "!=") and left.type not in _ORDERED:
             return self.error(span, f"'{op}' compares numbers or durations, not {left.type.value}s")
         return fold_cmp(op, left, right)
+
+    def bare_word(self, e: ast.Expr) -> bool:
+        """A name that is nothing: no declaration, no fact."""
+        return (
+            isinstance(e, ast.Name)
+            and e.name not in self.symbols
+            and e.name not in ("phone", "event", "tenant")
+            and e.name not in schema.EVENT_FIELDS
+            and e.name not in schema.PHONE_FIELDS
+        )
+
+    def unquoted(self, e: ast.Name) -> ir.Error:
+        """The error for a bare word where a string is wanted: quote it (or, when a
+        constant is spelt alike, that one)."""
+        const = self.suggest(e.name, [n for n, s in self.symbols.items() if s.kind == "const"])
+        also = f" (or the constant {const.replacement})" if const is not None else ""
+        return self.error(
+            e.span,
+            f"unknown name '{e.name}': a string is written in quotes{also}",
+            Suggestion(e.name, f'"{e.name}"'),
+        )
 
     def promote(self, node: ir.Node, span: ast.Span) -> ir.Node:
         """An int as a decimal (scaled to millionths); decimals pass through."""
@@ -1399,6 +1505,21 @@ class Checker:
         ):
             return self.fold(e.span, op, left, right, Type.DUR)
         return self.error(e.span, f"cannot apply '{op}' to {_a(left.type)} and {_a(right.type)}")
+
+
+# \1, (?P=name), \k<name>: what other engines call a backreference.
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=\w+\)|\\k<\w+>")
+
+
+def _stray_keys(d: ast.Aggregate) -> list[str]:
+    """``count(per number, app, over 1h)``: key names after a 'per', parsed as fields."""
+    if not d.per:
+        return []
+    first_per = d.per[0].span
+    after = [a for a in d.args if (a.span.line, a.span.column) > (first_per.line, first_per.column)]
+    if after and all(isinstance(a, ast.Name) and a.name in schema.KEY_KINDS for a in after):
+        return [a.name for a in after if isinstance(a, ast.Name)]
+    return []
 
 
 def _clause_word(c: ast.Clause) -> str:

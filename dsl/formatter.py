@@ -460,7 +460,10 @@ class _Printer:
 
     def rule(self, r: ast.Rule) -> None:
         head = ("shadow " if r.shadow else "") + f"rule {r.name} {{"
-        self.emit(head, self.grab(r.span.line, r.span.line))
+        # A comment at the end of `rule r { when x  # why` is the clause's, not the rule's:
+        # the header line's comments are its own only when no clause starts on it.
+        shared = any(c.span.line == r.span.line for c in r.clauses)
+        self.emit(head, () if shared else self.grab(r.span.line, r.span.line))
         order = len(_CLAUSE_ORDER)  # a clause missing from the table goes last
         clauses = sorted(r.clauses, key=lambda c: _CLAUSE_ORDER.get(type(c), order))
         for clause in clauses:

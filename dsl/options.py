@@ -26,6 +26,9 @@ class CompileOptions:
     # Calendar days ("today") when the policy's settings name no time zone: the tenant's
     # config (tenant.toml) supplies it, so ops can set it without touching the rules.
     default_timezone: str = "UTC"
+    # What tenant.toml says ("" when it says nothing): a policy whose settings name another
+    # time zone gets a warning (the policy's wins).
+    tenant_timezone: str = ""
 
     # Limits: policies are untrusted input, and each of these bounds time or memory that a
     # few lines of policy could otherwise make unbounded. Each is reported with a position.

@@ -24,7 +24,8 @@ from lark.exceptions import (
 from lark.lexer import PatternStr
 
 from dsl import ast
-from dsl.diagnostics import Diagnostic, PolicyError, Severity
+from dsl.diagnostics import Diagnostic, PolicyError, Severity, Suggestion
+from dsl.durations import format_duration
 
 DEFAULT_MAX_DEPTH = 32
 # Policies hold 64-bit integers; names and strings have sane lengths (a 1 MB name would make
@@ -186,6 +187,15 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> Diagnostic
             line, col = len(lines), len(lines[-1]) + 1
             return Diagnostic(path, line, col, Severity.ERROR, f"unexpected end of file{expected}")
         end = col + max(1, len(str(tok)))
+        if tok.type == "INT" and "DURATION" in err.expected and str(tok).isdigit():
+            # `over 3600`: seconds written as a bare number.
+            seconds = int(str(tok)[:12])
+            fix = Suggestion(str(tok), format_duration(seconds))
+            msg = (
+                f"unexpected number '{tok}': a window is a duration such as 30m, 1h or 1d"
+                f" ({tok} seconds is {fix.replacement}); did you mean '{fix.replacement}'?"
+            )
+            return Diagnostic(path, line, col, Severity.ERROR, msg, line, end, fix)
         hint = _token_hint(tok, err.expected)
         msg = f"unexpected {_describe_token(tok)}{hint or expected}"
         return Diagnostic(path, line, col, Severity.ERROR, msg, line, end)

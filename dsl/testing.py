@@ -69,6 +69,13 @@ INT_MAX = 2**63 - 1  # policies hold 64-bit integers
 _A = {str: "a string", bool: "true or false", int: "an int"}
 
 
+def _seconds(text: str) -> int | None:
+    try:
+        return parse_duration(text)
+    except DurationError:
+        return None
+
+
 def _hint(name: str, candidates: Iterable[str]) -> str:
     pool = tuple(candidates)
     guess = closest(name, pool)
@@ -588,6 +595,15 @@ class _CaseReader:
                     self.error(at, f'aggregates.{k} must be {what} or "unknown"', value=True)
             elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT_MAX:
                 out[k] = v
+            elif k.startswith("age(") and isinstance(v, str) and _seconds(v) is not None:
+                out[k] = _seconds(v)
+            elif k.startswith("age("):
+                self.error(
+                    at,
+                    f'aggregates."{k}" is a time: seconds (600), a duration such as "10m",'
+                    ' or "unknown"',
+                    value=True,
+                )
             else:
                 self.error(
                     at, f'aggregates.{k} must be a count (an int >= 0) or "unknown"', value=True

@@ -270,7 +270,11 @@ def load_bundle(
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     budget = tenant_budget(config, costs or EvaluationBudget(), tenant, str(folder / TENANT_TOML))
     try:
-        options = CompileOptions(default_timezone=config.timezone or "UTC", cost_budget=budget)
+        options = CompileOptions(
+            default_timezone=config.timezone or "UTC",
+            tenant_timezone=config.timezone,
+            cost_budget=budget,
+        )
         artifact = compiler.build(sources, library=library, tenant=tenant, options=options)
     except PolicyError as exc:
         all_sources = {**library, **sources}

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tenant")
     s.add_argument("-v", "--verbose", action="store_true")
     add_ip_db_arguments(s)
+    s.add_argument(
+        "--coverage",
+        action="store_true",
+        help="also print the rules and conditions no case exercises (fires and stays quiet,"
+        " true and false)",
+    )
     s.set_defaults(func=ruletest.run_test)
 
     s = sub.add_parser("eval", help="decide one number offline and explain why")
@@ -101,6 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tenant", help="default: the tenant of the first event")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report")
+    s.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="outcome labels joined on request_id: CSV (request_id,label) or JSON lines;"
+        " they win over the events' own label field",
+    )
+    s.add_argument(
+        "--fraud-label",
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="a label value that means fraud (repeat, or comma-separate); every other label"
+        " then means good (default: fraud/bad/chargeback/true/1... are fraud,"
+        " good/legit/normal/false/0... good)",
+    )
+    s.add_argument(
+        "--decisions",
+        metavar="FILE",
+        help="write one record per event (action, score, rules, aggregate values): JSON"
+        " lines, or Parquet when FILE ends in .parquet",
+    )
     s.add_argument(
         "--max-bad-lines",
         type=int,

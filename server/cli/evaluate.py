@@ -66,12 +66,28 @@ def parse_aggs(
                 raise ValueError(f"--agg {name}={text}: {exc}") from None
         elif _AGG_VALUE.fullmatch(text) and int(text) <= _INT64_MAX:
             out[name] = int(text)
+        elif name.startswith("age(") and (seconds := _duration(text)) is not None:
+            out[name] = seconds
+        elif name.startswith("age("):
+            raise ValueError(
+                f"--agg {name}={text}: {name} is a time in seconds: give 600 or a duration"
+                " such as 10m, 2h or 3d, or 'unknown'"
+            )
         else:
             raise ValueError(
                 f"--agg {name}={text}: a value is a whole number from 0 to {_INT64_MAX}, "
                 "or 'unknown'"
             )
     return out
+
+
+def _duration(text: str) -> int | None:
+    from dsl.durations import DurationError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except DurationError:
+        return None
 
 
 ASSUME_FIRST = "first"

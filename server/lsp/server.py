@@ -89,6 +89,7 @@ class RingfenceServer(LanguageServer):
         self.options = options
         root = Path(options.rules_root) if options.rules_root else None
         self.ws = RulesWorkspace(rules_root=root)
+        self._extras_started: dict[str, int] = {}  # publish_extras calls begun, per key
         self.analysis = ThreadPoolExecutor(1, thread_name_prefix="ringfence-analysis")
         self.runner = CheckRunner(
             self._prepare,
@@ -162,6 +163,9 @@ class RingfenceServer(LanguageServer):
             keys = await self.run(lambda: self.keys_for(place))
         elif path.name == TENANT_TOML and place.tenant:
             keys = [self.key(place)]
+            # A quick check reuses the last full one's findings and reads no tenant.toml;
+            # its problems (and the lists its region reads) come from a full check only.
+            full = True
         else:
             return
         for k in keys:
@@ -190,13 +194,13 @@ class RingfenceServer(LanguageServer):
             if kind == "L":
                 return CheckRequest("", {name + _LIB_CHECK: f'import "{name}"\n'}, library)
             sources = view.tenant_sources(root, name)
-            tz = "UTC"
+            tz = ""  # tenant.toml's, when it names one
             chosen = 0
             _, toml = view.tenant_toml(root, name)
             if toml is not None:
                 with contextlib.suppress(TenantConfigError):
                     config = parse_tenant_config(toml, TENANT_TOML)
-                    tz, chosen = config.timezone or "UTC", config.cost_budget
+                    tz, chosen = config.timezone, config.cost_budget
             # As the server would load it: the tenant's own budget within the ceiling
             # (RINGFENCE_COST_BUDGET / _CEILING, as for ringfence check), else the default.
             budget = self.costs.for_tenant(chosen) or self.costs.default
@@ -297,7 +301,12 @@ class RingfenceServer(LanguageServer):
                     config[rel].append(_config_diag(rel, str(exc)))
             return config, self.list_problems(root, tenant, region, lists, labels, uses)
 
+        # Checks run in threads and may finish out of order: only the latest one started
+        # for this key publishes, so an older file's problems never replace a newer's.
+        started = self._extras_started[key] = self._extras_started.get(key, 0) + 1
         config, problems = await asyncio.to_thread(build)
+        if self._extras_started[key] != started:
+            return
         self.replace_owner("config:" + key, root, config)
         self.replace_owner("lists:" + key, root, problems)
 

@@ -131,7 +131,10 @@ class Checker:
             library=req.library,
             tenant=req.tenant,
             options=replace(
-                self.options, default_timezone=req.timezone or "UTC", cost_budget=req.cost_budget
+                self.options,
+                default_timezone=req.timezone or "UTC",
+                tenant_timezone=req.timezone,
+                cost_budget=req.cost_budget,
             ),
             parser=self.cache.module_parser(keep),
         )

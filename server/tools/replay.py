@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -34,10 +35,12 @@ from types import MappingProxyType
 from dsl.aggregates import AggregateRef
 from dsl.decision import Decision
 from dsl.facts import NO_IP, EventFacts, Facts, IpFacts, PhoneFacts
-from dsl.pipeline import decide_now
+from dsl.pipeline import Decided, decide_now
 from server.bundle.load import TenantBundle
 from server.phone import PhoneParser
 from server.state import MemoryBackend
+from server.tools.decisions import DecisionSink, record
+from server.tools.outcomes import Labelling, LabelReader
 from server.tools.summary import SAMPLES, Diff, Summary
 
 from .replay_input import (
@@ -67,6 +70,8 @@ PROGRESS_EVERY = 1000
 
 __all__ = [
     "Diff",
+    "LabelReader",
+    "Labelling",
     "ReplayEvent",
     "ReplayInputError",
     "Replayer",
@@ -132,12 +137,13 @@ class Replayer:
         self.backend = MemoryBackend(hash_key=hash_key, max_keys=5_000_000)
         self.summary = Summary.for_policy(bundle.policy)
         self.locate = locate if bundle.policy.reads_ip else None
+        self.ids = bundle.policy.aggregate_ids
 
     async def decide(self, ev: ReplayEvent) -> Decision:
         return self.decide_now(ev)
 
     def decide_now(self, ev: ReplayEvent) -> Decision:
-        return self.decide_facts(ev.phone, ev.event, ev.recorded_lists, ip=ev.ip)
+        return self.decide_facts(ev.phone, ev.event, ev.recorded_lists, ip=ev.ip).decision
 
     def decide_facts(
         self,
@@ -145,24 +151,25 @@ class Replayer:
         event: EventFacts,
         recorded: Mapping[str, Mapping[str, str]] | None,
         planned: Sequence[AggregateRef | PlannedRef] | None = None,
+        fraud: bool | None = None,
         ip: IpFacts = NO_IP,
-    ) -> Decision:
+    ) -> Decided:
         """Decide one event; ``planned`` is the policy's plan for it when a parsing
-        worker has already made it; ``ip`` where its address is, when known already."""
+        worker has already made it; ``fraud`` its outcome (None: unlabelled); ``ip`` where
+        its address is, when known already."""
         b = self.bundle
         lists = lists_for(b, phone.e164, recorded, event.ip)
         if ip is NO_IP and self.locate is not None:
             ip = self.locate(event.ip)
         facts = Facts(tenant=b.name, phone=phone, event=event, ip=ip)
-        decision = decide_now(
-            b.policy, lists, facts, self.backend, record=True, refs=planned
-        ).decision
-        self.summary.add(event, decision)
-        return decision
+        decided = decide_now(b.policy, lists, facts, self.backend, record=True, refs=planned)
+        self.summary.add(event, decided.decision, fraud)
+        return decided
 
 
 class _Comparison:
-    """One policy's replay, or two side by side over the same events, one event at a time."""
+    """One policy's replay, or two side by side over the same events, one event at a time;
+    each labelled from ``labels`` and written to ``sink`` when given."""
 
     def __init__(
         self,
@@ -170,13 +177,28 @@ class _Comparison:
         other: TenantBundle | None,
         samples: int,
         locate: Locate | None = None,
+        labels: Labelling | None = None,
+        sink: DecisionSink | None = None,
     ) -> None:
+        self.locate = locate
         self.a = Replayer(base, locate=locate)
         self.b = Replayer(other, locate=locate) if other is not None else None
         self.diff = Diff(sample_limit=samples)
+        self.labels = labels
+        self.sink = sink
 
     def step(self, ev: ReplayEvent) -> None:
-        self.step_facts(ev.phone, ev.event, ev.recorded_lists, ev.key, ip=ev.ip)
+        self.step_facts(
+            ev.phone,
+            ev.event,
+            ev.recorded_lists,
+            ev.key,
+            None,
+            ev.line,
+            ev.label,
+            ev.request_id,
+            ip=ev.ip,
+        )
 
     def step_facts(
         self,
@@ -185,14 +207,37 @@ class _Comparison:
         recorded: Mapping[str, Mapping[str, str]] | None,
         key: str,
         planned: Sequence[PlannedRef] | None = None,
+        line: int = 0,
+        label: str | None = None,
+        request_id: str = "",
         ip: IpFacts = NO_IP,
     ) -> None:
-        da = self.a.decide_facts(phone, event, recorded, planned, ip)
-        if self.b is None:
-            return
-        db = self.b.decide_facts(phone, event, recorded, ip=ip)
-        ev = ReplayEvent(0, event.occurred_at, self.a.bundle.name, phone, event, recorded, key)
-        self.diff.add(ev, da, db)
+        fraud = None
+        if self.labels is not None:
+            label, fraud = self.labels.of(label, request_id)
+        da = self.a.decide_facts(phone, event, recorded, planned, fraud, ip)
+        db = None
+        if self.b is not None:
+            db = self.b.decide_facts(phone, event, recorded, None, fraud, ip)
+            ev = ReplayEvent(
+                line, event.occurred_at, self.a.bundle.name, phone, event, recorded, key
+            )
+            self.diff.add(ev, da.decision, db.decision)
+        if self.sink is not None:
+            self.sink.write(
+                record(
+                    line=line,
+                    request_id=request_id,
+                    key=key,
+                    occurred_at=event.occurred_at,
+                    e164=phone.e164,
+                    label=label,
+                    fraud=fraud,
+                    decided=da,
+                    ids=self.a.ids,
+                    against=None if db is None or self.b is None else (db, self.b.ids),
+                )
+            )
 
     def result(self, elapsed: float) -> tuple[Summary, Summary | None, Diff]:
         self.a.summary.seconds = elapsed
@@ -209,21 +254,20 @@ async def replay(
     samples: int = SAMPLES,
     progress: Progress | None = None,
     locate: Locate | None = None,
+    labels: Labelling | None = None,
+    decisions: DecisionSink | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     """Replay ``events`` in the order given (callers sort them: :func:`read_events`)."""
-    return _replay_sorted(events, base, other, samples, progress, time.perf_counter(), locate)
+    run = _Comparison(base, other, samples, locate, labels, decisions)
+    return _replay_sorted(events, run, progress, time.perf_counter())
 
 
 def _replay_sorted(
     events: Iterable[ReplayEvent],
-    base: TenantBundle,
-    other: TenantBundle | None,
-    samples: int,
+    run: _Comparison,
     progress: Progress | None,
     t0: float,
-    locate: Locate | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
-    run = _Comparison(base, other, samples, locate)
     step = run.step
     done = 0
     for done, ev in enumerate(events, 1):
@@ -246,15 +290,21 @@ def replay_file(
     progress: Progress | None = None,
     workers: int | None = None,
     locate: Locate | None = None,
+    labels: Labelling | None = None,
+    decisions: DecisionSink | None = None,
+    tenants: Counter[str] | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     """Replay a file's events of ``base``'s tenant, parsing (and planning) in worker
     processes while deciding here (see the module docstring); the time measured covers
-    both. Bad lines go to ``errors``; ``locate`` looks addresses up (``--ip-db``)."""
+    both. Bad lines go to ``errors``; ``locate`` looks addresses up (``--ip-db``);
+    ``labels`` gives each event its outcome; every decision is written to ``decisions``;
+    the events of other tenants are counted in ``tenants``."""
     tenant = base.name
     t0 = time.perf_counter()
     reads_ip = base.policy.reads_ip or (other is not None and other.policy.reads_ip)
     locate = locate if reads_ip else None
-    run = _Comparison(base, other, samples, locate)
+    run = _Comparison(base, other, samples, locate, labels, decisions)
+    others: Counter[str] = Counter() if tenants is None else tenants
     if usable_workers(workers) <= 0:
         # Parsing here: no wire format, each event decided as it is parsed.
         kept_events: list[ReplayEvent] = []
@@ -267,9 +317,11 @@ def replay_file(
                     kept_events.append(ev)
                     if order.next(ev.occurred_at):
                         run.step(ev)
+                else:
+                    others[ev.tenant] += 1
             if progress is not None and order.in_order:
                 progress(len(lines))
-        return _finish(run, order, kept_events, base, other, samples, progress, t0, locate)
+        return _finish(run, order, kept_events, progress, t0)
     kept: list[Wire] = []
     step = run.step_facts
     decoder = WireDecoder(base)
@@ -282,6 +334,7 @@ def replay_file(
         errors.extend(errs)
         for w in wire:
             if w[2] != tenant:
+                others[w[2]] += 1
                 continue
             kept.append(w)
             at = w[1]
@@ -292,12 +345,21 @@ def replay_file(
                 w[4], w[5], w[6], w[7], at, MappingProxyType(attrs) if attrs else EMPTY
             )
             plan = w[11]
-            planned = None if plan is None else refs_of(plan)
-            step(phone_of(w[3]), event, w[9], w[10], planned, ip_of(w[12]))
+            step(
+                phone_of(w[3]),
+                event,
+                w[9],
+                w[10],
+                None if plan is None else refs_of(plan),
+                w[0],
+                w[13],
+                w[14],
+                ip_of(w[12]),
+            )
         if progress is not None and order.in_order:
             progress(len(wire))
     events = [decoder.event(w) for w in kept] if not order.in_order else []
-    return _finish(run, order, events, base, other, samples, progress, t0, locate)
+    return _finish(run, order, events, progress, t0)
 
 
 class _InOrder:
@@ -323,18 +385,26 @@ def _finish(
     run: _Comparison,
     order: _InOrder,
     kept: list[ReplayEvent],
-    base: TenantBundle,
-    other: TenantBundle | None,
-    samples: int,
     progress: Progress | None,
     t0: float,
-    locate: Locate | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
     """The streamed result, or, when the file was out of order, the sorted replay's."""
     if not order.in_order:
         # Progress counted the file's lines once already; the sorted pass adds none.
         kept.sort(key=lambda e: (e.occurred_at, e.line))
-        return _replay_sorted(kept, base, other, samples, None, t0, locate)
+        if run.labels is not None:
+            run.labels.restart()
+        if run.sink is not None:
+            run.sink.restart()
+        again = _Comparison(
+            run.a.bundle,
+            run.b.bundle if run.b is not None else None,
+            run.diff.sample_limit,
+            run.locate,
+            run.labels,
+            run.sink,
+        )
+        return _replay_sorted(kept, again, None, t0)
     return run.result(time.perf_counter() - t0)
 
 
@@ -343,5 +413,10 @@ def run_replay_sync(
     base: TenantBundle,
     other: TenantBundle | None,
     progress: Progress | None = None,
+    *,
+    labels: Labelling | None = None,
+    decisions: DecisionSink | None = None,
 ) -> tuple[Summary, Summary | None, Diff]:
-    return asyncio.run(replay(events, base, other, progress=progress))
+    return asyncio.run(
+        replay(events, base, other, progress=progress, labels=labels, decisions=decisions)
+    )

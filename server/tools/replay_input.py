@@ -37,6 +37,8 @@ class ReplayEvent:
     key: str  # what identifies the event in a diff: request_id or line number
     # Where event.ip was, as a decision-log line recorded it; NO_IP: look it up (or not).
     ip: IpFacts = NO_IP
+    label: str | None = None  # the outcome as the line gave it (``label``), None: none given
+    request_id: str = ""
 
 
 class RecordedList:
@@ -176,9 +178,20 @@ def parse_line(
             for name, labels in _object(obj.get("lists"), "lists", line).items()
             if labels is not None  # null: not on that list
         }
-        key = _text(obj, "request_id", "request_id", line) or f"line {line}"
+        rid = _text(obj, "request_id", "request_id", line)
         ip = _recorded_ip(obj, line)
-        return ReplayEvent(line, at, tenant, phone, event, recorded, key, ip)
+        return ReplayEvent(
+            line,
+            at,
+            tenant,
+            phone,
+            event,
+            recorded,
+            rid or f"line {line}",
+            ip,
+            label=_label(obj, line),
+            request_id=rid,
+        )
     raw = obj.get("phone_number")
     if not isinstance(raw, str):
         raise ReplayInputError(f"line {line}: phone_number must be a string")
@@ -186,8 +199,31 @@ def parse_line(
         phone = parser.parse(raw, _text(obj, "default_region", "default_region", line))
     except PhoneParseError as exc:
         raise ReplayInputError(f"line {line}: phone_number: {exc.reason}") from None
-    key = _text(obj, "request_id", "request_id", line) or f"line {line}"
-    return ReplayEvent(line, at, tenant, phone, event, None, key)
+    rid = _text(obj, "request_id", "request_id", line)
+    return ReplayEvent(
+        line,
+        at,
+        tenant,
+        phone,
+        event,
+        None,
+        rid or f"line {line}",
+        label=_label(obj, line),
+        request_id=rid,
+    )
+
+
+def _label(obj: Mapping[str, Any], line: int) -> str | None:
+    """The line's outcome label (``"label": "fraud"``), as text; None when it has none."""
+    value = obj.get("label")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, _SCALAR):
+        raise ReplayInputError(f"line {line}: label must be a string, a number or a bool")
+    text = str(value).strip()
+    return text or None
 
 
 def _recorded_ip(obj: Mapping[str, Any], line: int) -> IpFacts:

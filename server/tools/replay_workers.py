@@ -43,11 +43,12 @@ PlanWire = tuple[tuple[int, str, str, bool], ...]
 Wire = tuple[
     int, float, str, PhoneWire, str, str, str, str, "dict[str, str] | None",
     "dict[str, dict[str, str]] | None", str, "PlanWire | None", "IpWire | None",
+    "str | None", str,
 ]  # fmt: skip
 """(line, time, tenant, phone, scene, app_id, ip, device_id, attributes, recorded lists,
-key, plan, ip facts): a parsed event, its plan for the policy given (spec index, key,
-member, feeds per aggregate) or None when it was not planned (another tenant, or no
-policy), and where its address is (None: not looked up)."""
+key, plan, ip facts, label, request_id): a parsed event, its plan for the policy given (spec
+index, key, member, feeds per aggregate) or None when it was not planned (another tenant,
+or no policy), where its address is (None: not looked up), and its outcome label."""
 Locate = Callable[[str], IpFacts]
 _DONE = b""
 _FAILED = b"!"
@@ -130,7 +131,7 @@ def _to_wire(
     return (
         ev.line, ev.occurred_at, ev.tenant, _phone_wire(ev.phone), e.scene, e.app_id, e.ip,
         e.device_id, dict(e.attributes) if e.attributes else None, recorded, ev.key, plan,
-        None if ip is NO_IP else astuple(ip),
+        None if ip is NO_IP else astuple(ip), ev.label, ev.request_id,
     )  # fmt: skip
 
 
@@ -241,7 +242,10 @@ class WireDecoder:
         )
         recorded: Mapping[str, Mapping[str, str]] | None = w[9]
         ip = self.ip(w[12])
-        return ReplayEvent(w[0], w[1], w[2], self.phone(w[3]), event, recorded, w[10], ip)
+        return ReplayEvent(
+            w[0], w[1], w[2], self.phone(w[3]), event, recorded, w[10], ip,
+            label=w[13], request_id=w[14],
+        )  # fmt: skip
 
     @staticmethod
     def ip(w: IpWire | None) -> IpFacts:

@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
+from server.tools.outcomes import OUTCOME_COLUMNS, headline, outcome_rows, shown
 from server.tools.summary import ACTION_ORDER, RULE_COLUMNS
 
 ACTION_COLOURS = {
@@ -37,6 +38,13 @@ ACTION_COLOURS = {
     "block": "#d62728",
 }
 DIFF_COLOURS = {"before_only": "#1f77b4", "after_only": "#d62728", "action_changed": "#9467bd"}
+# Plotly's Dark24: 24 colours that stay apart from one another on white.
+DISTINCT_COLOURS = (
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86",
+    "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE",
+    "#862A16", "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038",
+)  # fmt: skip
+SIDE_NAMES = {"policy": "policy", "against": "against"}
 DIFF_NAMES = {
     "before_only": "fired before only",
     "after_only": "fires after only",
@@ -96,8 +104,22 @@ def actions_chart(key: str, p: Mapping[str, Any], timeline: Mapping[str, Any]) -
     return Chart(f"{key}-actions", "Decisions per action", fig)
 
 
+def colours(n: int) -> list[str]:
+    """``n`` colours, all different: Plotly's 10-colour cycle repeats from the 11th rule, so
+    rules get a 24-colour palette, then evenly spaced hues beyond it."""
+    palette = list(DISTINCT_COLOURS)
+    if n <= len(palette):
+        return palette[:n]
+    return palette + [
+        f"hsl({round(360 * k / (n - len(palette)))}, 65%, {40 + 15 * (k % 2)}%)"
+        for k in range(n - len(palette))
+    ]
+
+
 def rules_chart(key: str, p: Mapping[str, Any], timeline: Mapping[str, Any]) -> Chart:
     x = list(timeline["buckets"])
+    names = sorted({rule for kind in ("live", "shadow") for rule in p["rules_over_time"][kind]})
+    colour = dict(zip(names, colours(len(names)), strict=True))
     traces = [
         go.Scatter(
             x=x,
@@ -105,7 +127,11 @@ def rules_chart(key: str, p: Mapping[str, Any], timeline: Mapping[str, Any]) -> 
             name=rule if kind == "live" else f"{rule} (shadow)",
             mode="lines",
             legendgroup=kind,
-            line={"dash": "solid" if kind == "live" else "dot", "shape": "hv"},
+            line={
+                "dash": "solid" if kind == "live" else "dot",
+                "shape": "hv",
+                "color": colour[rule],
+            },
         )
         for kind in ("live", "shadow")
         for rule, series in p["rules_over_time"][kind].items()
@@ -180,6 +206,62 @@ def diff_charts(diff: Mapping[str, Any], timeline: Mapping[str, Any]) -> tuple[C
             "segment kind",
         ),
         _bar("diff-apps", "Changed decisions by app", diff["by_app"], "app"),
+    )
+
+
+def outcome_charts(summary: Mapping[str, Any]) -> tuple[Chart, ...]:
+    """Precision against recall per rule (and for the policy), one trace per policy, and
+    what each rule caught and falsely flagged; () when no event was labelled."""
+    sides = [
+        (key, summary[key]["outcomes"])
+        for key in ("policy", "against")
+        if key in summary and summary[key].get("outcomes")
+    ]
+    if not sides:
+        return ()
+    pr = []
+    bars = []
+    for key, o in sides:
+        rows = [(name, r) for name, r in outcome_rows(o) if r["precision"] is not None]
+        pr.append(
+            go.Scatter(
+                x=[r["recall"] for _, r in rows],
+                y=[r["precision"] for _, r in rows],
+                text=[name for name, _ in rows],
+                name=SIDE_NAMES[key],
+                mode="markers+text",
+                textposition="top center",
+                marker={"size": 10, "symbol": "circle" if key == "policy" else "diamond"},
+            )
+        )
+        rules = o["rules"]
+        for what, colour in (("caught", "#2ca02c"), ("false_alarms", "#d62728")):
+            bars.append(
+                go.Bar(
+                    x=list(rules),
+                    y=[r[what] for r in rules.values()],
+                    name=f"{what.replace('_', ' ')} ({SIDE_NAMES[key]})",
+                    marker_color=colour,
+                    marker_pattern_shape="" if key == "policy" else "/",
+                )
+            )
+    pr_fig = go.Figure(
+        pr,
+        _layout(
+            "Precision and recall per rule (and of the policy)",
+            "recall (share of fraud caught)",
+            "precision (share of fires that were fraud)",
+            xaxis={"range": [-0.05, 1.05], "title": {"text": "recall"}},
+            yaxis={"range": [-0.05, 1.1], "title": {"text": "precision"}},
+        ),
+    )
+    bar_fig = go.Figure(
+        bars, _layout("Fraud caught and good events flagged, per rule", "rule", "events")
+    )
+    bar_fig.update_layout(barmode="group")
+    return (
+        Chart("outcomes-pr", "Precision and recall per rule", pr_fig, height=520),
+        Chart("outcomes-caught", "Caught and false alarms per rule", bar_fig, height=420),
     )
 
 
@@ -263,7 +345,8 @@ def render_html(summary: Mapping[str, Any]) -> str:
         sections.append(_section("against", summary["against"], timeline))
     diff = summary.get("diff")
     changes: Sequence[Chart] = diff_charts(diff, timeline) if diff is not None else ()
-    charts = [c for s in sections for c in s.charts] + list(changes)
+    outcomes = outcome_charts(summary)
+    charts = [c for s in sections for c in s.charts] + list(changes) + list(outcomes)
     figures: dict[str, dict[str, Any]] = {}
     for c in charts:
         figures[c.id] = _plain_figure(c.figure.to_plotly_json(), c.height)
@@ -279,6 +362,11 @@ def render_html(summary: Mapping[str, Any]) -> str:
             changes=changes,
             rule_columns=RULE_COLUMNS,
             action_order=ACTION_ORDER,
+            outcome_charts=outcomes,
+            outcome_columns=OUTCOME_COLUMNS,
+            outcome_rows=outcome_rows,
+            outcome_headline=headline,
+            shown=shown,
             plotly_js=get_plotlyjs(),
             figures_json=_script_json(figures),
         )

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from dsl.decision import Action, Decision
 from server.phone.mask import mask
+from server.tools.outcomes import Outcomes, rule_tuples
 
 
 class Timed(Protocol):
@@ -79,6 +80,8 @@ class RuleStats:
     by_action: Counter[str] = field(default_factory=Counter)
     priority: int = 0  # as declared
     score: int = 0  # as declared: what a match adds to the decision's score
+    # The decisions of the events it fired on: what a score-only rule's fires came to.
+    decided: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,7 @@ class RuleStats:
             "live": self.live,
             "shadow": self.shadow,
             "actions": dict(sorted(self.by_action.items())),
+            "decided": _ordered_actions(self.decided),
         }
 
 
@@ -106,11 +110,15 @@ class Summary:
     rule_minutes: Counter[tuple[int, str, bool]] = field(default_factory=Counter)
     reasons: dict[str, Counter[str]] = field(default_factory=dict)
     reasons_untracked: int = 0
+    outcomes: Outcomes = field(default_factory=Outcomes)
 
     @classmethod
     def for_policy(cls, policy: CompiledPolicy) -> Summary:
         """Every declared rule listed from the start, so a rule that never fires shows 0."""
-        s = cls(timezone=policy.timezone or "UTC")
+        s = cls(
+            timezone=policy.timezone or "UTC",
+            outcomes=Outcomes.for_rules(rule_tuples(policy.rules)),
+        )
         for r in policy.rules:
             s.rules[r.name] = RuleStats(
                 mode="shadow" if r.shadow else "live",
@@ -121,13 +129,16 @@ class Summary:
             )
         return s
 
-    def add(self, ev: Timed, d: Decision) -> None:
-        """Count one decision; ``ev`` is the event (its time is all a summary reads)."""
+    def add(self, ev: Timed, d: Decision, fraud: bool | None = None) -> None:
+        """Count one decision; ``ev`` is the event (its time is all a summary reads);
+        ``fraud`` its outcome label (None: unlabelled)."""
         minute = int(ev.occurred_at // MINUTE)
         action = d.action.name.lower()
         self.events += 1
         self.actions[action] += 1
         self.action_minutes[(minute, action)] += 1
+        if fraud is not None:
+            self.outcomes.add(d, fraud)
         for tag in d.tags:
             self.tags[tag] += 1
         for m in d.matches:
@@ -139,6 +150,7 @@ class Summary:
             else:
                 st.live += 1
             st.by_action[action_word(m.action)] += 1
+            st.decided[action] += 1
             self.rule_minutes[(minute, m.rule, m.shadow)] += 1
             texts = self.reasons.get(m.rule)
             if texts is None:
@@ -156,6 +168,7 @@ class Summary:
         self.action_minutes.update(other.action_minutes)
         self.rule_minutes.update(other.rule_minutes)
         self.reasons_untracked += other.reasons_untracked
+        self.outcomes.merge(other.outcomes)
         for name, st in other.rules.items():
             mine = self.rules.setdefault(
                 name,
@@ -164,6 +177,7 @@ class Summary:
             mine.live += st.live
             mine.shadow += st.shadow
             mine.by_action.update(st.by_action)
+            mine.decided.update(st.decided)
         for name, texts in other.reasons.items():
             self.reasons.setdefault(name, Counter()).update(texts)
 
@@ -179,6 +193,7 @@ class Summary:
             "actions": _ordered_actions(self.actions),
             "tags": dict(sorted(self.tags.items())),
             "rules": {name: s.to_json() for name, s in sorted(self.rules.items())},
+            "outcomes": self.outcomes.to_json(),
         }
 
     def top_reasons(self, n: int = TOP_REASONS) -> list[dict[str, Any]]:
@@ -195,13 +210,20 @@ class Summary:
 class Diff:
     total: int = 0
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
-    samples: list[dict[str, Any]] = field(default_factory=list)
     # rule -> "before_only" | "after_only" | "action_changed" -> decisions
     by_rule: dict[str, Counter[str]] = field(default_factory=dict)
     by_segment_kind: Counter[str] = field(default_factory=Counter)
     by_app: Counter[str] = field(default_factory=Counter)
     minutes: Counter[int] = field(default_factory=Counter)
     sample_limit: int = SAMPLES
+    # The first samples of each transition: the samples shown are drawn from every kind of
+    # change in turn, not only from whichever change came first in the file.
+    pool: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def actions_changed(self) -> int:
+        """Decisions whose action changed (the rest changed only which rules fired)."""
+        return sum(n for (a, b), n in self.transitions.items() if a != b)
 
     def add(self, ev: ReplayEvent, before: Decision, after: Decision) -> None:
         """Compare the two decisions on one event; count them if they differ."""
@@ -222,8 +244,9 @@ class Diff:
         self.by_segment_kind[ev.phone.segment_kind or "(none)"] += 1
         self.by_app[ev.event.app_id or "(none)"] += 1
         self.minutes[int(ev.occurred_at // MINUTE)] += 1
-        if len(self.samples) < self.sample_limit:
-            self.samples.append(
+        kept = self.pool.setdefault((old, new), [])
+        if len(kept) < self.sample_limit:
+            kept.append(
                 {
                     "event": ev.key,
                     "occurred_at": ev.occurred_at,
@@ -237,11 +260,26 @@ class Diff:
                 }
             )
 
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """Up to ``sample_limit`` samples, taken in turn from each transition (changes of
+        action first, the most frequent first), then in event-time order."""
+        order = sorted(self.pool, key=lambda t: (t[0] == t[1], -self.transitions[t], t))
+        picked: list[dict[str, Any]] = []
+        depth = 0
+        while len(picked) < self.sample_limit and any(len(self.pool[t]) > depth for t in order):
+            for t in order:
+                if len(picked) < self.sample_limit and len(self.pool[t]) > depth:
+                    picked.append(self.pool[t][depth])
+            depth += 1
+        return sorted(picked, key=lambda s: (s["occurred_at"], str(s["event"])))
+
     def merge(self, other: Diff) -> None:
         self.total += other.total
         self.transitions.update(other.transitions)
-        room = self.sample_limit - len(self.samples)
-        self.samples.extend(other.samples[: max(room, 0)])
+        for t, more in other.pool.items():
+            kept = self.pool.setdefault(t, [])
+            kept.extend(more[: max(self.sample_limit - len(kept), 0)])
         for rule, counts in other.by_rule.items():
             self.by_rule.setdefault(rule, Counter()).update(counts)
         self.by_segment_kind.update(other.by_segment_kind)
@@ -359,10 +397,12 @@ def summarize(
     *,
     skipped_lines: int = 0,
     bad_lines: Iterable[tuple[int, str]] = (),
+    labels: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one summary of a replay: what ``--json`` prints and every other output shows.
     ``bad_lines`` are the first skipped lines (number, reason); ``skipped_lines`` counts
-    them all."""
+    them all; ``labels`` says where outcome labels came from
+    (:meth:`server.tools.outcomes.Labelling.to_json`)."""
     minutes = base.summary.minutes()
     if other is not None:
         minutes |= other.summary.minutes()
@@ -374,6 +414,8 @@ def summarize(
         "timeline": buckets.to_json(),
         "policy": _policy_json(base, buckets),
     }
+    if labels is not None:
+        out["labels"] = dict(labels)
     if other is not None:
         out["against"] = _policy_json(other, buckets)
     if diff is not None and other is not None:
@@ -386,6 +428,8 @@ def summarize(
         ]
         out["diff"] = {
             "changed": diff.total,
+            "actions_changed": diff.actions_changed,
+            "rules_only": diff.total - diff.actions_changed,
             "transitions": {f"{a}->{b}": n for (a, b), n in sorted(diff.transitions.items())},
             "by_rule": {
                 rule: {k: counts[k] for k in ("before_only", "after_only", "action_changed")}

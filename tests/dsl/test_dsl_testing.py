@@ -58,6 +58,27 @@ def test_list_override_and_failure_report() -> None:
     assert "explanation:" in report[4]
 
 
+def test_an_age_is_seconds_or_a_duration() -> None:
+    young = compile_policy(
+        {"t/p.rf": 'rule young { when age(per number) < 1h then review tags "young" }\n'},
+        tenant="t",
+    )
+    for value in ('"10m"', "600"):
+        (case,) = cases(
+            f'[[case]]\nname = "y"\nphone = "+8613800000001"\n'
+            f'aggregates = {{ "age(per number)" = {value} }}\n'
+            '[case.expect]\naction = "review"\nrules = ["young"]\n'
+        )
+        assert case.values == {"age(per number)": 600}
+        assert run_case(young, case, {}, MemoryBackend(hash_key=b"t")).passed
+    with pytest.raises(PolicyError) as err:
+        cases(
+            '[[case]]\nname = "y"\nphone = "1"\naggregates = { "age(per number)" = "ten" }\n'
+            '[case.expect]\naction = "allow"\n'
+        )
+    assert 'is a time: seconds (600), a duration such as "10m", or "unknown"' in str(err.value)
+
+
 def test_unknown_aggregate_values_and_unknown_names() -> None:
     (case,) = cases(
         '[[case]]\nname = "u"\nphone = "+8613800000001"\n'

@@ -16,7 +16,7 @@ from support import request, running_server
 from server.api import policy_pb2 as ppb
 from server.bundle.budget import EvaluationBudget
 from server.bundle.tenant_config import MAX_COST_BUDGET, TenantConfigError, parse_tenant_config
-from server.config import OPTIONS, REPEATED_OPTIONS, ConfigError, from_namespace
+from server.config import ConfigError, add_serve_arguments, from_namespace
 
 RINGFENCE = Path(sys.executable).parent / "ringfence"
 # Three patterns RE2 may have to work hard on, each over the longest attribute: about
@@ -47,15 +47,9 @@ def test_a_tenants_budget_is_its_own_within_the_ceiling() -> None:
 
 
 def _serve_args(*extra: str) -> argparse.Namespace:
+    # The server's own flags, as `ringfence serve` declares them.
     ap = argparse.ArgumentParser()
-    for flag, _, default, _ in OPTIONS:
-        ap.add_argument(flag, default=None if flag.startswith("--admin-token") else default)
-    from server.config import DELIVERY_OPTIONS
-
-    for flag, _, default, _ in DELIVERY_OPTIONS:
-        ap.add_argument(flag, default=default)
-    for flag, _, _ in REPEATED_OPTIONS:
-        ap.add_argument(flag, action="append", default=[])
+    add_serve_arguments(ap)
     return ap.parse_args(["--admin-token", "x", *extra])
 
 

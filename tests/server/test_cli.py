@@ -46,6 +46,16 @@ def test_check_reports_file_line_col_with_a_caret(rules_copy: Path) -> None:
     assert ["demo", "FAIL", "-", "-", "-", "-"] in rows(out.stdout)
 
 
+def test_check_warns_of_a_time_zone_unlike_tenant_toml(rules_copy: Path) -> None:
+    (rules_copy / "demo" / "tenant.toml").write_text('timezone = "Europe/Berlin"\n')
+    out = run("check", str(rules_copy))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (
+        'demo/policy.rf:3:16: warning: the policy\'s time zone "Asia/Shanghai" differs from'
+        ' tenant.toml\'s "Europe/Berlin"'
+    ) in out.stdout
+
+
 def test_check_reports_bad_list_lines(rules_copy: Path) -> None:
     lst = rules_copy / "demo" / "lists" / "privacy_numbers.csv"
     lst.write_text(lst.read_text() + "not-a-number,risk2,x,2026-01-01,\n")

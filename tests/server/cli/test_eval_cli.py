@@ -133,6 +133,8 @@ def test_fact_changes_the_decision(rules: Path, fact: str, tag: str) -> None:
         (["--at", "2026-13-01T00:00"], "is not a time"),
         (["--at", "1969-12-31T23:59:59Z"], "must be between 1970-01-01"),
         (["--at", "99999999999999"], "is not a time"),
+        # As in rule-test files: a date alone is refused, not read as its midnight.
+        (["--at", "2026-03-01"], "a date without a time of day: write 2026-03-01T00:00:00"),
         (["--attr", "channel"], "--attr 'channel': expected KEY=VALUE"),
     ],
 )
@@ -143,6 +145,26 @@ def test_bad_flag_values_exit_2_with_one_line(rules: Path, args: list[str], mess
     assert stderr.startswith("ringfence eval: ")
     assert message in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+def test_an_age_is_given_in_seconds_or_as_a_duration(tmp_path: Path) -> None:
+    folder = tmp_path / "rules" / "clock"
+    folder.mkdir(parents=True)
+    (folder / "policy.rf").write_text(
+        'rule young { when age(per number) < 1h then review tags "young" }\n'
+    )
+    rules = tmp_path / "rules"
+    for value in ("10m", "600"):
+        code, stdout, stderr = evaluate(rules, "--agg", f"age(per number)={value}")
+        assert code == 0, stderr
+        assert "age(per number) = 10m" in stdout
+        assert "young" in next(x for x in stdout.splitlines() if x.startswith("decision:"))
+    code, stdout, stderr = evaluate(rules, "--agg", "age(per number)=ten minutes")
+    assert code == 2
+    assert stderr.strip() == (
+        "ringfence eval: --agg age(per number)=ten minutes: age(per number) is a time in"
+        " seconds: give 600 or a duration such as 10m, 2h or 3d, or 'unknown'"
+    )
 
 
 def test_a_wall_clock_time_the_clocks_skip(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from lsp_support import change, diagnostics, errors, messages, open_file, uri
+from lsp_support import change, diagnostics, errors, messages, open_file, position_of, uri
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -193,3 +193,35 @@ async def test_a_label_the_list_does_not_have_is_an_error_like_check(
     out = (await proc.communicate())[0].decode()
     start = f"{err.range.start.line + 1}:{err.range.start.character + 1}"
     assert f"demo/policy.rf:{start}: error: {err.message}" in out
+
+
+async def test_dead_and_contradictory_rules(client: LanguageClient, rules: Path) -> None:
+    """The lint stage's findings reach the editor, where the author wrote them: a rule that
+    can never fire is an error, a comparison with a fraction of a count a warning, and the
+    did-you-mean fix is the lower-case kind."""
+    path = rules / "demo" / "policy.rf"
+    text = path.read_text() + (
+        '\nrule dead_kind {\n    when phone.segment_kind == "MVNO"\n    then review\n}\n'
+        "\nrule fractional {\n    when codes_today > 0.5\n    then review\n}\n"
+    )
+    u = await open_file(client, path, text)
+    diags = await diagnostics(client, u, lambda d: bool(errors(d)))
+    (err,) = errors(diags)
+    start = position_of(text, 'phone.segment_kind == "MVNO"')
+    assert err.range.start == start
+    assert err.range.end.character == start.character + len('phone.segment_kind == "MVNO"')
+    assert err.message.startswith("rule 'dead_kind' can never fire: phone.segment_kind is one of")
+    assert err.message.endswith("did you mean 'mvno'?")
+    (warning,) = [d for d in diags if "whole number" in d.message]
+    assert warning.severity == types.DiagnosticSeverity.Warning
+    assert warning.range.start == position_of(text, "codes_today > 0.5")
+
+
+async def test_a_time_zone_unlike_tenant_toml(client: LanguageClient, rules: Path) -> None:
+    (rules / "demo" / "tenant.toml").write_text('timezone = "Europe/Berlin"\n')
+    path = rules / "demo" / "policy.rf"
+    u = await open_file(client, path)
+    diags = await diagnostics(client, u, lambda d: any("tenant.toml" in x.message for x in d))
+    (found,) = [d for d in diags if "tenant.toml" in d.message]
+    assert found.severity == types.DiagnosticSeverity.Warning
+    assert found.range.start == position_of(path.read_text(), '"Asia/Shanghai"')

@@ -28,11 +28,18 @@ HOSTILE_REASON = (
     "</script><img src=x onerror=window.__pwned=2>"
     "<a href='https://evil.example/phish'>verify</a><i>it</i>"
 )
+FRAUD_SCENARIOS = "privacy_platform,consecutive_batch,code_farm"
 CANDIDATE_RULE = f"""
 rule hostile_reason {{
     when event.scene == REGISTRATION and phone.segment_kind == "mvno"
     then review
     reason "{HOSTILE_REASON}"
+}}
+
+# Adds a score and decides nothing itself: its fires show by the decisions they were in.
+rule scored_mvno {{
+    when phone.segment_kind == "mvno"
+    score 5
 }}
 """
 
@@ -86,6 +93,9 @@ def run_backtest(tmp: Path) -> Backtest:
             "--report",
             str(report),
             "--json",
+            # The generator's scenarios: these are abuse, normal and trickle are people.
+            "--fraud-label",
+            FRAUD_SCENARIOS,
         ],
         capture_output=True,
         text=True,

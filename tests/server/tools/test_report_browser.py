@@ -19,7 +19,8 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.wait import WebDriverWait
 
-from server.tools.summary import RULE_COLUMNS
+from server.tools.outcomes import OUTCOME_COLUMNS, outcome_rows, shown
+from server.tools.summary import ACTION_ORDER, RULE_COLUMNS
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -37,7 +38,11 @@ FLAGS = (
 READ_CHARTS = """
 const out = {};
 for (const el of document.querySelectorAll('.chart')) {
-  out[el.id] = el.data.map(t => ({name: t.name, x: Array.from(t.x), y: Array.from(t.y)}));
+  out[el.id] = el.data.map(t => ({
+    name: t.name, x: Array.from(t.x), y: Array.from(t.y),
+    text: t.text === undefined ? null : Array.from(t.text),
+    colour: t.line && t.line.color ? t.line.color : null,
+  }));
 }
 return out;
 """
@@ -152,6 +157,7 @@ def test_every_chart_is_there(page: dict[str, Any]) -> None:
         for side in ("policy", "against")
         for chart in ("actions", "rules", "reasons")
     } | {"diff-transitions", "diff-over-time", "diff-rules", "diff-segments", "diff-apps"}
+    expected |= {"outcomes-pr", "outcomes-caught"}
     assert set(page["charts"]) == expected
 
 
@@ -191,6 +197,61 @@ def test_fires_per_rule_live_and_shadow(
         assert traces[name]["x"] == backtest.summary["timeline"]["buckets"]
         assert traces[name]["y"] == series
         assert sum(series) == data["rules"][rule][kind]
+
+
+@pytest.mark.parametrize("side", ["policy", "against"])
+def test_every_rule_has_a_colour_of_its_own(page: dict[str, Any], side: str) -> None:
+    """Plotly's default cycle has 10 colours: the 11th rule would share the first's."""
+    traces = page["charts"][f"{side}-rules"]
+    colour = {t["name"].removesuffix(" (shadow)"): t["colour"] for t in traces}
+    assert len(colour) > 10
+    assert None not in colour.values()
+    assert len(set(colour.values())) == len(colour)
+    for t in traces:  # a shadow rule's dotted line has its rule's colour
+        assert t["colour"] == colour[t["name"].removesuffix(" (shadow)")]
+
+
+def test_precision_and_recall_per_rule(page: dict[str, Any], backtest: Backtest) -> None:
+    traces = by_name(page["charts"]["outcomes-pr"])
+    assert set(traces) == {"policy", "against"}
+    for side, trace in traces.items():
+        o = backtest.summary[side]["outcomes"]
+        expected = {
+            name: (r["recall"], r["precision"])
+            for name, r in outcome_rows(o)
+            if r["precision"] is not None
+        }
+        assert dict(zip(trace["text"], zip(trace["x"], trace["y"], strict=True), strict=True)) == {
+            k: tuple(v) for k, v in expected.items()
+        }
+    # The lower run threshold catches more of the consecutive batch, at no cost.
+    before = backtest.summary["policy"]["outcomes"]["rules"]["consecutive_numbers_block"]
+    after = backtest.summary["against"]["outcomes"]["rules"]["consecutive_numbers_block"]
+    assert after["recall"] > before["recall"]
+    assert after["false_alarms"] == before["false_alarms"] == 0
+
+
+def test_caught_and_false_alarms_per_rule(page: dict[str, Any], backtest: Backtest) -> None:
+    traces = by_name(page["charts"]["outcomes-caught"])
+    for side in ("policy", "against"):
+        rules = backtest.summary[side]["outcomes"]["rules"]
+        for key, what in (("caught", "caught"), ("false_alarms", "false alarms")):
+            trace = traces[f"{what} ({side})"]
+            assert dict(zip(trace["x"], trace["y"], strict=True)) == {
+                name: r[key] for name, r in rules.items()
+            }
+
+
+@pytest.mark.parametrize("side", ["policy", "against"])
+def test_outcome_tables(page: dict[str, Any], backtest: Backtest, side: str) -> None:
+    o = backtest.summary[side]["outcomes"]
+    assert o["fraud"] > 0
+    assert o["good"] > 0
+    table = page["tables"][side]["outcomes"]
+    assert table == [
+        [name, *(shown(row.get(key)) for key, _ in OUTCOME_COLUMNS)]
+        for name, row in outcome_rows(o)
+    ]
 
 
 @pytest.mark.parametrize("side", ["policy", "against"])
@@ -257,6 +318,16 @@ def test_tables_show_the_json_numbers(page: dict[str, Any], backtest: Backtest, 
         shown = rules[name]
         # The page's columns are summary.RULE_COLUMNS, in order, as --json has them.
         assert shown[: len(RULE_COLUMNS)] == [str(r[key]) for key, _ in RULE_COLUMNS]
+        fired_as, decided = shown[len(RULE_COLUMNS) :]
+        assert fired_as == ", ".join(f"{a} {n}" for a, n in r["actions"].items())
+        in_order = [a for a in ACTION_ORDER if a in r["decided"]]  # --json sorts keys
+        assert decided == ", ".join(f"{a} {r['decided'][a]}" for a in in_order)
+        assert sum(r["decided"].values()) == r["live"] + r["shadow"]
+    if side == "against":
+        # A rule that only adds a score: no action of its own, its decisions still shown.
+        scored = rules["scored_mvno"]
+        assert scored[len(RULE_COLUMNS)] == f"score {data['rules']['scored_mvno']['live']}"
+        assert "review " in scored[len(RULE_COLUMNS) + 1]
     before, after = backtest.summary["policy"]["actions"], backtest.summary["against"]["actions"]
     compare = {row[0]: (int(row[1]), int(row[2])) for row in page["tables"]["diff"]["compare"]}
     assert compare == {a: (before.get(a, 0), after.get(a, 0)) for a in before.keys() | after}

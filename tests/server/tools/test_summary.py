@@ -148,6 +148,41 @@ def test_diff_counts_by_transition_rule_segment_and_app() -> None:
     assert len(d.samples) == 1
 
 
+def test_samples_come_from_every_kind_of_change() -> None:
+    """The first events of a file may all be one kind of change: the samples take turns
+    between the transitions, changes of action first, then show in event-time order."""
+    d = Diff(sample_limit=4)
+    a, b = Summary(), Summary()
+    same_block = decision(Action.BLOCK, ("other", Action.BLOCK, False, "x"))
+    changes = [(BLOCK, same_block)] * 20  # twenty rule-only changes first ...
+    changes += [(REVIEW, BLOCK)] * 3 + [(ALLOW, REVIEW)]  # ... then three of action, and one
+    for i, (before, after) in enumerate(changes):
+        ev = event(i, line=i)
+        a.add(ev, before)
+        b.add(ev, after)
+        d.add(ev, before, after)
+    kinds = [(s["before"]["action"], s["after"]["action"]) for s in d.samples]
+    assert sorted(set(kinds)) == [("allow", "review"), ("block", "block"), ("review", "block")]
+    assert [s["occurred_at"] for s in d.samples] == sorted(s["occurred_at"] for s in d.samples)
+    assert d.actions_changed == 4
+    out = summarize("t", PolicyRun("a", "v", a), PolicyRun("b", "v", b), d)
+    assert (out["diff"]["changed"], out["diff"]["actions_changed"]) == (24, 4)
+    assert out["diff"]["rules_only"] == 20
+
+
+def test_a_rule_counts_the_decisions_it_was_in() -> None:
+    """A rule that only adds a score has no action: what its fires came to is the
+    decisions of the events it fired on."""
+    s = Summary()
+    scored = Match("s", Action.UNSPECIFIED, "", score=5)
+    s.add(event(0), Decision(Action.REVIEW, 0, (), (scored,)))
+    s.add(event(1), Decision(Action.ALLOW, 0, (), (scored,)))
+    s.add(event(2), Decision(Action.REVIEW, 0, (), (scored,)))
+    rule = s.to_json()["rules"]["s"]
+    assert rule["actions"] == {"score": 3}
+    assert rule["decided"] == {"allow": 1, "review": 2}
+
+
 def test_samples_carry_only_masked_numbers() -> None:
     d = Diff()
     d.add(event(0, phone="+8617112345678"), ALLOW, BLOCK)
