@@ -105,7 +105,8 @@ class AggregateSpec:
     what every one of them reads (docs/state.md §9).
     """
 
-    IDENTITY_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"id", "horizon_s"})
+    # ``decimal`` follows from ``field``: the value's canonical text names its type.
+    IDENTITY_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"id", "horizon_s", "decimal"})
 
     id: str
     kind: AggKind

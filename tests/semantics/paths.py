@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import io
 import json
 import math
@@ -440,8 +441,11 @@ def cli(*args: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def eval_values(root: Path, tenant: str, ev: Event) -> Values:
-    """The aggregate values `ringfence eval` shows (and decides with) for one event."""
+def eval_values(
+    root: Path, tenant: str, ev: Event, decimals: frozenset[str] = frozenset()
+) -> Values:
+    """The aggregate values `ringfence eval` shows (and decides with) for one event; those
+    of ``decimals`` are shown as decimals (``-3.25``) and read back as millionths."""
     assert ev.occurred_at is not None
     args = ["eval", "--rules", str(root), "--tenant", tenant, "--phone", ev.phone.e164]
     args += ["--ip-db", str(ip_database(root))]
@@ -462,7 +466,13 @@ def eval_values(root: Path, tenant: str, ev: Event) -> Values:
             break
         name, _, rest = line.strip().partition(" = ")
         shown = rest.split()[0]
-        values[name.strip()] = None if shown == "unknown" else int(shown.removesuffix("s"))
+        name = name.strip()
+        if shown == "unknown":
+            values[name] = None
+        elif name in decimals:
+            values[name] = int(decimal.Decimal(shown) * 1_000_000)
+        else:
+            values[name] = int(shown.removesuffix("s"))
     return values
 
 

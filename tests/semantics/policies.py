@@ -221,6 +221,10 @@ class Generated:
         d, o = [(d, o) for d in self.decls for o in d.agg.offsets][index]
         return d.agg.name if o == 0 else f"{d.agg.name}.ago({format_duration(o)})"
 
+    def decimal_ids(self) -> frozenset[str]:
+        """The value ids that read as decimals."""
+        return frozenset(v for i, v in enumerate(self.value_ids()) if self.decimal(i))
+
     def decimal(self, index: int) -> bool:
         """Whether value id number ``index`` reads as a decimal."""
         n = sum(len(d.agg.offsets) for d in self.decls)

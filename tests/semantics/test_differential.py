@@ -159,7 +159,8 @@ def test_eval_and_rule_tests_assume_the_first_event(
         ]
         cases += paths.rule_test_case(ev, f"event {i}", fired)
     ws.write("a", {**gen.files("a"), "tests/cases.toml": cases})
-    got = [Answer(values=paths.eval_values(ws.root, "a", ev)) for ev in events]
+    decimals = gen.decimal_ids()
+    got = [Answer(values=paths.eval_values(ws.root, "a", ev, decimals)) for ev in events]
     found = mismatches(events, want, got, {"a": gen.meaning()})
     assert not found, report("ringfence eval", found, gen.text())
     passed, text = paths.rule_tests(ws.root, "a")
