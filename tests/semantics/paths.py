@@ -351,6 +351,8 @@ def replay(root: Path, tenant: str, events: Sequence[Event], work: Path) -> list
     has it (JSON lines, one per event: its ``request_id``, ``key`` or input ``line``, and
     ``aggregates`` as ``[{id, value, known}]`` or ``{id: value}``), else through the
     replay module's Python API."""
+    if not events:  # replay refuses a file with no events for the tenant
+        return []
     path = work / "events.jsonl"
     keys = [f"e{i}" for i in range(len(events))]
     lines = (replay_line(ev, tenant, k) + "\n" for ev, k in zip(events, keys, strict=True))
