@@ -70,23 +70,6 @@ _KINDS: dict[type, str] = {
 _ORDERED = (Type.INT, Type.DEC, Type.DUR)
 
 
-def _span_diag(
-    span: ast.Span, severity: Severity, message: str, suggestion: Suggestion | None = None
-) -> Diagnostic:
-    if suggestion is not None:
-        message += f"; did you mean '{suggestion.replacement}'?"
-    return Diagnostic(
-        span.path,
-        span.line,
-        span.column,
-        severity,
-        message,
-        span.end_line,
-        span.end_column,
-        suggestion,
-    )
-
-
 # Did-you-mean compares a name with every candidate: with thousands of long names in scope
 # that is milliseconds a lookup, so one check makes at most this many.
 MAX_SUGGESTIONS = 100
@@ -142,11 +125,11 @@ class Checker:
         return Suggestion(name, found) if found is not None and found != name else None
 
     def error(self, span: ast.Span, message: str, suggestion: Suggestion | None = None) -> ir.Error:
-        self.diags.append(_span_diag(span, Severity.ERROR, message, suggestion))
+        self.diags.append(Diagnostic.at(span, Severity.ERROR, message, suggestion))
         return ir.Error()
 
     def warn(self, span: ast.Span, message: str) -> None:
-        self.diags.append(_span_diag(span, Severity.WARNING, message))
+        self.diags.append(Diagnostic.at(span, Severity.WARNING, message))
 
     # -- the whole policy -------------------------------------------------------------------
 

@@ -166,16 +166,7 @@ def budget_diagnostic(cost: PolicyCost, budget: int, first: str) -> Diagnostic |
     )
     if not top:
         return Diagnostic(first, 1, 1, Severity.ERROR, message)
-    span = top[0].span
-    return Diagnostic(
-        span.path,
-        span.line,
-        span.column,
-        Severity.ERROR,
-        message,
-        span.end_line,
-        span.end_column,
-    )
+    return Diagnostic.at(top[0].span, Severity.ERROR, message)
 
 
 def chars(node: ir.Node) -> int:

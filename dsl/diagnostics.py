@@ -6,6 +6,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import Protocol
+
+
+class Located(Protocol):
+    """Where a node was written (dsl.ast.Span): 1-based, the end exclusive."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def column(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def end_column(self) -> int: ...
 
 
 class Severity(StrEnum):
@@ -37,6 +53,28 @@ class Diagnostic:
     end_line: int = 0
     end_column: int = 0
     suggestion: Suggestion | None = None
+
+    @classmethod
+    def at(
+        cls,
+        span: Located,
+        severity: Severity,
+        message: str,
+        suggestion: Suggestion | None = None,
+    ) -> Diagnostic:
+        """A finding over ``span``; a suggestion is also named in the message."""
+        if suggestion is not None:
+            message += f"; did you mean '{suggestion.replacement}'?"
+        return cls(
+            span.path,
+            span.line,
+            span.column,
+            severity,
+            message,
+            span.end_line,
+            span.end_column,
+            suggestion,
+        )
 
     @property
     def is_error(self) -> bool:

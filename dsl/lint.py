@@ -824,20 +824,7 @@ class _Report:
         if key in self.seen:
             return
         self.seen.add(key)
-        if fix is not None:
-            message += f"; did you mean '{fix.replacement}'?"
-        self.diags.append(
-            Diagnostic(
-                span.path,
-                span.line,
-                span.column,
-                severity,
-                message,
-                span.end_line,
-                span.end_column,
-                fix,
-            )
-        )
+        self.diags.append(Diagnostic.at(span, severity, message, fix))
 
 
 def lint(data: LintInput) -> list[Diagnostic]:

@@ -56,13 +56,9 @@ def label_problems(
         guess = closest(use.label, have)
         fix = Suggestion(use.label, guess) if guess is not None and guess != use.label else None
         message = f"list '{use.list_name}' has no label column '{use.label[:60]}'"
-        message += f"; did you mean '{guess}'?" if fix else f" (its columns: {shown[:200]})"
-        s = use.span
-        out.append(
-            Diagnostic(
-                s.path, s.line, s.column, Severity.ERROR, message, s.end_line, s.end_column, fix
-            )
-        )
+        if fix is None:
+            message += f" (its columns: {shown[:200]})"
+        out.append(Diagnostic.at(use.span, Severity.ERROR, message, fix))
     return tuple(out)
 
 

@@ -410,17 +410,7 @@ class _Builder:
         )
 
     def error(self, span: ast.Span, message: str) -> None:
-        self.errors.append(
-            Diagnostic(
-                span.path,
-                span.line,
-                span.column,
-                Severity.ERROR,
-                message,
-                span.end_line,
-                span.end_column,
-            )
-        )
+        self.errors.append(Diagnostic.at(span, Severity.ERROR, message))
 
     # declarations
 

@@ -332,15 +332,7 @@ class RingfenceServer(LanguageServer):
                     kinds[decl.name] = info.kind
             if isinstance(info, str):
                 out.setdefault(decl.span.path, []).append(
-                    Diagnostic(
-                        decl.span.path,
-                        decl.span.line,
-                        decl.span.column,
-                        Severity.ERROR,
-                        info,
-                        decl.span.end_line,
-                        decl.span.end_column,
-                    )
+                    Diagnostic.at(decl.span, Severity.ERROR, info)
                 )
             elif isinstance(info, ListLoadError):
                 for issue in info.issues:

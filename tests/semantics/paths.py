@@ -351,15 +351,15 @@ def replay(root: Path, tenant: str, events: Sequence[Event], work: Path) -> list
     has it (JSON lines, one per event: its ``request_id``, ``key`` or input ``line``, and
     ``aggregates`` as ``[{id, value, known}]`` or ``{id: value}``), else through the
     replay module's Python API."""
-    if not events:  # replay refuses a file with no events for the tenant
-        return []
+    if not events:
+        return []  # nothing to decide (and `ringfence replay` refuses a file without any)
     path = work / "events.jsonl"
     keys = [f"e{i}" for i in range(len(events))]
     lines = (replay_line(ev, tenant, k) + "\n" for ev, k in zip(events, keys, strict=True))
     path.write_text("".join(lines), encoding="utf-8")
     if replay_has_decisions():
         out = work / "decisions.jsonl"
-        subprocess.run(
+        done = subprocess.run(
             [
                 str(RINGFENCE),
                 "replay",
@@ -374,9 +374,10 @@ def replay(root: Path, tenant: str, events: Sequence[Event], work: Path) -> list
                 str(out),
             ],
             capture_output=True,
-            check=True,
+            text=True,
             timeout=300,
         )
+        assert done.returncode == 0, f"replay exited {done.returncode}: {done.stderr[-2000:]}"
         by_key = {}
         for line in out.read_text().splitlines():
             d = json.loads(line)

@@ -13,7 +13,7 @@ from conftest_redis import RedisClusterServers
 from redis.crc import key_slot
 
 from dsl.aggregates import AggKind, AggregateRef, AggregateSpec, KeyKind, Window
-from server.state import Claim, RedisClusterBackend, StateError, open_backend
+from server.state import Claim, RedisClusterBackend, StateError, StateTimeout, open_backend
 
 pytestmark = pytest.mark.redis
 
@@ -106,9 +106,11 @@ async def test_a_master_killed_mid_traffic_fails_only_its_slots(
 ) -> None:
     b = cluster_backend(own_cluster, timeout_s=0.5)
     try:
-        # Warm: every master has keys and the script.
+        # Warm: every master has keys and the script. The backend's timeout is short (the
+        # point is that a dead master costs less than it); a loaded machine may exceed it
+        # while warming, which is not what this test is about.
         for i in range(30):
-            await b.apply("t1", [AggregateRef(CODES, number(i))], T0, record=True)
+            await _until_answered(b, AggregateRef(CODES, number(i)), T0)
         outcomes: Counter[str] = Counter()
 
         async def one(i: int) -> None:
@@ -138,12 +140,12 @@ async def test_a_master_killed_mid_traffic_fails_only_its_slots(
         assert alive
         assert dead
         for i in alive:
-            await b.apply("t1", [AggregateRef(CODES, number(i))], T0 + 2, record=True)
+            await _until_answered(b, AggregateRef(CODES, number(i)), T0 + 2)
         for i in dead:
-            t = time.monotonic()
-            with pytest.raises(StateError):
+            # Refused at once, not waited out: the error is not the backend's timeout.
+            with pytest.raises(StateError) as refused:
                 await b.apply("t1", [AggregateRef(CODES, number(i))], T0 + 2, record=True)
-            assert time.monotonic() - t < 1.0
+            assert not isinstance(refused.value, StateTimeout), refused.value
         assert time.monotonic() - started < GUARD_S
 
         victim.restart()  # same port and nodes.conf: it rejoins with its slots, empty
@@ -160,6 +162,18 @@ async def test_a_master_killed_mid_traffic_fails_only_its_slots(
         assert got == {"codes": 1}  # the restarted master lost its data (no persistence)
     finally:
         await b.close()
+
+
+async def _until_answered(b: RedisClusterBackend, ref: AggregateRef, at: float) -> None:
+    """Apply ``ref``, again after a timeout (a loaded machine), for up to GUARD_S."""
+    deadline = time.monotonic() + GUARD_S
+    while True:
+        try:
+            await b.apply("t1", [ref], at, record=True)
+            return
+        except StateTimeout:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
 
 
 def _tag(b: RedisClusterBackend, i: int) -> str:
