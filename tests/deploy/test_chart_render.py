@@ -179,6 +179,50 @@ def test_env_names_are_server_settings(variant: str) -> None:
     assert ours & {"RINGFENCE_STATE", "RINGFENCE_STATE_FILE"}
 
 
+# The server's settings the chart does not set, each with why. Every other one is a chart
+# value (or set from one), so an operator can tune it without extraArgs.
+NOT_IN_THE_CHART = {
+    "RINGFENCE_HASH_KEY": "given as RINGFENCE_HASH_KEY_FILE, from the chart's Secret",
+    "RINGFENCE_ADMIN_TOKEN": "given as RINGFENCE_ADMIN_TOKEN_FILE, from the chart's Secret",
+    "RINGFENCE_SEGMENTS": "the packaged table; a replacement goes through extraEnv",
+    "RINGFENCE_STATE_SECRETS_DIR": "set only with state.tenantSecrets.existingSecret",
+    "RINGFENCE_LIST_CHILD_MIN_KB": "a tuning of the list loader, for benchmarks",
+    "RINGFENCE_BUNDLE_FILE": "the chart mounts the bundle URL Secret as a file",
+    "RINGFENCE_BUNDLE_PUBLIC_KEY": "the chart gives a keyring (RINGFENCE_BUNDLE_KEYRING)",
+    "RINGFENCE_BUNDLE_ALLOW_UNSIGNED": "for local testing only, never from the chart",
+    "RINGFENCE_BUNDLE_TIMEOUT": "the server's default suits a registry in the cluster",
+    "RINGFENCE_BUNDLE_TOKEN_REALM_HOSTS": "set with bundle.tokenRealmHosts when given",
+}
+
+
+def test_every_server_setting_reaches_the_chart() -> None:
+    rendered: set[str] = set()
+    for variant in VARIANTS:
+        rendered |= {k for k in env(docs_for(variant)) if k.startswith("RINGFENCE_")}
+    settings = {env_name for _f, env_name, _d, _h in (*OPTIONS, *DELIVERY_OPTIONS)}
+    missing = settings - rendered - NOT_IN_THE_CHART.keys()
+    assert not missing, f"server settings no chart value sets: {sorted(missing)}"
+    assert NOT_IN_THE_CHART.keys() <= settings  # no stale exclusion
+
+
+def test_the_charts_limits_are_the_servers_defaults() -> None:
+    e = env(docs_for("defaults"))
+    defaults = {env_name: d for _f, env_name, d, _h in OPTIONS}
+    for name in (
+        "RINGFENCE_COST_BUDGET",
+        "RINGFENCE_COST_CEILING",
+        "RINGFENCE_EVALUATION_DEADLINE_MS",
+        "RINGFENCE_BATCH_DEADLINE_MS",
+        "RINGFENCE_MAX_EVENT_LATENESS",
+        "RINGFENCE_IDEMPOTENCY_WINDOW",
+        "RINGFENCE_COMPILE_TIMEOUT",
+        "RINGFENCE_COMPILE_MEMORY_MB",
+        "RINGFENCE_COMPILE_WORKERS",
+        "RINGFENCE_COMPILE_QUEUE",
+    ):
+        assert e[name] == defaults[name], name
+
+
 def test_serve_args_parse() -> None:
     c = container(docs_for("defaults"))
     ns = build_parser().parse_args(c["args"])
