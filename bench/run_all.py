@@ -31,6 +31,7 @@ BENCHES: tuple[tuple[str, list[str]], ...] = (
     ("lists_bench.py", []),
     ("lists_bench.py", ["--networks"]),
     ("ip_facts.py", []),
+    ("numeric_aggregates.py", []),
     ("memory_bench.py", []),
     ("list_memory.py", []),
     ("lsp_latency.py", []),

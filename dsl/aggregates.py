@@ -28,6 +28,22 @@ class AggKind(StrEnum):
     RUN = "run"  # length of the run of consecutive numbers around this one, in the window
     # Seconds since the key was first seen, on the receipt clock (0 the first time): age().
     FIRST_SEEN = "first_seen"
+    # Over a numeric value of each event (``field`` = "value:<canonical expression>"):
+    SUM = "sum"  # the sum of the values in the window (0 for none)
+    AVG = "avg"  # their mean, rounded half to even to millionths (unknown for none)
+    MIN = "min"  # the least (unknown for none)
+    MAX = "max"  # the greatest (unknown for none)
+
+
+# Kinds over a numeric value of each event: their values may be unknown without the
+# state failing (an empty window's min, a sum past SUM_LIMIT).
+NUMERIC_KINDS = frozenset({AggKind.SUM, AggKind.AVG, AggKind.MIN, AggKind.MAX})
+# An event's value feeds a numeric aggregate only when its magnitude is below this (in
+# the value's own unit: millionths for a decimal), and a sum is unknown once its
+# positive or its negative part reaches SUM_LIMIT: every value, and every sum that is
+# known, is exact in a double (the Redis script's arithmetic) and in an int64.
+VALUE_LIMIT = 10**15
+SUM_LIMIT = 2**53
 
 
 class KeyKind(StrEnum):
@@ -41,6 +57,7 @@ class KeyKind(StrEnum):
     IP = "ip"
     APP = "app"
     TENANT = "tenant"
+    ATTRIBUTE = "attribute"  # an event attribute (``key_arg`` = its name): a user id
 
 
 DAY_S = 86_400
@@ -88,17 +105,20 @@ class AggregateSpec:
     what every one of them reads (docs/state.md §9).
     """
 
-    IDENTITY_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"id", "horizon_s"})
+    # ``decimal`` follows from ``field``: the value's canonical text names its type.
+    IDENTITY_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"id", "horizon_s", "decimal"})
 
     id: str
     kind: AggKind
     key: KeyKind
-    key_arg: str = ""  # list name for LIST, digit count for PREFIX
+    key_arg: str = ""  # list name for LIST, digit count for PREFIX, name for ATTRIBUTE
     # Further keys counted together with the first: per (number, app) is NUMBER + ((APP, ""),).
     # A ref's key then joins the values, each prefixed with its length (runtime.join_key),
     # so caller text in one part can never pass for another split.
     more_keys: tuple[tuple[KeyKind, str], ...] = ()
     field: str = ""  # for DISTINCT: "app_id", "device_id", "ip", "scene", "phone", "attr:<k>"
+    # (for SUM/AVG/MIN/MAX: "value:" and the canonical text of the value's expression)
+    decimal: bool = False  # SUM/AVG/MIN/MAX: the value is a decimal (millionths)
     filter: str = ""
     window: Window
     horizon_s: int = 0
@@ -106,6 +126,32 @@ class AggregateSpec:
     @property
     def keys(self) -> tuple[tuple[KeyKind, str], ...]:
         return ((self.key, self.key_arg), *self.more_keys)
+
+
+def is_decimal(spec: AggregateSpec) -> bool:
+    """Whether the aggregate's value is a decimal (millionths, as everywhere in the
+    language): an average always, a sum, min or max of decimal values."""
+    return spec.kind is AggKind.AVG or (spec.kind in NUMERIC_KINDS and spec.decimal)
+
+
+def given_value(text: str, *, decimal: bool, signed: bool) -> int:
+    """A value written for an aggregate (``eval --agg``, a rule test's ``aggregates``):
+    whole digits for a count; a decimal ("12.5", at most six places) for a decimal
+    aggregate, in millionths; a minus sign only for sum, avg, min and max. Raises
+    ValueError saying what is accepted."""
+    body = text[1:] if signed and text.startswith("-") else text
+    whole, dot, frac = body.partition(".")
+    ok = whole.isdigit() and whole.isascii() and len(whole) <= 19
+    if dot:
+        ok = ok and decimal and frac.isdigit() and frac.isascii() and len(frac) <= 6
+    value = int(whole) * (1_000_000 if decimal else 1) if ok else 0
+    if ok and dot:
+        value += int(frac.ljust(6, "0"))
+    if not ok or value > 2**63 - 1:
+        what = "a decimal with at most six places" if decimal else "a whole number"
+        sign = ", negative or not" if signed else " from 0"
+        raise ValueError(f"a value is {what}{sign}, within 64 bits, or 'unknown'")
+    return -value if body is not text else value
 
 
 IdentityPart = tuple[str, str | int | bool | tuple[object, ...]]

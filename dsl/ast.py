@@ -96,6 +96,7 @@ class PerRef:
     kind: str
     arg: str | None
     span: Span = field(compare=False)
+    string: str | None = None  # the argument's text when written as a string
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +246,10 @@ class ListDecl:
 
 @dataclass(frozen=True, slots=True)
 class Per:
-    kind: str  # number | list | segment | prefix | device | ip | app | tenant
-    arg: str | None  # list name, digit count, or "/24" (a network: per ip/24)
+    kind: str  # number | list | segment | prefix | device | ip | app | tenant | attribute
+    arg: str | None  # list name, digit count, "/24" (per ip/24), or a string with its quotes
     span: Span = field(compare=False)
+    string: str | None = None  # the argument's text when written as a string: attribute "k"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from dsl import ast, ir, lint, schema
-from dsl.aggregates import AggKind, KeyKind, Window, calendar_day, sliding
+from dsl.aggregates import NUMERIC_KINDS, AggKind, KeyKind, Window, calendar_day, sliding
 from dsl.diagnostics import Diagnostic, Severity, Suggestion
 from dsl.durations import DurationError, format_duration, parse_duration
 from dsl.folding import (
@@ -379,11 +379,13 @@ class Checker:
         if kind is None:
             self.error(
                 d.kind_span,
-                f"unknown aggregate kind '{d.kind}' (use count, distinct or run)",
+                f"unknown aggregate kind '{d.kind}' (use count, distinct, run, sum, avg, min"
+                " or max)",
                 self.suggest(d.kind, schema.AGG_KINDS),
             )
             ok = False
         field = ""
+        value: ir.Node | None = None
         stray = _stray_keys(d)
         if stray:
             keys = ", ".join(
@@ -395,6 +397,19 @@ class Checker:
                 f" {d.kind}(); to count per several keys together write per ({keys})",
             )
             ok = False
+        elif kind in NUMERIC_KINDS:
+            if len(d.args) != 1:
+                self.error(
+                    d.kind_span,
+                    f"{d.kind}() needs exactly one numeric value, e.g."
+                    f' {d.kind}(event.number("amount"), per number, over 1d)',
+                )
+                ok = False
+            else:
+                value = self.numeric_value(d.kind, d.args[0])
+                ok = ok and value is not None
+                if value is not None:
+                    field = "value:" + ir.canonical(value)
         elif kind is AggKind.DISTINCT:
             if len(d.args) != 1:
                 self.error(d.kind_span, "distinct() needs exactly one field, e.g. event.app_id")
@@ -426,7 +441,29 @@ class Checker:
                 field=field,
                 where=where,
                 window=window,
+                value=value,
             )
+
+    def numeric_value(self, kind: str, e: ast.Expr) -> ir.Node | None:
+        """The value a sum/avg/min/max adds up: a number computed from the event alone."""
+        node = self.expr(e, _Ctx(f"{kind}() value", aggregates=False))
+        if isinstance(node, ir.Error):
+            return None
+        if node.type not in (Type.INT, Type.DEC):
+            self.error(
+                e.span,
+                f"{kind}() is over a number, not a {node.type.value}: a numeric attribute"
+                ' is event.number("key")',
+            )
+            return None
+        if isinstance(node, ir.Lit):
+            self.error(
+                e.span,
+                f"{kind}() of a constant says nothing about the events: give a value of each"
+                ' event, e.g. event.number("amount")',
+            )
+            return None
+        return node
 
     def distinct_field(self, e: ast.Expr) -> str:
         text = _dotted(e)
@@ -489,12 +526,31 @@ class Checker:
             self.error(
                 p.span,
                 f"unknown key '{p.kind}' (use number, list NAME, segment, prefix N, device, ip,"
-                " ip/N, app or tenant)",
+                ' ip/N, app, tenant or attribute "NAME")',
                 self.suggest(p.kind, schema.KEY_KINDS),
             )
             return None
         arg = ""
-        if key is KeyKind.LIST:
+        if p.string is not None and key is not KeyKind.ATTRIBUTE:
+            self.error(p.span, f"'per {p.kind}' takes no name: only per attribute \"NAME\" does")
+            return None
+        if key is KeyKind.ATTRIBUTE:
+            if p.string is None:
+                self.error(
+                    p.span,
+                    "'per attribute' needs the attribute's name as a string:"
+                    f' per attribute "{p.arg or "user_id"}"',
+                )
+                return None
+            if not 1 <= len(p.string) <= schema.MAX_ATTRIBUTE_KEY:
+                self.error(
+                    p.span,
+                    f"an attribute name has 1..{schema.MAX_ATTRIBUTE_KEY} characters, as"
+                    " requests send them",
+                )
+                return None
+            arg = p.string
+        elif key is KeyKind.LIST:
             sym = self.symbols.get(p.arg or "")
             if p.arg is None:
                 self.error(p.span, "'per list' needs a list name: per list NAME")
@@ -913,7 +969,7 @@ class Checker:
         if not self.aggregates.has(n):
             return ir.Error()  # its declaration already has an error
         self.rule_reads.append(n)
-        return ir.AggValue(n)
+        return self.aggregates.value(n)
 
     def attr(self, e: ast.Attr, ctx: _Ctx) -> ir.Node:
         base = e.obj.name if isinstance(e.obj, ast.Name) else None
@@ -993,6 +1049,8 @@ class Checker:
                 assert isinstance(args[0].value, str)
                 self.label_uses.append(LabelUse(e.obj.name, args[0].value, e.args[0].span))
                 return ir.ListLabel(e.obj.name, args[0].value)
+            if e.obj.name == "event":
+                return self.event_method(e, ctx)
             if e.obj.name == "phone":
                 sig = schema.PHONE_METHODS.get(e.name)
                 if sig is None:
@@ -1029,6 +1087,24 @@ class Checker:
         if all(isinstance(a, ir.Lit) for a in all_args):
             return _fold_string_call(e.name, all_args, result)
         return ir.StrCall(e.name, all_args, result, any(a.nullable for a in all_args))
+
+    def event_method(self, e: ast.Method, ctx: _Ctx) -> ir.Node:
+        """``event.number("amount")``: an attribute read as a decimal, unknown when it is
+        absent or not a number."""
+        if e.name != "number":
+            return self.error(
+                e.span,
+                f"unknown helper 'event.{e.name}' (event has number(\"key\"): an attribute"
+                " read as a decimal)",
+                self.suggest(e.name, ("number",)),
+            )
+        args = self.args(e, (Type.STR,), ctx)
+        if args is None:
+            return ir.Error()
+        if not isinstance(args[0], ir.Lit):
+            return self.error(e.args[0].span, "an attribute key must be a constant string")
+        assert isinstance(args[0].value, str)
+        return ir.EventNumber(args[0].value)
 
     def phone_starts_with(self, e: ast.Method, arg: ir.Node) -> ir.Node:
         """``phone.starts_with("+861703")``: the prefix must be a constant E.164 prefix.
@@ -1187,11 +1263,11 @@ class Checker:
         if key is None:
             return ir.Error()
         kind, arg = key
-        if kind not in schema.AGE_KEYS or arg:
+        if kind not in schema.AGE_KEYS or (arg and kind is not KeyKind.ATTRIBUTE):
             shown = kind.value + (f"/{arg}" if arg else "")
             return self.error(
                 e.args[0].span,
-                "age() is kept per number, device, ip or app, not per " + shown,
+                'age() is kept per number, device, ip, app or attribute "NAME", not per ' + shown,
             )
         node = self.aggregates.age(kind, arg, e.span)
         if isinstance(node, ir.AggValue):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dsl import ir
-from dsl.aggregates import AggKind, AggregateSpec, KeyKind
+from dsl.aggregates import NUMERIC_KINDS, AggKind, AggregateSpec, KeyKind, is_decimal
 from dsl.durations import format_duration
 from dsl.ir import Type
 from dsl.runtime import fmt, fmt_decimal
@@ -157,6 +157,7 @@ class _Names:
     members: dict[str, str]  # list name -> local variable holding `phone in LIST`
     specs: dict[str, str]  # aggregate id -> module name of its spec
     patterns: dict[str, str]  # regular expression -> module name of its compiled form
+    decimals: frozenset[str] = frozenset()  # aggregate ids whose values are decimals
 
 
 class _Memo:
@@ -238,6 +239,8 @@ class _Expr:
                 return _fact(p)
             case ir.EventAttr(key=k):
                 return _call(_attr(_load("event"), "attributes", "get"), _const(k), _const(""))
+            case ir.EventNumber(key=k):
+                return _call("number", _attr(_load("event"), "attributes"), _const(k))
             case ir.AggValue(agg_id=i):
                 return _load(self.names.aggs[i])
             case ir.ListLabel(list_name=n, label=lab):
@@ -424,6 +427,7 @@ def generate(policy: ir.CheckedPolicy, checkpoints: frozenset[int] = frozenset()
         members={n: f"in_{list_names.index(n)}" for n in members},
         specs=specs,
         patterns={p: f"RE_{i}" for i, p in enumerate(policy.patterns)},
+        decimals=frozenset(a.spec.id for a in policy.aggregates if is_decimal(a.spec)),
     )
     module.body.append(_assign("TIMEZONE", _const(policy.timezone)))
     plan = _gen_plan(policy, module, names)
@@ -466,14 +470,13 @@ def _prologue(policy: ir.CheckedPolicy, names: _Names, *, local_time: bool) -> l
 
 def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.FunctionDef:
     local = {"event.local_hour", "event.local_weekday"}
+    # What the plan computes of each event: filters, and the values numeric aggregates add.
+    roots = [x for a in policy.aggregates for x in (a.where, a.value) if x is not None]
     uses_local = any(
-        isinstance(n, ir.Fact) and n.path in local
-        for a in policy.aggregates
-        if a.where is not None
-        for n in ir.walk(a.where)
+        isinstance(n, ir.Fact) and n.path in local for root in roots for n in ir.walk(root)
     )
     body = _prologue(policy, names, local_time=uses_local)
-    memo = _Memo([a.where for a in policy.aggregates if a.where is not None])
+    memo = _Memo(roots)
     body.extend(memo.init())
     # Each network size `per ip/N` counts by, worked out once: n_24 = "1.2.3.0/24".
     for bits in sorted(
@@ -491,11 +494,23 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
         spec = agg.spec
         found = bound.get(agg.base_id)
         if found is None:
+            key: py.expr
+            member: py.expr
+            member_ok: py.expr | None
             key, key_ok = _plan_key(spec, names)
-            member, member_ok = _plan_member(spec)
+            if agg.value is not None:
+                # The value as text, "" when unknown or out of bounds (does not feed).
+                member = _once(_call("amount", gen.gen(agg.value)), gen, body)
+                member_ok = _ne_empty(member)
+            else:
+                member, member_ok = _plan_member(spec)
             conds = [c for c in (key_ok, member_ok) if c is not None]
             if agg.where is not None:
-                conds.append(gen.gen(agg.where))
+                # An unknown filter (a number attribute that is absent) does not feed.
+                where = gen.gen(agg.where)
+                if agg.where.nullable:
+                    where = py.Compare(where, [_IS], [_const(True)])
+                conds.append(where)
             feeds: py.expr = _and(conds) if conds else _const(True)
             if uses[agg.base_id] > 1:
                 key, member, feeds = (_once(v, gen, body) for v in (key, member, feeds))
@@ -554,6 +569,9 @@ def _key_part(kind: KeyKind, arg: str, names: _Names) -> tuple[py.expr, py.expr 
             return _attr(event, "ip"), _ne_empty(_attr(event, "ip"))
         case KeyKind.APP:
             return _attr(event, "app_id"), _ne_empty(_attr(event, "app_id"))
+        case KeyKind.ATTRIBUTE:
+            value = _call(_attr(event, "attributes", "get"), _const(arg), _const(""))
+            return value, _ne_empty(value)
     return _const(""), None
 
 
@@ -595,7 +613,17 @@ def _gen_evaluate(
         body.append(_assign("get", _attr(_load("values"), "get")))
         for i in read_ids:
             body.append(_assign(names.aggs[i], _call("get", _const(i))))
-        unknown = _or([_is_none(_load(names.aggs[i])) for i in read_ids])
+        # A failed state answers no value at all; a numeric aggregate may answer unknown
+        # (an empty window's min) while the state is fine.
+        numeric = {a.spec.id for a in policy.aggregates if a.spec.kind in NUMERIC_KINDS}
+        unknown = _or(
+            [
+                py.Compare(_const(i), [py.NotIn()], [_load("values")])
+                if i in numeric
+                else _is_none(_load(names.aggs[i]))
+                for i in read_ids
+            ]
+        )
         body.append(_assign("unknown", unknown))
     else:
         body.append(_assign("unknown", _const(False)))
@@ -764,4 +792,8 @@ def _detail(rule: ir.CheckedRule, gen: _Expr) -> py.expr:
     if rule.conditions:
         pairs = [_tuple([_const(n), gen.gen(_named(n, node))]) for n, node in rule.conditions]
         args.append(_tuple(pairs))
-    return _call("detail", *args)
+    decimals = [i for i in rule.reads if i in gen.names.decimals]
+    call = _call("detail", *args)
+    if decimals:  # shown as decimals (12.5), not millionths
+        call.keywords.append(py.keyword("decimals", _str_tuple(tuple(decimals))))
+    return call

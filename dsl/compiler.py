@@ -71,6 +71,8 @@ _RUNTIME: dict[str, object] = {
     "decide": runtime.decide,
     "detail": runtime.detail,
     "join_key": runtime.join_key,
+    "number": runtime.number,
+    "amount": runtime.amount,
     "unknown_reason": runtime.unknown_reason,
     "PENDING": runtime.PENDING,
     "past": runtime.past,

@@ -58,6 +58,7 @@ PATTERN_CHAR = 600
 PATTERN_STEP = 3  # per input character and RE2 instruction
 CHARS_PER_UNIT = 4  # linear string work in C (lower(), hashing, copying)
 REASON = 100  # building a reason from its parts
+NUMBER = 300  # event.number(): a regular expression over the attribute and an int
 # An aggregate window in the plan and the state's planner: its ref, key, bucket range.
 WINDOW = 750
 READ = {
@@ -68,6 +69,12 @@ READ = {
     AggKind.DISTINCT: 25_000,
     # 1,000 neighbours each way, each a dict lookup and a test of its buckets.
     AggKind.RUN: 250_000,
+    # Every bucket of the window (at most 61, each a dict lookup and an add or compare);
+    # an average reads its sum and its number of values (two reads).
+    AggKind.SUM: 2_500,
+    AggKind.AVG: 5_000,
+    AggKind.MIN: 2_500,
+    AggKind.MAX: 2_500,
 }
 WRITE = {
     AggKind.COUNT: 500,
@@ -75,6 +82,11 @@ WRITE = {
     # A new member of a full exact set scans the set for members to drop.
     AggKind.DISTINCT: 40_000,
     AggKind.RUN: 2_000,  # amortised, with trims
+    # A bucket's fields updated; a trim of buckets past the cutoff, amortised.
+    AggKind.SUM: 800,
+    AggKind.AVG: 800,
+    AggKind.MIN: 600,
+    AggKind.MAX: 600,
 }
 
 # The longest value of each string the policy can read. Request fields are those request
@@ -245,10 +257,13 @@ class _Estimator:
                 written.add(ident)
                 units += WRITE[spec.kind]
             searched = 0
-            if agg.where is not None and agg.base_id not in filtered:
+            if agg.base_id not in filtered:
                 filtered.add(agg.base_id)
-                filter_units, searched = self.expr(agg.where, where)
-                units += filter_units
+                for computed in (agg.where, agg.value):  # each once per declaration
+                    if computed is not None:
+                        more, more_searched = self.expr(computed, where)
+                        units += more
+                        searched += more_searched
             key = ("aggregate", agg.base_id)
             self.attributed[key] += units - searched
             if key not in self.labels:
@@ -324,6 +339,8 @@ class _Estimator:
                 return NODE + _linear(min(chars(a), chars(b)))
             case ir.Named():
                 return MEMO
+            case ir.EventNumber():
+                return NUMBER + _linear(ATTRIBUTE_CHARS)
         return NODE
 
 

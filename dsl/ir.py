@@ -54,6 +54,16 @@ class EventAttr:
 
 
 @dataclass(frozen=True, slots=True)
+class EventNumber:
+    """``event.number("amount")``: the attribute read as a decimal (millionths), unknown
+    when it is absent or not a number (:func:`dsl.runtime.number` says which texts are)."""
+
+    key: str
+    type: Type = Type.DEC
+    nullable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class AggValue:
     agg_id: str
     type: Type = Type.INT
@@ -168,6 +178,7 @@ Node = (
     Lit
     | Fact
     | EventAttr
+    | EventNumber
     | AggValue
     | InList
     | ListLabel
@@ -188,6 +199,7 @@ class CheckedAggregate:
     spec: AggregateSpec
     where: Node | None  # a non-nullable bool over facts; None = every event feeds it
     base_id: str  # the declared aggregate an offset variant belongs to (itself otherwise)
+    value: Node | None = None  # sum/avg/min/max: the number each event adds
 
 
 @dataclass(frozen=True, slots=True)

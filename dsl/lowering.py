@@ -23,7 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from dsl import ast, ir
-from dsl.aggregates import AggKind, AggregateSpec, KeyKind, Window, identity, sliding
+from dsl.aggregates import (
+    AggKind,
+    AggregateSpec,
+    KeyKind,
+    Window,
+    identity,
+    is_decimal,
+    sliding,
+)
 from dsl.durations import format_duration
 from dsl.options import CompileOptions
 
@@ -35,6 +43,27 @@ WarnFn = Callable[[ast.Span, str], None]
 class _Declared:
     checked: ir.CheckedAggregate
     span: ast.Span
+
+
+def age_id(kind: KeyKind, arg: str = "") -> str:
+    """The id of ``age(per KIND)``: ``age(per number)``, ``age(per attribute "user_id")``."""
+    if kind is KeyKind.ATTRIBUTE:
+        return f"age(per attribute {_quoted(arg)})"
+    return f"age(per {kind.value})"
+
+
+def value_type(spec: AggregateSpec) -> ir.Type:
+    """What an aggregate reads as: an int count; a sum, min or max in the type of its value;
+    an average always a decimal (docs/state.md §5)."""
+    if is_decimal(spec):
+        return ir.Type.DEC
+    if spec.kind is AggKind.FIRST_SEEN:
+        return ir.Type.DUR
+    return ir.Type.INT
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class Lowering:
@@ -63,6 +92,7 @@ class Lowering:
         field: str,
         where: ir.Node | None,
         window: Window,
+        value: ir.Node | None = None,
     ) -> None:
         if self.too_many(span):
             return
@@ -76,9 +106,14 @@ class Lowering:
             field=field,
             filter="" if where is None else ir.canonical(where),
             window=window,
+            decimal=value is not None and value.type is ir.Type.DEC,
         )
-        self.declared[name] = _Declared(ir.CheckedAggregate(spec, where, name), span)
+        self.declared[name] = _Declared(ir.CheckedAggregate(spec, where, name, value), span)
         self.sites[name] = span
+
+    def value(self, name: str, agg_id: str | None = None) -> ir.AggValue:
+        """A read of declaration ``name`` (or of its window ``agg_id``), typed by its kind."""
+        return ir.AggValue(agg_id or name, value_type(self.declared[name].checked.spec))
 
     def has(self, name: str) -> bool:
         return name in self.declared or name in self.ages
@@ -92,7 +127,7 @@ class Lowering:
         if found is None:
             return ir.Error()
         if offset == 0:
-            return ir.AggValue(name)
+            return self.value(name)
         base = found.checked
         reach = base.spec.window.span_s + offset
         if reach > self.options.max_window_s:
@@ -112,11 +147,11 @@ class Lowering:
             )
             self.variants[key] = ir.CheckedAggregate(spec, base.where, name)
             self.sites[spec.id] = span
-        return ir.AggValue(self.variants[key].spec.id)
+        return self.value(name, self.variants[key].spec.id)
 
     def age(self, kind: KeyKind, arg: str, span: ast.Span) -> ir.Node:
         """``age(per KIND)``: one first-seen key per kind, kept for the longest window."""
-        agg_id = f"age(per {kind.value})"
+        agg_id = age_id(kind, arg)
         if agg_id not in self.ages:
             if self.too_many(span):
                 return ir.Error()

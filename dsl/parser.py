@@ -480,6 +480,9 @@ class _Builder:
             k, _, bits = t.children
             return ast.Per(str(k), f"/{bits}", self.span(t))
         k, arg = t.children
+        if isinstance(arg, Token) and arg.type == "STRING":
+            # `per attribute "user_id"`: kept as written for the formatter, and its text.
+            return ast.Per(str(k), str(arg), self.span(t), self.plain_string(arg))
         return ast.Per(str(k), None if arg is None else str(arg), self.span(t))
 
     def rule(self, kids: Sequence[Tree[Token] | Token | None], sp: ast.Span) -> ast.Rule:
@@ -625,7 +628,7 @@ class _Builder:
                 first = k[0]
                 assert isinstance(first, Tree)
                 per = self.per_key(first)
-                return ast.PerRef(per.kind, per.arg, _join(self.span(t), per.span))
+                return ast.PerRef(per.kind, per.arg, _join(self.span(t), per.span), per.string)
             case "or_expr" | "and_expr":
                 op = "or" if t.data == "or_expr" else "and"
                 ops = tuple(self.expr(c) for c in k)

@@ -39,7 +39,7 @@ class SyncState(Protocol):
         *,
         record: bool,
         received: float | None = None,
-    ) -> dict[str, int]: ...
+    ) -> dict[str, int | None]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

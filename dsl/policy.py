@@ -7,7 +7,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsl.aggregates import AggKind, AggregateRef, AggregateSpec, KeyKind, Window
+from dsl.aggregates import (
+    NUMERIC_KINDS,
+    AggKind,
+    AggregateRef,
+    AggregateSpec,
+    KeyKind,
+    Window,
+    is_decimal,
+)
 from dsl.ast import Span
 from dsl.decision import Action, Decision, RuleTrace
 from dsl.diagnostics import Diagnostic, Severity
@@ -107,6 +115,7 @@ def _artifact_to_wire(a: PolicyArtifact) -> tuple[Any, ...]:
             s.key_arg,
             tuple((k.value, arg) for k, arg in s.more_keys),
             s.field,
+            s.decimal,
             s.filter,
             (s.window.size_s, s.window.offset_s, s.window.calendar_day, s.window.timezone),
             s.horizon_s,
@@ -168,11 +177,12 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
                 key_arg=arg,
                 more_keys=tuple((KeyKind(k), karg) for k, karg in more),
                 field=fld,
+                decimal=dec,
                 filter=flt,
                 window=Window(size_s=size, offset_s=offset, calendar_day=day, timezone=tz),
                 horizon_s=horizon,
             )
-            for i, kind, key, arg, more, fld, flt, (size, offset, day, tz), horizon in aggs
+            for i, kind, key, arg, more, fld, dec, flt, (size, offset, day, tz), horizon in aggs
         ),
         lists=tuple(ListDecl(n, path, Span(*sp), st) for n, path, sp, st in lists),
         timezone=timezone,
@@ -234,3 +244,14 @@ class CompiledPolicy:
     @property
     def aggregate_ids(self) -> tuple[str, ...]:
         return tuple(a.id for a in self.aggregates)
+
+    @property
+    def decimal_ids(self) -> frozenset[str]:
+        """The aggregates whose values are decimals (millionths): averages, and sums,
+        mins and maxes of decimal values."""
+        return frozenset(a.id for a in self.aggregates if is_decimal(a))
+
+    @property
+    def signed_ids(self) -> frozenset[str]:
+        """The aggregates whose values may be negative: sums, averages, mins and maxes."""
+        return frozenset(a.id for a in self.aggregates if a.kind in NUMERIC_KINDS)

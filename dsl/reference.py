@@ -211,7 +211,7 @@ _HELPER_DOCS: dict[str, str] = {
     ),
     "age": (
         "age(per number): how long ago this tenant first saw the number (also per device,"
-        " per ip, per app); 0s the first time. Remembered for 30 days."
+        ' per ip, per app, per attribute "NAME"); 0s the first time. Remembered for 30 days.'
     ),
 }
 
@@ -226,6 +226,24 @@ _AGG_KIND_DOCS: dict[str, tuple[str, str]] = {
     "run": (
         "run(per segment | prefix N, over WINDOW)",
         "Length of the run of consecutive numbers around this one seen in the window.",
+    ),
+    "sum": (
+        "sum(VALUE, per KEY, over WINDOW)",
+        'The sum of a number of each event (event.number("amount")) in the window: 0 for'
+        " none, unknown past ±9,007,199,254.740991; an int for int values, else a decimal.",
+    ),
+    "avg": (
+        "avg(VALUE, per KEY, over WINDOW)",
+        "The mean of a number of each event in the window, a decimal rounded half to even"
+        " at the sixth place; unknown for none.",
+    ),
+    "min": (
+        "min(VALUE, per KEY, over WINDOW)",
+        "The least number of an event in the window; unknown for none.",
+    ),
+    "max": (
+        "max(VALUE, per KEY, over WINDOW)",
+        "The greatest number of an event in the window; unknown for none.",
     ),
 }
 
@@ -244,6 +262,10 @@ _KEY_KIND_DOCS: dict[str, tuple[str, str]] = {
     ),
     "app": ("per app", "The event's app id."),
     "tenant": ("per tenant", "The whole tenant."),
+    "attribute": (
+        'per attribute "NAME"',
+        "An event attribute's value (a user id); events without it do not feed the window.",
+    ),
 }
 
 _ACTION_DOCS: dict[str, str] = {
@@ -312,13 +334,25 @@ def phone_helpers() -> tuple[Entry, ...]:
 
 
 LIST_HELPER = Entry("label", 'label("column") -> string', _HELPER_DOCS["label"])
+EVENT_HELPER = Entry(
+    "number",
+    'number("key") -> decimal',
+    'event.number("amount"): the attribute read as a decimal: an optional minus, digits,'
+    " an optional point and digits (rounded half to even at the sixth place), below"
+    ' 1,000,000,000 in size; unknown when absent or anything else ("1e5", "NaN", " 5").',
+)
 AGGREGATE_HELPER = Entry("ago", "ago(duration) -> int", _HELPER_DOCS["ago"])
 
 # Typed signatures of the built-in functions; schema.FUNCTIONS has the untyped ones.
 _FUNCTION_SIGNATURES: dict[str, str] = {
     "sustained": "sustained(bool, duration) -> bool",
-    "age": "age(per " + " | ".join(k for k in schema.KEY_KINDS if k in schema.AGE_KEYS) + ")"
-    " -> duration",
+    "age": "age(per "
+    + " | ".join(
+        'attribute "NAME"' if k == "attribute" else k
+        for k in schema.KEY_KINDS
+        if k in schema.AGE_KEYS
+    )
+    + ") -> duration",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import threading
 from collections.abc import Mapping
 from datetime import datetime
@@ -10,6 +11,7 @@ from functools import lru_cache
 from time import thread_time
 from zoneinfo import ZoneInfo
 
+from dsl.aggregates import VALUE_LIMIT
 from dsl.decision import Action, Decision, Match, RuleTrace
 from dsl.durations import format_duration
 from dsl.facts import PhoneFacts
@@ -177,6 +179,48 @@ def div(a: int | None, b: int | None) -> int | None:
     return _bounded(a // b)
 
 
+# What event.number() accepts (docs/dsl.md, "Numbers in attributes"): an optional minus,
+# ASCII digits, and an optional point followed by digits; nothing else (no spaces, no "+",
+# no exponent, no "NaN" or "inf"), at most NUMBER_CHARS characters.
+_NUMBER = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+NUMBER_CHARS = 40
+# A number's magnitude stays below 10**9 (in millionths, below VALUE_LIMIT): a larger one
+# is unknown, so every number a request sends can feed a sum.
+NUMBER_LIMIT = 10**9 * DECIMAL_SCALE
+
+
+def number(attributes: Mapping[str, str], key: str) -> int | None:
+    """``event.number(key)``: the attribute as a decimal (millionths), or None (unknown)
+    when it is absent, not a number, or of magnitude 10**9 or more. A fraction longer than
+    six places is rounded to the nearest millionth, a tie to the even one."""
+    text = attributes.get(key)
+    if not text or len(text) > NUMBER_CHARS:
+        return None
+    m = _NUMBER.fullmatch(text)
+    if m is None:
+        return None
+    sign, whole, frac = m.groups()
+    value = int(whole) * DECIMAL_SCALE
+    if frac is not None:
+        kept, rest = frac[:6], frac[6:]
+        value += int(kept.ljust(6, "0"))
+        if rest:
+            first, tail = rest[0], rest[1:].strip("0")
+            if first > "5" or (first == "5" and (tail or value % 2)):
+                value += 1
+    if value >= NUMBER_LIMIT:
+        return None
+    return -value if sign else value
+
+
+def amount(value: int | None) -> str:
+    """What an event adds to a sum/avg/min/max: its value as text, or "" (it does not
+    feed) when the value is unknown or its magnitude reaches VALUE_LIMIT."""
+    if value is None or not -VALUE_LIMIT < value < VALUE_LIMIT:
+        return ""
+    return str(value)
+
+
 def fmt(value: object) -> str:
     """How a value reads in a reason or explanation: unknown, true/false, or the number."""
     if value is None:
@@ -194,11 +238,14 @@ def detail(
     value: bool | None,
     on_error: str,
     conditions: tuple[tuple[str, bool | None], ...] = (),
+    decimals: tuple[str, ...] = (),
 ) -> str:
     """An explanation line's detail: ``hits=5, age(per number)=10m, busy=true``, and, when
     the condition was unknown, which on_error decided (``on_error`` is "" when it cannot be)."""
     parts = [
         f"{i}={fmt_duration(values.get(i)) if i.startswith('age(') else fmt(values.get(i))}"
+        if i not in decimals
+        else f"{i}={fmt_decimal(values.get(i))}"
         for i in reads
     ]
     parts += [f"{name}={fmt(v)}" for name, v in conditions]

@@ -45,6 +45,8 @@ RUNTIME_NAMES = frozenset(
         "decide",
         "detail",
         "join_key",
+        "number",
+        "amount",
         "unknown_reason",
         # Per-evaluation memo: the value of a local not computed yet (codegen._Memo).
         "PENDING",
@@ -120,7 +122,7 @@ ATTRIBUTES = frozenset(
     }
 )
 _METHODS = frozenset({"get", "lower", "upper", "startswith", "endswith", "append", "search"})
-_KEYWORDS = frozenset({"failed", "default", "review_score", "block_score"})
+_KEYWORDS = frozenset({"failed", "default", "review_score", "block_score", "decimals"})
 _NODES: tuple[type[py.AST], ...] = (
     py.Module,
     py.FunctionDef,

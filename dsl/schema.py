@@ -92,10 +92,13 @@ FUNCTIONS = {"sustained": "sustained(condition, duration)", "age": "age(per KEY)
 PRIORITY_RANGE = (-1000, 1000)
 SCORE_RANGE = (-1000, 1000)
 MAX_PREFIX_DIGITS = 15
+# The longest attribute key a request may send (server/rpc/validation.py): `per attribute`
+# names no longer key than that.
+MAX_ATTRIBUTE_KEY = 64
 # per ip/N: N up to 32 counts IPv4 networks, above 32 IPv6 networks (docs/dsl.md).
 IPV4_BITS = 32
 IPV6_BITS = 128
 MIN_NETWORK_BITS = 8
 MAX_KEYS = 3  # per (number, app, ip) at most
 # What age() can be kept per: things that are "new" or "old" (not segments or lists).
-AGE_KEYS = frozenset({KeyKind.NUMBER, KeyKind.DEVICE, KeyKind.IP, KeyKind.APP})
+AGE_KEYS = frozenset({KeyKind.NUMBER, KeyKind.DEVICE, KeyKind.IP, KeyKind.APP, KeyKind.ATTRIBUTE})

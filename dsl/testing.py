@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from dsl.addresses import ip_version
+from dsl.aggregates import given_value
 from dsl.decision import Action, Decision
 from dsl.diagnostics import Diagnostic, PolicyError, Severity
 from dsl.durations import DurationError, parse_duration
@@ -156,6 +157,8 @@ class _Known:
     tags: tuple[str, ...]
     # The label columns of each loaded list (its file's header), when the caller has them.
     label_columns: Mapping[str, Sequence[str]]
+    decimals: frozenset[str] = frozenset()  # aggregates read as decimals (avg, ...)
+    signed: frozenset[str] = frozenset()  # aggregates that may be negative (sum, ...)
 
     @classmethod
     def of(cls, policy: CompiledPolicy, label_columns: Mapping[str, Sequence[str]]) -> _Known:
@@ -166,6 +169,8 @@ class _Known:
             tuple(r.name for r in policy.rules if r.shadow),
             tuple(dict.fromkeys(t for r in policy.rules for t in r.tags)),
             label_columns,
+            policy.decimal_ids,
+            policy.signed_ids,
         )
 
 
@@ -577,6 +582,17 @@ class _CaseReader:
                 )
             elif v == UNKNOWN:
                 out[k] = None
+            elif self.known is not None and (k in self.known.decimals or k in self.known.signed):
+                decimal = k in self.known.decimals
+                # 12, 12.5 or "12.5" (a TOML float is read by its shortest text).
+                text = repr(v) if isinstance(v, float) else str(v)
+                try:
+                    if isinstance(v, bool) or not isinstance(v, int | float | str):
+                        raise ValueError("a number")
+                    out[k] = given_value(text, decimal=decimal, signed=k in self.known.signed)
+                except ValueError:
+                    what = "a decimal (12.5)" if decimal else "an int"
+                    self.error(at, f'aggregates.{k} must be {what} or "unknown"', value=True)
             elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT_MAX:
                 out[k] = v
             elif k.startswith("age(") and isinstance(v, str) and _seconds(v) is not None:

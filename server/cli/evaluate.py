@@ -31,9 +31,18 @@ _AGG_VALUE = re.compile(r"[0-9]{1,19}")
 _INT64_MAX = 2**63 - 1
 
 
-def parse_aggs(items: list[str], known: Sequence[str], tenant: str) -> dict[str, int | None]:
-    """``--agg NAME=VALUE`` options: VALUE is a count or ``unknown``; NAME must be one of
-    the policy's aggregates. Raises ValueError with a message for people."""
+def parse_aggs(
+    items: list[str],
+    known: Sequence[str],
+    tenant: str,
+    decimals: frozenset[str] = frozenset(),
+    signed: frozenset[str] = frozenset(),
+) -> dict[str, int | None]:
+    """``--agg NAME=VALUE`` options: VALUE is a count, a decimal for a decimal aggregate
+    (``avg``, a ``sum`` of event.number()), or ``unknown``; NAME must be one of the
+    policy's aggregates. Raises ValueError with a message for people."""
+    from dsl.aggregates import given_value
+
     out: dict[str, int | None] = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -50,6 +59,11 @@ def parse_aggs(items: list[str], known: Sequence[str], tenant: str) -> dict[str,
             )
         if text in ("unknown", ""):
             out[name] = None
+        elif name in decimals or name in signed:
+            try:
+                out[name] = given_value(text, decimal=name in decimals, signed=name in signed)
+            except ValueError as exc:
+                raise ValueError(f"--agg {name}={text}: {exc}") from None
         elif _AGG_VALUE.fullmatch(text) and int(text) <= _INT64_MAX:
             out[name] = int(text)
         elif name.startswith("age(") and (seconds := _duration(text)) is not None:
@@ -117,7 +131,9 @@ def run_eval(ns: argparse.Namespace) -> int:
             return 2
         attrs[key] = value
     try:
-        given = parse_aggs(ns.agg, policy.aggregate_ids, ns.tenant)
+        given = parse_aggs(
+            ns.agg, policy.aggregate_ids, ns.tenant, policy.decimal_ids, policy.signed_ids
+        )
     except ValueError as exc:
         print(f"ringfence eval: {exc}", file=sys.stderr)
         return 2
@@ -189,7 +205,7 @@ class _Unknown:
         *,
         record: bool,
         received: float | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, int | None]:
         return {}
 
 
@@ -280,8 +296,9 @@ def _aggregate_lines(
     at: float,
     assume: str,
 ) -> str:
-    from dsl.aggregates import AggKind
+    from dsl.aggregates import AggKind, is_decimal
     from dsl.durations import format_duration
+    from dsl.runtime import fmt_decimal
 
     if not refs:
         return "aggregates: none"
@@ -299,6 +316,8 @@ def _aggregate_lines(
         shown = "unknown" if value is None else str(value)
         if value is not None and ref.spec.kind is AggKind.FIRST_SEEN:
             shown = format_duration(value)
+        elif is_decimal(ref.spec):
+            shown = fmt_decimal(value)
         if ref.spec.id in given:
             how = "given"
         elif assume == ASSUME_FIRST and ref.feeds and value == 0:

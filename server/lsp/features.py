@@ -143,6 +143,9 @@ def complete(
             ]
             if obj == "phone":
                 fields += _entries(reference.phone_helpers(), ItemKind.METHOD)
+            if obj == "event":
+                e = reference.EVENT_HELPER
+                fields.append(Item(e.name, ItemKind.METHOD, e.detail, e.doc))
             return fields
         d = defs.get(obj)
         if d is not None and d.kind is SymbolKind.LIST:
@@ -350,6 +353,7 @@ def hover_word(word: str) -> str | None:
         *reference.string_helpers(),
         reference.LIST_HELPER,
         reference.AGGREGATE_HELPER,
+        reference.EVENT_HELPER,
         *reference.functions(),
     )
     for e in tables:

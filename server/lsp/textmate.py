@@ -54,6 +54,7 @@ def grammar() -> dict[str, Any]:
         *schema.PHONE_METHODS,
         reference.LIST_HELPER.name,
         reference.AGGREGATE_HELPER.name,
+        reference.EVENT_HELPER.name,
     )
     units = "".join(sorted(UNITS))
     plain_other = [w for w in kw.other if w not in ("override",)]

@@ -69,7 +69,7 @@ class Applied:
     been seen with the same fingerprint, so nothing was recorded and ``values`` and
     ``now`` are those of the first attempt (the event time its decision used)."""
 
-    values: dict[str, int]
+    values: dict[str, int | None]
     replayed: bool
     now: float
 
@@ -111,7 +111,7 @@ class StateBackend(Protocol):
         *,
         record: bool,
         received: float | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, int | None]:
         """Fetch every ref (values include the current event where it feeds the aggregate
         and lands in the window) and, when ``record``, record the event into every identity
         it feeds, in one round trip. Raises StateTimeout / StateError."""

@@ -34,7 +34,7 @@ class _Record:
         self.fingerprint = fingerprint
         self.now = now
         self.received = received
-        self.values: dict[str, int] | None = None
+        self.values: dict[str, int | None] | None = None
 
 
 class MemoryClaims:
@@ -51,7 +51,7 @@ class MemoryClaims:
         tenant: str,
         claim: Claim,
         now: float,
-        apply: Callable[[], Awaitable[dict[str, int]]],
+        apply: Callable[[], Awaitable[dict[str, int | None]]],
         *,
         received: float | None = None,
     ) -> Applied:

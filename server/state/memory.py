@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TypeVar
 
-from dsl.aggregates import AggKind, RefLike
+from dsl.aggregates import SUM_LIMIT, AggKind, RefLike
 
 from . import hll
 from .backend import Applied, Claim, StateStats
@@ -33,12 +33,16 @@ from .claims import DEFAULT_CLAIMS_PER_TENANT, MemoryClaims
 from .keys import KeyHasher
 from .limits import DISTINCT_EXACT_CAP, RUN_MAX_MEMBERS, RUN_WALK_CAP
 from .lists import MemoryLists
-from .plan import Planner, WriteOp
+from .plan import NONE, Planner, WriteOp
 
 _COUNT = AggKind.COUNT
 _DISTINCT = AggKind.DISTINCT
 _RUN = AggKind.RUN
 _SEEN = AggKind.FIRST_SEEN
+_SUM = AggKind.SUM
+_AVG = AggKind.AVG
+_MIN = AggKind.MIN
+_MAX = AggKind.MAX
 
 _M = TypeVar("_M", bytes, int)
 
@@ -163,7 +167,98 @@ class _Run:
         self.trim_at = 64
 
 
-_Entry = _Count | _Distinct | _Run | _Seen
+class _Sums:
+    """A sum's (and an average's) buckets: bucket -> [positive part, negative part's
+    magnitude, number of values]. A part stops growing once it reaches SUM_LIMIT (the
+    window's sum is unknown from then on), so nothing grows without bound."""
+
+    __slots__ = ("buckets", "expires_at")
+
+    def __init__(self, expires_at: float) -> None:
+        self.expires_at = expires_at
+        self.buckets: dict[int, list[int]] = {}
+
+    def add(self, pos: int, value: int, cutoff: int) -> None:
+        buckets = self.buckets
+        cell = buckets.get(pos)
+        if cell is None:
+            cell = buckets[pos] = [0, 0, 0]
+            if len(buckets) > pos - cutoff + 2:
+                for b in [b for b in buckets if b < cutoff]:
+                    del buckets[b]
+        if value > 0:
+            if cell[0] < SUM_LIMIT:
+                cell[0] += value
+        elif value < 0 and cell[1] < SUM_LIMIT:
+            cell[1] -= value
+        cell[2] += 1
+
+    def cells(self, lo: int, hi: int) -> list[list[int]]:
+        buckets = self.buckets
+        if hi - lo < len(buckets):
+            return [c for b in range(lo, hi + 1) if (c := buckets.get(b)) is not None]
+        return [c for b, c in buckets.items() if lo <= b <= hi]
+
+
+class _Extreme:
+    """A min's or a max's buckets: bucket -> the least (greatest) value seen in it."""
+
+    __slots__ = ("buckets", "expires_at")
+
+    def __init__(self, expires_at: float) -> None:
+        self.expires_at = expires_at
+        self.buckets: dict[int, int] = {}
+
+    def add(self, pos: int, value: int, cutoff: int, least: bool) -> None:
+        buckets = self.buckets
+        old = buckets.get(pos)
+        if old is None:
+            buckets[pos] = value
+            if len(buckets) > pos - cutoff + 2:
+                for b in [b for b in buckets if b < cutoff]:
+                    del buckets[b]
+        elif value < old if least else value > old:
+            buckets[pos] = value
+
+    def values(self, lo: int, hi: int) -> list[int]:
+        buckets = self.buckets
+        if hi - lo < len(buckets):
+            return [v for b in range(lo, hi + 1) if (v := buckets.get(b)) is not None]
+        return [v for b, v in buckets.items() if lo <= b <= hi]
+
+
+def _read_sum(entry: _Entry | None, lo: int, hi: int, member: bytes, include: bool) -> int:
+    pos = neg = 0
+    if isinstance(entry, _Sums):
+        for cell in entry.cells(lo, hi):
+            pos += cell[0]
+            neg += cell[1]
+    if include:
+        value = int(member)
+        if value > 0:
+            pos += value
+        else:
+            neg -= value
+    return NONE if pos >= SUM_LIMIT or neg >= SUM_LIMIT else pos - neg
+
+
+def _read_values(entry: _Entry | None, lo: int, hi: int, include: bool) -> int:
+    n = sum(cell[2] for cell in entry.cells(lo, hi)) if isinstance(entry, _Sums) else 0
+    return n + 1 if include else n
+
+
+def _read_extreme(
+    entry: _Entry | None, lo: int, hi: int, member: bytes, include: bool, least: bool
+) -> int:
+    found = entry.values(lo, hi) if isinstance(entry, _Extreme) else []
+    if include:
+        found.append(int(member))
+    if not found:
+        return NONE
+    return min(found) if least else max(found)
+
+
+_Entry = _Count | _Distinct | _Run | _Seen | _Sums | _Extreme
 _Store = OrderedDict[str, _Entry]
 
 
@@ -198,7 +293,7 @@ class MemoryBackend:
         *,
         record: bool,
         received: float | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, int | None]:
         return self.apply_now(tenant, refs, now, record=record, received=received)
 
     def apply_now(
@@ -209,7 +304,7 @@ class MemoryBackend:
         *,
         record: bool,
         received: float | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, int | None]:
         """``apply`` without the coroutine: in-process state never waits, and a replay
         applies hundreds of thousands of events with no event loop to serve."""
         self.stats.calls += 1
@@ -222,7 +317,7 @@ class MemoryBackend:
             if store is None:
                 store = self._stores[tenant] = OrderedDict()
             get = store.get
-            values: dict[str, int] = dict(plan.fixed) if plan.fixed else {}
+            values: dict[str, int | None] = dict(plan.fixed) if plan.fixed else {}
             # Every read comes before any write, as in the Redis script. LRU touches and
             # expiries are noted here and done after the reads.
             touched: list[str] = []
@@ -252,6 +347,12 @@ class MemoryBackend:
                         if isinstance(entry, _Distinct)
                         else (1 if include else 0)
                     )
+                elif kind is _SUM:
+                    values[rid] = _read_sum(entry, lo, hi, member, include)
+                elif kind is _AVG:
+                    values[rid] = _read_values(entry, lo, hi, include)
+                elif kind is _MIN or kind is _MAX:
+                    values[rid] = _read_extreme(entry, lo, hi, member, include, kind is _MIN)
                 elif kind is _RUN:
                     values[rid] = (
                         _read_run(entry, lo, hi, int(b"1" + member), len(member), include)
@@ -274,7 +375,7 @@ class MemoryBackend:
             if plan.writes:
                 self._write(store, plan.writes, clock)
             self.stats.keys = self._size
-            return plan.complete(values) if plan.same else values
+            return plan.complete(values) if plan.same or plan.numeric else values
         except Exception:
             self.stats.errors += 1
             raise
@@ -336,6 +437,12 @@ class MemoryBackend:
                     store[key] = _Seen(expires_at, pos)
                 elif kind is _DISTINCT:
                     store[key] = _Distinct(expires_at, member, pos)
+                elif kind is _SUM:
+                    entry = store[key] = _Sums(expires_at)
+                    entry.add(pos, int(member), cutoff)
+                elif kind is _MIN or kind is _MAX:
+                    entry = store[key] = _Extreme(expires_at)
+                    entry.add(pos, int(member), cutoff, kind is _MIN)
                 else:
                     store[key] = _Run(expires_at, int(b"1" + member), pos)
                 self._size += 1
@@ -349,6 +456,10 @@ class MemoryBackend:
                 _write_distinct(entry, pos, member, cutoff)
             elif isinstance(entry, _Run):
                 _write_run(entry, pos, int(b"1" + member), cutoff)
+            elif isinstance(entry, _Sums):
+                entry.add(pos, int(member), cutoff)
+            elif isinstance(entry, _Extreme):
+                entry.add(pos, int(member), cutoff, kind is _MIN)
             elif isinstance(entry, _Seen):
                 if pos - entry.last > cutoff:  # forgotten: this sighting starts again
                     entry.first = pos

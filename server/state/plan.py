@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from dsl.aggregates import AggKind, RefLike
+from dsl.aggregates import NUMERIC_KINDS, AggKind, RefLike
 
 from .keys import KeyHasher, readable_key, run_suffix
 from .specs import SpecTable
@@ -31,21 +31,39 @@ receipt time in whole seconds (the value is ``hi`` minus the first sighting's, 0
 key is unknown or was last seen more than ``lo`` seconds before). ``member`` is the hashed
 distinct value or the run suffix digits. ``include`` says the current event counts in this
 window: it feeds the aggregate and its own bucket lies in ``lo..hi``.
+
+SUM: the sum of the values in ``lo..hi`` (``member`` is the event's own value, as decimal
+text), or :data:`NONE` once its positive or its negative part reaches ``SUM_LIMIT``. AVG:
+how many values lie in ``lo..hi`` (an average is a SUM read and an AVG read of one key,
+divided in :meth:`Plan.complete`). MIN / MAX: the least / greatest value, :data:`NONE` for
+none.
 """
 
 WriteOp = tuple[AggKind, str, int, bytes, int, int]
 """``(kind, key, pos, member, ttl_s, cutoff)``: record the event into one storage key.
 
-``pos`` is the event's bucket (COUNT / DISTINCT / RUN) or the receipt time in seconds
-(FIRST_SEEN). ``cutoff`` is the oldest bucket to keep (older ones are trimmed) or, for
-FIRST_SEEN, how long a key is remembered without a sighting (seconds). ``ttl_s`` is the
-key's lifetime after this write, a backstop for memory: values never depend on it.
+``pos`` is the event's bucket (COUNT / DISTINCT / RUN / SUM / MIN / MAX) or the receipt
+time in seconds (FIRST_SEEN). A SUM write keeps what both a sum and an average read (an
+average's key is written as a sum's). ``cutoff`` is the oldest bucket to keep (older ones
+are trimmed) or, for FIRST_SEEN, how long a key is remembered without a sighting
+(seconds). ``ttl_s`` is the key's lifetime after this write, a backstop for memory: values
+never depend on it.
 """
 
 
 _COUNT = AggKind.COUNT
 _DISTINCT = AggKind.DISTINCT
 _RUN = AggKind.RUN
+_SUM = AggKind.SUM
+_AVG = AggKind.AVG
+
+NONE = -(2**53)
+"""What a backend answers for a numeric read with no value (an empty window's min, a sum
+past its limit): no value it can hold (|value| < SUM_LIMIT), and exact in a double and in
+the Redis script's integer replies. :meth:`Plan.complete` makes it None (unknown)."""
+# Where an average's two reads are answered: its id and one of these.
+AVG_SUM = "\x1fsum"
+AVG_COUNT = "\x1fcount"
 
 
 class Plan(NamedTuple):
@@ -56,12 +74,36 @@ class Plan(NamedTuple):
     # same storage key for the same member (aggregates that count the same events, read at
     # the same offset) are read once and answered alike.
     same: list[tuple[str, str]]
+    # Numeric reads: (ref id, its kind, scale): AVG (answered by two reads, divided here:
+    # ``scale`` is 10**6 for an average of ints, in millionths, else 1), and SUM / MIN /
+    # MAX, whose NONE becomes unknown.
+    numeric: Sequence[tuple[str, AggKind, int]] = ()
 
-    def complete(self, values: dict[str, int]) -> dict[str, int]:
-        """``values`` of the reads, with the shared ones filled in."""
+    def complete(self, values: dict[str, int | None]) -> dict[str, int | None]:
+        """``values`` of the reads, with the shared ones filled in and numeric ones
+        finished (unknown as None, averages divided)."""
         for rid, first in self.same:
             values[rid] = values[first]
+        for rid, kind, scale in self.numeric:
+            if kind is _AVG:
+                total = values.pop(rid + AVG_SUM, NONE)
+                n = values.pop(rid + AVG_COUNT, 0)
+                if total is None or n is None or total == NONE or n <= 0:
+                    values[rid] = None
+                else:
+                    values[rid] = average(total * scale, n)
+            elif values.get(rid) == NONE:
+                values[rid] = None
         return values
+
+
+def average(total: int, n: int) -> int:
+    """``total / n`` rounded to the nearest integer, a tie to the even one (exact)."""
+    q, r = divmod(total, n)
+    twice = 2 * r
+    if twice > n or (twice == n and q % 2):
+        q += 1
+    return q
 
 
 class Planner:
@@ -89,6 +131,7 @@ class Planner:
         writes: dict[tuple[str, bytes], WriteOp] = {}
         fixed: list[tuple[str, int]] = []
         same: list[tuple[str, str]] = []
+        numeric: list[tuple[str, AggKind, int]] = []
         # Each read once: its op without the id -> the id it was made for.
         first: dict[tuple[object, ...], str] = {}
         hasher = self.hasher
@@ -121,6 +164,11 @@ class Planner:
                 member = hasher.member(ref.member) if ref.member else b""
                 # An empty distinct value (no device id sent) is not a value: never counted.
                 feeds = ref.feeds and member != b""
+            elif kind in NUMERIC_KINDS:
+                # The value as text: what a write adds and what the event's own read adds.
+                member = ref.member.encode("ascii")
+                feeds = ref.feeds and member != b""
+                numeric.append((c.id, kind, 1 if c.spec.decimal else 1_000_000))
             elif kind is _RUN:
                 suffix = run_suffix(raw_key, ref.member)
                 if not suffix.isdigit() or not suffix.isascii():
@@ -155,7 +203,13 @@ class Planner:
                 pos = done[0]
                 include = lo <= pos <= hi
                 if record and (key, member) not in writes:
-                    writes[(key, member)] = (kind, key, pos, member, done[2], done[1])
+                    stored = _SUM if kind is _AVG else kind
+                    writes[(key, member)] = (stored, key, pos, member, done[2], done[1])
+            if kind is _AVG:
+                # Two reads of one key: its sum and how many values it holds.
+                for rid, part in ((c.id + AVG_SUM, _SUM), (c.id + AVG_COUNT, _AVG)):
+                    reads.append((rid, part, key, lo, hi, member, include))
+                continue
             sig = (kind, key, lo, hi, member, include)
             done_by = first.get(sig)
             if done_by is None:
@@ -163,4 +217,4 @@ class Planner:
                 reads.append((c.id, kind, key, lo, hi, member, include))
             else:
                 same.append((c.id, done_by))
-        return Plan(reads, list(writes.values()), fixed, same)
+        return Plan(reads, list(writes.values()), fixed, same, numeric)

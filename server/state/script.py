@@ -3,9 +3,10 @@ write, in one call.
 
 The script executes a plan (``plan.py``); it decides nothing the planner has not. ARGV:
 exact cap, run walk cap, run member cap, #reads, #writes, the claim (key index or 0,
-fingerprint line, record header, ttl ms, receipt time ms), then six fields per read (kind,
-key index, lo, hi, member, include) and six per write (kind, key index, pos, member, ttl,
-cutoff); kinds are ``c`` count, ``d`` distinct, ``r`` run, ``s`` first seen. Returns one
+fingerprint line, record header, ttl ms, receipt time ms), the sum limit, then six fields
+per read (kind, key index, lo, hi, member, include) and six per write (kind, key index,
+pos, member, ttl, cutoff); kinds are ``c`` count, ``d`` distinct, ``r`` run, ``s`` first
+seen, ``u`` sum, ``a`` the number of values of an average, ``x`` min, ``y`` max. Returns one
 integer per read, in order. :func:`encode` builds the call and :func:`decode` reads its
 reply: they live beside the script because they are its two ends.
 
@@ -19,8 +20,10 @@ fingerprint (an id reused for another request) is left alone.
 Data model (docs/state.md): a count is a HASH bucket -> n. A distinct value or a run member
 is a ZSET member -> the latest bucket it was seen in; a member seen in several buckets also
 has the others in a HASH ``<key>:b`` member -> "b,b,..." (consulted only when the latest
-bucket is past a window's end, so a plain read never touches it). Past the exact cap, a
-distinct key marks itself with a sentinel member and per-bucket HyperLogLogs
+bucket is past a window's end, so a plain read never touches it). A sum (or an average) is
+a HASH ``p<bucket>`` / ``m<bucket>`` / ``n<bucket>`` -> positive part, negative part's
+magnitude, number of values; a min or max a HASH bucket -> the least / greatest value.
+Past the exact cap, a distinct key marks itself with a sentinel member and per-bucket HyperLogLogs
 ``<key>:h:<bucket>`` take over. A first sighting (age()) is a STRING "first last" of
 receipt times in seconds.
 """
@@ -30,7 +33,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from dsl.aggregates import AggKind
+from dsl.aggregates import SUM_LIMIT, AggKind
 
 from . import records
 from .backend import Claim
@@ -47,6 +50,8 @@ local nr = tonumber(ARGV[4])
 local nw = tonumber(ARGV[5])
 local claim = tonumber(ARGV[6])
 local OVER = '\0over'
+local LIMIT = tonumber(ARGV[11])
+local NONE = -LIMIT
 
 if claim > 0 then
   local rec = redis.call('GET', KEYS[claim])
@@ -174,8 +179,25 @@ local function buckets(key)
   return h
 end
 
+-- A sum's hash: fields p<bucket> (positive part), m<bucket> (negative part's magnitude),
+-- n<bucket> (how many values), kept as the strings Redis holds.
+local sumsets = {}
+local function sums(key)
+  local h = sumsets[key]
+  if not h then
+    h = {}
+    local flat = redis.call('HGETALL', key)
+    for j = 1, #flat, 2 do
+      local f = flat[j]
+      h[#h + 1] = {string.sub(f, 1, 1), tonumber(string.sub(f, 2)), tonumber(flat[j + 1])}
+    end
+    sumsets[key] = h
+  end
+  return h
+end
+
 local out = {}
-local i = 11
+local i = 12
 for _ = 1, nr do
   local kind, key, slo, shi = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
   local lo, hi, m, inc = tonumber(slo), tonumber(shi), ARGV[i + 4], tonumber(ARGV[i + 5])
@@ -185,6 +207,33 @@ for _ = 1, nr do
     for _, bn in ipairs(buckets(key)) do
       if bn[1] >= lo and bn[1] <= hi then v = v + bn[2] end
     end
+  elseif kind == 'u' or kind == 'a' then
+    -- Parts below LIMIT are exact in a double, and so is every sum of them below it.
+    local p, q, n = 0, 0, 0
+    for _, c in ipairs(sums(key)) do
+      if c[2] >= lo and c[2] <= hi then
+        if c[1] == 'p' then p = p + c[3] elseif c[1] == 'm' then q = q + c[3] else n = n + c[3] end
+      end
+    end
+    if kind == 'a' then
+      v = n + inc
+    else
+      if inc == 1 then
+        local x = tonumber(m)
+        if x > 0 then p = p + x else q = q - x end
+      end
+      if p >= LIMIT or q >= LIMIT then v = NONE else v = p - q end
+    end
+  elseif kind == 'x' or kind == 'y' then
+    local best = nil
+    if inc == 1 then best = tonumber(m) end
+    for _, bn in ipairs(buckets(key)) do
+      if bn[1] >= lo and bn[1] <= hi then
+        local x = bn[2]
+        if not best or (kind == 'x' and x < best) or (kind == 'y' and x > best) then best = x end
+      end
+    end
+    v = best or NONE
   elseif kind == 's' then
     -- lo: how long a key is remembered unseen; hi: the receipt time.
     v = 0
@@ -236,6 +285,34 @@ for _ = 1, nw do
       for _, f in ipairs(redis.call('HKEYS', key)) do
         if tonumber(f) < c then redis.call('HDEL', key, f) end
       end
+    end
+  elseif kind == 'u' then
+    local c = tonumber(cutoff)
+    if redis.call('HINCRBY', key, 'n' .. pos, 1) == 1
+        and redis.call('HLEN', key) > 3 * (tonumber(pos) - c + 2) then
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        if tonumber(string.sub(f, 2)) < c then redis.call('HDEL', key, f) end
+      end
+    end
+    -- A part stops growing at LIMIT: the window's sum is unknown from then on, and the
+    -- field never overflows.
+    local part, amount = 'p' .. pos, m
+    if string.sub(m, 1, 1) == '-' then part, amount = 'm' .. pos, string.sub(m, 2) end
+    if tonumber(amount) > 0 and tonumber(redis.call('HGET', key, part) or '0') < LIMIT then
+      redis.call('HINCRBY', key, part, amount)
+    end
+  elseif kind == 'x' or kind == 'y' then
+    local x, c = tonumber(m), tonumber(cutoff)
+    local cur = redis.call('HGET', key, pos)
+    if not cur then
+      redis.call('HSET', key, pos, m)
+      if redis.call('HLEN', key) > tonumber(pos) - c + 2 then
+        for _, f in ipairs(redis.call('HKEYS', key)) do
+          if tonumber(f) < c then redis.call('HDEL', key, f) end
+        end
+      end
+    elseif (kind == 'x' and x < tonumber(cur)) or (kind == 'y' and x > tonumber(cur)) then
+      redis.call('HSET', key, pos, m)
     end
   elseif kind == 's' then
     -- cutoff: how long a key is remembered unseen; a longer gap starts it again.
@@ -298,7 +375,10 @@ for _ = 1, nw do
   extend(key, ttl)
 end
 if claim > 0 then
-  redis.call('SET', KEYS[claim], ARGV[8] .. table.concat(out, ','), 'PX', ARGV[9])
+  -- Written as integers: a sum's value has more digits than tostring() keeps.
+  local rec = {}
+  for j = 1, #out do rec[j] = fmt(out[j]) end
+  redis.call('SET', KEYS[claim], ARGV[8] .. table.concat(rec, ','), 'PX', ARGV[9])
 end
 return out
 """
@@ -310,6 +390,10 @@ _KIND_CODE = {
     AggKind.DISTINCT: "d",
     AggKind.RUN: "r",
     AggKind.FIRST_SEEN: "s",
+    AggKind.SUM: "u",
+    AggKind.AVG: "a",
+    AggKind.MIN: "x",
+    AggKind.MAX: "y",
 }
 _HEAD = (str(DISTINCT_EXACT_CAP), str(RUN_WALK_CAP), str(RUN_MAX_MEMBERS))
 Arg = str | bytes
@@ -317,6 +401,7 @@ Arg = str | bytes
 ClaimArgs = tuple[str, str, str, str, str]
 """``(claim key, fingerprint line, record header, window ms, receipt time ms)``."""
 _NO_CLAIM = ("0", "", "", "0", "0")
+_LIMIT = str(SUM_LIMIT)
 
 
 def encode(plan: Plan, claim: ClaimArgs | None = None) -> tuple[list[str], list[Arg]]:
@@ -336,6 +421,7 @@ def encode(plan: Plan, claim: ClaimArgs | None = None) -> tuple[list[str], list[
         args += _NO_CLAIM
     else:
         args += (key_index(claim[0]), *claim[1:])
+    args.append(_LIMIT)
     for _, kind, key, lo, hi, member, include in plan.reads:
         args += (_KIND_CODE[kind], key_index(key), str(lo), str(hi), member)
         args.append("1" if include else "0")

@@ -86,7 +86,7 @@ class ScriptedBackend:
         *,
         record: bool,
         received: float | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, int | None]:
         return (await self._apply(tenant, refs, now, record, None, received)).values
 
     async def apply_claimed(
@@ -116,7 +116,7 @@ class ScriptedBackend:
         except StateError:
             self.stats.errors += 1
             raise
-        values = dict(plan.fixed)
+        values: dict[str, int | None] = dict(plan.fixed)
         if not plan.reads and not plan.writes:
             return Applied(plan.complete(values), False, now)
         hasher = self._planner.hasher

@@ -71,3 +71,21 @@ def test_an_artifact_survives_pickling() -> None:
     again = pickle.loads(pickle.dumps(artifact))
     assert again == artifact
     assert again.rules[0].span == artifact.rules[0].span
+
+
+def test_every_aggregate_field_survives_pickling() -> None:
+    """Each spec field crosses the wire, the numeric ones too (a field left out would
+    reach the state as its default)."""
+    import pickle
+
+    from dsl import build_policy
+
+    text = (
+        'aggregate spent = avg(event.number("amount"), per attribute "user_id", over 1h)\n'
+        "aggregate hours = max(event.local_hour, per (number, app), over today)\n"
+        "rule r { when spent > 1.5 or hours > 3 then review }\n"
+    )
+    artifact = build_policy({"t/policy.rf": text}, tenant="t")
+    again = pickle.loads(pickle.dumps(artifact))
+    assert again.aggregates == artifact.aggregates
+    assert [a.decimal for a in again.aggregates] == [True, False]

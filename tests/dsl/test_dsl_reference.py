@@ -69,7 +69,15 @@ def test_functions_and_kinds_follow_the_schema() -> None:
     assert reference.functions() == reference.FUNCTIONS
     assert {e.name for e in reference.age_keys()} == {k.value for k in schema.AGE_KEYS}
     # age() keeps first sightings as an aggregate of its own; authors never write that kind.
-    assert [k.name for k in reference.aggregate_kinds()] == ["count", "distinct", "run"]
+    assert [k.name for k in reference.aggregate_kinds()] == [
+        "count",
+        "distinct",
+        "run",
+        "sum",
+        "avg",
+        "min",
+        "max",
+    ]
 
 
 def test_facts_follow_the_schema() -> None:

@@ -115,7 +115,7 @@ _TERMINAL_SCOPES: dict[str, tuple[str, ...]] = {
     "PLUS": ("keyword.operator.arithmetic",),
     "MINUS": ("keyword.operator.arithmetic",),
     "STAR": ("keyword.operator.arithmetic",),
-    "SLASH": ("keyword.operator.arithmetic",),
+    "SLASH": ("keyword.operator.arithmetic", "punctuation.separator.network"),  # per ip/24
 }
 _KEYWORD_SCOPES = (
     "keyword.",

@@ -54,6 +54,24 @@ IPS = (
     "",
 )
 CHANNELS = ((), (("channel", "web"),), (("channel", "app"),), (("channel", ""),))
+# event.number("amount"): plain, fractions (a tie at the seventh place rounds to even),
+# negative, the largest accepted, and texts that are no number (unknown: no value).
+AMOUNTS = (
+    None,
+    "12",
+    "0.5",
+    "-3.25",
+    "100",
+    "0.0000005",
+    "0.0000015",
+    "999999999.999999",
+    "1000000000",
+    "1e5",
+    "NaN",
+    " 5",
+    "",
+)
+USERS = (None, "u1", "u2", "")
 
 # 2030-01-01T00:00:00Z: ahead of the machine's clock, so no key a backend stamps with an
 # absolute expiry from these times is ever in the past (receipt times are simulated).
@@ -103,7 +121,15 @@ def new_event(draw: st.DrawFn, r: float, phones: tuple[Phone, ...]) -> Event:
         app_id=draw(st.sampled_from(APPS)),
         ip=draw(st.sampled_from(IPS)),
         device_id=draw(st.sampled_from(DEVICES)),
-        attributes=draw(st.sampled_from(CHANNELS)),
+        attributes=draw(st.sampled_from(CHANNELS))
+        + tuple(
+            (k, v)
+            for k, v in (
+                ("amount", draw(st.sampled_from(AMOUNTS))),
+                ("user_id", draw(st.sampled_from(USERS))),
+            )
+            if v is not None
+        ),
         occurred_at=stamp,
         received_at=r,
         dry_run=draw(st.integers(0, 9)) == 0,

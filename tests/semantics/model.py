@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -33,8 +36,15 @@ IP_CITIES: Mapping[str, str] = {
     "2001:db8:1:3::/64": "常州",
 }
 
-Range = tuple[int, int]
-Kind = Literal["count", "distinct", "run"]
+# (lower, upper): the value lies between them. (None, None): the value is unknown. ANY:
+# anything, unknown too (a numeric value over history a path may have dropped, §9).
+Range = tuple[float | None, float | None]
+ANY: Range = (-math.inf, math.inf)
+UNKNOWN: Range = (None, None)
+Kind = Literal["count", "distinct", "run", "sum", "avg", "min", "max"]
+NUMERIC = ("sum", "avg", "min", "max")
+SUM_LIMIT = 2**53  # §5: a sum's positive or negative part reaching it is unknown
+VALUE_LIMIT = 10**15  # §5: a value of this magnitude or more does not feed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +105,9 @@ class Aggregate:
     # (kind, argument): ("number", ""), ("prefix", "5"), ("ip", "24") for per ip/24
     keys: tuple[tuple[str, str], ...]
     field: str = ""  # distinct: app_id, device_id, ip, scene, phone, ip.city or attr:<key>
+    # sum/avg/min/max: ("number", KEY) for event.number("KEY") (a decimal, in millionths),
+    # ("hour", "") for event.local_hour (an int)
+    value: tuple[str, str] = ("", "")
     where: Filter | None = None
     window: int | None  # sliding window in seconds; None: `today`
     offsets: tuple[int, ...] = (0,)  # every window read: 0, each ago(), each sustained() step
@@ -134,7 +147,31 @@ def identity(agg: Aggregate, timezone: str) -> Hashable:
     """What shares events and storage (§3): not the name, not the offset."""
     where = None if agg.where is None else agg.where.canonical
     bucketing = ("today", timezone) if agg.window is None else ("sliding", agg.window)
-    return (agg.kind, agg.keys, agg.field, where, bucketing)
+    return (agg.kind, agg.keys, agg.field, agg.value, where, bucketing)
+
+
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def number(text: str) -> int | None:
+    """event.number(): the text as millionths, rounded half to even at the sixth place;
+    unknown when absent, not `-?digits[.digits]`, longer than 40 characters, or of
+    magnitude 10**9 or more (docs/dsl.md)."""
+    if not text or len(text) > 40 or not _NUMBER.fullmatch(text):
+        return None
+    millionths = int((Decimal(text) * 1_000_000).quantize(Decimal(1), ROUND_HALF_EVEN))
+    return None if abs(millionths) >= 10**15 else millionths
+
+
+def decimal_valued(agg: Aggregate) -> bool:
+    """Whether the aggregate reads as a decimal (§5): an average, or over event.number()."""
+    return agg.kind == "avg" or (agg.kind in NUMERIC and agg.value[0] == "number")
+
+
+def numeric_value(agg: Aggregate, facts: Facts) -> int | None:
+    source, arg = agg.value
+    v = number(facts.event.attribute(arg)) if source == "number" else facts.local_hour
+    return None if v is None or abs(v) >= VALUE_LIMIT else v
 
 
 # §4: windows and buckets ------------------------------------------------------------
@@ -218,6 +255,8 @@ def key_part(kind: str, arg: str, ev: Event, lists: frozenset[str]) -> str:
         return ev.tenant
     if kind == "ip" and arg:
         return network(ev.ip, int(arg))
+    if kind == "attribute":
+        return ev.attribute(arg)
     return {"device": ev.device_id, "ip": ev.ip, "app": ev.app_id}[kind]
 
 
@@ -275,7 +314,12 @@ def fed_item(agg: Aggregate, ev: Event, facts: Facts) -> tuple[tuple[str, ...], 
     if any(kind == "list" and arg not in facts.lists for kind, arg in agg.keys):
         return None  # §2: a list key feeds only for numbers on the list
     item = ""
-    if agg.kind == "distinct":
+    if agg.kind in NUMERIC:
+        v = numeric_value(agg, facts)
+        if v is None:
+            return None
+        item = str(v)
+    elif agg.kind == "distinct":
         item = field_value(agg.field, ev)
     elif agg.kind == "run":
         item = member(agg, ev, key)
@@ -428,8 +472,8 @@ class Model:
         """§5 over E: what fed the identity with this key before, plus this event."""
         ev, tz = facts.event, st.policy.timezone
         key = concrete_key(agg, ev, facts.lists)
-        if key is None:
-            return (0, 0)
+        if key is None:  # an empty window (§5)
+            return numeric_range(agg, []) if agg.kind in NUMERIC else (0, 0)
         ident = identity(agg, tz)
         stored = st.stored.get((ident, key), Stored())
         if r - stored.written_at > st.reaches()[ident]:
@@ -444,6 +488,8 @@ class Model:
         lo, hi = window_buckets(agg.window, tz, facts.t, offset)
         inside = [e for e in entries if lo <= bucket(agg.window, tz, e.t) <= hi]
         sure = [e for e in inside if not e.maybe_dropped]
+        if agg.kind in NUMERIC:
+            return numeric_range(agg, inside)
         if agg.kind == "count":
             return len(sure), len(inside)
         if agg.kind == "distinct":
@@ -488,6 +534,32 @@ class Model:
                 st.seen[(kind, value)] = Seen(first=r, last=r)
             else:
                 seen.last = max(seen.last, r)
+
+
+def numeric_range(agg: Aggregate, inside: list[Entry]) -> Range:
+    """§5 for sum, avg, min and max over the values in the window."""
+    if any(e.maybe_dropped for e in inside):
+        return ANY
+    values = [int(e.item) for e in inside]
+    if agg.kind in ("min", "max"):
+        if not values:
+            return UNKNOWN
+        v = min(values) if agg.kind == "min" else max(values)
+        return v, v
+    positive = sum(v for v in values if v > 0)
+    negative = -sum(v for v in values if v < 0)
+    if positive >= SUM_LIMIT or negative >= SUM_LIMIT:
+        return UNKNOWN
+    total = positive - negative
+    if agg.kind == "sum":
+        return total, total
+    if not values:
+        return UNKNOWN
+    # An average is a decimal: of decimal values (millionths) as it is, of ints scaled.
+    scale = 1 if agg.value[0] == "number" else 1_000_000
+    exact = Fraction(total * scale, len(values))
+    mean = round(exact)  # Python rounds a Fraction's tie to the even integer
+    return mean, mean
 
 
 def assumed(policy: Policy, ev: Event) -> Outcome:

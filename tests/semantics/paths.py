@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import io
 import json
 import math
@@ -30,7 +31,7 @@ import grpc
 from hypothesis import HealthCheck, Phase, settings
 from ipdb_support import Place, write_city_db
 from semantics.events import EPOCH, ticks
-from semantics.model import IP_CITIES, Event, Outcome
+from semantics.model import ANY, IP_CITIES, Event, Outcome, Range
 from support import RINGFENCE, running_server
 
 from server.api import decision_pb2 as pb
@@ -443,8 +444,11 @@ def cli(*args: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def eval_values(root: Path, tenant: str, ev: Event) -> Values:
-    """The aggregate values `ringfence eval` shows (and decides with) for one event."""
+def eval_values(
+    root: Path, tenant: str, ev: Event, decimals: frozenset[str] = frozenset()
+) -> Values:
+    """The aggregate values `ringfence eval` shows (and decides with) for one event; those
+    of ``decimals`` are shown as decimals (``-3.25``) and read back as millionths."""
     assert ev.occurred_at is not None
     args = ["eval", "--rules", str(root), "--tenant", tenant, "--phone", ev.phone.e164]
     args += ["--ip-db", str(ip_database(root))]
@@ -465,7 +469,13 @@ def eval_values(root: Path, tenant: str, ev: Event) -> Values:
             break
         name, _, rest = line.strip().partition(" = ")
         shown = rest.split()[0]
-        values[name.strip()] = None if shown == "unknown" else int(shown.removesuffix("s"))
+        name = name.strip()
+        if shown == "unknown":
+            values[name] = None
+        elif name in decimals:
+            values[name] = int(decimal.Decimal(shown) * 1_000_000)
+        else:
+            values[name] = int(shown.removesuffix("s"))
     return values
 
 
@@ -541,14 +551,32 @@ def mismatches(
             out.append(f"{where}: replayed: model {want.replayed}, product {got.replayed}")
         for agg_id, (lo, hi) in want.values.items():
             value = got.values.get(agg_id, "missing")
-            if not (isinstance(value, int) and lo <= value <= hi):
-                shown = str(lo) if lo == hi else f"{lo}..{hi}"
+            if not allows((lo, hi), value):
+                shown = (
+                    "unknown"
+                    if lo is None
+                    else "anything"
+                    if (lo, hi) == ANY
+                    else str(lo)
+                    if lo == hi
+                    else f"{lo}..{hi}"
+                )
                 said = (meaning or {}).get(ev.tenant, {}).get(agg_id)
                 what = f" [{said}]" if said else ""
                 out.append(f"{where}: {agg_id}{what}: model {shown}, product {value}")
         for agg_id in sorted(set(got.values) - set(want.values)):
             out.append(f"{where}: {agg_id}: not in the model, product {got.values[agg_id]}")
     return out
+
+
+def allows(want: Range, value: object) -> bool:
+    """Whether the product's ``value`` is one the model's range allows."""
+    lo, hi = want
+    if want == ANY:
+        return value is None or isinstance(value, int)
+    if lo is None or hi is None:
+        return value is None
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
 
 
 def report(title: str, found: list[str], policy_text: str = "") -> str:

@@ -23,6 +23,7 @@ from semantics.model import (
     Filter,
     Kind,
     Policy,
+    decimal_valued,
     format_duration,
     value_id,
 )
@@ -137,8 +138,24 @@ WINDOWS: tuple[tuple[int | None, tuple[str, ...]], ...] = (
     (7 * DAY_S, ("7d", "1w")),
     (None, ("today",)),
 )
-KINDS: tuple[Kind, ...] = ("count", "count", "distinct", "run")
-KEYS = ("number", "list vip", "segment", "prefix", "device", "ip", "ip/24", "ip/64", "app")
+KINDS: tuple[Kind, ...] = ("count", "count", "distinct", "run", "sum", "avg", "min", "max")
+KEYS = (
+    "number",
+    "list vip",
+    "segment",
+    "prefix",
+    "device",
+    "ip",
+    "ip/24",
+    "ip/64",
+    "app",
+    'attribute "user_id"',
+)
+# What sum/avg/min/max add up, and the ways to write it.
+VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("number", "amount"): ('event.number("amount")',),
+    ("hour", ""): ("event.local_hour",),
+}
 FIELDS = {
     "app_id": ("event.app_id",),
     "device_id": ("event.device_id",),
@@ -204,6 +221,18 @@ class Generated:
         d, o = [(d, o) for d in self.decls for o in d.agg.offsets][index]
         return d.agg.name if o == 0 else f"{d.agg.name}.ago({format_duration(o)})"
 
+    def decimal_ids(self) -> frozenset[str]:
+        """The value ids that read as decimals."""
+        return frozenset(v for i, v in enumerate(self.value_ids()) if self.decimal(i))
+
+    def decimal(self, index: int) -> bool:
+        """Whether value id number ``index`` reads as a decimal."""
+        n = sum(len(d.agg.offsets) for d in self.decls)
+        if index >= n:
+            return False
+        d = [d for d in self.decls for _ in d.agg.offsets][index]
+        return decimal_valued(d.agg)
+
     def probe_rules(self, index: int) -> tuple[str, str]:
         """The rules that fire when value id ``index`` is 0, and when it is 1."""
         return f"v{index}_0", f"v{index}_1"
@@ -215,8 +244,10 @@ class Generated:
         for i in range(len(self.value_ids())):
             expr = self.probe(i)
             unit = "s" if expr.startswith("age(") else ""
-            for value, rule in enumerate(self.probe_rules(i)):
-                lines.append(f"rule {rule} {{ when {expr} == {value}{unit} then review }}")
+            # A decimal aggregate's values are millionths: its probes are 0 and 0.000001.
+            ones = ("0", "0.000001") if self.decimal(i) else ("0", "1")
+            for one, rule in zip(ones, self.probe_rules(i), strict=True):
+                lines.append(f"rule {rule} {{ when {expr} == {one}{unit} then review }}")
         for d in self.decls:
             for j, (k, dur) in enumerate(d.sustained):
                 lines.append(
@@ -267,6 +298,8 @@ def readers(
 def key_text(kind: str, arg: str) -> str:
     if kind == "ip" and arg:
         return f"ip/{arg}"
+    if kind == "attribute":
+        return f'attribute "{arg}"'
     return {"list": "list vip", "prefix": f"prefix {arg}"}.get(kind, kind)
 
 
@@ -287,6 +320,8 @@ def key_sets(draw: st.DrawFn, kind: str) -> tuple[tuple[tuple[str, str], ...], s
             if n == "list vip"
             else ("ip", n[3:])
             if n.startswith("ip/")
+            else ("attribute", "user_id")
+            if n.startswith("attribute")
             else (n, "")
             for n in names
         )
@@ -303,9 +338,13 @@ def declarations(draw: st.DrawFn, name: str) -> Decl:
     kind: Kind = draw(st.sampled_from(KINDS))
     keys, keys_text = draw(key_sets(kind))
     field = field_text = ""
+    value = ("", "")
     if kind == "distinct":
         field = draw(st.sampled_from(sorted(FIELDS)))
         field_text = draw(st.sampled_from(FIELDS[field]))
+    elif kind in ("sum", "avg", "min", "max"):
+        value = draw(st.sampled_from(sorted(VALUES)))
+        field_text = draw(st.sampled_from(VALUES[value]))
     window, window_texts = draw(st.sampled_from(WINDOWS))
     where = draw(st.one_of(st.none(), filters))
     offsets, sustained = draw(readers(window))
@@ -315,6 +354,7 @@ def declarations(draw: st.DrawFn, name: str) -> Decl:
             kind=kind,
             keys=keys,
             field=field,
+            value=value,
             where=None if where is None else where.filter(),
             window=window,
             offsets=offsets,

@@ -131,7 +131,9 @@ async def test_completion_of_age_keys_is_only_what_age_keeps(
     assert set(items) == {k.value for k in schema.AGE_KEYS}
     assert items["number"].kind == types.CompletionItemKind.Keyword
     items = await _complete(reader, shared_rules, RULE_HEAD + "a", RULE_HEAD)
-    assert items["age"].detail == "age(per number | device | ip | app) -> duration"
+    assert (
+        items["age"].detail == 'age(per number | device | ip | app | attribute "NAME") -> duration'
+    )
 
 
 async def test_completion_of_list_label_names(reader: LanguageClient, shared_rules: Path) -> None:
@@ -200,7 +202,7 @@ async def test_hover_on_second_version_declarations(
     agg = await _hover(reader, u, text, "per_app > 2")
     assert "aggregate per_app = count(per (number, app), over 30d)" in agg
     age = await _hover(reader, u, text, "age(per device)")
-    assert "age(per number | device | ip | app) -> duration" in age
+    assert 'age(per number | device | ip | app | attribute "NAME") -> duration' in age
     assert "first saw" in age
     assert "added up" in await _hover(reader, u, text, "score 5")
 
@@ -334,3 +336,24 @@ async def test_rename_and_references_of_a_condition_and_a_list_in_keys(
     )
     assert refs is not None
     assert (u, 1) in {(r.uri, r.range.start.line) for r in refs}
+
+
+async def test_numeric_aggregates_complete_and_hover(
+    reader: LanguageClient, shared_rules: Path
+) -> None:
+    """event.number() and sum/avg/min/max: completed after `event.` and at a call, with
+    their signatures and docs on hover; an aggregate hover shows its declaration."""
+    items = await _complete(reader, shared_rules, RULE_HEAD + "event.", "event.")
+    assert items["number"].kind == types.CompletionItemKind.Method
+    assert items["number"].detail == 'number("key") -> decimal'
+    text = (
+        'aggregate spent = sum(event.number("amount"), per attribute "user_id", over 1d)\n'
+        "aggregate low = min(event.local_hour, per number, over 1h)\n"
+        'rule extra {\n    when spent > 10.5 and event.number("amount") > 1\n    then review\n}\n'
+    )
+    u = await open_file(reader, shared_rules / "demo" / "numeric.rf", text)
+    assert "sum(VALUE, per KEY, over WINDOW)" in await _hover(reader, u, text, "sum(")
+    assert "unknown for none" in await _hover(reader, u, text, "min(")
+    assert "rounded half to even" in await _hover(reader, u, text, "number(")
+    spent = await _hover(reader, u, text, "spent > 10.5")
+    assert 'aggregate spent = sum(event.number("amount"), per attribute "user_id"' in spent

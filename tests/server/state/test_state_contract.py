@@ -417,3 +417,75 @@ async def test_composite_keys_count_each_pair_apart(backend: Backend) -> None:
     keys = await storage_keys(backend)
     assert not [k for k in keys if NUMBER in k or "13800138000" in k]  # hashed, every part
     assert any(":number+app:" in k for k in keys)
+
+
+# -- sum, avg, min, max (docs/state.md §5) ----------------------------------------------
+
+
+def numeric(kind: AggKind, size_s: int = 3600, *, decimal: bool = True) -> AggregateSpec:
+    return dataclasses.replace(spec(kind, size_s=size_s, field="value:x"), decimal=decimal)
+
+
+@pytest.mark.parametrize(
+    ("kind", "amounts", "expected"),
+    [
+        (AggKind.SUM, ["5", "-2", "10"], 13),
+        (AggKind.MIN, ["5", "-2", "10"], -2),
+        (AggKind.MAX, ["5", "-2", "10"], 10),
+        # (5 - 2 + 10) / 3 = 4.333333 (decimal values: rounded to a unit of the value)
+        (AggKind.AVG, ["5", "-2", "10"], 4),
+        (AggKind.AVG, ["5", "-2", "8"], 4),  # 11 / 3 = 3.67 -> 4
+        (AggKind.AVG, ["1", "2"], 2),  # 1.5: a tie goes to the even one
+        (AggKind.AVG, ["3", "2"], 2),  # 2.5 -> 2
+    ],
+)
+async def test_numeric_values_over_a_window(
+    backend: Backend, kind: AggKind, amounts: list[str], expected: int
+) -> None:
+    s = numeric(kind)
+    got = [await record(backend, s, T0 + i, member=a) for i, a in enumerate(amounts)]
+    assert got[-1] == expected
+    # The stored value alone reads the same (the event's own value was in the last one).
+    assert await peek(backend, s, T0 + 10) == expected
+
+
+async def test_average_of_ints_is_in_millionths(backend: Backend) -> None:
+    s = numeric(AggKind.AVG, decimal=False)
+    for i, a in enumerate(["1", "1", "2"]):
+        got = await record(backend, s, T0 + i, member=a)
+    assert got == 1_333_333  # 4 / 3, rounded to the millionth
+
+
+@pytest.mark.parametrize("kind", [AggKind.SUM, AggKind.AVG, AggKind.MIN, AggKind.MAX])
+async def test_an_empty_window(backend: Backend, kind: AggKind) -> None:
+    """A sum of nothing is 0; an average, min or max of nothing is unknown."""
+    s = numeric(kind)
+    assert await peek(backend, s, T0) == (0 if kind is AggKind.SUM else None)
+    await record(backend, s, T0, member="7")
+    # Two windows later the value has left the window.
+    assert await peek(backend, s, T0 + 2 * 3600 + 120) == (0 if kind is AggKind.SUM else None)
+
+
+async def test_values_leave_the_window(backend: Backend) -> None:
+    s = numeric(AggKind.MAX, size_s=600)
+    await record(backend, s, T0, member="100")
+    await record(backend, s, T0 + 300, member="5")
+    assert await peek(backend, s, T0 + 599) == 100
+    assert await peek(backend, s, T0 + 700) == 5
+
+
+async def test_a_sum_past_its_limit_is_unknown_and_never_overflows(backend: Backend) -> None:
+    """Each part stops at 2**53: the sum is unknown from then on, whatever comes later."""
+    s = numeric(AggKind.SUM)
+    big = str(10**15 - 1)
+    got = None
+    for i in range(10):
+        got = await record(backend, s, T0 + i, member=big)
+    assert got is None
+    assert await peek(backend, s, T0 + 20) is None
+    # The negative part is apart: a small negative value is still unknown over it.
+    assert await record(backend, s, T0 + 21, member="-1") is None
+    t = numeric(AggKind.SUM, size_s=600)
+    for i in range(9):
+        got = await record(backend, t, T0 + i, member=big)
+    assert got == 9 * (10**15 - 1)  # below the limit: exact
