@@ -333,9 +333,15 @@ class AggregateValue(_message.Message):
     or age(per KEY).
     """
     value: _builtins.int
-    """The value: a count, or seconds for age(). Meaningless when known is false."""
+    """The value: a count, a number of distinct values, a run's length, seconds for age(),
+    or a sum, min or max of whole numbers. A decimal (every avg, and a sum, min or max of
+    event.number()) is given in millionths: 499.5 is 499500000 (docs/state.md).
+    Meaningless when known is false.
+    """
     known: _builtins.bool
-    """False when the state backend could not answer (a degraded decision)."""
+    """False when there is no value: the state backend could not answer (a degraded
+    decision), or an avg, min or max read a window with nothing in it.
+    """
     def __init__(
         self,
         *,
