@@ -120,11 +120,21 @@ class Ints:
         return Ints.of([(-_INF, c - 1), (c + 1, _INF)])
 
     def meet(self, other: Ints) -> Ints:
+        # Both sorted and disjoint: one merge, not every pair (two sets of 1,000 values
+        # were a million pairs).
         out = []
-        for a, b in self.parts:
-            for c, d in other.parts:
-                out.append((max(a, c), min(b, d)))
-        return Ints.of(out)
+        i = j = 0
+        mine, theirs = self.parts, other.parts
+        while i < len(mine) and j < len(theirs):
+            (a, b), (c, d) = mine[i], theirs[j]
+            lo, hi = max(a, c), min(b, d)
+            if lo <= hi:
+                out.append((lo, hi))
+            if b < d:
+                i += 1
+            else:
+                j += 1
+        return Ints(tuple(out))
 
     def join(self, other: Ints) -> Ints:
         return Ints.of(self.parts + other.parts)
@@ -454,6 +464,26 @@ class Domains:
         return not value.values
 
 
+def _join_all(values: Sequence[Value]) -> Value:
+    """The union of values of one domain, in one pass."""
+    first = values[0]
+    if isinstance(first, Ints):
+        return Ints.of(p for v in values if isinstance(v, Ints) for p in v.parts)
+    if isinstance(first, Strs):
+        strs = [v for v in values if isinstance(v, Strs)]
+        inside = frozenset().union(*(v.items for v in strs if v.inside))
+        outside = [v.items for v in strs if not v.inside]
+        if not outside:
+            return Strs(True, inside)
+        return Strs(False, frozenset.intersection(*outside) - inside)
+    return Bools(frozenset().union(*(v.values for v in values if isinstance(v, Bools))))
+
+
+def _meet_all(values: Sequence[Value]) -> Value:
+    """The intersection of values of one domain, in one pass."""
+    return _join_all([v.complement() for v in values]).complement()
+
+
 # -- never and always ----------------------------------------------------------------------
 
 
@@ -624,47 +654,69 @@ class Reasoner:
         return None
 
     def _conflict(self, n: ir.Node, ops: Sequence[ir.Node]) -> Why | None:
-        by_subject: dict[ir.Node, tuple[Value, list[ir.Node]]] = {}
-        for o in _parts(ops, "and"):
-            a = self.atom(o)
-            if a is None:
-                continue
-            found = by_subject.get(a.subject)
-            if found is None:
-                by_subject[a.subject] = (self.d.restrict(a), [o])
-                continue
-            value, seen = found
-            if type(value) is not type(a.value):
-                continue
-            met = value.meet(a.value)  # type: ignore[arg-type]
-            seen = [*seen, o]
-            by_subject[a.subject] = (met, seen)
-            if self.d.empty(met):
-                parts = " and ".join(f"'{show(x)}'" for x in seen[:4])
-                both = "both" if len(seen) == 2 else "all"
-                return Why(n, f"{parts} cannot {both} be true at once")
-        return None
+        def empty(items: Sequence[tuple[Atom, ir.Node]]) -> bool:
+            first = self.d.restrict(items[0][0])
+            return self.d.empty(_meet_all([first, *(a.value for a, _ in items[1:])]))
+
+        seen = self._first_prefix(_parts(ops, "and"), empty)
+        if seen is None:
+            return None
+        parts = " and ".join(f"'{show(x)}'" for x in seen[:4])
+        both = "both" if len(seen) == 2 else "all"
+        return Why(n, f"{parts} cannot {both} be true at once")
 
     def _cover(self, n: ir.Node, ops: Sequence[ir.Node]) -> Why | None:
-        by_subject: dict[ir.Node, tuple[Atom, Value, list[ir.Node]]] = {}
-        for o in _parts(ops, "or"):
+        def full(items: Sequence[tuple[Atom, ir.Node]]) -> bool:
+            first = items[0][0]
+            joined = _join_all([a.value for a, _ in items])
+            return self.d.full(first, self.d.restrict(Atom(first.subject, joined)))
+
+        seen = self._first_prefix(_parts(ops, "or"), full)
+        if seen is None:
+            return None
+        parts = " or ".join(f"'{show(x)}'" for x in seen[:4])
+        return Why(n, f"one of {parts} is always true")
+
+    def _first_prefix(
+        self,
+        operands: Sequence[ir.Node],
+        holds: Callable[[Sequence[tuple[Atom, ir.Node]]], bool],
+    ) -> list[ir.Node] | None:
+        """The shortest run of two or more tests of one value, taken in order, for which
+        ``holds`` (of their combined value), the one that ends first among the operands;
+        None when no value's tests do.
+
+        ``holds`` only turns true as tests are added (a meet only shrinks, a join only
+        grows), so each value is judged once on all its tests and, when that holds, its
+        shortest run is found by bisection: linear in the tests but for a log factor,
+        where judging after every test was quadratic (a rule of 6,000 ``x == N or ...``
+        took 27 s)."""
+        groups: dict[ir.Node, list[tuple[int, Atom, ir.Node]]] = {}
+        for index, o in enumerate(operands):
             a = self.atom(o)
             if a is None:
                 continue
-            found = by_subject.get(a.subject)
-            if found is None:
-                by_subject[a.subject] = (a, a.value, [o])
+            group = groups.setdefault(a.subject, [])
+            # Tests of one value in another domain (a decimal scaled to an int): left out.
+            if group and type(group[0][1].value) is not type(a.value):
                 continue
-            first, value, seen = found
-            if type(value) is not type(a.value):
+            group.append((index, a, o))
+        best: tuple[int, list[ir.Node]] | None = None
+        for group in groups.values():
+            items = [(a, o) for _, a, o in group]
+            if len(items) < 2 or not holds(items):
                 continue
-            joined = value.join(a.value)  # type: ignore[arg-type]
-            seen = [*seen, o]
-            by_subject[a.subject] = (first, joined, seen)
-            if self.d.full(first, self.d.restrict(Atom(a.subject, joined))):
-                parts = " or ".join(f"'{show(x)}'" for x in seen[:4])
-                return Why(n, f"one of {parts} is always true")
-        return None
+            lo, hi = 2, len(items)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if holds(items[:mid]):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            end = group[lo - 1][0]
+            if best is None or end < best[0]:
+                best = (end, [o for _, o in items[:lo]])
+        return None if best is None else best[1]
 
     def _domain_text(self, a: Atom, n: ir.Node, *, never: bool) -> str:
         verdict = "never true" if never else "always true"

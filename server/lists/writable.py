@@ -37,6 +37,9 @@ MAX_LABELS = 16
 MAX_LABEL_KEY = 64
 MAX_LABEL_VALUE = 256
 MAX_TTL_S = 366 * 86_400
+# What all of one tenant's lists kept in state may take, encoded: every replica holds them
+# in memory, and 100,000 entries of 16 long labels each would be gigabytes.
+MAX_TENANT_BYTES = 32 * 1024 * 1024
 POLL_S = 1.0
 
 
@@ -55,6 +58,7 @@ class StoredEntry:
         return self.expires_at is None or now < self.expires_at
 
     def encode(self) -> bytes:
+        # UTF-8, not \u escapes: a character costs at most 4 bytes of the tenant's bound.
         return json.dumps(
             {
                 "m": self.masked,
@@ -65,6 +69,7 @@ class StoredEntry:
                 "b": self.added_by,
             },
             separators=(",", ":"),
+            ensure_ascii=False,
         ).encode()
 
     @classmethod
@@ -84,9 +89,11 @@ class StoredEntry:
 class _Snapshot:
     version: int
     entries: Mapping[str, StoredEntry]  # hashed number -> entry
+    raw: Mapping[str, bytes]  # hashed number -> the entry as stored
+    nbytes: int  # the stored entries' size
 
 
-_EMPTY = _Snapshot(0, MappingProxyType({}))
+_EMPTY = _Snapshot(0, MappingProxyType({}), MappingProxyType({}), 0)
 
 
 class StateListView:
@@ -157,6 +164,31 @@ class StateListMirror:
         for gone in set(self.snapshots) - self._wanted:
             del self.snapshots[gone]
 
+    def decoded(
+        self, key: tuple[str, str, str], raw: Mapping[str, bytes]
+    ) -> dict[str, StoredEntry]:
+        """The entries of ``raw`` (a list as stored), decoding only those the last snapshot
+        of ``key`` did not hold as they are: a change of a few entries costs a few decodes,
+        not one per entry of a list of 100,000 (seconds on the event loop)."""
+        held = self.snapshots.get(key, _EMPTY)
+        out: dict[str, StoredEntry] = {}
+        for f, value in raw.items():
+            known = held.entries.get(f)
+            if known is not None and held.raw.get(f) == value:
+                out[f] = known
+                continue
+            with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                out[f] = StoredEntry.decode(value)
+        return out
+
+    def tenant_bytes(self, tenant: str, besides: tuple[str, str, str]) -> int:
+        """What the tenant's other lists kept in state take, as this replica last read them."""
+        return sum(
+            snap.nbytes
+            for key, snap in self.snapshots.items()
+            if key[1] == tenant and key != besides
+        )
+
     def status(self, tenant: str) -> list[tuple[str, int, int]]:
         """(list, live entries, version) of each list the tenant's policy keeps in state."""
         now = self.clock()
@@ -183,11 +215,12 @@ class StateListMirror:
                     if held is not None and held.version == version:
                         continue
                     read_version, raw = await store.read(key[1], key[2])
-                    entries = {}
-                    for f, value in raw.items():
-                        with contextlib.suppress(ValueError, KeyError, TypeError):
-                            entries[f] = StoredEntry.decode(value)
-                    self.snapshots[key] = _Snapshot(read_version, MappingProxyType(entries))
+                    self.snapshots[key] = _Snapshot(
+                        read_version,
+                        MappingProxyType(self.decoded(key, raw)),
+                        MappingProxyType(raw),
+                        sum(map(len, raw.values())),
+                    )
             except StateError as exc:
                 # The last snapshot stays: a list that cannot be read is not an empty list.
                 log.warning("state lists not refreshed", extra={"state": state, "error": str(exc)})

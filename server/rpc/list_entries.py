@@ -28,6 +28,7 @@ from server.lists.writable import (
     MAX_LABEL_VALUE,
     MAX_LABELS,
     MAX_NOTE,
+    MAX_TENANT_BYTES,
     MAX_TTL_S,
     StateListMirror,
     StoredEntry,
@@ -112,11 +113,12 @@ class ListEntries:
         store = self._store(bundle)
         try:
             version, held = await store.read(bundle.name, req.list)
+            key = (bundle.config.state, bundle.name, req.list)
             # Expired entries make room; a list past its bound refuses more.
             expired = [
                 f
-                for f, raw in held.items()
-                if not StoredEntry.decode(raw).live(now) and f not in puts
+                for f, e in self.mirror.decoded(key, held).items()
+                if not e.live(now) and f not in puts
             ]
             if (
                 len(held) - len(expired) + sum(1 for f in puts if f not in held)
@@ -125,6 +127,19 @@ class ListEntries:
                 raise RequestError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"list {req.list!r} would hold more than {MAX_ENTRIES_PER_LIST} entries",
+                )
+            gone = set(expired) | puts.keys()
+            size = (
+                self.mirror.tenant_bytes(bundle.name, key)
+                + sum(len(v) for f, v in held.items() if f not in gone)
+                + sum(map(len, puts.values()))
+            )
+            if size > MAX_TENANT_BYTES:
+                raise RequestError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"tenant {bundle.name!r}'s lists kept in state would take {size:,} bytes,"
+                    f" more than {MAX_TENANT_BYTES:,} (shorter notes and labels, or fewer"
+                    " entries)",
                 )
             added, updated, _, version = await store.write(bundle.name, req.list, puts, expired)
         except StateError as exc:
@@ -181,8 +196,9 @@ class ListEntries:
         except StateError as exc:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"state backend: {exc}") from None
         now = self.clock()
+        decoded = self.mirror.decoded((bundle.config.state, bundle.name, req.list), held)
         entries = sorted(
-            (e for e in map(StoredEntry.decode, held.values()) if e.live(now)),
+            (e for e in decoded.values() if e.live(now)),
             key=lambda e: (e.added_at, e.masked),
         )
         out = pb.GetListEntriesResponse(version=version)
