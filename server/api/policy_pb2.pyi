@@ -487,17 +487,27 @@ class GetListEntriesRequest(_message.Message):
 
     TENANT_FIELD_NUMBER: _builtins.int
     LIST_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     list: _builtins.str
+    page_size: _builtins.int
+    """Entries per page: 0 for 500, at most 1000. A page also stops before its reply passes
+    3 MiB (entries with long notes and labels), so a page may hold fewer.
+    """
+    page_token: _builtins.str
+    """next_page_token of the page before; empty for the first page."""
     def __init__(
         self,
         *,
         tenant: _builtins.str = ...,
         list: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["list", b"list", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["list", b"list", "page_size", b"page_size", "page_token", b"page_token", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -570,20 +580,30 @@ class GetListEntriesResponse(_message.Message):
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
     version: _builtins.int
+    next_page_token: _builtins.str
+    """Give it as page_token for the next page; empty on the last page. Entries added while
+    paging come last (they are the newest); one removed before its page is not shown.
+    """
+    total_size: _builtins.int
+    """Live entries on the whole list."""
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListEntry]:
-        """Live entries, oldest first."""
+        """Live entries, oldest first (this page of them)."""
 
     def __init__(
         self,
         *,
         entries: _abc.Iterable[Global___ListEntry] | None = ...,
         version: _builtins.int = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token", "total_size", b"total_size", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

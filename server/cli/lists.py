@@ -115,13 +115,30 @@ def _remove(stub: Any, ns: argparse.Namespace, metadata: Any) -> str:
 def _show(stub: Any, ns: argparse.Namespace, metadata: Any) -> str:
     from server.api import policy_pb2 as pb
 
-    got = stub.GetListEntries(
-        pb.GetListEntriesRequest(tenant=ns.tenant, list=ns.list),
-        metadata=metadata,
-        timeout=ns.timeout,
-    )
-    lines = [f"{ns.list}: {len(got.entries)} entries (version {got.version})"]
-    for e in got.entries:
+    # Page by page: a list of 100,000 entries does not fit one gRPC message.
+    pages = [
+        stub.GetListEntries(
+            pb.GetListEntriesRequest(tenant=ns.tenant, list=ns.list),
+            metadata=metadata,
+            timeout=ns.timeout,
+        )
+    ]
+    while pages[-1].next_page_token:
+        pages.append(
+            stub.GetListEntries(
+                pb.GetListEntriesRequest(
+                    tenant=ns.tenant,
+                    list=ns.list,
+                    page_token=pages[-1].next_page_token,
+                    page_size=1000,
+                ),
+                metadata=metadata,
+                timeout=ns.timeout,
+            )
+        )
+    entries = [e for page in pages for e in page.entries]
+    lines = [f"{ns.list}: {len(entries)} entries (version {pages[0].version})"]
+    for e in entries:
         until = e.expires_at.ToJsonString() if e.HasField("expires_at") else "-"
         shown = ", ".join(f"{k}={v}" for k, v in sorted(e.labels.items()))
         lines.append(f"  {e.masked_number}  until {until}  by {e.added_by}  {e.note}  {shown}")

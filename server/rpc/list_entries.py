@@ -9,7 +9,11 @@ Every change is logged on ``ringfence.audit`` with masked numbers and which toke
 
 from __future__ import annotations
 
+import base64
+import binascii
+import bisect
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -35,11 +39,17 @@ from server.lists.writable import (
 )
 from server.phone import PhoneParser, mask
 from server.rpc.auth import digest_in
-from server.rpc.errors import FieldViolation, RequestError
+from server.rpc.errors import FieldViolation, RequestError, invalid
 from server.state import StateError
 from server.state.lists import ListStore
 
 audit = logging.getLogger("ringfence.audit")
+
+# GetListEntries pages: what a caller gets without asking, the most it may ask, and the
+# most one reply carries (gRPC refuses a message past 4 MiB by default).
+PAGE_SIZE = 500
+MAX_PAGE_SIZE = 1000
+MAX_PAGE_BYTES = 3 * 1024 * 1024
 
 
 def _ts(seconds: float) -> timestamp_pb2.Timestamp:
@@ -195,14 +205,30 @@ class ListEntries:
             version, held = await self._store(bundle).read(bundle.name, req.list)
         except StateError as exc:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"state backend: {exc}") from None
+        size = req.page_size or PAGE_SIZE
+        if not 0 < size <= MAX_PAGE_SIZE:
+            raise invalid("page_size", f"0 (for {PAGE_SIZE}) or 1 to {MAX_PAGE_SIZE}")
+        after = _page_position(req.page_token)
         now = self.clock()
         decoded = self.mirror.decoded((bundle.config.state, bundle.name, req.list), held)
+        # In order of addition; the stored field (the number's hash) breaks ties, so a
+        # position names one place even among entries added in the same instant.
         entries = sorted(
-            (e for e in decoded.values() if e.live(now)),
-            key=lambda e: (e.added_at, e.masked),
+            ((e.added_at, f, e) for f, e in decoded.items() if e.live(now)),
+            key=lambda t: (t[0], t[1]),
         )
-        out = pb.GetListEntriesResponse(version=version)
-        for e in entries:
+        out = pb.GetListEntriesResponse(version=version, total_size=len(entries))
+        first = 0
+        if after is not None:
+            first = bisect.bisect_right(entries, after, key=lambda t: (t[0], t[1]))
+        room = 0
+        added_at_before, f_before = 0.0, ""
+        for taken, (added_at, f, e) in enumerate(entries[first:]):
+            # The stored bytes hold what the reply will, give or take the field tags.
+            cost = len(held.get(f, b"")) + 64
+            if taken == size or (taken and room + cost > MAX_PAGE_BYTES):
+                out.next_page_token = _page_token(added_at_before, f_before)
+                break
             item = out.entries.add(
                 masked_number=e.masked,
                 note=e.note,
@@ -212,6 +238,8 @@ class ListEntries:
             item.added_at.CopyFrom(_ts(e.added_at))
             if e.expires_at is not None:
                 item.expires_at.CopyFrom(_ts(e.expires_at))
+            room += cost
+            added_at_before, f_before = added_at, f
         return out
 
     # -- shared --------------------------------------------------------------------------------
@@ -277,3 +305,28 @@ def _bad(problems: Sequence[FieldViolation]) -> RequestError:
         "; ".join(f"{p.field}: {p.description}" for p in problems),
         tuple(problems),
     )
+
+
+def _page_token(added_at: float, stored: str) -> str:
+    """Where the next page starts: after the entry added at ``added_at`` under ``stored``
+    (the number's hash, never the number)."""
+    raw = json.dumps([added_at, stored], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _page_position(token: str) -> tuple[float, str] | None:
+    if not token:
+        return None
+    bad = invalid("page_token", "not a next_page_token this server gave")
+    if len(token) > 512:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        added_at, stored = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise bad from None
+    if not isinstance(added_at, int | float) or isinstance(added_at, bool):
+        raise bad
+    if not isinstance(stored, str):
+        raise bad
+    return float(added_at), stored
