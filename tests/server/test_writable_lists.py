@@ -330,10 +330,11 @@ async def test_entries_come_page_by_page_each_once(
     # The whole list through the CLI, which pages for its caller.
     tok = tmp_path / "token"
     tok.write_text(REVIEWERS + "\n")
+    argv = [str(RINGFENCE), "list", "show", "--server", s.address, "--tenant", "acme"]
+    argv += ["--token-file", str(tok), "manual_blocks"]
     out = await asyncio.to_thread(
         subprocess.run,
-        [str(RINGFENCE), "list", "show", "--server", s.address, "--tenant", "acme"]
-        + ["--token-file", str(tok), "manual_blocks"],
+        argv,
         capture_output=True,
         text=True,
         timeout=60,
