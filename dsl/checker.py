@@ -1008,7 +1008,7 @@ class Checker:
                 return self.error(
                     e.span,
                     f"a {ctx.what} cannot read the decision being made (decision.{e.name});"
-                    " only an aggregate's where filter reads it, to count past decisions",
+                    " only an aggregate's own where filter reads it, to count past decisions",
                 )
             t = schema.DECISION_FIELDS.get(e.name)
             if t is None:
