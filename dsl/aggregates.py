@@ -105,8 +105,11 @@ class AggregateSpec:
     what every one of them reads (docs/state.md §9).
     """
 
-    # ``decimal`` follows from ``field``: the value's canonical text names its type.
-    IDENTITY_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"id", "horizon_s", "decimal"})
+    # ``decimal`` follows from ``field`` (the value's canonical text names its type) and
+    # ``after_decision`` from ``filter`` (it reads ``decision.*``).
+    IDENTITY_EXCLUDE: ClassVar[frozenset[str]] = frozenset(
+        {"id", "horizon_s", "decimal", "after_decision"}
+    )
 
     id: str
     kind: AggKind
@@ -120,6 +123,10 @@ class AggregateSpec:
     # (for SUM/AVG/MIN/MAX: "value:" and the canonical text of the value's expression)
     decimal: bool = False  # SUM/AVG/MIN/MAX: the value is a decimal (millionths)
     filter: str = ""
+    # The filter reads the decision (``decision.action``): the aggregate counts past
+    # decisions, so a request reads it without feeding it and feeds it once decided
+    # (docs/state.md §11).
+    after_decision: bool = False
     window: Window
     horizon_s: int = 0
 

@@ -57,6 +57,8 @@ class _Ctx:
     what: str  # "condition", "where filter", "constant", "reason", "risk", "setting"
     aggregates: bool = True
     reason: bool = False
+    # An aggregate's where filter may read the decision: it then counts past decisions.
+    decision: bool = False
 
 
 _KINDS: dict[type, str] = {
@@ -425,7 +427,7 @@ class Checker:
         ok = ok and key is not None and window is not None
         where = None
         if d.where is not None:
-            where = self.expr(d.where, _Ctx("where filter", aggregates=False))
+            where = self.expr(d.where, _Ctx("where filter", aggregates=False, decision=True))
             self.expect(where, Type.BOOL, d.where.span, "a where filter")
             if isinstance(where, ir.Lit) and where.value is False:
                 self.error(
@@ -1001,6 +1003,21 @@ class Checker:
             if e.name in schema.LOCAL_TIME_FIELDS:
                 self.uses_local_time = True
             return ir.Fact(f"event.{e.name}", t)
+        if base == "decision" and "decision" not in self.symbols:
+            if not ctx.decision:
+                return self.error(
+                    e.span,
+                    f"a {ctx.what} cannot read the decision being made (decision.{e.name});"
+                    " only an aggregate's own where filter reads it, to count past decisions",
+                )
+            t = schema.DECISION_FIELDS.get(e.name)
+            if t is None:
+                return self.error(
+                    e.span,
+                    f"unknown field 'decision.{e.name}'",
+                    self.suggest(e.name, schema.DECISION_FIELDS),
+                )
+            return ir.Fact(f"decision.{e.name}", t)
         if base == "ip":
             t = schema.IP_FIELDS.get(e.name)
             if t is None:
@@ -1378,6 +1395,18 @@ class Checker:
             right = self.expr(re, ctx)
         if Type.ERROR in (left.type, right.type):
             return ir.Error()
+        for fact, lit, lit_span in ((left, right, re.span), (right, left, le.span)):
+            if (
+                isinstance(fact, ir.Fact)
+                and fact.path == "decision.action"
+                and isinstance(lit, ir.Lit)
+                and lit.value not in schema.ACTIONS
+            ):
+                return self.error(
+                    lit_span,
+                    f"decision.action is one of {', '.join(schema.ACTIONS)}, never {lit.value!r}",
+                    self.suggest(str(lit.value), schema.ACTIONS),
+                )
         if {left.type, right.type} == {Type.DUR, Type.INT}:
             number = left if left.type is Type.INT else right
             if isinstance(number, ir.Lit) and isinstance(number.value, int):

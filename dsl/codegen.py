@@ -394,6 +394,9 @@ def _fact(path: str) -> py.expr:
             return _load("local_weekday")
         case "event.occurred_at":
             return _call("int", _attr(_load("event"), "occurred_at"))
+        case "decision.action":
+            # Only a where filter reads it, in plan(): "" before the decision is made.
+            return _load("action")
     obj, _, name = path.partition(".")
     return _attr(_load(obj), name)
 
@@ -505,6 +508,9 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
             else:
                 member, member_ok = _plan_member(spec)
             conds = [c for c in (key_ok, member_ok) if c is not None]
+            if spec.after_decision:
+                # Before the decision is made nothing feeds it (docs/state.md §11).
+                conds.append(_ne_empty(_load("action")))
             if agg.where is not None:
                 # An unknown filter (a number attribute that is absent) does not feed.
                 where = gen.gen(agg.where)
@@ -518,7 +524,7 @@ def _gen_plan(policy: ir.CheckedPolicy, module: _Module, names: _Names) -> py.Fu
         key, member, feeds = found
         refs.append(_call("AggregateRef", _load(names.specs[spec.id]), key, member, feeds))
     body.append(py.Return(_tuple(refs)))
-    return _function("plan", ("facts", "lists"), body)
+    return _function("plan", ("facts", "lists", "action"), body)
 
 
 def _once(value: py.expr, gen: _Expr, body: list[py.stmt]) -> py.expr:

@@ -26,7 +26,9 @@ What is counted, per request:
 * each aggregate window read once per distinct (identity, offset) (the state reads each
   once) at the most its kind can cost: a count two binary searches, a distinct value
   every member of an exact set or a merge of 61 HyperLogLog sketches, a run a walk of
-  1,000 neighbours each way; and each identity the event is recorded into.
+  1,000 neighbours each way; and each identity the event is recorded into; for a policy
+  counting past decisions, the second call that records the decision (the plan again,
+  and those windows read again).
 """
 
 from __future__ import annotations
@@ -270,6 +272,18 @@ class _Estimator:
                 base_span = self.agg_sites.get(agg.base_id, where)
                 self.labels[key] = (base_span, f"{spec.kind.value}() '{agg.base_id}'")
             total += units
+        # A policy counting past decisions calls the state a second time once decided
+        # (docs/state.md §11): the plan again, and each window over past decisions read
+        # again beside its write (the write is counted above, once).
+        after = [a for a in self.policy.aggregates if a.spec.after_decision]
+        if after:
+            again = WINDOW * len(self.policy.aggregates)
+            again += sum(READ[a.spec.kind] for a in after)
+            first = self.agg_sites.get(after[0].base_id) or Span("<policy>", 1, 1, 1, 1)
+            key = ("aggregate", "\x1fdecisions")
+            self.attributed[key] += again
+            self.labels[key] = (first, "recording the decision for aggregates over decisions")
+            total += again
         # How many windows of each declaration: said in its label.
         counts = Counter(agg.base_id for agg in self.policy.aggregates)
         for (kind, base), (span, what) in list(self.labels.items()):

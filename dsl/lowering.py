@@ -105,6 +105,10 @@ class Lowering:
             more_keys=tuple(more),
             field=field,
             filter="" if where is None else ir.canonical(where),
+            after_decision=where is not None
+            and any(
+                isinstance(n, ir.Fact) and n.path.startswith("decision.") for n in ir.walk(where)
+            ),
             window=window,
             decimal=value is not None and value.type is ir.Type.DEC,
         )

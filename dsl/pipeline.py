@@ -97,6 +97,15 @@ class Step:
         )
         return Decided(facts=used, refs=self.refs, values=values, decision=decision)
 
+    def decided_refs(self, decided: Decided) -> Sequence[RefLike]:
+        """What recording ``decided`` feeds: the refs of the aggregates over past decisions
+        whose filter it passes (docs/state.md §11), recorded after it is made, with one
+        more call to the state; empty for a policy with no such aggregate."""
+        if not self.policy.records_decisions:
+            return ()
+        action = decided.decision.action.name.lower()
+        return self.policy.plan_decided(decided.facts, self.lists, action)
+
 
 def decide_now(
     policy: CompiledPolicy,
@@ -110,7 +119,8 @@ def decide_now(
     explain: bool = False,
     refs: Sequence[RefLike] | None = None,
 ) -> Decided:
-    """Decide one event against an in-process ``state`` (recording it when ``record``).
+    """Decide one event against an in-process ``state`` (recording it, and then the
+    decision into the aggregates over past decisions, when ``record``).
     ``given`` values win over the state's (``ringfence eval --agg``, a rule test's
     ``aggregates``); ``refs`` is the plan when it was made elsewhere."""
     step = Step(policy, lists, facts, refs)
@@ -127,4 +137,11 @@ def decide_now(
         )
     if given:
         values.update(given)
-    return step.finish(values, explain=explain)
+    decided = step.finish(values, explain=explain)
+    if record:
+        after = step.decided_refs(decided)
+        if after:
+            state.apply_now(
+                facts.tenant, after, facts.event.occurred_at, record=True, received=received
+            )
+    return decided

@@ -23,7 +23,8 @@ from dsl.facts import Facts
 from dsl.ir import Combining
 from dsl.lists import LabelUse, ListUse, ListView
 
-PlanFn = Callable[[Facts, Mapping[str, ListView]], tuple[AggregateRef, ...]]
+# (facts, lists, the decision's action or "" before it is made) -> refs.
+PlanFn = Callable[[Facts, Mapping[str, ListView], str], tuple[AggregateRef, ...]]
 EvalFn = Callable[
     [Facts, Mapping[str, int | None], Mapping[str, ListView], list[RuleTrace] | None, str, float],
     Decision,
@@ -117,6 +118,7 @@ def _artifact_to_wire(a: PolicyArtifact) -> tuple[Any, ...]:
             s.field,
             s.decimal,
             s.filter,
+            s.after_decision,
             (s.window.size_s, s.window.offset_s, s.window.calendar_day, s.window.timezone),
             s.horizon_s,
         )
@@ -179,10 +181,16 @@ def _artifact_from_wire(blob: bytes) -> PolicyArtifact:
                 field=fld,
                 decimal=dec,
                 filter=flt,
+                after_decision=after,
                 window=Window(size_s=size, offset_s=offset, calendar_day=day, timezone=tz),
                 horizon_s=horizon,
             )
-            for i, kind, key, arg, more, fld, dec, flt, (size, offset, day, tz), horizon in aggs
+            for i, kind, key, arg, more, fld, dec, flt, after, (
+                size,
+                offset,
+                day,
+                tz,
+            ), horizon in aggs
         ),
         lists=tuple(ListDecl(n, path, Span(*sp), st) for n, path, sp, st in lists),
         timezone=timezone,
@@ -219,8 +227,25 @@ class CompiledPolicy:
     list_uses: tuple[ListUse, ...] = ()
 
     def plan(self, facts: Facts, lists: Mapping[str, ListView]) -> tuple[AggregateRef, ...]:
-        """One ref per aggregate, bound to these facts: what to fetch and what to record."""
-        return self._plan(facts, lists)
+        """One ref per aggregate, bound to these facts: what to fetch and what to record.
+        An aggregate over past decisions is read without being fed: this decision is not
+        made yet (:meth:`plan_decided` feeds it)."""
+        return self._plan(facts, lists, "")
+
+    @property
+    def records_decisions(self) -> bool:
+        """Some aggregate counts past decisions (its ``where`` reads ``decision.*``)."""
+        return any(a.after_decision for a in self.aggregates)
+
+    def plan_decided(
+        self, facts: Facts, lists: Mapping[str, ListView], action: str
+    ) -> tuple[AggregateRef, ...]:
+        """The refs of the aggregates over past decisions, fed by this decision (``action``:
+        "allow", "review" or "block"): what is recorded once it is made (docs/state.md
+        §11). Empty for a policy with none."""
+        if not self.records_decisions:
+            return ()
+        return tuple(r for r in self._plan(facts, lists, action) if r.spec.after_decision)
 
     def evaluate(
         self,

@@ -76,6 +76,7 @@ LOCALS = frozenset(
         "TIMEZONE",
         "why",
         "deadline",
+        "action",
     }
 )
 # a_ aggregate values, l_ lists, in_ memberships, n_ networks, t_/p_ temporaries, k_/m_

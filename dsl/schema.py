@@ -79,6 +79,9 @@ DISTINCT_FIELDS = {
     "ip.city": "ip.city",
 }
 ACTIONS = ("allow", "review", "block")
+# What an aggregate's where filter reads of the decision (counting past decisions): the
+# action decided, "allow", "review" or "block".
+DECISION_FIELDS: dict[str, Type] = {"action": Type.STR}
 ON_ERROR = ("skip", "fire", *ACTIONS)
 SETTINGS: dict[str, Type] = {
     "timezone": Type.STR,

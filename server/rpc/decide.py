@@ -16,15 +16,16 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import grpc
 
+from dsl.aggregates import RefLike
 from dsl.decision import RuleTrace
 from dsl.durations import format_duration
 from dsl.facts import NO_IP, EventFacts, Facts
-from dsl.pipeline import STATE_UNAVAILABLE, Step
+from dsl.pipeline import STATE_UNAVAILABLE, Decided, Step
 from dsl.runtime import INT_MAX, INT_MIN, EvaluationDeadline, past, work_time
 from server.api import decision_pb2 as pb
 from server.bundle.registry import TenantRegistry
@@ -38,7 +39,7 @@ from server.rpc.errors import RequestError, invalid
 from server.rpc.limits import Limiter
 from server.rpc.validation import validate_request
 from server.state import Claim, StateError
-from server.state.backend import fingerprint
+from server.state.backend import StateBackend, fingerprint
 from server.state.memory import MemoryBackend
 from server.state.pool import BackendPool
 
@@ -226,6 +227,10 @@ class Decider:
                 f" {limit * 1000:g} ms (--evaluation-deadline-ms): the policy costs too much"
                 " or the server is overloaded",
             ) from None
+        if step.refs and not (req.dry_run or degraded or replayed):
+            after = step.decided_refs(decided)
+            if after:
+                await self._record_decision(bundle.name, backend, after, decided, received)
         return Outcome(
             bundle=bundle,
             facts=decided.facts,
@@ -237,6 +242,26 @@ class Decider:
             started=started,
             replayed=replayed,
         )
+
+    async def _record_decision(
+        self,
+        tenant: str,
+        backend: StateBackend,
+        refs: Sequence[RefLike],
+        decided: Decided,
+        received: float,
+    ) -> None:
+        """Feed the aggregates over past decisions with this one: a second call to the
+        state, made only for a policy that declares such an aggregate (docs/state.md §11).
+        The decision stands if it fails: the failure is counted like any other, and the
+        decision is not counted."""
+        with self.telemetry.stage("record decision"):
+            try:
+                await backend.apply(
+                    tenant, refs, decided.facts.event.occurred_at, record=True, received=received
+                )
+            except StateError as exc:
+                self.telemetry.backend_failed(tenant, exc)
 
     def _event(self, req: pb.EvaluateRequest, received: float, prefix: str) -> EventFacts:
         """The event as decided: its time bounded as docs/state.md §1 states."""

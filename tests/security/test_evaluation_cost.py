@@ -32,7 +32,8 @@ import pytest
 from support import request, running_server
 
 from dsl import CompileOptions, check_policy_report, compile_policy
-from dsl.cost import ATTRIBUTE_CHARS, FACT_CHARS
+from dsl.aggregates import AggKind
+from dsl.cost import ATTRIBUTE_CHARS, FACT_CHARS, READ, WINDOW
 from dsl.facts import EventFacts, Facts, PhoneFacts
 from dsl.options import DEFAULT_COST_BUDGET, DEFAULT_COST_CEILING
 from dsl.pipeline import decide_now
@@ -305,3 +306,19 @@ def test_a_garbage_collection_is_not_charged_to_the_evaluation() -> None:
     thread_spent, work_spent = time.thread_time() - thread_before, work_time() - work_before
     del held
     assert work_spent < thread_spent / 2, (work_spent, thread_spent)
+
+
+def test_counting_past_decisions_pays_for_the_second_call() -> None:
+    """A policy counting past decisions plans again and reads those windows again once
+    decided (docs/state.md §11): the cost model charges both, and nothing else changes."""
+    text = """
+aggregate flagged = count(per device, over today) where FILTER
+aggregate tries = count(per device, over 1h)
+rule r {
+    when flagged >= 3 and tries > 1
+    then block
+}
+"""
+    over_events = compile_policy({"p.rf": text.replace("FILTER", 'event.scene == "block"')})
+    over_decisions = compile_policy({"p.rf": text.replace("FILTER", 'decision.action == "block"')})
+    assert over_decisions.cost - over_events.cost == 2 * WINDOW + READ[AggKind.COUNT]
