@@ -22,7 +22,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from server.lsp.worker import HEADER_SIZE, CheckReply, CheckRequest, decode_frame, encode_frame
+from server.lsp.worker import (
+    HEADER_SIZE,
+    READY,
+    CheckReply,
+    CheckRequest,
+    decode_frame,
+    encode_frame,
+)
 
 log = logging.getLogger("ringfence.lsp")
 
@@ -38,25 +45,51 @@ class _Job:
     started: float
 
 
+# Starting Python and importing the checker: seconds on a busy machine, never a minute.
+START_TIMEOUT_S = 60.0
+
+
 class Worker:
     """One checking process, started on first use and after every kill."""
 
     def __init__(self, memory_mb: int) -> None:
         self.memory_mb = memory_mb
         self.proc: asyncio.subprocess.Process | None = None
+        # The warm-up at initialisation and the first check may both ask for the process:
+        # one starts it, the other waits until it is ready.
+        self._starting = asyncio.Lock()
 
     async def start(self) -> asyncio.subprocess.Process:
-        if self.proc is None or self.proc.returncode is not None:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "server.lsp.worker",
-                str(self.memory_mb),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                limit=1 << 26,
-            )
-        return self.proc
+        """The process, started and ready: a busy machine may take seconds to start
+        Python and import the checker, which no check's budget should pay for."""
+        async with self._starting:
+            if self.proc is None or self.proc.returncode is not None:
+                await self._spawn()
+            assert self.proc is not None
+            return self.proc
+
+    async def _spawn(self) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server.lsp.worker",
+            str(self.memory_mb),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,
+        )
+        assert proc.stdout is not None
+        try:
+            ready = await asyncio.wait_for(proc.stdout.readexactly(1), START_TIMEOUT_S)
+            if ready != READY:  # pragma: no cover - our own worker
+                raise ConnectionError("the checking process said something else first")
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    await proc.wait()
+            raise
+        self.proc = proc
 
     async def check(self, req: CheckRequest) -> CheckReply:
         proc = await self.start()
@@ -176,6 +209,11 @@ class CheckRunner:
     ) -> tuple[CheckReply | None, str] | None:
         """The worker's reply and the failure to show; None when a newer version of the
         key killed the check."""
+        try:
+            await self.worker.start()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+            await self.worker.kill()
+            return None, f"the checking process did not start ({exc.__class__.__name__})"
         self.running = _Job(key, gen, time.monotonic())
         try:
             reply = await asyncio.wait_for(self.worker.check(req), self.budget_s)

@@ -296,6 +296,9 @@ class Checker:
         return last.cost.total + part.cost.total - part.cost.aggregates > req.cost_budget
 
 
+READY = b"\x01"  # written once the process can check: the server starts its clock after it
+
+
 def main(argv: list[str]) -> int:
     memory_mb = int(argv[0]) if argv else 0
     if memory_mb > 0:
@@ -304,6 +307,9 @@ def main(argv: list[str]) -> int:
     src, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the frames
     checker = Checker()
+    # Started and imported: from here on, the server's budget counts the checks alone.
+    out.write(READY)
+    out.flush()
     while True:
         req = read_frame(src)
         if not isinstance(req, CheckRequest):
