@@ -15,6 +15,7 @@ import bisect
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -327,6 +328,10 @@ def _page_position(token: str) -> tuple[float, str] | None:
         raise bad from None
     if not isinstance(added_at, int | float) or isinstance(added_at, bool):
         raise bad
-    if not isinstance(stored, str):
+    try:
+        at = float(added_at)  # an int of 400 digits fits in the token, not in a float
+    except OverflowError:
+        raise bad from None
+    if not math.isfinite(at) or not isinstance(stored, str):
         raise bad
-    return float(added_at), stored
+    return at, stored

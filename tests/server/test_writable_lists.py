@@ -6,6 +6,7 @@ and never holding a raw number in state."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import subprocess
 from collections.abc import AsyncIterator
@@ -299,6 +300,11 @@ def test_a_list_from_anything_but_state_or_a_file_is_an_error(tmp_path: Path) ->
     ) in out.stdout
 
 
+def _token(text: str) -> str:
+    """A page token's encoding of ``text``: what a caller could forge."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 async def _page(s: Running, **kw: Any) -> Any:
     req = ppb.GetListEntriesRequest(tenant="acme", list="manual_blocks", **kw)
     return await s.policies.GetListEntries(req, metadata=auth(REVIEWERS), timeout=30)
@@ -364,6 +370,9 @@ async def test_a_page_of_long_entries_stays_within_a_grpc_message(
         ({"page_token": "not a token"}, "page_token"),
         ({"page_token": "WyJ4Il0"}, "page_token"),  # ["x"]: a token's shape, not its content
         ({"page_token": "A" * 600}, "page_token"),
+        ({"page_token": _token("[" + "9" * 380 + ', "x"]')}, "page_token"),  # past a float
+        ({"page_token": _token('[NaN, "x"]')}, "page_token"),
+        ({"page_token": _token('[Infinity, "x"]')}, "page_token"),
     ],
 )
 async def test_a_bad_page_request_says_which_field(
