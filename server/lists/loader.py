@@ -295,17 +295,27 @@ class _Builder:
         except NetworkError as exc:
             self.issue(lineno, str(exc))
             return
-        if not self.first_network:
-            self.first_network = lineno
-        if self.first_number:
-            self._mixed(lineno)
-            return
-        if expired:
-            self.skipped += 1
+        if not self._admit(lineno, expired, network=True):
             return
         # A repeated network is an update: the later line wins (stats.duplicates).
         self.networks[(net.version, net.low, net.bits)] = (self._label(values), lineno)
         self.network_rows += 1
+
+    def _admit(self, lineno: int, expired: bool, *, network: bool) -> bool:
+        """Whether a parsed row of numbers (or networks) goes on the list: a list holds one
+        kind, the first row of each kind is remembered for the message, and an expired
+        row is counted and skipped."""
+        if network:
+            self.first_network = self.first_network or lineno
+        else:
+            self.first_number = self.first_number or lineno
+        if self.first_number and self.first_network:
+            self._mixed(lineno)
+            return False
+        if expired:
+            self.skipped += 1
+            return False
+        return True
 
     def _other(self, lineno: int, entry: str, values: tuple[str, ...], expired: bool) -> None:
         if looks_like_network(entry):
@@ -316,13 +326,7 @@ class _Builder:
         except EntryError as exc:
             self.issue(lineno, str(exc))
             return
-        if not self.first_number:
-            self.first_number = lineno
-        if self.first_network:
-            self._mixed(lineno)
-            return
-        if expired:
-            self.skipped += 1
+        if not self._admit(lineno, expired, network=False):
             return
         label = self._label(values)
         # A repeated entry is an update: the later line wins (counted in stats.duplicates).
